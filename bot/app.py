@@ -1,0 +1,103 @@
+"""The composition root: `create_app(settings)` wires everything; nothing connects at import.
+
+Start-up (cleanup_ctx): migrate, sync members from config, start the clock.
+Shutdown, in order: stop intake, drain accepted work, stop the scheduler (which
+flushes the outbox once more), close HTTP clients, dispose the engine.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from bot import appkeys
+from bot.cards import CardRenderer
+from bot.channels import generic
+from bot.clock import Clock
+from bot.delivery import build_worker
+from bot.dispatch import Dispatcher
+from bot.metrics import Metrics
+from bot.outbox import Performer
+from bot.platforms import console
+from bot.platforms.base import Platform, chat_performers
+from bot.settings import Settings, templates_dir
+from bot.web import api, health
+from bot.web import console as console_web
+from handlers.context import Ctx, utcnow
+from handlers.people import sync_members
+from storage.db import Database
+from storage.migrate import upgrade
+
+log = logging.getLogger(__name__)
+
+HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("http", aiohttp.ClientSession)
+OUTBOUND_TIMEOUT = aiohttp.ClientTimeout(total=10, connect=3)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    background: bool = True,
+    migrate: bool = True,
+) -> web.Application:
+    """Build the app. `background=False` leaves the scheduler off (tests drive the worker)."""
+    app = web.Application(
+        client_max_size=settings.server.max_body_bytes,
+        middlewares=[health.metrics_middleware],
+    )
+    db = Database(settings.database.url)
+    renderer = CardRenderer(templates_dir())
+    platforms: dict[str, Platform] = {}
+    if settings.console.enabled:
+        platforms["console"] = console.ConsolePlatform(db, renderer)
+    ctx = Ctx(db=db, settings=settings, clock=clock or utcnow, platforms=tuple(platforms))
+    metrics = Metrics()
+    app[appkeys.CTX] = ctx
+    app[appkeys.METRICS] = metrics
+    app[appkeys.RENDERER] = renderer
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        if migrate:
+            await upgrade(db)
+        async with db.transaction() as session:
+            await sync_members(session, settings.members)
+        http = aiohttp.ClientSession(timeout=OUTBOUND_TIMEOUT)
+        app[HTTP] = http
+        performers: dict[str, Performer] = {
+            **chat_performers(platforms, db),
+            **generic.performers(settings.channels.generic, http, ctx.clock),
+        }
+        worker = build_worker(ctx, performers, metrics=metrics)
+        app[appkeys.WORKER] = worker
+        ticker = Clock(worker, None, db, settings.outbox)
+        app[appkeys.CLOCK] = ticker
+        app[appkeys.DISPATCH] = Dispatcher(ctx)
+        if background:
+            await ticker.start()
+        for hook in app[STARTED]:
+            await hook(app)
+        log.info("returnhub ready (platforms: %s)", ", ".join(platforms) or "none")
+        yield
+        await app[appkeys.DISPATCH].drain()
+        await ticker.stop()
+        await http.close()
+        await db.dispose()
+
+    app[STARTED] = []
+    app.cleanup_ctx.append(resources)
+    health.setup(app)
+    api.setup(app)
+    generic.setup(app)
+    if settings.console.enabled:
+        console_web.setup(app)
+    return app
+
+
+StartHook = Callable[[web.Application], Awaitable[Any]]
+STARTED: web.AppKey[list[StartHook]] = web.AppKey("started", list)

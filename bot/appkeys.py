@@ -1,0 +1,22 @@
+"""Typed application state (aiohttp AppKey): the one place services hang off the app."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from bot.cards import CardRenderer
+    from bot.clock import Clock
+    from bot.dispatch import Dispatcher
+    from bot.metrics import Metrics
+    from bot.outbox import OutboxWorker
+    from handlers.context import Ctx
+
+CTX: web.AppKey[Ctx] = web.AppKey("ctx")
+DISPATCH: web.AppKey[Dispatcher] = web.AppKey("dispatch")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+RENDERER: web.AppKey[CardRenderer] = web.AppKey("renderer")
+WORKER: web.AppKey[OutboxWorker] = web.AppKey("worker")
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")

@@ -1,0 +1,153 @@
+"""The `returnhub` command (CONTRACT.md "Commands")."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from bot import settings as config
+from storage.db import Database
+from storage.migrate import upgrade
+
+log = logging.getLogger("returnhub")
+
+
+def _load(path: str | None) -> config.Settings:
+    try:
+        return config.load(path)
+    except config.ConfigError as err:
+        for line in err.errors:
+            print(line, file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _logging() -> None:
+    logging.basicConfig(
+        level=os.environ.get("RETURNHUB_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _run(app: web.Application, host: str, port: int) -> None:
+    # run_app handles SIGINT and SIGTERM: it stops accepting, then runs the
+    # app's cleanup (drain, stop the clock, flush, dispose).
+    web.run_app(app, host=host, port=port, print=lambda text: log.info("%s", text.strip()))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from bot.app import create_app
+
+    settings = _load(args.config)
+    app = create_app(settings, migrate=not args.no_migrate)
+    _run(app, args.host or settings.server.host, args.port or settings.server.port)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from bot.app import create_app
+    from bot.demo import demo_settings, install
+
+    port = args.port or int(os.environ.get("RETURNHUB__SERVER__PORT", "8080"))
+    settings = demo_settings(port, Path(args.var).resolve())
+    app = create_app(settings)
+    install(app)
+    log.info("demo console: http://127.0.0.1:%d/console", port)
+    _run(app, "127.0.0.1", port)
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    target = Path(args.dir)
+    target.mkdir(parents=True, exist_ok=True)
+    source = config.config_dir()
+    plan = {
+        "returnhub.example.toml": "returnhub.toml",
+        "routing.toml": "routing.toml",
+        "sla.toml": "sla.toml",
+    }
+    for src, dst in plan.items():
+        if (target / dst).exists():
+            print(f"{target / dst}: exists, left as is")
+            continue
+        shutil.copyfile(source / src, target / dst)
+        print(f"wrote {target / dst}")
+    scripts = target / "scripts"
+    if not scripts.exists():
+        shutil.copytree(source / "scripts", scripts)
+        print(f"wrote {scripts}/")
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    errors = config.check(args.config)
+    for line in errors:
+        print(line)
+    if errors:
+        return 2
+    print("config ok")
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    settings = _load(args.config)
+
+    async def run() -> None:
+        db = Database(settings.database.url)
+        try:
+            await upgrade(db)
+        finally:
+            await db.dispose()
+
+    asyncio.run(run())
+    print("database is at the latest schema")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="returnhub", description="售后退换货 chat-ops bot")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the bot server")
+    serve.add_argument("--config")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--no-migrate", action="store_true")
+    serve.set_defaults(func=cmd_serve)
+
+    demo = sub.add_parser("demo", help="SQLite under ./var, local console, demo data")
+    demo.add_argument("--port", type=int)
+    demo.add_argument("--var", default="var")
+    demo.set_defaults(func=cmd_demo)
+
+    init = sub.add_parser("init", help="write an editable config set into DIR")
+    init.add_argument("dir", nargs="?", default=".")
+    init.set_defaults(func=cmd_init)
+
+    check = sub.add_parser("check-config", help="validate config; exit 2 on errors")
+    check.add_argument("--config")
+    check.set_defaults(func=cmd_check_config)
+
+    db = sub.add_parser("db", help="database commands")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    up = db_sub.add_parser("upgrade", help="apply migrations")
+    up.add_argument("--config")
+    up.set_defaults(func=cmd_db_upgrade)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    _logging()
+    args = parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

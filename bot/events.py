@@ -1,0 +1,85 @@
+"""Neutral events: what the edge hands the workflow, with no platform types in them.
+
+Every event carries `key`, its idempotency key, claimed in the same transaction
+as its effects (DESIGN.md §6 "Inbox").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    sku: str
+    name: str
+    qty: int
+    unit_price_fen: int
+    category: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReturnRequest:
+    """A return request or a status update from a shop channel."""
+
+    key: str
+    channel: str
+    shop: str
+    external_id: str
+    order_id: str
+    kind: str  # refund_only | return_refund | exchange
+    status: str  # requested | buyer_shipped | cancelled
+    amount_fen: int
+    version: str
+    occurred_at: datetime
+    currency: str = "CNY"
+    reason_code: str = ""
+    reason_text: str = ""
+    buyer_ref: str = ""
+    buyer_nick: str = ""
+    items: tuple[Item, ...] = ()
+    return_waybill: str | None = None
+    carrier: str | None = None
+    evidence: tuple[str, ...] = ()
+    operator: str | None = None  # member name of the CS agent who keyed it in, if any
+
+
+@dataclass(frozen=True, slots=True)
+class Sender:
+    """Who did something in a chat: the platform and that platform's user id."""
+
+    platform: str  # console | wecom | dingtalk
+    user_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CardAction:
+    """A click on a card button. `token` is the opaque signed button token."""
+
+    key: str
+    sender: Sender
+    token: str
+    reason: str = ""  # reject reason, when the platform collects it with the click
+    target: str = ""  # transfer target (member name or platform user id)
+    platform_ref: str = ""  # fresh update handle (WeCom response_code) for this card
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """Text typed to the bot (a command, a waybill from a PDA scanner, a reply)."""
+
+    key: str
+    sender: Sender
+    text: str
+    chat_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RefundResult:
+    """The channel answered a refund command (delivered by the outbox)."""
+
+    case_id: str
+    ok: bool
+    detail: str = ""
+    extra: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,78 @@
+"""What every chat platform adapter provides to the outbox, and the glue that
+turns outbox rows (`card.send`, `card.update`, `text.send`) into adapter calls.
+
+Destinations read `<platform>:<recipient>`; the recipient is the platform's own
+user id (or chat id), never our member id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from bot.cards import Card
+from bot.outbox import Performer, PermanentError
+from storage.db import Database
+from storage.models import CardRecord, OutboxMessage
+
+
+class Platform(Protocol):
+    name: str
+
+    async def send_card(self, recipient: str, card: Card, *, card_id: int, outbox_id: int) -> str:
+        """Show `card` to `recipient`; return the handle later updates need."""
+
+    async def update_card(
+        self, recipient: str, platform_ref: str, card: Card, *, card_id: int
+    ) -> str | None:
+        """Replace every copy of card `card_id`; may return a fresher handle."""
+
+    async def send_text(self, recipient: str, text: str, *, outbox_id: int) -> None:
+        """Send a plain chat message."""
+
+
+def split_destination(destination: str) -> tuple[str, str]:
+    platform, _, recipient = destination.partition(":")
+    if not recipient:
+        raise PermanentError(f"malformed destination {destination!r}")
+    return platform, recipient
+
+
+def chat_performers(platforms: Mapping[str, Platform], db: Database) -> dict[str, Performer]:
+    """Outbox performers for chat side effects, dispatching on the destination's platform.
+
+    An update reads the card's handle at delivery time: the send that produced it,
+    or the click that refreshed it, may have landed after the update was enqueued.
+    """
+
+    def adapter(msg: OutboxMessage) -> tuple[Platform, str]:
+        name, recipient = split_destination(msg.destination)
+        platform = platforms.get(name)
+        if platform is None:
+            raise PermanentError(f"platform {name!r} is not enabled")
+        return platform, recipient
+
+    async def send_card(msg: OutboxMessage) -> dict[str, Any]:
+        platform, recipient = adapter(msg)
+        card = Card.from_dict(msg.payload["card"])
+        ref = await platform.send_card(
+            recipient, card, card_id=msg.payload["card_id"], outbox_id=msg.id
+        )
+        return {"card_id": msg.payload["card_id"], "platform_ref": ref}
+
+    async def update_card(msg: OutboxMessage) -> dict[str, Any]:
+        platform, recipient = adapter(msg)
+        card = Card.from_dict(msg.payload["card"])
+        async with db.read() as session:
+            record = await session.get(CardRecord, msg.payload["card_id"])
+        if record is None:
+            raise PermanentError(f"card {msg.payload['card_id']} does not exist")
+        ref = await platform.update_card(recipient, record.platform_ref, card, card_id=record.id)
+        return {"card_id": msg.payload["card_id"], "platform_ref": ref or ""}
+
+    async def send_text(msg: OutboxMessage) -> dict[str, Any]:
+        platform, recipient = adapter(msg)
+        await platform.send_text(recipient, msg.payload["text"], outbox_id=msg.id)
+        return {}
+
+    return {"card.send": send_card, "card.update": update_card, "text.send": send_text}

@@ -1,0 +1,73 @@
+"""Card button clicks -> approvals, warehouse inspection or risk decisions.
+
+The token proves which card (so which case and step) the click came from; the
+clicker's roles are checked by the handler the click lands in.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.events import CardAction
+from handlers import approvals, notify, tokens, warehouse
+from handlers.context import Ctx
+from handlers.inbox import once
+from handlers.people import member_for
+from handlers.workflow import Actor, audit
+from storage.models import CardRecord
+
+log = logging.getLogger(__name__)
+
+APPROVAL = {"approve", "reject", "transfer"}
+INSPECTION = {"ok", "damaged", "missing_parts", "wrong_item", "empty"}
+RISK = {"resolve_refund", "resolve_reject"}
+NOT_A_MEMBER = "您还不是售后机器人的成员，请联系管理员添加"
+
+
+async def on_card_action(event: CardAction, ctx: Ctx) -> None:
+    await once(ctx, event.key, event.sender.platform, lambda s: _handle(s, ctx, event))
+
+
+async def _handle(session: AsyncSession, ctx: Ctx, event: CardAction) -> None:
+    parsed = tokens.verify(ctx.settings.server.secret, event.token)
+    record = await session.get(CardRecord, parsed[0]) if parsed else None
+    if parsed is None or record is None:
+        log.warning("card action %s: token not ours", event.key)
+        await notify.send_text(session, ctx, event.sender, "该按钮无效或已过期")
+        return
+    action = parsed[1]
+    if event.platform_ref:  # WeCom hands out a fresh single-use update code per click
+        record.platform_ref = event.platform_ref
+    member = await member_for(session, event.sender)
+    if member is None:
+        session.add(
+            audit(
+                record.case_id,
+                Actor("unknown", event.sender.user_id),
+                f"refused:{action}",
+                ctx.now(),
+                why=f"{event.sender.platform}:{event.sender.user_id} 不是成员",
+            )
+        )
+        await notify.send_text(session, ctx, event.sender, NOT_A_MEMBER, record.case_id)
+        return
+    if action in APPROVAL:
+        await approvals.decide(
+            session,
+            ctx,
+            record.case_id,
+            member,
+            action,
+            event.sender,
+            reason=event.reason,
+            target=event.target,
+            step_id=record.step_id,
+        )
+    elif action in INSPECTION:
+        await warehouse.inspect(session, ctx, record.case_id, member, action, event.sender)
+    elif action in RISK:
+        await warehouse.resolve(session, ctx, record.case_id, member, action, event.sender)
+    else:
+        await notify.send_text(session, ctx, event.sender, "该按钮无效或已过期")

@@ -1,0 +1,219 @@
+"""Approve / reject / transfer, from a card click or a chat command.
+
+The case row is locked (FOR UPDATE on PostgreSQL, the writer lock on SQLite)
+and versioned, so when two approvers act at once exactly one decides and the
+other is told who did and when.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from bot.events import Sender
+from handlers import notify, steps, views
+from handlers.context import Ctx
+from handlers.people import member_named, role_zh
+from handlers.workflow import STATUS_ZH, Actor, Refusal, Status, audit, check, fire, must
+from storage.models import ApprovalStep, Case, Member
+
+
+async def load_case(session: AsyncSession, ctx: Ctx, case_id: str) -> Case | None:
+    """The case with its items and steps, locked for the rest of the transaction."""
+    query = (
+        select(Case)
+        .where(Case.id == case_id)
+        .options(selectinload(Case.items), selectinload(Case.steps))
+        .with_for_update(**ctx.db.for_update())
+    )
+    return (await session.scalars(query)).first()
+
+
+def stale_text(ctx: Ctx, case: Case, step_id: int | None = None) -> str:
+    """'已由 X 于 HH:MM 处理' for the step the card belonged to (or the latest decision)."""
+    decided = [
+        s for s in case.steps if s.decided_at is not None and (step_id is None or s.id == step_id)
+    ]
+    if decided:
+        last = max(decided, key=lambda s: s.decided_at or s.opened_at or case.created_at)
+        who = last.actor.name if last.actor else "系统"
+        when = ctx.local(last.decided_at or case.updated_at)
+        return f"已由 {who} 于 {when:%H:%M} 处理"
+    return f"售后单 {case.id} 当前状态为「{STATUS_ZH[Status(case.status)]}」，无需审批"
+
+
+async def refuse(
+    session: AsyncSession,
+    ctx: Ctx,
+    case: Case | None,
+    actor: Actor,
+    action: str,
+    reason: str,
+    reply_to: Sender,
+) -> None:
+    """A polite reply and an audit row; the case itself is untouched."""
+    status = case.status if case else ""
+    session.add(
+        audit(
+            case.id if case else None,
+            actor,
+            f"refused:{action}",
+            ctx.now(),
+            status,
+            status,
+            why=reason,
+        )
+    )
+    await notify.send_text(session, ctx, reply_to, reason, case.id if case else None)
+
+
+async def decide(
+    session: AsyncSession,
+    ctx: Ctx,
+    case_id: str,
+    member: Member,
+    action: str,
+    reply_to: Sender,
+    *,
+    reason: str = "",
+    target: str = "",
+    step_id: int | None = None,
+) -> None:
+    """Apply `action` (approve | reject | transfer) to the case's current step."""
+    actor = Actor.of(member)
+    case = await load_case(session, ctx, case_id)
+    if case is None:
+        await notify.send_text(session, ctx, reply_to, f"未找到售后单 {case_id}")
+        return
+    step = next((s for s in case.steps if s.state == "pending"), None)
+    if step is None or (step_id is not None and step.id != step_id):
+        await notify.send_text(session, ctx, reply_to, stale_text(ctx, case, step_id), case.id)
+        return
+    if step.assignee_id is not None and step.assignee_id != member.id and not actor.is_admin:
+        who = step.assignee.name if step.assignee else "他人"
+        await refuse(session, ctx, case, actor, action, f"此审批已转交给 {who}", reply_to)
+        return
+    if action == "approve":
+        await _approve(session, ctx, case, step, member, actor, reply_to)
+    elif action == "reject":
+        await _reject(session, ctx, case, step, member, actor, reason.strip(), reply_to)
+    elif action == "transfer":
+        await _transfer(session, ctx, case, step, member, actor, target, reply_to)
+    else:
+        await refuse(session, ctx, case, actor, action, f"未知操作 {action}", reply_to)
+
+
+async def _approve(
+    session: AsyncSession,
+    ctx: Ctx,
+    case: Case,
+    step: ApprovalStep,
+    member: Member,
+    actor: Actor,
+    reply_to: Sender,
+) -> None:
+    last = step.seq == len(case.steps)
+    now = ctx.now()
+    result = fire(
+        case,
+        "approve" if last else "approve_step",
+        actor,
+        now,
+        step_role=step.role,
+        detail={"step": step.seq},
+    )
+    if isinstance(result, Refusal):
+        await refuse(session, ctx, case, actor, "approve", result.reason, reply_to)
+        return
+    session.add(result)
+    step.state, step.actor_id, step.decided_at = "approved", member.id, now
+    await notify.close_cards(
+        session,
+        ctx,
+        case.id,
+        f"已由 {member.name} 于 {views.stamp(ctx, now)} 同意",
+        step_id=step.id,
+    )
+    if last:
+        await steps.after_approval(session, ctx, case)
+        await notify.send_text(session, ctx, reply_to, f"已同意 {case.id}", case.id)
+    else:
+        following = case.steps[step.seq]
+        await steps.open_step(session, ctx, case, following)
+        await notify.send_text(
+            session, ctx, reply_to, f"已同意 {case.id}，转{role_zh(following.role)}审批", case.id
+        )
+
+
+async def _reject(
+    session: AsyncSession,
+    ctx: Ctx,
+    case: Case,
+    step: ApprovalStep,
+    member: Member,
+    actor: Actor,
+    reason: str,
+    reply_to: Sender,
+) -> None:
+    refusal = check(case, "reject", actor, step.role)
+    if refusal is None and not reason:
+        refusal = Refusal(f"驳回需要填写原因：/驳回 {case.id} 原因")
+    if refusal is not None:
+        await refuse(session, ctx, case, actor, "reject", refusal.reason, reply_to)
+        return
+    now = ctx.now()
+    session.add(must(fire(case, "reject", actor, now, step_role=step.role, why=reason)))
+    step.state, step.actor_id, step.decided_at, step.reason = "rejected", member.id, now, reason
+    await notify.close_cards(
+        session, ctx, case.id, f"已由 {member.name} 于 {views.stamp(ctx, now)} 驳回：{reason}"
+    )
+    await notify.channel_event(session, ctx, case, "rejected", reason=reason)
+    await notify.send_text(session, ctx, reply_to, f"已驳回 {case.id}", case.id)
+
+
+async def _transfer(
+    session: AsyncSession,
+    ctx: Ctx,
+    case: Case,
+    step: ApprovalStep,
+    member: Member,
+    actor: Actor,
+    target: str,
+    reply_to: Sender,
+) -> None:
+    refusal = check(case, "transfer", actor, step.role)
+    to = await member_named(session, target) if target else None
+    if refusal is None:
+        if to is None:
+            refusal = Refusal(f"请指定转交对象：/转交 {case.id} @姓名")
+        elif to.id == member.id:
+            refusal = Refusal("不能转交给自己")
+        elif step.role not in to.role_names:
+            refusal = Refusal(f"{to.name} 没有「{role_zh(step.role)}」角色，不能转交")
+    if refusal is not None or to is None:
+        await refuse(
+            session,
+            ctx,
+            case,
+            actor,
+            "transfer",
+            refusal.reason if refusal else "转交失败",
+            reply_to,
+        )
+        return
+    now = ctx.now()
+    session.add(
+        must(fire(case, "transfer", actor, now, step_role=step.role, detail={"to": to.name}))
+    )
+    step.assignee_id = to.id
+    step.assignee = to
+    await notify.close_cards(
+        session,
+        ctx,
+        case.id,
+        f"已由 {member.name} 于 {views.stamp(ctx, now)} 转交给 {to.name}",
+        step_id=step.id,
+    )
+    await steps.open_step(session, ctx, case, step, to=[to])
+    await notify.send_text(session, ctx, reply_to, f"已将 {case.id} 转交给 {to.name}", case.id)

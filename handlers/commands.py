@@ -1,0 +1,177 @@
+"""Chat command grammar (zh, with English aliases) -> handlers.
+
+`/同意 RC-…` does what the card's 同意 button does; a bare waybill or order
+number from a warehouse member is a scan. Anything else gets the help text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from bot.events import ChatMessage
+from handlers import approvals, notify, views, warehouse
+from handlers.actions import NOT_A_MEMBER
+from handlers.context import Ctx
+from handlers.inbox import once
+from handlers.people import member_for
+from handlers.workflow import Actor, audit
+from storage.models import Case, Evidence, Member
+
+CASE_ID = re.compile(r"RC-\d{6}-\d{4,}", re.IGNORECASE)
+SCAN_CODE = re.compile(r"[A-Za-z0-9-]{6,40}")
+Run = Callable[["Call"], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    session: AsyncSession
+    ctx: Ctx
+    event: ChatMessage
+    member: Member
+    args: list[str]
+
+    async def reply(self, text: str, case_id: str | None = None) -> None:
+        await notify.send_text(self.session, self.ctx, self.event.sender, text, case_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    names: tuple[str, ...]
+    usage: str
+    help: str
+    roles: frozenset[str]  # empty: everyone
+    run: Run
+
+
+async def _help(call: Call) -> None:
+    lines = ["可用命令："]
+    lines += [
+        f"{c.usage}  {c.help}"
+        for c in COMMANDS
+        if not c.roles or c.roles & call.member.role_names or "admin" in call.member.role_names
+    ]
+    if "warehouse" in call.member.role_names:
+        lines.append("直接发送退货运单号或订单号：扫码签收并验货")
+    await call.reply("\n".join(lines))
+
+
+def _case_arg(call: Call) -> str | None:
+    return call.args[0].upper() if call.args and CASE_ID.fullmatch(call.args[0]) else None
+
+
+async def _lookup(call: Call) -> None:
+    if not call.args:
+        await call.reply("用法：/查单 RC-… 或订单号、退货运单号")
+        return
+    code = call.args[0]
+    found = await call.session.scalars(
+        select(Case)
+        .where(or_(Case.id == code.upper(), Case.order_id == code, Case.return_waybill == code))
+        .options(selectinload(Case.items), selectinload(Case.steps))
+        .order_by(Case.created_at.desc())
+        .limit(3)
+    )
+    cases = list(found)
+    if not cases:
+        await call.reply(f"未找到与 {code} 相关的售后单")
+        return
+    await call.reply("\n\n".join(views.summary_text(call.ctx, c) for c in cases), cases[0].id)
+
+
+def _decision(action: str, usage: str) -> Run:
+    async def run(call: Call) -> None:
+        case_id = _case_arg(call)
+        if case_id is None:
+            await call.reply(f"用法：{usage}")
+            return
+        rest = " ".join(call.args[1:])
+        await approvals.decide(
+            call.session,
+            call.ctx,
+            case_id,
+            call.member,
+            action,
+            call.event.sender,
+            reason=rest,
+            target=rest,
+        )
+
+    return run
+
+
+async def _note(call: Call) -> None:
+    case_id = _case_arg(call)
+    text = " ".join(call.args[1:]).strip()
+    case = await call.session.get(Case, case_id) if case_id else None
+    if case is None or not text:
+        await call.reply("用法：/记录 RC-… 内容")
+        return
+    now = call.ctx.now()
+    call.session.add(
+        Evidence(case_id=case.id, kind="note", ref=text, added_by=call.member.name, at=now)
+    )
+    call.session.add(
+        audit(case.id, Actor.of(call.member), "note", now, case.status, case.status, why=text)
+    )
+    await call.reply(f"已记录到 {case.id}", case.id)
+
+
+APPROVERS = frozenset({"cs_lead", "ops_director", "finance_director"})
+COMMANDS = (
+    Command(("帮助", "help"), "/帮助", "查看可用命令", frozenset(), _help),
+    Command(("查单", "case"), "/查单 RC-…|订单号|运单号", "查看售后单状态", frozenset(), _lookup),
+    Command(
+        ("同意", "approve"),
+        "/同意 RC-…",
+        "同意当前审批",
+        APPROVERS,
+        _decision("approve", "/同意 RC-…"),
+    ),
+    Command(
+        ("驳回", "reject"),
+        "/驳回 RC-… 原因",
+        "驳回（需填写原因）",
+        APPROVERS,
+        _decision("reject", "/驳回 RC-… 原因"),
+    ),
+    Command(
+        ("转交", "transfer"),
+        "/转交 RC-… @姓名",
+        "转交给同角色成员",
+        APPROVERS,
+        _decision("transfer", "/转交 RC-… @姓名"),
+    ),
+    Command(("记录", "note"), "/记录 RC-… 内容", "记录纠纷结果或备注", frozenset(), _note),
+)
+BY_NAME = {name: c for c in COMMANDS for name in c.names}
+
+
+async def on_chat_message(event: ChatMessage, ctx: Ctx) -> None:
+    await once(ctx, event.key, event.sender.platform, lambda s: _handle(s, ctx, event))
+
+
+async def _handle(session: AsyncSession, ctx: Ctx, event: ChatMessage) -> None:
+    member = await member_for(session, event.sender)
+    if member is None:
+        await notify.send_text(session, ctx, event.sender, NOT_A_MEMBER)
+        return
+    text = event.text.strip()
+    if text.startswith(("/", "／")):
+        word, *args = text[1:].split()
+        command = BY_NAME.get(word.lower()) if word else None
+        if command is None:
+            await notify.send_text(
+                session, ctx, event.sender, f"未知命令 /{word}，发送 /帮助 查看可用命令"
+            )
+            return
+        await command.run(Call(session, ctx, event, member, args))
+    elif "warehouse" in member.role_names and SCAN_CODE.fullmatch(text):
+        await warehouse.scan(session, ctx, member, text, event.sender)
+    else:
+        await notify.send_text(session, ctx, event.sender, "发送 /帮助 查看可用命令")

@@ -1,0 +1,40 @@
+"""The services every handler receives: one frozen object, built in bot/app.py."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from bot.settings import Settings
+from storage.db import Database
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def naive_utc(moment: datetime) -> datetime:
+    """Storage keeps naive UTC (SQLite has no zone type)."""
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True, slots=True)
+class Ctx:
+    db: Database
+    settings: Settings
+    clock: Callable[[], datetime] = utcnow
+    platforms: tuple[str, ...] = ("console",)
+
+    def now(self) -> datetime:
+        """Naive UTC now, the form every stored timestamp takes."""
+        return naive_utc(self.clock())
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.settings.server.timezone)
+
+    def local(self, moment: datetime) -> datetime:
+        """A stored (naive UTC) time in the operators' zone, for cards and replies."""
+        return moment.replace(tzinfo=UTC).astimezone(self.zone)

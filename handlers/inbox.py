@@ -1,0 +1,63 @@
+"""One transaction per event, claimed once (DESIGN.md §6 "Inbox").
+
+`once` writes the event's idempotency key in the same transaction as its
+effects: a redelivery finds the key and does nothing; two concurrent deliveries
+race on the primary key and the loser rolls back as a duplicate. A lost
+optimistic-lock race (the case changed under us) is retried on fresh data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.exc import StaleDataError
+
+from handlers.context import Ctx
+from storage.models import InboxKey
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Duplicate:
+    """Returned instead of a result when the event was already handled."""
+
+    def __repr__(self) -> str:
+        return "DUPLICATE"
+
+
+DUPLICATE = Duplicate()
+RETRIES = 3
+
+
+async def once(
+    ctx: Ctx, key: str, source: str, work: Callable[[AsyncSession], Awaitable[T]]
+) -> T | Duplicate:
+    for attempt in range(1, RETRIES + 1):
+        try:
+            async with ctx.db.transaction() as session:
+                if await session.get(InboxKey, key) is not None:
+                    log.info("duplicate delivery %s dropped", key)
+                    return DUPLICATE
+                session.add(InboxKey(key=key, source=source, received_at=ctx.now()))
+                await session.flush()
+                return await work(session)
+        except IntegrityError:
+            if await _seen(ctx, key):
+                log.info("concurrent duplicate %s dropped", key)
+                return DUPLICATE
+            raise
+        except StaleDataError:
+            if attempt == RETRIES:
+                raise
+            log.info("event %s lost an optimistic-lock race; retrying (%d)", key, attempt)
+    raise AssertionError("unreachable")
+
+
+async def _seen(ctx: Ctx, key: str) -> bool:
+    async with ctx.db.read() as session:
+        return await session.get(InboxKey, key) is not None

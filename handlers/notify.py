@@ -1,0 +1,175 @@
+"""Side effects as outbox rows, written in the caller's transaction.
+
+Handlers never call a platform: they record a card per recipient (so every copy
+can be updated later) and enqueue what the delivery worker must do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.cards import Card
+from bot.events import Sender
+from bot.money import yuan
+from handlers.context import Ctx
+from handlers.people import address
+from storage import outbox
+from storage.models import CardRecord, Case, Member
+
+
+async def send_text(
+    session: AsyncSession,
+    ctx: Ctx,
+    to: Sender,
+    text: str,
+    case_id: str | None = None,
+    *,
+    alert: bool = False,
+) -> None:
+    payload: dict[str, Any] = {"text": text}
+    if alert:
+        payload["alert"] = True
+    outbox.enqueue(
+        session,
+        kind="text.send",
+        destination=f"{to.platform}:{to.user_id}",
+        payload=payload,
+        now=ctx.now(),
+        case_id=case_id,
+    )
+
+
+async def tell(
+    session: AsyncSession,
+    ctx: Ctx,
+    members: Iterable[Member],
+    text: str,
+    case_id: str | None = None,
+    *,
+    alert: bool = False,
+) -> None:
+    """A text to each member on every enabled platform they are on."""
+    for member in members:
+        for platform in ctx.platforms:
+            user = address(member, platform)
+            if user:
+                await send_text(session, ctx, Sender(platform, user), text, case_id, alert=alert)
+
+
+async def send_cards(
+    session: AsyncSession,
+    ctx: Ctx,
+    members: Iterable[Member],
+    case: Case,
+    kind: str,
+    build: Callable[[int], Card],
+    step_id: int | None = None,
+) -> int:
+    """One card per member per platform; `build(card_id)` makes it (tokens bind the id)."""
+    sent = 0
+    now = ctx.now()
+    for member in members:
+        for platform in ctx.platforms:
+            user = address(member, platform)
+            if not user:
+                continue
+            record = CardRecord(
+                case_id=case.id,
+                step_id=step_id,
+                kind=kind,
+                platform=platform,
+                recipient=user,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(record)
+            await session.flush()
+            card = build(record.id)
+            record.card = card.to_dict()
+            outbox.enqueue(
+                session,
+                kind="card.send",
+                destination=f"{platform}:{user}",
+                payload={"card_id": record.id, "card": card.to_dict()},
+                now=now,
+                case_id=case.id,
+            )
+            sent += 1
+    return sent
+
+
+async def close_cards(
+    session: AsyncSession,
+    ctx: Ctx,
+    case_id: str,
+    status: str,
+    *,
+    kind: str | None = None,
+    step_id: int | None = None,
+) -> list[CardRecord]:
+    """Close every open copy (all recipients) with a status line, and enqueue its update."""
+    query = select(CardRecord).where(CardRecord.case_id == case_id, CardRecord.state == "open")
+    if kind is not None:
+        query = query.where(CardRecord.kind == kind)
+    if step_id is not None:
+        query = query.where(CardRecord.step_id == step_id)
+    records = list(await session.scalars(query.order_by(CardRecord.id)))
+    now = ctx.now()
+    for record in records:
+        card = replace(Card.from_dict(record.card), status=status, closed=True).to_dict()
+        record.state, record.card, record.updated_at = "closed", card, now
+        outbox.enqueue(
+            session,
+            kind="card.update",
+            destination=f"{record.platform}:{record.recipient}",
+            payload={"card_id": record.id, "card": card},
+            now=now,
+            case_id=case_id,
+        )
+    return records
+
+
+async def channel_event(
+    session: AsyncSession,
+    ctx: Ctx,
+    case: Case,
+    event: str,
+    *,
+    kind: str = "channel.event",
+    **extra: Any,
+) -> None:
+    """Tell the shop channel (generic: POST to callback_url) what happened to the case."""
+    outbox.enqueue(
+        session,
+        kind=kind,
+        destination=f"channel:{case.channel}",
+        payload={
+            "event": event,
+            "case_id": case.id,
+            "external_id": case.external_id,
+            "shop": case.shop,
+            "status": case.status,
+            **extra,
+        },
+        now=ctx.now(),
+        case_id=case.id,
+    )
+
+
+async def refund(session: AsyncSession, ctx: Ctx, case: Case) -> None:
+    """The refund command; the channel's refund id is the case id, so a retry is a no-op."""
+    await channel_event(
+        session,
+        ctx,
+        case,
+        "refund_released",
+        kind="channel.refund",
+        amount=yuan(case.refund_fen or 0),
+        deduction=yuan(case.deduction_fen),
+        refund_id=case.id,
+    )

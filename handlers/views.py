@@ -1,0 +1,166 @@
+"""What each card and reply says: neutral `Card`s built from a case.
+
+Buttons carry tokens signed for one card record, so a click proves which card
+(and so which case and step) it came from.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from bot.cards import Button, Card
+from bot.money import yuan_zh
+from handlers import tokens
+from handlers.context import Ctx
+from handlers.people import role_zh
+from handlers.workflow import STATUS_ZH, Status
+from storage.models import ApprovalStep, Case
+
+KIND_ZH = {"refund_only": "仅退款", "return_refund": "退货退款", "exchange": "换货"}
+REASON_ZH = {
+    "quality": "质量问题",
+    "size": "尺寸不符",
+    "description": "描述不符",
+    "logistics": "物流问题",
+    "no_reason_7day": "七天无理由",
+    "wrong_item": "发错货",
+    "missing_parts": "少件/缺配件",
+}
+APPROVAL_BUTTONS = (
+    ("同意", "approve", "primary"),
+    ("驳回", "reject", "danger"),
+    ("转交", "transfer", "default"),
+)
+INSPECTION_BUTTONS = (
+    ("完好", "ok", "primary"),
+    ("破损", "damaged", "danger"),
+    ("缺配件", "missing_parts", "danger"),
+    ("错发调包", "wrong_item", "danger"),
+    ("空包", "empty", "danger"),
+)
+RISK_BUTTONS = (
+    ("全额退款", "resolve_refund", "primary"),
+    ("驳回退款", "resolve_reject", "danger"),
+)
+INSPECTION_ZH = {a: label for label, a, _ in INSPECTION_BUTTONS}
+ACTION_ZH = {
+    "approve": "同意",
+    "reject": "驳回",
+    "transfer": "转交",
+    "resolve_refund": "全额退款",
+    "resolve_reject": "驳回退款",
+    **INSPECTION_ZH,
+}
+
+
+def reason_zh(case: Case) -> str:
+    top = case.reason_code.split(".", 1)[0]
+    label = REASON_ZH.get(top, case.reason_code or "未填写")
+    return f"{label}：{case.reason_text}" if case.reason_text else label
+
+
+def _buttons(ctx: Ctx, card_id: int, spec: tuple[tuple[str, str, str], ...]) -> tuple[Button, ...]:
+    secret = ctx.settings.server.secret
+    return tuple(
+        Button(label, action, tokens.sign(secret, card_id, action), style)
+        for label, action, style in spec
+    )
+
+
+def _base_fields(case: Case) -> list[tuple[str, str]]:
+    return [
+        ("订单号", case.order_id),
+        ("渠道", f"{case.channel} / {case.shop}"),
+        ("类型", KIND_ZH.get(case.kind, case.kind)),
+        ("申请金额", yuan_zh(case.amount_fen)),
+        ("原因", reason_zh(case)),
+        ("买家", case.buyer_nick or case.buyer_ref or "—"),
+    ]
+
+
+def item_lines(case: Case) -> tuple[str, ...]:
+    return tuple(
+        f"{i.name}（{i.sku}）×{i.qty}  {yuan_zh(i.unit_price_fen * i.qty)}" for i in case.items
+    )
+
+
+def stamp(ctx: Ctx, moment: datetime) -> str:
+    return f"{ctx.local(moment):%m-%d %H:%M}"
+
+
+def approval_card(
+    ctx: Ctx, case: Case, step: ApprovalStep, card_id: int, history: tuple[str, ...] = ()
+) -> Card:
+    chain = " → ".join(role_zh(s.role) for s in case.steps)
+    fields = _base_fields(case) + [
+        ("档位", case.tier),
+        ("审批", f"第 {step.seq}/{len(case.steps)} 步：{chain}"),
+    ]
+    if step.due_at is not None:
+        fields.append(("处理时限", stamp(ctx, step.due_at)))
+    return Card(
+        kind="approval",
+        title=f"售后审批 · {case.id}",
+        case_id=case.id,
+        summary=f"{KIND_ZH.get(case.kind, case.kind)} {yuan_zh(case.amount_fen)}，"
+        f"待{role_zh(step.role)}审批",
+        fields=tuple(fields),
+        lines=item_lines(case),
+        history=history,
+        buttons=_buttons(ctx, card_id, APPROVAL_BUTTONS),
+        extra={"step": str(step.seq)},
+    )
+
+
+def inspection_card(ctx: Ctx, case: Case, card_id: int) -> Card:
+    fields = _base_fields(case) + [
+        ("退货运单", f"{case.carrier or ''} {case.return_waybill or '—'}")
+    ]
+    return Card(
+        kind="inspection",
+        title=f"验货 · {case.id}",
+        case_id=case.id,
+        summary="包裹已签收，请开箱验货后选择结果",
+        fields=tuple(fields),
+        lines=item_lines(case),
+        buttons=_buttons(ctx, card_id, INSPECTION_BUTTONS),
+    )
+
+
+def risk_card(ctx: Ctx, case: Case, card_id: int, finding: str, by: str) -> Card:
+    fields = _base_fields(case) + [("验货结果", finding), ("验货人", by)]
+    return Card(
+        kind="risk",
+        title=f"风控提醒 · {case.id}",
+        case_id=case.id,
+        summary=f"验货异常（{finding}），退款已暂停，请决定处理方式",
+        fields=tuple(fields),
+        lines=item_lines(case),
+        buttons=_buttons(ctx, card_id, RISK_BUTTONS),
+    )
+
+
+def summary_text(ctx: Ctx, case: Case) -> str:
+    """The /查单 answer."""
+    lines = [
+        f"【{case.id}】{STATUS_ZH[Status(case.status)]}",
+        f"{KIND_ZH.get(case.kind, case.kind)} {yuan_zh(case.amount_fen)} · 订单 {case.order_id}",
+        f"原因：{reason_zh(case)}",
+    ]
+    if case.refund_fen is not None:
+        lines.append(f"退款金额：{yuan_zh(case.refund_fen)}")
+    for s in case.steps:
+        who = s.actor.name if s.actor else (s.assignee.name if s.assignee else "")
+        state = {
+            "waiting": "未开始",
+            "pending": "待处理",
+            "approved": "已同意",
+            "rejected": "已驳回",
+        }.get(s.state, s.state)
+        when = f" {stamp(ctx, s.decided_at)}" if s.decided_at else ""
+        due = f"（时限 {stamp(ctx, s.due_at)}）" if s.state == "pending" and s.due_at else ""
+        lines.append(f"第{s.seq}步 {role_zh(s.role)}：{state} {who}{when}{due}".rstrip())
+    if case.return_waybill:
+        lines.append(f"退货运单：{case.carrier or ''} {case.return_waybill}".rstrip())
+    lines.append(f"创建于 {stamp(ctx, case.created_at)}")
+    return "\n".join(lines)

@@ -1,0 +1,151 @@
+"""Warehouse: scan the return waybill, inspect, release or hold the refund.
+
+A scan (a PDA types the waybill into chat) matches the parcel to its case and
+answers with the inspection card; an anomaly holds the refund and alerts risk.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.events import Sender
+from handlers import notify, steps, views
+from handlers.approvals import load_case, refuse
+from handlers.context import Ctx
+from handlers.people import holders
+from handlers.workflow import Actor, Refusal, Status, fire
+from storage.models import AuditEvent, Case, Member
+
+RECEIVABLE = (Status.AWAITING_RETURN.value, Status.IN_TRANSIT.value)
+ANOMALIES = {"damaged", "missing_parts", "wrong_item", "empty"}
+
+
+async def find_for_scan(session: AsyncSession, code: str) -> Case | None:
+    """The open case a scanned code belongs to: waybill first, then order id or case id."""
+    found = await session.scalars(
+        select(Case)
+        .where(or_(Case.return_waybill == code, Case.order_id == code, Case.id == code))
+        .order_by(Case.status.in_(RECEIVABLE).desc(), Case.created_at.desc())
+    )
+    return found.first()
+
+
+async def scan(
+    session: AsyncSession, ctx: Ctx, member: Member, code: str, reply_to: Sender
+) -> None:
+    actor = Actor.of(member)
+    match = await find_for_scan(session, code)
+    case = await load_case(session, ctx, match.id) if match else None
+    if case is None:
+        await notify.send_text(session, ctx, reply_to, f"未找到与 {code} 匹配的售后单")
+        return
+    if case.status == Status.RECEIVED:
+        await notify.send_text(
+            session, ctx, reply_to, f"{case.id} 已签收，请在验货卡片上选择结果", case.id
+        )
+        return
+    result = fire(case, "receive", actor, ctx.now(), why=f"扫码签收 {code}")
+    if isinstance(result, Refusal):
+        await refuse(session, ctx, case, actor, "receive", result.reason, reply_to)
+        return
+    session.add(result)
+    if not case.return_waybill:
+        case.return_waybill = code
+    await notify.send_cards(
+        session,
+        ctx,
+        [member],
+        case,
+        "inspection",
+        lambda card_id: views.inspection_card(ctx, case, card_id),
+    )
+    await notify.send_text(session, ctx, reply_to, f"已签收 {case.id}，请验货", case.id)
+
+
+async def inspect(
+    session: AsyncSession, ctx: Ctx, case_id: str, member: Member, outcome: str, reply_to: Sender
+) -> None:
+    actor = Actor.of(member)
+    case = await load_case(session, ctx, case_id)
+    if case is None:
+        await notify.send_text(session, ctx, reply_to, f"未找到售后单 {case_id}")
+        return
+    label = views.INSPECTION_ZH.get(outcome, outcome)
+    now = ctx.now()
+    if outcome in ANOMALIES:
+        refusal = _added(session, fire(case, "inspect_anomaly", actor, now, why=label))
+    elif case.kind == "exchange":
+        refusal = _added(
+            session, fire(case, "ship_exchange", actor, now, why="验货完好，换货发出")
+        )
+    else:
+        refusal = await steps.release_refund(session, ctx, case, "inspect_ok", actor, "验货完好")
+    if refusal is not None:
+        await refuse(session, ctx, case, actor, outcome, refusal.reason, reply_to)
+        return
+    await notify.close_cards(
+        session,
+        ctx,
+        case.id,
+        f"已由 {member.name} 于 {views.stamp(ctx, now)} 验货：{label}",
+        kind="inspection",
+    )
+    if outcome in ANOMALIES:
+        await notify.channel_event(session, ctx, case, "on_hold", finding=outcome)
+        await notify.send_cards(
+            session,
+            ctx,
+            await holders(session, "risk"),
+            case,
+            "risk",
+            lambda card_id: views.risk_card(ctx, case, card_id, label, member.name),
+        )
+        await notify.send_text(
+            session,
+            ctx,
+            reply_to,
+            f"已记录 {case.id} 验货异常（{label}），退款已暂停并通知风控",
+            case.id,
+        )
+    else:
+        await notify.send_text(session, ctx, reply_to, f"{case.id} 验货完好，已放行", case.id)
+
+
+async def resolve(
+    session: AsyncSession, ctx: Ctx, case_id: str, member: Member, action: str, reply_to: Sender
+) -> None:
+    """Risk decides a held case: refund in full, or reject the refund."""
+    actor = Actor.of(member)
+    case = await load_case(session, ctx, case_id)
+    if case is None:
+        await notify.send_text(session, ctx, reply_to, f"未找到售后单 {case_id}")
+        return
+    now = ctx.now()
+    if action == "resolve_refund":
+        refusal = await steps.release_refund(
+            session, ctx, case, "resolve_refund", actor, "风控放行，全额退款"
+        )
+    else:
+        refusal = _added(session, fire(case, "resolve_reject", actor, now, why="风控驳回退款"))
+        if refusal is None:
+            await notify.channel_event(session, ctx, case, "rejected", reason="验货异常")
+    if refusal is not None:
+        await refuse(session, ctx, case, actor, action, refusal.reason, reply_to)
+        return
+    label = views.ACTION_ZH[action]
+    await notify.close_cards(
+        session,
+        ctx,
+        case.id,
+        f"已由 {member.name} 于 {views.stamp(ctx, now)} {label}",
+        kind="risk",
+    )
+    await notify.send_text(session, ctx, reply_to, f"{case.id} 已{label}", case.id)
+
+
+def _added(session: AsyncSession, result: AuditEvent | Refusal) -> Refusal | None:
+    if isinstance(result, Refusal):
+        return result
+    session.add(result)
+    return None

@@ -1,0 +1,100 @@
+"""Engine, sessions and the unit of work for SQLite (embedded) and PostgreSQL.
+
+SQLite allows one writer at a time: we run it in WAL mode with a busy timeout
+and serialize write transactions inside the process with an asyncio lock, so
+concurrent webhooks queue instead of failing with "database is locked".
+PostgreSQL needs no such lock: row locks (FOR UPDATE / SKIP LOCKED) do the job
+across any number of replicas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine.url import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import Mapped
+
+
+class Database:
+    """One engine, one session factory and (for SQLite) the writer lock."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        parsed = make_url(url)
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        kwargs: dict[str, Any] = {"echo": echo}
+        if self.is_sqlite:
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": 30}
+        else:
+            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        if self.is_sqlite:
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._write_lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A write transaction: everything inside commits together or not at all."""
+        if self.is_sqlite:
+            async with self._write_lock, self.sessions() as session, session.begin():
+                yield session
+        else:
+            async with self.sessions() as session, session.begin():
+                yield session
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A read-only session; in WAL mode readers never wait for the writer."""
+        async with self.sessions() as session:
+            yield session
+
+    def for_update(self, skip_locked: bool = False) -> dict[str, Any]:
+        """Arguments for `select(...).with_for_update(**...)`; SQLite ignores them."""
+        return {"skip_locked": skip_locked} if not self.is_sqlite else {}
+
+    async def ping(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception:  # noqa: BLE001 - any failure means "unreachable" to /healthz
+            return False
+        return True
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def next_counter_stmt(db: Database, table: Any, name: str) -> Any:
+    """`INSERT … ON CONFLICT DO UPDATE value+1 RETURNING value`, atomic on both engines."""
+    if db.is_sqlite:
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
+    value: Mapped[int] = table.value
+    stmt = insert(table).values(name=name, value=1)
+    return stmt.on_conflict_do_update(
+        index_elements=[table.name], set_={"value": value + 1}
+    ).returning(table.value)

@@ -1,0 +1,290 @@
+"""SQLAlchemy 2 models: the one schema both SQLite and PostgreSQL run.
+
+Money is integer fen; channel ids are strings; every timestamp is stored as
+naive UTC (SQLite has no zone type) and converted at the edges.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL wants BIGINT.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Case(Base):
+    """A return request (售后单), keyed by (channel, shop, external_id)."""
+
+    __tablename__ = "cases"
+    __table_args__ = (
+        UniqueConstraint("channel", "shop", "external_id", name="uq_case_external"),
+        Index("ix_case_status", "status"),
+        Index("ix_case_order", "order_id"),
+        Index("ix_case_waybill", "return_waybill"),
+    )
+
+    id: Mapped[str] = mapped_column(String(20), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    shop: Mapped[str] = mapped_column(String(64))
+    external_id: Mapped[str] = mapped_column(String(64))
+    order_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(20))
+    reason_code: Mapped[str] = mapped_column(String(64), default="")
+    reason_text: Mapped[str] = mapped_column(Text, default="")
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    refund_fen: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    deduction_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    currency: Mapped[str] = mapped_column(String(3), default="CNY")
+    buyer_ref: Mapped[str] = mapped_column(String(64), default="")
+    buyer_nick: Mapped[str] = mapped_column(String(64), default="")
+    return_waybill: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    carrier: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    tier: Mapped[str] = mapped_column(String(32), default="")
+    attachments: Mapped[list[Any]] = mapped_column(default=list)
+    sla_policy: Mapped[str] = mapped_column(String(32), default="")
+    status: Mapped[str] = mapped_column(String(20))
+    current_step: Mapped[int] = mapped_column(Integer, default=0)
+    channel_version: Mapped[str] = mapped_column(String(32), default="")
+    raised_by: Mapped[int | None] = mapped_column(ForeignKey("members.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    received_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    refunded_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    items: Mapped[list[CaseItem]] = relationship(
+        back_populates="case", order_by="CaseItem.id", cascade="all, delete-orphan"
+    )
+    steps: Mapped[list[ApprovalStep]] = relationship(
+        back_populates="case", order_by="ApprovalStep.seq", cascade="all, delete-orphan"
+    )
+
+    # Optimistic lock: every UPDATE carries "WHERE version = :old" and bumps it.
+    __mapper_args__ = {"version_id_col": version}
+
+
+class CaseItem(Base):
+    __tablename__ = "case_items"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    sku: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(128))
+    qty: Mapped[int] = mapped_column(Integer)
+    unit_price_fen: Mapped[int] = mapped_column(BigInteger)
+    category: Mapped[str] = mapped_column(String(64), default="")
+
+    case: Mapped[Case] = relationship(back_populates="items")
+
+
+class ApprovalStep(Base):
+    """One step of a (possibly multi-step) approval; `seq` orders them."""
+
+    __tablename__ = "approval_steps"
+    __table_args__ = (UniqueConstraint("case_id", "seq", name="uq_step_seq"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    role: Mapped[str] = mapped_column(String(32))
+    # waiting (a later step) | pending (current) | approved | rejected
+    state: Mapped[str] = mapped_column(String(16), default="waiting")
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), nullable=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    opened_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    due_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+    case: Mapped[Case] = relationship(back_populates="steps")
+    actor: Mapped[Member | None] = relationship(foreign_keys=[actor_id], lazy="joined")
+    assignee: Mapped[Member | None] = relationship(foreign_keys=[assignee_id], lazy="joined")
+
+
+class AuditEvent(Base):
+    """The audit trail: who, when, from, to, why. Refusals are recorded too."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    case_id: Mapped[str | None] = mapped_column(String(20), index=True, nullable=True)
+    at: Mapped[datetime] = mapped_column(DateTime)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    from_status: Mapped[str] = mapped_column(String(20), default="")
+    to_status: Mapped[str] = mapped_column(String(20), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class Member(Base):
+    __tablename__ = "members"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    wecom_userid: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    dingtalk_staff_id: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    roles: Mapped[list[MemberRole]] = relationship(cascade="all, delete-orphan", lazy="selectin")
+
+    @property
+    def role_names(self) -> set[str]:
+        return {r.role for r in self.roles}
+
+
+class MemberRole(Base):
+    __tablename__ = "member_roles"
+
+    member_id: Mapped[int] = mapped_column(
+        ForeignKey("members.id", ondelete="CASCADE"), primary_key=True
+    )
+    role: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    __table_args__ = (UniqueConstraint("channel", "buyer_ref", name="uq_customer"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    buyer_ref: Mapped[str] = mapped_column(String(64))
+    nick: Mapped[str] = mapped_column(String(64), default="")
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False)
+    flag_reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class CustomerOrder(Base):
+    """Purchase history, imported from the shop; feeds the director-tier card."""
+
+    __tablename__ = "customer_orders"
+    __table_args__ = (UniqueConstraint("customer_id", "order_id", name="uq_customer_order"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    order_id: Mapped[str] = mapped_column(String(64))
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    ordered_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class InboxKey(Base):
+    """One row per inbound delivery; written in the transaction of its effects."""
+
+    __tablename__ = "inbox_keys"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    source: Mapped[str] = mapped_column(String(32))
+    case_id: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class OutboxMessage(Base):
+    """A side effect waiting to leave: a card, a card update, a callback, a refund."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    destination: Mapped[str] = mapped_column(String(128))
+    case_id: Mapped[str | None] = mapped_column(String(20), nullable=True, index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # pending | sent | dead
+    status: Mapped[str] = mapped_column(String(8), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[datetime] = mapped_column(DateTime)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class Timer(Base):
+    """A durable timer (SLA reminder, escalation); the clock claims due rows."""
+
+    __tablename__ = "timers"
+    __table_args__ = (Index("ix_timer_due", "status", "due_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(String(20), index=True)
+    step_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    due_at: Mapped[datetime] = mapped_column(DateTime)
+    # pending | fired | cancelled
+    status: Mapped[str] = mapped_column(String(12), default="pending")
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Evidence(Base):
+    __tablename__ = "evidence"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # photo | url | note
+    ref: Mapped[str] = mapped_column(Text)
+    added_by: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class CardRecord(Base):
+    """A card shown to one recipient, so every copy can be updated after a decision."""
+
+    __tablename__ = "cards"
+    __table_args__ = (Index("ix_card_case", "case_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(String(20))
+    step_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    kind: Mapped[str] = mapped_column(String(16))  # approval | inspection | notice | risk
+    platform: Mapped[str] = mapped_column(String(16))
+    recipient: Mapped[str] = mapped_column(String(128))  # platform user id or chat id
+    # platform handle for updates (WeCom response_code, DingTalk outTrackId, …)
+    platform_ref: Mapped[str] = mapped_column(Text, default="")
+    state: Mapped[str] = mapped_column(String(12), default="open")  # open | closed
+    card: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the neutral Card as last sent
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class ConsoleMessage(Base):
+    """The local console platform's chat log (what the bot showed each member)."""
+
+    __tablename__ = "console_messages"
+    __table_args__ = (Index("ix_console_user", "user_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    direction: Mapped[str] = mapped_column(String(4))  # in | out
+    card_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
+    body: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Sequence(Base):
+    """Per-day counters for RC-YYMMDD-NNNN ids (portable across both databases)."""
+
+    __tablename__ = "sequences"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,63 @@
+"""Shared fixtures: a migrated database on SQLite and, when RETURNHUB_TEST_PG names one,
+on PostgreSQL too, so the same tests run on both engines.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from storage.db import Database
+from storage.migrate import upgrade
+
+PG_URL = os.environ.get("RETURNHUB_TEST_PG", "")
+
+ENGINES = ["sqlite", pytest.param("pg", marks=pytest.mark.pg)]
+
+
+def _pg_or_skip() -> str:
+    if not PG_URL:
+        pytest.skip("RETURNHUB_TEST_PG is not set (CI always sets it)")
+    return PG_URL
+
+
+async def fresh_database(engine: str, tmp_path: Path) -> Database:
+    """A database with the current schema and no rows, built through the migrations."""
+    if engine == "sqlite":
+        db = Database(f"sqlite+aiosqlite:///{tmp_path}/test.db")
+    else:
+        db = Database(_pg_or_skip())
+        async with db.engine.begin() as conn:
+            await conn.execute(text("DROP SCHEMA public CASCADE"))
+            await conn.execute(text("CREATE SCHEMA public"))
+    await upgrade(db)
+    return db
+
+
+@pytest.fixture(params=ENGINES)
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    database = await fresh_database(request.param, tmp_path)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _no_internet(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fail any connection that leaves loopback: tests talk only to the fakes."""
+    real_connect = socket.socket.connect
+
+    def guarded(self: socket.socket, address: object) -> object:
+        host = address[0] if isinstance(address, tuple) else ""
+        if host and not (
+            host.startswith("127.") or host in ("::1", "localhost") or host.startswith("/")
+        ):
+            raise RuntimeError(f"test tried to reach {host!r}: use the fakes on loopback")
+        return real_connect(self, address)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+    yield
