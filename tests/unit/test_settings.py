@@ -1,0 +1,389 @@
+"""Settings: the shipped example loads; every kind of mistake is reported with file:line."""
+
+from __future__ import annotations
+
+import base64
+import sys
+from pathlib import Path
+from textwrap import dedent
+
+import pytest
+
+from bot.settings import ConfigError, Settings, check, config_dir, load, templates_dir
+
+GOOD_AES = base64.b64encode(bytes(range(32))).decode().rstrip("=")
+
+
+def write(directory: Path, name: str, text: str) -> Path:
+    path = directory / name
+    path.write_text(dedent(text).lstrip("\n"), encoding="utf-8")
+    return path
+
+
+def errors_of(path: Path, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load(path, env={} if env is None else env)
+    assert check(path, env={} if env is None else env) == caught.value.errors
+    return caught.value.errors
+
+
+def test_example_config_loads_without_errors() -> None:
+    example = config_dir() / "returnhub.example.toml"
+    assert check(example, env={}) == []
+    settings = load(example, env={})
+    assert settings.source == str(example)
+    roles = {role for member in settings.members for role in member.roles}
+    assert roles == {
+        "cs_agent",
+        "cs_lead",
+        "ops_director",
+        "finance_director",
+        "warehouse",
+        "risk",
+        "admin",
+    }
+    assert [t.name for t in settings.routing.tiers][:2] == ["flagged_small", "auto"]
+    assert set(settings.sla) == {"first_review", "director_review", "inspection"}
+    assert settings.sla["first_review"].escalate_to == "ops_director"
+    assert settings.channels.taobao["poll_seconds"] == 30
+    assert settings.server.secret  # generated, since the example sets none
+    assert not settings.wecom.enabled
+
+
+def test_packaged_dirs_exist() -> None:
+    assert (config_dir() / "routing.toml").is_file()
+    assert templates_dir().name == "templates"
+
+
+def test_no_file_means_packaged_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = load(env={})
+    assert settings.source == "<defaults>"
+    assert settings.server.port == 8080
+    assert len(settings.routing.tiers) == 5
+    assert settings.members == ()
+
+
+def test_config_path_from_env_then_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, "returnhub.toml", "[server]\nport = 9001\n")
+    other = write(tmp_path, "other.toml", "[server]\nport = 9002\n")
+    assert load(env={}).server.port == 9001
+    assert load(env={"RETURNHUB_CONFIG": str(other)}).server.port == 9002
+
+
+def test_env_overrides(tmp_path: Path) -> None:
+    path = write(tmp_path, "returnhub.toml", "[wecom]\ncorp_id = 'ww1'\nagent_id = 1\n")
+    env = {
+        "RETURNHUB__CHANNELS__GENERIC__SECRET": "s3cret",
+        "RETURNHUB__WECOM__AGENT_ID": "1000002",
+        "RETURNHUB__WECOM__SECRET": "wsecret",
+        "RETURNHUB__SERVER__DEMO": "true",
+        "RETURNHUB__CONSOLE__ENABLED": "1",
+        "RETURNHUB__OUTBOX__BASE_DELAY_SECONDS": "0.5",
+        "RETURNHUB__SERVER__SECRET": "card-key",
+        "RETURNHUB__ROLES__WAREHOUSE__WECOM_CHAT_ID": "wrk-chat",
+        "RETURNHUB__CHANNELS__TAOBAO__POLL_SECONDS": "15",
+        "RETURNHUB_CONFIG": "/ignored/when/path/given.toml",
+    }
+    settings = load(path, env=env)
+    assert settings.channels.generic.secret == "s3cret"
+    assert settings.wecom.agent_id == 1000002
+    assert settings.wecom.enabled
+    assert settings.server.demo is True
+    assert settings.console.enabled is True
+    assert settings.outbox.base_delay_seconds == 0.5
+    assert settings.server.secret == "card-key"
+    assert settings.roles["warehouse"].wecom_chat_id == "wrk-chat"
+    assert settings.channels.taobao["poll_seconds"] == 15
+    assert load(path, env={"RETURNHUB__SERVER__DEMO": "0"}).server.demo is False
+
+
+def test_env_errors(tmp_path: Path) -> None:
+    path = write(tmp_path, "returnhub.toml", "[server]\nport = 8080\n")
+    env = {
+        "RETURNHUB__SERVER__PORT": "abc",
+        "RETURNHUB__SERVER__HOTS": "localhost",
+        "RETURNHUB__NOPE__X": "1",
+        "RETURNHUB__SERVER__DEMO": "maybe",
+        "RETURNHUB__MEMBERS__NAME": "x",
+    }
+    assert sorted(errors_of(path, env)) == [
+        "env RETURNHUB__MEMBERS__NAME: members: expected [[members]] tables",
+        "env RETURNHUB__NOPE__X: unknown section [nope]",
+        "env RETURNHUB__SERVER__DEMO: server.demo: expected true or false, got str 'maybe'",
+        "env RETURNHUB__SERVER__HOTS: unknown key server.hots",
+        "env RETURNHUB__SERVER__PORT: server.port: expected an integer, got str 'abc'",
+    ]
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.toml"
+    assert errors_of(missing) == [f"{missing}: file not found"]
+    assert check(env={"RETURNHUB_CONFIG": str(missing)}) == [f"{missing}: file not found"]
+
+
+def test_unknown_key_names_file_and_line(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "returnhub.toml",
+        """
+        # comment
+        [server]
+        port = 8080
+        hots = "0.0.0.0"
+
+        [[members]]
+        name = "A"
+        roles = ["cs_lead"]
+
+        [[members]]
+        name = "B"
+        roles = ["warehouse"]
+        wecom_user = "b"
+
+        [routing]
+        x = 1
+        """,
+    )
+    assert errors_of(path) == [
+        f"{path}:4: unknown key server.hots",
+        f"{path}:13: unknown key members[1].wecom_user",
+        f"{path}:15: unknown section [routing]",
+    ]
+
+
+def test_wrong_types(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "returnhub.toml",
+        """
+        [server]
+        port = "abc"
+        demo = "yes"
+        [channels.generic]
+        secret = 12345678
+        """,
+    )
+    errors = errors_of(path)
+    assert errors == [
+        f"{path}:2: server.port: expected an integer, got str 'abc'",
+        f"{path}:3: server.demo: expected true or false, got str 'yes'",
+        f"{path}:5: channels.generic.secret: expected a string, got int",
+    ]
+    assert "12345678" not in "".join(errors)  # secrets are never echoed
+
+
+def test_invalid_toml_reports_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "returnhub.toml", "[server]\nport = 80\nhost = 127.0.0.1\n")
+    (error,) = errors_of(path)
+    assert error.startswith(f"{path}:3: TOML syntax error: ")
+
+
+def test_values_are_validated(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "returnhub.toml",
+        f"""
+        [server]
+        timezone = "Mars/Olympus"
+        public_url = "ftp://bot.example.com"
+        port = 70000
+        [database]
+        url = "mysql://root@localhost/returns"
+        [wecom]
+        encoding_aes_key = "{GOOD_AES}"
+        [dingtalk]
+        mode = "websocket"
+        """,
+    )
+    errors = errors_of(path)
+    assert [e.split(": ", 1)[0] for e in errors] == [f"{path}:{n}" for n in (2, 3, 4, 6, 10)]
+    assert "unknown time zone" in errors[0]
+    assert "http(s)" in errors[1]
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        ("A" * 42, "must be 43 characters"),
+        (GOOD_AES[:-1] + "!", "not valid base64"),
+        (GOOD_AES + "B", "must be 43 characters"),
+    ],
+)
+def test_bad_aes_key(tmp_path: Path, key: str, problem: str) -> None:
+    path = write(
+        tmp_path, "returnhub.toml", f'[wecom]\ncorp_id = "ww"\nencoding_aes_key = "{key}"\n'
+    )
+    (error,) = errors_of(path)
+    assert error.startswith(f"{path}:3: wecom.encoding_aes_key: ")
+    assert problem in error
+
+
+def test_member_roles_must_be_known_or_declared(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "returnhub.toml",
+        """
+        [[members]]
+        name = "老张"
+        roles = ["packer"]
+
+        [[members]]
+        name = "老李"
+        roles = ["qa"]
+        wecom_userid = "laozhang"
+
+        [roles.packer]
+        wecom_chat_id = "chat-1"
+        """,
+    )
+    assert errors_of(path) == [
+        f"{path}:7: members[1] (老李): unknown role 'qa'; declare it with a [roles.qa] table"
+    ]
+
+
+ROUTING = """
+fallback_steps = ["cs_lead"]
+
+[[tier]]
+name = "auto"
+up_to = "50.00"
+auto_approve = true
+
+[[tier]]
+name = "lead"
+above = "50.00"
+steps = ["cs_leed"]
+sla = "first_review"
+
+[[tier]]
+name = "lead2"
+above = "100.00"
+up_to = "200.00"
+steps = ["cs_lead"]
+sla = "quick"
+"""
+
+
+def test_routing_errors_name_routing_file_and_line(tmp_path: Path) -> None:
+    main = write(tmp_path, "returnhub.toml", "[server]\nport = 8080\n")
+    routing = write(tmp_path, "routing.toml", ROUTING)
+    assert errors_of(main) == [
+        f"{routing}:11: tier 'lead': unknown role 'cs_leed'",
+        f"{routing}:14: tier 'lead2' overlaps tier 'lead' (same filters, amount ranges intersect)",
+        f"{routing}:19: tier 'lead2': unknown SLA policy 'quick'",
+    ]
+
+
+def test_custom_role_in_routing_when_declared(tmp_path: Path) -> None:
+    main = write(tmp_path, "returnhub.toml", "[roles.cs_leed]\nwecom_chat_id = 'c'\n")
+    text = ROUTING.replace("quick", "first_review").replace(
+        'name = "lead2"', 'name = "lead2"\nchannels = ["jd"]'
+    )
+    write(tmp_path, "routing.toml", text)
+    settings = load(main, env={})  # sla.toml is absent here: the packaged one is used
+    assert settings.routing.tiers[1].steps == ("cs_leed",)
+    assert "first_review" in settings.sla
+
+
+def test_sla_errors(tmp_path: Path) -> None:
+    main = write(tmp_path, "returnhub.toml", '[files]\nsla = "my-sla.toml"\n')
+    sla = write(
+        tmp_path,
+        "my-sla.toml",
+        """
+        [calendar]
+        work_start = "9am"
+        [policies.first_review]
+        business_hours = 4
+        escalate_to = "boss"
+        [policies.director_review]
+        business_hours = 0
+        remind_at = [1.0, 0.5]
+        """,
+    )
+    errors = errors_of(main)
+    assert [e.split(": ", 1)[0] for e in errors] == [f"{sla}:{n}" for n in (2, 5, 7, 8)]
+
+
+def test_many_errors_reported_together(tmp_path: Path) -> None:
+    main = write(
+        tmp_path,
+        "returnhub.toml",
+        '[server]\nport = "x"\nbogus = 1\n[wecom]\nencoding_aes_key = "short"\n',
+    )
+    write(tmp_path, "routing.toml", '[[tier]]\nname = "t"\nup_to = "1.234"\nsteps = ["nobody"]\n')
+    errors = errors_of(main, {"RETURNHUB__API__NOPE": "1"})
+    assert len(errors) == 6, errors
+    assert any(e.startswith("env RETURNHUB__API__NOPE") for e in errors)
+    assert sum(str(tmp_path / "routing.toml") in e for e in errors) == 2
+
+
+def test_settings_defaults_for_tests() -> None:
+    settings = Settings()
+    assert settings.outbox.rate_per_minute == 20
+    assert settings.channels.generic.shop == "main-store"
+    assert "warehouse" in settings.known_roles
+
+
+def test_syntax_error_in_main_still_checks_rule_files_beside_it(tmp_path: Path) -> None:
+    main = write(tmp_path, "returnhub.toml", "[server\nport = 1\n")
+    routing = write(
+        tmp_path,
+        "routing.toml",
+        '[[tier]]\nname = "a"\nsteps = ["custom"]\n[[tier]]\nname = "b"\nkinds = ["exchange"]\n',
+    )
+    errors = errors_of(main)
+    assert len(errors) == 2, errors
+    assert errors[0].startswith(f"{main}:1: TOML syntax error: ")
+    # "custom" may be declared in the unreadable main file: no unknown-role guess
+    assert errors[1].startswith(f"{routing}:4: tier 'b': set either auto_approve")
+
+
+def test_locator_handles_dotted_quoted_and_multiline() -> None:
+    from bot.config_locate import Locator
+
+    text = dedent(
+        '''
+        a.b = 1
+        "quoted key" = 2
+        note = """
+        fake = 3
+        """
+        [[t]]
+        x = 1
+        [[t]]
+        x = 2
+        [t.sub]
+        y = 3
+        '''
+    ).lstrip("\n")
+    locator = Locator(text)
+    assert locator.find(("a", "b")) == 1
+    assert locator.find(("quoted key",)) == 2
+    assert locator.find(("fake",)) is None
+    assert locator.find(("t", 1, "x")) == 9
+    assert locator.find(("t", 1, "sub", "y")) == 11
+    assert locator.line(("t", 0, "missing")) == 6
+    assert locator.line(("nowhere",)) == 1
+
+
+def test_installed_layout_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot import config_locate
+
+    for name in ("config", "templates"):
+        (tmp_path / "returnhub_data" / name).mkdir(parents=True)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(config_locate, "_source_root", lambda: None)
+    for module in ("returnhub_data", "returnhub_data.config", "returnhub_data.templates"):
+        monkeypatch.delitem(sys.modules, module, raising=False)
+    assert config_dir() == tmp_path / "returnhub_data" / "config"
+    assert templates_dir() == tmp_path / "returnhub_data" / "templates"
+
+
+def test_scripts_dir_beside_main_file_else_packaged(tmp_path: Path) -> None:
+    main = write(tmp_path, "returnhub.toml", "")
+    assert load(main, env={}).scripts_dir == config_dir() / "scripts"
+    (tmp_path / "scripts").mkdir()
+    assert load(main, env={}).scripts_dir == tmp_path / "scripts"
