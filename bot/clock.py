@@ -1,0 +1,145 @@
+"""The clock: APScheduler ticks that drive the outbox worker and fire due timers.
+
+The scheduler holds no state worth keeping: what is due lives in database rows
+(outbox, timers), claimed with SKIP LOCKED on PostgreSQL, so every replica runs
+the same two jobs and each row is still handled once. As in python-telegram-bot's
+JobQueue, the jobs are module-level functions with deterministic ids and
+`replace_existing=True`; `max_instances=1` with `coalesce=True` means a slow tick
+is never overlapped by the next one and missed ticks collapse into one run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC
+from typing import TYPE_CHECKING
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.outbox import OutboxWorker
+from storage import timers
+from storage.db import Database
+from storage.models import Timer
+
+if TYPE_CHECKING:
+    from bot.settings import OutboxSettings
+
+log = logging.getLogger(__name__)
+
+OUTBOX_JOB_ID = "outbox-tick"
+TIMER_JOB_ID = "timer-tick"
+
+TimerHook = Callable[[AsyncSession, Timer], Awaitable[None]]
+
+
+async def outbox_tick(clock: Clock) -> None:
+    """Job function: one outbox round. Errors are logged; the next tick tries again."""
+    await clock.tick_outbox()
+
+
+async def timer_tick(clock: Clock) -> None:
+    """Job function: fire the timers that are due."""
+    await clock.tick_timers()
+
+
+class Clock:
+    """Owns the AsyncIOScheduler; `start` in the app's startup, `stop` at shutdown.
+
+    `timer_hook(session, timer)` runs inside the transaction that marks the timer
+    fired (see storage/timers.py); with no hook the timer job is not scheduled, so
+    timers wait rather than fire into nothing. `drain_seconds` bounds the final
+    outbox flush at shutdown; rows it does not reach are delivered by the next start
+    or by another replica.
+    """
+
+    def __init__(
+        self,
+        worker: OutboxWorker,
+        timer_hook: TimerHook | None,
+        db: Database,
+        settings: OutboxSettings,
+        *,
+        drain_seconds: float = 5.0,
+    ) -> None:
+        self.worker = worker
+        self.timer_hook = timer_hook
+        self.db = db
+        self.settings = settings
+        self.drain_seconds = drain_seconds
+        self._scheduler: AsyncIOScheduler | None = None
+        self._stopping = False
+        # Held while a tick runs, so stop() can wait for it: the scheduler's own
+        # shutdown would cancel an in-flight job coroutine mid-delivery.
+        self._outbox_busy = asyncio.Lock()
+        self._timer_busy = asyncio.Lock()
+
+    @property
+    def running(self) -> bool:
+        return self._scheduler is not None and self._scheduler.running
+
+    async def start(self) -> None:
+        """Create the scheduler on the running loop and add the two interval jobs."""
+        if self._scheduler is not None:
+            return
+        self._stopping = False
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        seconds = self.settings.tick_seconds
+        common = {"replace_existing": True, "max_instances": 1, "coalesce": True}
+        scheduler.add_job(
+            outbox_tick, "interval", seconds=seconds, id=OUTBOX_JOB_ID, args=[self], **common
+        )
+        if self.timer_hook is not None:
+            scheduler.add_job(
+                timer_tick, "interval", seconds=seconds, id=TIMER_JOB_ID, args=[self], **common
+            )
+        scheduler.start()
+        self._scheduler = scheduler
+        log.info("clock started: ticking every %s s", seconds)
+
+    async def stop(self) -> None:
+        """Stop ticking, wait for in-flight ticks, shut the scheduler down, flush the outbox."""
+        scheduler, self._scheduler = self._scheduler, None
+        if scheduler is None:
+            return
+        self._stopping = True
+        scheduler.pause()
+        async with self._outbox_busy, self._timer_busy:
+            scheduler.shutdown(wait=False)
+        # AsyncIOScheduler.shutdown is scheduled with call_soon: let it run now.
+        await asyncio.sleep(0)
+        try:
+            async with asyncio.timeout(self.drain_seconds):
+                await self.worker.drain()
+        except TimeoutError:
+            log.warning(
+                "outbox flush cut at %s s; leased rows redeliver later", self.drain_seconds
+            )
+        except Exception:
+            log.exception("outbox flush at shutdown failed")
+        log.info("clock stopped")
+
+    async def tick_outbox(self) -> None:
+        if self._stopping:
+            return
+        async with self._outbox_busy:
+            try:
+                await self.worker.run_once()
+            except Exception:
+                log.exception("outbox tick failed")
+
+    async def tick_timers(self) -> None:
+        if self._stopping or self.timer_hook is None:
+            return
+        async with self._timer_busy:
+            try:
+                fired = await timers.claim_due(
+                    self.db, self.worker.clock(), self.settings.batch, self.timer_hook
+                )
+            except Exception:
+                log.exception("timer tick failed")
+                return
+        if fired:
+            log.debug("fired %d timers", len(fired))

@@ -1,0 +1,187 @@
+"""The outbox: side effects written in the same transaction as the state change.
+
+Handlers never call an HTTP API (DESIGN.md §2): they `enqueue` a row in the
+transaction that changes the case, so the effect leaves if and only if the change
+commits. The delivery worker (bot/outbox.py) claims due rows under a lease and
+records the outcome. Delivery is at-least-once: a worker that dies between
+performing and marking leaves the lease to expire and the row is performed again.
+
+Every `mark_*` is fenced on the lease the row was claimed with (`locked_until`),
+so a worker whose lease ran out cannot overwrite the outcome recorded by the
+worker that re-claimed the row.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.db import Database
+from storage.models import OutboxMessage
+
+PENDING, SENT, DEAD = "pending", "sent", "dead"
+ERROR_MAX_CHARS = 2000
+
+
+def naive(moment: datetime) -> datetime:
+    """Naive UTC, the form every stored timestamp takes (SQLite has no zone type)."""
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def enqueue(
+    session: AsyncSession,
+    *,
+    kind: str,
+    destination: str,
+    payload: dict[str, Any],
+    now: datetime,
+    case_id: str | None = None,
+    delay: timedelta | None = None,
+) -> OutboxMessage:
+    """Add a message to the caller's transaction; it is only visible once that commits.
+
+    Plain function, no I/O: the row is flushed with the caller's other writes.
+    """
+    at = naive(now)
+    msg = OutboxMessage(
+        kind=kind,
+        destination=destination,
+        case_id=case_id,
+        payload=payload,
+        status=PENDING,
+        attempts=0,
+        next_at=at + delay if delay else at,
+        locked_until=None,
+        last_error="",
+        created_at=at,
+    )
+    session.add(msg)
+    return msg
+
+
+async def claim_due(
+    db: Database, now: datetime, limit: int, lease_seconds: int
+) -> list[OutboxMessage]:
+    """Lease up to `limit` due rows, oldest first, in one short transaction.
+
+    On PostgreSQL `FOR UPDATE SKIP LOCKED` lets replicas claim disjoint batches; on
+    SQLite the in-process writer lock serializes claimers. The returned rows are
+    detached; their `locked_until` is the lease token the `mark_*` calls check.
+    """
+    at = naive(now)
+    async with db.transaction() as session:
+        stmt = (
+            select(OutboxMessage)
+            .where(
+                OutboxMessage.status == PENDING,
+                OutboxMessage.next_at <= at,
+                or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until < at),
+            )
+            .order_by(OutboxMessage.next_at, OutboxMessage.id)
+            .limit(limit)
+            .with_for_update(**db.for_update(skip_locked=True))
+        )
+        rows = list((await session.scalars(stmt)).all())
+        lease = at + timedelta(seconds=lease_seconds)
+        for row in rows:
+            row.locked_until = lease
+    return rows
+
+
+async def _finish(session: AsyncSession, msg: OutboxMessage, **values: Any) -> bool:
+    """Apply `values` if the row is still pending under our lease; False if the lease was lost."""
+    stmt = (
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.id == msg.id,
+            OutboxMessage.status == PENDING,
+            OutboxMessage.locked_until == msg.locked_until,
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    result: Any = await session.execute(stmt)
+    return bool(result.rowcount)
+
+
+async def mark_sent(session: AsyncSession, msg: OutboxMessage, *, now: datetime) -> bool:
+    """The far side accepted it. `attempts` counts performances, successful or not."""
+    return await _finish(
+        session,
+        msg,
+        status=SENT,
+        sent_at=naive(now),
+        attempts=OutboxMessage.attempts + 1,
+        locked_until=None,
+    )
+
+
+async def mark_retry(
+    session: AsyncSession, msg: OutboxMessage, *, next_at: datetime, error: str
+) -> bool:
+    """A transient failure: count the attempt and come back at `next_at`."""
+    return await _finish(
+        session,
+        msg,
+        next_at=naive(next_at),
+        last_error=error[:ERROR_MAX_CHARS],
+        attempts=OutboxMessage.attempts + 1,
+        locked_until=None,
+    )
+
+
+async def mark_dead(session: AsyncSession, msg: OutboxMessage, *, error: str) -> bool:
+    """Dead letter: kept for the operators with its last error, never claimed again."""
+    return await _finish(
+        session,
+        msg,
+        status=DEAD,
+        last_error=error[:ERROR_MAX_CHARS],
+        attempts=OutboxMessage.attempts + 1,
+        locked_until=None,
+    )
+
+
+async def defer(session: AsyncSession, msg: OutboxMessage, *, next_at: datetime) -> bool:
+    """Put the row back untouched until `next_at` (rate limited): no attempt is burned."""
+    return await _finish(session, msg, next_at=naive(next_at), locked_until=None)
+
+
+async def sent_in_window(session: AsyncSession, destination: str, since: datetime) -> int:
+    """How many messages went to `destination` since `since` (per-robot rate limits)."""
+    stmt = select(func.count()).where(
+        OutboxMessage.destination == destination,
+        OutboxMessage.status == SENT,
+        OutboxMessage.sent_at >= naive(since),
+    )
+    return int((await session.scalar(stmt)) or 0)
+
+
+async def oldest_sent_since(
+    session: AsyncSession, destination: str, since: datetime
+) -> datetime | None:
+    """When the oldest send in the window happened: the window reopens 60 s after it."""
+    stmt = select(func.min(OutboxMessage.sent_at)).where(
+        OutboxMessage.destination == destination,
+        OutboxMessage.status == SENT,
+        OutboxMessage.sent_at >= naive(since),
+    )
+    return await session.scalar(stmt)
+
+
+async def depth(session: AsyncSession) -> dict[str, int]:
+    """Pending and dead counts for the dashboard and the `outbox_depth` gauge."""
+    stmt = (
+        select(OutboxMessage.status, func.count())
+        .where(OutboxMessage.status.in_((PENDING, DEAD)))
+        .group_by(OutboxMessage.status)
+    )
+    counts = {PENDING: 0, DEAD: 0}
+    for status, count in (await session.execute(stmt)).all():
+        counts[status] = int(count)
+    return counts

@@ -1,0 +1,135 @@
+"""The APScheduler clock really drives the outbox worker and the timers, and stops cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.clock import OUTBOX_JOB_ID, TIMER_JOB_ID, Clock
+from bot.outbox import OutboxWorker
+from bot.settings import OutboxSettings
+from storage import outbox, timers
+from storage.db import Database
+from storage.models import OutboxMessage, Timer
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+async def eventually(check: Callable[[], bool], seconds: float = 5.0) -> None:
+    """Poll until `check()` holds, failing after `seconds` (no fixed sleeps)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not check():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+async def enqueue(db: Database, n: int = 1) -> list[int]:
+    async with db.transaction() as session:
+        msgs = [
+            outbox.enqueue(
+                session, kind="text", destination="console:u1", payload={}, now=utcnow()
+            )
+            for _ in range(n)
+        ]
+    return [m.id for m in msgs]
+
+
+def recorder(sent: list[int]) -> Callable[[OutboxMessage], Awaitable[None]]:
+    async def perform(msg: OutboxMessage) -> None:
+        sent.append(msg.id)
+
+    return perform
+
+
+async def test_ticks_deliver_outbox_rows_and_fire_timers(db: Database) -> None:
+    sent: list[int] = []
+    fired: list[int] = []
+
+    async def hook(session: AsyncSession, timer: Timer) -> None:
+        fired.append(timer.id)
+
+    settings = OutboxSettings(tick_seconds=0.05)
+    worker = OutboxWorker(db, settings, {"text": recorder(sent)})
+    clock = Clock(worker, hook, db, settings)
+    await clock.start()
+    try:
+        scheduler = clock._scheduler
+        assert scheduler is not None
+        for job_id in (OUTBOX_JOB_ID, TIMER_JOB_ID):
+            job = scheduler.get_job(job_id)
+            assert job is not None and job.max_instances == 1 and job.coalesce
+        ids = await enqueue(db, 3)
+        async with db.transaction() as session:
+            timer = timers.schedule(
+                session, case_id="RC-250301-0001", kind="remind", due_at=utcnow()
+            )
+        await eventually(lambda: sorted(sent) == ids and fired == [timer.id])
+    finally:
+        await clock.stop()
+    assert not clock.running
+    assert sorted(sent) == ids  # each once
+
+
+async def test_stop_waits_for_the_tick_in_flight(db: Database) -> None:
+    entered, release = asyncio.Event(), asyncio.Event()
+    sent: list[int] = []
+
+    async def slow(msg: OutboxMessage) -> None:
+        entered.set()
+        await release.wait()
+        sent.append(msg.id)
+
+    settings = OutboxSettings(tick_seconds=0.05)
+    clock = Clock(OutboxWorker(db, settings, {"text": slow}), None, db, settings)
+    await clock.start()
+    ids = await enqueue(db)
+    await asyncio.wait_for(entered.wait(), 5)
+    stopping = asyncio.create_task(clock.stop())
+    await asyncio.sleep(0.1)
+    assert not stopping.done(), "stop() must not cancel a delivery in flight"
+    release.set()
+    await asyncio.wait_for(stopping, 5)
+    assert sent == ids
+    async with db.read() as session:
+        assert await outbox.depth(session) == {"pending": 0, "dead": 0}
+
+
+async def test_stop_flushes_what_is_due_and_is_idempotent(db: Database) -> None:
+    sent: list[int] = []
+    settings = OutboxSettings(tick_seconds=3600)  # never ticks during the test
+    clock = Clock(OutboxWorker(db, settings, {"text": recorder(sent)}), None, db, settings)
+    await clock.start()
+    await clock.start()  # a second start is a no-op, not a second scheduler
+    ids = await enqueue(db, 2)
+    await clock.stop()
+    await clock.stop()
+    assert sorted(sent) == ids
+
+
+async def test_a_failing_tick_is_logged_and_the_clock_keeps_going(db: Database) -> None:
+    calls = 0
+
+    class Flaky(OutboxWorker):
+        async def run_once(self) -> int:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise ConnectionError("database restarting")
+            return await super().run_once()
+
+    sent: list[int] = []
+    settings = OutboxSettings(tick_seconds=0.05)
+    clock = Clock(Flaky(db, settings, {"text": recorder(sent)}), None, db, settings)
+    ids = await enqueue(db)
+    await clock.start()
+    try:
+        await eventually(lambda: sent == ids)
+    finally:
+        await clock.stop()
+    assert calls >= 2

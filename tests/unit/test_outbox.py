@@ -1,0 +1,298 @@
+"""The outbox and its worker on both engines, with a hand-advanced clock and fake performers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from bot.metrics import Metrics
+from bot.outbox import OutboxWorker, PermanentError, RetryableError
+from bot.settings import OutboxSettings
+from storage import outbox
+from storage.db import Database
+from storage.models import OutboxMessage
+
+DEST = "wecom-robot:ops"
+CASE = "RC-250301-0001"
+DELIVERIES = "returnhub_outbox_deliveries_total"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+class MaxRng(random.Random):
+    def random(self) -> float:  # jitter at the top of its range, to see the cap itself
+        return 0.999999
+
+
+class Recorder:
+    """A performer that fails the first `fail` calls with `error`, then succeeds."""
+
+    def __init__(self, fail: int = 0, error: Exception | None = None, pause: float = 0) -> None:
+        self.fail, self.pause = fail, pause
+        self.error = error or RetryableError("502 from far side")
+        self.calls: list[int] = []
+
+    async def __call__(self, msg: OutboxMessage) -> dict[str, Any]:
+        self.calls.append(msg.id)
+        await asyncio.sleep(self.pause)  # lets a concurrent replica interleave
+        if len(self.calls) <= self.fail:
+            raise self.error
+        return {"ref": f"handle-{msg.id}"}
+
+
+async def add(
+    db: Database, clock: FakeClock, n: int = 1, *, kind: str = "text", dest: str = DEST
+) -> list[int]:
+    async with db.transaction() as session:
+        msgs = [
+            outbox.enqueue(
+                session, kind=kind, destination=dest, payload={"n": i}, now=clock(), case_id=CASE
+            )
+            for i in range(n)
+        ]
+    return [m.id for m in msgs]
+
+
+async def rows(db: Database) -> list[OutboxMessage]:
+    stmt = select(OutboxMessage).order_by(OutboxMessage.id)
+    async with db.read() as session:
+        return list((await session.scalars(stmt)).all())
+
+
+def sample(metrics: Metrics, name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+async def test_delivered_once_and_on_done_sees_the_result(db: Database, clock: FakeClock) -> None:
+    [msg_id] = await add(db, clock)
+    perform, done, metrics = Recorder(), [], Metrics()
+
+    async def on_done(msg: OutboxMessage, result: dict[str, Any]) -> None:
+        done.append((msg.id, msg.status, result))
+
+    worker = OutboxWorker(
+        db, OutboxSettings(), {"text": perform}, clock=clock, metrics=metrics, on_done=on_done
+    )
+    assert await worker.run_once() == 1
+    await worker.drain()
+    assert await worker.run_once() == 0
+    assert perform.calls == [msg_id]
+    assert done == [(msg_id, "sent", {"ref": f"handle-{msg_id}"})]
+    [row] = await rows(db)
+    assert (row.status, row.attempts, row.locked_until) == ("sent", 1, None)
+    assert row.sent_at == outbox.naive(clock())
+    assert sample(metrics, DELIVERIES, kind="text", result="sent") == 1
+
+
+async def test_rolled_back_enqueue_never_leaves(db: Database, clock: FakeClock) -> None:
+    with pytest.raises(RuntimeError):
+        async with db.transaction() as session:
+            outbox.enqueue(session, kind="text", destination=DEST, payload={}, now=clock())
+            raise RuntimeError("the state change failed")
+    assert await rows(db) == []
+
+
+async def test_transient_failures_back_off_then_succeed(db: Database, clock: FakeClock) -> None:
+    [msg_id] = await add(db, clock)
+    perform = Recorder(fail=3)
+    worker = OutboxWorker(db, OutboxSettings(), {"text": perform}, clock=clock, rng=MaxRng())
+    delays = []
+    for _ in range(3):
+        assert await worker.run_once() == 1
+        [row] = await rows(db)
+        assert (row.status, row.locked_until) == ("pending", None)
+        assert "502 from far side" in row.last_error
+        delays.append((row.next_at - outbox.naive(clock())).total_seconds())
+        assert await worker.run_once() == 0  # backing off: not due yet
+        clock.now = row.next_at.replace(tzinfo=UTC)
+    assert await worker.run_once() == 1
+    [row] = await rows(db)
+    assert (row.status, row.attempts) == ("sent", 4)
+    assert perform.calls == [msg_id] * 4
+    # min(max_delay, base * 2**attempts) at the top of the jitter range: 2, 4, 8 s
+    assert delays == pytest.approx([2, 4, 8], rel=1e-3)
+
+
+def test_full_jitter_is_bounded_and_capped() -> None:
+    settings = OutboxSettings(base_delay_seconds=2.0, max_delay_seconds=900.0)
+    worker = OutboxWorker(None, settings, {}, rng=random.Random(42))  # type: ignore[arg-type]
+    for attempts in range(15):
+        cap = min(900.0, 2.0 * 2**attempts)
+        seen = [worker.backoff(attempts).total_seconds() for _ in range(200)]
+        assert all(0 <= s <= cap for s in seen)
+        assert max(seen) - min(seen) > cap / 2  # jitter spreads over the range
+    top = OutboxWorker(None, settings, {}, rng=MaxRng())  # type: ignore[arg-type]
+    assert top.backoff(40).total_seconds() == pytest.approx(900.0, rel=1e-3)
+
+
+async def test_dead_letter_after_max_attempts(db: Database, clock: FakeClock) -> None:
+    [msg_id] = await add(db, clock)
+    perform, dead, metrics = Recorder(fail=99), [], Metrics()
+
+    async def on_dead(msg: OutboxMessage) -> None:
+        dead.append((msg.id, msg.status, msg.attempts))
+
+    settings = OutboxSettings(max_attempts=3)
+    worker = OutboxWorker(
+        db, settings, {"text": perform}, clock=clock, metrics=metrics, on_dead=on_dead
+    )
+    for _ in range(5):
+        await worker.run_once()
+        clock.advance(3600)
+    assert len(perform.calls) == 3
+    assert dead == [(msg_id, "dead", 3)]
+    [row] = await rows(db)
+    assert (row.status, row.attempts) == ("dead", 3)
+    assert "502 from far side" in row.last_error and "gave up after 3" in row.last_error
+    for result, count in (("dead", 1), ("retry", 2)):
+        assert sample(metrics, DELIVERIES, kind="text", result=result) == count
+    assert sample(metrics, "returnhub_outbox_delivery_failures_total", kind="text") == 3
+    async with db.read() as session:
+        assert await outbox.depth(session) == {"pending": 0, "dead": 1}
+
+
+async def test_permanent_error_is_dead_at_once(db: Database, clock: FakeClock) -> None:
+    await add(db, clock)
+    perform, dead = Recorder(fail=1, error=PermanentError("40003 invalid userid")), []
+
+    async def on_dead(msg: OutboxMessage) -> None:
+        dead.append(msg.id)
+
+    worker = OutboxWorker(db, OutboxSettings(), {"text": perform}, clock=clock, on_dead=on_dead)
+    await worker.drain()
+    clock.advance(3600)
+    await worker.drain()
+    [row] = await rows(db)
+    assert (row.status, row.attempts, len(perform.calls), dead) == ("dead", 1, 1, [row.id])
+    assert row.last_error == "PermanentError: 40003 invalid userid"
+
+
+async def test_unknown_kind_is_dead_and_raising_hooks_are_only_logged(
+    db: Database, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    await add(db, clock, kind="fax")
+    [ok_id] = await add(db, clock)
+
+    async def on_dead(msg: OutboxMessage) -> None:
+        raise RuntimeError("alert channel down")
+
+    async def on_done(msg: OutboxMessage, result: dict[str, Any]) -> None:
+        raise RuntimeError("card table locked")
+
+    perform = Recorder()
+    worker = OutboxWorker(
+        db, OutboxSettings(), {"text": perform}, clock=clock, on_dead=on_dead, on_done=on_done
+    )
+    with caplog.at_level(logging.ERROR, logger="bot.outbox"):
+        await worker.drain()
+        clock.advance(3600)
+        await worker.drain()
+    fax, text = await rows(db)
+    assert (fax.status, fax.last_error) == ("dead", "no performer for kind 'fax'")
+    assert (text.status, perform.calls) == ("sent", [ok_id])  # on_done failing changes nothing
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("on_dead failed" in m for m in messages)
+    assert any("on_done failed" in m for m in messages)
+    assert any(CASE in m and str(fax.id) in m and "dead" in m for m in messages)
+
+
+async def test_unexpected_error_is_retried_with_traceback(
+    db: Database, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    await add(db, clock)
+    worker = OutboxWorker(
+        db, OutboxSettings(), {"text": Recorder(fail=1, error=KeyError("x"))}, clock=clock
+    )
+    with caplog.at_level(logging.ERROR, logger="bot.outbox"):
+        await worker.run_once()
+    [row] = await rows(db)
+    assert (row.status, row.attempts, row.last_error) == ("pending", 1, "KeyError: 'x'")
+    assert any(r.exc_info for r in caplog.records)
+
+
+async def test_rate_limit_defers_without_burning_attempts(db: Database, clock: FakeClock) -> None:
+    ids = await add(db, clock, 5)
+    other = await add(db, clock, 3, dest="dingtalk:chat-1")
+    perform = Recorder()
+    worker = OutboxWorker(
+        db, OutboxSettings(), {"text": perform}, clock=clock, rate_limits={"wecom-robot:": 2}
+    )
+    await worker.drain()
+    assert sorted(perform.calls) == sorted(ids[:2] + other)  # unlisted prefix: unlimited
+    deferred = [r for r in await rows(db) if r.status == "pending"]
+    assert [r.id for r in deferred] == ids[2:]
+    assert all(r.attempts == 0 and r.next_at > outbox.naive(clock()) for r in deferred)
+
+    clock.advance(30)
+    assert await worker.run_once() == 0
+    clock.advance(31)
+    await worker.drain()
+    assert sorted(perform.calls) == sorted(ids[:4] + other)
+    clock.advance(61)
+    await worker.drain()
+    assert sorted(perform.calls) == sorted(ids + other)
+    assert {(r.status, r.attempts) for r in await rows(db)} == {("sent", 1)}
+
+
+async def test_lease_expiry_redelivers_after_a_crash(db: Database, clock: FakeClock) -> None:
+    [msg_id] = await add(db, clock)
+    # A worker claims the row, performs it, and dies before recording the outcome.
+    [stale] = await outbox.claim_due(db, clock(), 10, lease_seconds=60)
+    clock.advance(30)
+    assert await outbox.claim_due(db, clock(), 10, lease_seconds=60) == []
+
+    clock.advance(31)  # the lease ran out: another replica re-claims, and crashes too
+    await outbox.claim_due(db, clock(), 10, lease_seconds=60)
+    async with db.transaction() as session:  # the first worker's late mark is fenced off
+        assert not await outbox.mark_retry(session, stale, next_at=clock(), error="late")
+
+    clock.advance(61)
+    perform = Recorder()
+    worker = OutboxWorker(db, OutboxSettings(lease_seconds=60), {"text": perform}, clock=clock)
+    assert await worker.run_once() == 1
+    assert perform.calls == [msg_id]
+    [row] = await rows(db)
+    assert (row.status, row.attempts, row.last_error) == ("sent", 1, "")
+
+
+async def test_two_pg_workers_deliver_each_row_once(db: Database, clock: FakeClock) -> None:
+    if db.is_sqlite:
+        pytest.skip("two replicas need PostgreSQL row locks (SKIP LOCKED); SQLite is one process")
+    ids: list[int] = []
+    for d in range(10):
+        ids += await add(db, clock, 20, dest=f"dingtalk:chat-{d}")
+    second = Database(db.url)  # another replica: its own engine and connections
+    seen = [Recorder(pause=0.002), Recorder(pause=0.002)]
+    try:
+        workers = [
+            OutboxWorker(base, OutboxSettings(batch=10), {"text": perform}, clock=clock)
+            for base, perform in zip((db, second), seen, strict=True)
+        ]
+        await asyncio.gather(*(w.drain(max_rounds=1000) for w in workers))
+    finally:
+        await second.dispose()
+    delivered = seen[0].calls + seen[1].calls
+    assert len(delivered) == len(set(delivered)) == 200
+    assert sorted(delivered) == sorted(ids)
+    assert seen[0].calls and seen[1].calls, "both replicas should have taken part"
+    assert {r.status for r in await rows(db)} == {"sent"}
