@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("http", aiohttp.ClientSession)
 OUTBOUND_TIMEOUT = aiohttp.ClientTimeout(total=10, connect=3)
+# Group robots (WeCom, DingTalk) accept 20 messages a minute each.
+ROBOT_PREFIXES = ("wecom-robot:", "dingtalk-robot:")
 
 
 def create_app(
@@ -73,7 +75,12 @@ def create_app(
             **chat_performers(platforms, db),
             **generic.performers(settings.channels.generic, http, ctx.clock),
         }
-        worker = build_worker(ctx, performers, metrics=metrics)
+        worker = build_worker(
+            ctx,
+            performers,
+            metrics=metrics,
+            rate_limits=dict.fromkeys(ROBOT_PREFIXES, settings.outbox.rate_per_minute),
+        )
         app[appkeys.WORKER] = worker
         ticker = Clock(worker, None, db, settings.outbox)
         app[appkeys.CLOCK] = ticker

@@ -33,6 +33,7 @@ def _logging() -> None:
         level=os.environ.get("RETURNHUB_LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # two INFO lines per tick
 
 
 def _run(app: web.Application, host: str, port: int) -> None:

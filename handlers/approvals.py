@@ -16,7 +16,7 @@ from handlers import notify, steps, views
 from handlers.context import Ctx
 from handlers.people import member_named, role_zh
 from handlers.workflow import STATUS_ZH, Actor, Refusal, Status, audit, check, fire, must
-from storage.models import ApprovalStep, Case, Member
+from storage.models import ApprovalStep, Case, Member, PendingReply
 
 
 async def load_case(session: AsyncSession, ctx: Ctx, case_id: str) -> Case | None:
@@ -97,7 +97,9 @@ async def decide(
     if action == "approve":
         await _approve(session, ctx, case, step, member, actor, reply_to)
     elif action == "reject":
-        await _reject(session, ctx, case, step, member, actor, reason.strip(), reply_to)
+        await _reject(
+            session, ctx, case, step, member, actor, reason.strip(), reply_to, step_id is not None
+        )
     elif action == "transfer":
         await _transfer(session, ctx, case, step, member, actor, target, reply_to)
     else:
@@ -155,9 +157,28 @@ async def _reject(
     actor: Actor,
     reason: str,
     reply_to: Sender,
+    from_card: bool,
 ) -> None:
     refusal = check(case, "reject", actor, step.role)
     if refusal is None and not reason:
+        if from_card:  # a card has no text box: ask, and take the next chat message
+            await session.merge(
+                PendingReply(
+                    member_id=member.id,
+                    case_id=case.id,
+                    step_id=step.id,
+                    action="reject",
+                    asked_at=ctx.now(),
+                )
+            )
+            await notify.send_text(
+                session,
+                ctx,
+                reply_to,
+                f"请直接回复驳回 {case.id} 的原因（发送 /取消 放弃）",
+                case.id,
+            )
+            return
         refusal = Refusal(f"驳回需要填写原因：/驳回 {case.id} 原因")
     if refusal is not None:
         await refuse(session, ctx, case, actor, "reject", refusal.reason, reply_to)

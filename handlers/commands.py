@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,11 +22,12 @@ from handlers.context import Ctx
 from handlers.inbox import once
 from handlers.people import member_for
 from handlers.workflow import Actor, audit
-from storage.models import Case, Evidence, Member
+from storage.models import Case, Evidence, Member, PendingReply
 
 CASE_ID = re.compile(r"RC-\d{6}-\d{4,}", re.IGNORECASE)
 SCAN_CODE = re.compile(r"[A-Za-z0-9-]{6,40}")
 Run = Callable[["Call"], Awaitable[None]]
+PENDING_TTL = timedelta(minutes=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +124,24 @@ async def _note(call: Call) -> None:
     await call.reply(f"已记录到 {case.id}", case.id)
 
 
+async def _pending(session: AsyncSession, ctx: Ctx, member: Member) -> PendingReply | None:
+    """The question this member still owes an answer to, if it is recent enough."""
+    pending = await session.get(PendingReply, member.id)
+    if pending is not None and ctx.now() - pending.asked_at > PENDING_TTL:
+        await session.delete(pending)
+        return None
+    return pending
+
+
+async def _cancel(call: Call) -> None:
+    pending = await call.session.get(PendingReply, call.member.id)
+    if pending is None:
+        await call.reply("没有等待您回复的操作")
+        return
+    await call.session.delete(pending)
+    await call.reply(f"已取消对 {pending.case_id} 的操作")
+
+
 APPROVERS = frozenset({"cs_lead", "ops_director", "finance_director"})
 COMMANDS = (
     Command(("帮助", "help"), "/帮助", "查看可用命令", frozenset(), _help),
@@ -148,6 +168,7 @@ COMMANDS = (
         _decision("transfer", "/转交 RC-… @姓名"),
     ),
     Command(("记录", "note"), "/记录 RC-… 内容", "记录纠纷结果或备注", frozenset(), _note),
+    Command(("取消", "cancel"), "/取消", "放弃等待回复的操作（如驳回原因）", APPROVERS, _cancel),
 )
 BY_NAME = {name: c for c in COMMANDS for name in c.names}
 
@@ -171,6 +192,18 @@ async def _handle(session: AsyncSession, ctx: Ctx, event: ChatMessage) -> None:
             )
             return
         await command.run(Call(session, ctx, event, member, args))
+    elif pending := await _pending(session, ctx, member):
+        await session.delete(pending)
+        await approvals.decide(
+            session,
+            ctx,
+            pending.case_id,
+            member,
+            pending.action,
+            event.sender,
+            reason=text,
+            step_id=pending.step_id,
+        )
     elif "warehouse" in member.role_names and SCAN_CODE.fullmatch(text):
         await warehouse.scan(session, ctx, member, text, event.sender)
     else:

@@ -202,7 +202,10 @@ class OutboxMessage(Base):
     """A side effect waiting to leave: a card, a card update, a callback, a refund."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "status", "next_at"),)
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "next_at"),
+        Index("ix_outbox_rate", "destination", "sent_at"),  # per-destination rate limit
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(32))
@@ -279,6 +282,21 @@ class ConsoleMessage(Base):
     body: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class PendingReply(Base):
+    """A question the bot asked in chat (e.g. the reason for a 驳回 clicked on a card,
+    which cannot carry a text box); the member's next plain message answers it."""
+
+    __tablename__ = "pending_replies"
+
+    member_id: Mapped[int] = mapped_column(
+        ForeignKey("members.id", ondelete="CASCADE"), primary_key=True
+    )
+    case_id: Mapped[str] = mapped_column(String(20))
+    step_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    action: Mapped[str] = mapped_column(String(16))
+    asked_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 class Sequence(Base):

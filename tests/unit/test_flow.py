@@ -233,3 +233,21 @@ async def test_two_approvers_at_once_exactly_one_wins(db: Database) -> None:
         )
         members = await session.scalar(select(func.count(Member.id)))
     assert decided == 1 and members
+
+
+async def test_reject_clicked_on_a_card_asks_for_the_reason_in_chat(db: Database) -> None:
+    ctx = await setup(db)
+    case_id = (await on_return_request(request(8, 13200), ctx)).case_id or ""
+    token = await card_token(db, case_id, "王组长", "reject")
+    await on_card_action(click(1, "王组长", token), ctx)
+    assert (await case_of(db, case_id)).status == "pending_approval"
+    await on_chat_message(
+        ChatMessage("r1", Sender("console", "王组长"), "商品已使用，不符合退货条件"), ctx
+    )
+    case = await case_of(db, case_id)
+    assert case.status == "rejected"
+    texts = [m.payload["text"] for m in await outbox(db, "text.send")]
+    assert "请直接回复驳回" in texts[0] and texts[1] == f"已驳回 {case_id}"
+    # The next plain message is no longer taken as a reason.
+    await on_chat_message(ChatMessage("r2", Sender("console", "王组长"), "你好"), ctx)
+    assert "帮助" in [m.payload["text"] for m in await outbox(db, "text.send")][-1]

@@ -110,6 +110,7 @@ def upgrade() -> None:
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_outbox_case_id'), ['case_id'], unique=False)
         batch_op.create_index('ix_outbox_due', ['status', 'next_at'], unique=False)
+        batch_op.create_index('ix_outbox_rate', ['destination', 'sent_at'], unique=False)
 
     op.create_table('sequences',
     sa.Column('name', sa.String(length=32), nullable=False),
@@ -186,6 +187,15 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['member_id'], ['members.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('member_id', 'role')
     )
+    op.create_table('pending_replies',
+    sa.Column('member_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('case_id', sa.String(length=20), nullable=False),
+    sa.Column('step_id', sa.BigInteger(), nullable=True),
+    sa.Column('action', sa.String(length=16), nullable=False),
+    sa.Column('asked_at', sa.DateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['member_id'], ['members.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('member_id')
+    )
     op.create_table('approval_steps',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('case_id', sa.String(length=20), nullable=False),
@@ -245,6 +255,7 @@ def downgrade() -> None:
 
     op.drop_table('case_items')
     op.drop_table('approval_steps')
+    op.drop_table('pending_replies')
     op.drop_table('member_roles')
     op.drop_table('customer_orders')
     with op.batch_alter_table('cases', schema=None) as batch_op:
@@ -260,6 +271,7 @@ def downgrade() -> None:
     op.drop_table('timers')
     op.drop_table('sequences')
     with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.drop_index('ix_outbox_rate')
         batch_op.drop_index('ix_outbox_due')
         batch_op.drop_index(batch_op.f('ix_outbox_case_id'))
 
