@@ -13,6 +13,14 @@ from bot.settings import ConfigError, Settings, check, config_dir, load, templat
 
 GOOD_AES = base64.b64encode(bytes(range(32))).decode().rstrip("=")
 
+# The [wecom] keys a test does not set itself: a half-set platform is an error of its own.
+WECOM_REST = {
+    "RETURNHUB__WECOM__CORP_ID": "ww",
+    "RETURNHUB__WECOM__AGENT_ID": "1",
+    "RETURNHUB__WECOM__SECRET": "s",
+    "RETURNHUB__WECOM__TOKEN": "t",
+}
+
 
 def write(directory: Path, name: str, text: str) -> Path:
     path = directory / name
@@ -78,6 +86,8 @@ def test_env_overrides(tmp_path: Path) -> None:
         "RETURNHUB__CHANNELS__GENERIC__SECRET": "s3cret",
         "RETURNHUB__WECOM__AGENT_ID": "1000002",
         "RETURNHUB__WECOM__SECRET": "wsecret",
+        "RETURNHUB__WECOM__TOKEN": "wtoken",
+        "RETURNHUB__WECOM__ENCODING_AES_KEY": GOOD_AES,
         "RETURNHUB__SERVER__DEMO": "true",
         "RETURNHUB__CONSOLE__ENABLED": "1",
         "RETURNHUB__OUTBOX__BASE_DELAY_SECONDS": "0.5",
@@ -96,7 +106,7 @@ def test_env_overrides(tmp_path: Path) -> None:
     assert settings.server.secret == "card-key"
     assert settings.roles["warehouse"].wecom_chat_id == "wrk-chat"
     assert settings.channels.taobao["poll_seconds"] == 15
-    assert load(path, env={"RETURNHUB__SERVER__DEMO": "0"}).server.demo is False
+    assert load(path, env={**env, "RETURNHUB__SERVER__DEMO": "0"}).server.demo is False
 
 
 def test_env_errors(tmp_path: Path) -> None:
@@ -197,7 +207,7 @@ def test_values_are_validated(tmp_path: Path) -> None:
         mode = "websocket"
         """,
     )
-    errors = errors_of(path)
+    errors = errors_of(path, WECOM_REST)
     assert [e.split(": ", 1)[0] for e in errors] == [f"{path}:{n}" for n in (2, 3, 4, 6, 10)]
     assert "unknown time zone" in errors[0]
     assert "http(s)" in errors[1]
@@ -215,7 +225,7 @@ def test_bad_aes_key(tmp_path: Path, key: str, problem: str) -> None:
     path = write(
         tmp_path, "returnhub.toml", f'[wecom]\ncorp_id = "ww"\nencoding_aes_key = "{key}"\n'
     )
-    (error,) = errors_of(path)
+    (error,) = errors_of(path, WECOM_REST)
     assert error.startswith(f"{path}:3: wecom.encoding_aes_key: ")
     assert problem in error
 
@@ -314,7 +324,7 @@ def test_many_errors_reported_together(tmp_path: Path) -> None:
         '[server]\nport = "x"\nbogus = 1\n[wecom]\nencoding_aes_key = "short"\n',
     )
     write(tmp_path, "routing.toml", '[[tier]]\nname = "t"\nup_to = "1.234"\nsteps = ["nobody"]\n')
-    errors = errors_of(main, {"RETURNHUB__API__NOPE": "1"})
+    errors = errors_of(main, {"RETURNHUB__API__NOPE": "1", **WECOM_REST})
     assert len(errors) == 6, errors
     assert any(e.startswith("env RETURNHUB__API__NOPE") for e in errors)
     assert sum(str(tmp_path / "routing.toml") in e for e in errors) == 2
@@ -387,3 +397,18 @@ def test_scripts_dir_beside_main_file_else_packaged(tmp_path: Path) -> None:
     assert load(main, env={}).scripts_dir == config_dir() / "scripts"
     (tmp_path / "scripts").mkdir()
     assert load(main, env={}).scripts_dir == tmp_path / "scripts"
+
+
+def test_a_half_configured_wecom_names_each_missing_key(tmp_path: Path) -> None:
+    main = tmp_path / "returnhub.toml"
+    main.write_text('[wecom]\ncorp_id = "ww123"\nagent_id = 1000002\n', encoding="utf-8")
+    errors = check(main, env={})
+    missing = sorted(e.split(": ")[1] for e in errors)
+    assert missing == ["wecom.encoding_aes_key", "wecom.secret", "wecom.token"]
+    assert all(e.startswith(f"{main}:1: ") for e in errors)
+    env = {
+        "RETURNHUB__WECOM__SECRET": "s",
+        "RETURNHUB__WECOM__TOKEN": "t",
+        "RETURNHUB__WECOM__ENCODING_AES_KEY": "a" * 43,
+    }
+    assert check(main, env=env) == []

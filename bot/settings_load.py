@@ -1,0 +1,258 @@
+"""Loading and validating settings: the one pass behind `load()` and `check-config`.
+
+Kept apart from the dataclasses in bot/settings.py so each file stays readable;
+every check appends to one error list, reported as `file:line: message`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bot.config_locate import (
+    ConfigError,
+    Report,
+    aes_key_problem,
+    apply_env,
+    build,
+    read_toml,
+    url_problem,
+    zone_problem,
+)
+from bot.settings import (
+    CHANNELS,
+    DB_SCHEMES,
+    DEFAULT_ROLES,
+    ENV_PREFIX,
+    ERROR_POSITION,
+    SECTIONS,
+    ChannelsSettings,
+    FilesSettings,
+    GenericChannelSettings,
+    MemberConfig,
+    RoleRoute,
+    Settings,
+    config_dir,
+)
+from handlers.routing import RoutingRules, parse_rules
+from handlers.sla_policies import SlaConfig, parse_sla
+
+log = logging.getLogger("bot.settings")
+T = TypeVar("T")
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "must be positive"
+
+
+def _when_set(check: Callable[[str], str | None]) -> Callable[[str], str | None]:
+    return lambda value: check(value) if value else None
+
+
+_VALUE_CHECKS: dict[str, Callable[[Any], str | None]] = {
+    "server.port": lambda v: None if 0 < v < 65536 else "must be 1-65535",
+    "server.public_url": _when_set(url_problem),
+    "server.timezone": zone_problem,
+    "server.max_body_bytes": _positive,
+    "database.url": lambda v: (
+        None if v.startswith(DB_SCHEMES) else "must start with " + " or ".join(DB_SCHEMES)
+    ),
+    "wecom.encoding_aes_key": _when_set(aes_key_problem),
+    "dingtalk.event_aes_key": _when_set(aes_key_problem),
+    "dingtalk.mode": lambda v: None if v in ("http", "stream") else 'must be "http" or "stream"',
+    "channels.generic.callback_url": _when_set(url_problem),
+    "channels.generic.replay_window_seconds": _positive,
+    **{f"outbox.{k}": _positive for k in ("max_attempts", "batch", "rate_per_minute")},
+    **{f"outbox.{k}": _positive for k in ("tick_seconds", "lease_seconds", "base_delay_seconds")},
+}
+
+
+# A half-configured platform fails at the first message; say so at start-up instead.
+_REQUIRED_TOGETHER = {
+    "wecom": ("corp_id", "agent_id", "secret", "token", "encoding_aes_key"),
+    "dingtalk": ("app_key", "app_secret", "robot_code"),
+}
+
+
+def _by_file_and_line(errors: list[str]) -> list[str]:
+    """Group errors per file (in order of first mention), by line; env ones last."""
+    files: dict[str, int] = {}
+    keys: list[tuple[int, int]] = []
+    for error in errors:
+        m = ERROR_POSITION.match(error)
+        name, line = (m.group(1), int(m.group(2))) if m else ("", 0)
+        keys.append((files.setdefault(name, len(files)) if m else 1 << 30, line))
+    return [e for _, e in sorted(zip(keys, errors, strict=True), key=lambda pair: pair[0])]
+
+
+def _main_path(path: str | Path | None, env: Mapping[str, str]) -> Path | None:
+    if path is not None:
+        return Path(path)
+    if env.get("RETURNHUB_CONFIG"):
+        return Path(env["RETURNHUB_CONFIG"])
+    local = Path("returnhub.toml")
+    return local if local.is_file() else None
+
+
+class _Loader:
+    """One pass over a config set; every check appends to the same error list."""
+
+    def __init__(self, data: dict[str, Any], report: Report, base: Path) -> None:
+        self.data, self.report, self.errors, self.base = data, report, report.errors, base
+
+    def section(self, cls: type[T], *path: str) -> T:
+        table: Any = self.data
+        for part in path:
+            table = table.get(part, {}) if isinstance(table, dict) else {}
+        return build(cls, table, path, self.report) or cls()
+
+    def channels(self) -> ChannelsSettings:
+        table = self.data.get("channels", {})
+        if not isinstance(table, dict):
+            self.report.at(("channels",), "channels: expected tables like [channels.generic]")
+            table = {}
+        for name in table:
+            if name != "generic" and name not in CHANNELS:
+                self.report.at(("channels", name), f"unknown channel [channels.{name}]")
+        loose = {
+            n: dataclasses.asdict(self.section(c, "channels", n)) for n, c in CHANNELS.items()
+        }
+        return ChannelsSettings(
+            self.section(GenericChannelSettings, "channels", "generic"), **loose
+        )
+
+    def roles(self) -> dict[str, RoleRoute]:
+        table = self.data.get("roles", {})
+        if not isinstance(table, dict):
+            self.report.at(("roles",), "roles: expected tables like [roles.warehouse]")
+            return {}
+        return {name: self.section(RoleRoute, "roles", name) for name in table}
+
+    def members(self, known: frozenset[str]) -> tuple[MemberConfig, ...]:
+        tables = self.data.get("members", [])
+        if not isinstance(tables, list):
+            self.report.at(("members",), "members: expected [[members]] tables")
+            return ()
+        members: list[MemberConfig] = []
+        seen: dict[str, str] = {}
+        for i, table in enumerate(tables):
+            member = build(MemberConfig, table, ("members", i), self.report)
+            if member is None:
+                continue
+            members.append(member)
+            where = f"members[{i}] ({member.name})"
+            if not member.roles:
+                self.report.at(("members", i, "roles"), f"{where}: roles must not be empty")
+            for role in member.roles:
+                if role not in known:
+                    msg = f"unknown role {role!r}; declare it with a [roles.{role}] table"
+                    self.report.at(("members", i, "roles"), f"{where}: {msg}")
+            for key in ("wecom_userid", "dingtalk_staff_id"):
+                value = getattr(member, key)
+                if value and f"{key}={value}" in seen:
+                    other = seen[f"{key}={value}"]
+                    self.report.at(("members", i, key), f"{where}: {key} already used by {other}")
+                seen.setdefault(f"{key}={value}", member.name)
+        return tuple(members)
+
+    def check_values(self, settings: Settings) -> None:
+        for key, check in _VALUE_CHECKS.items():
+            if problem := check(functools.reduce(getattr, key.split("."), settings)):
+                self.report.at(tuple(key.split(".")), f"{key}: {problem}")
+        for section, keys in _REQUIRED_TOGETHER.items():
+            values = {k: getattr(getattr(settings, section), k) for k in keys}
+            if any(values.values()):  # the platform is being set up: it needs every key
+                for key, value in values.items():
+                    if not value:
+                        self.report.at((section, key), f"{section}.{key}: missing (the other "
+                                       f"[{section}] keys are set; env RETURNHUB__"
+                                       f"{section.upper()}__{key.upper()} also works)")
+
+    def rule_file(self, files: FilesSettings, key: str) -> tuple[dict[str, Any], Report] | None:
+        """Read routing.toml / sla.toml beside the main file, else the packaged default."""
+        relative, default = getattr(files, key), getattr(FilesSettings(), key)
+        path = self.base / relative
+        if not path.is_file():
+            if self.report.locator and self.report.locator.find(("files", key)):
+                log.warning("%s not found; using the packaged %s", path, default)
+            path = config_dir() / default
+        parsed = read_toml(path, str(path), self.errors)
+        return (parsed[0], Report(str(path), parsed[1], errors=self.errors)) if parsed else None
+
+
+def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from the main file (or built-in defaults), its rule files and the env.
+
+    `path` None means $RETURNHUB_CONFIG, then ./returnhub.toml, then the packaged
+    defaults. Raises ConfigError listing every problem found.
+    """
+    settings = _load(path, os.environ if env is None else env)
+    if not settings.server.secret:
+        log.warning(
+            "server.secret is empty: generated one for this process; card buttons "
+            "break on restart and across replicas; set RETURNHUB__SERVER__SECRET"
+        )
+        server = dataclasses.replace(settings.server, secret=secrets.token_urlsafe(32))
+        settings = dataclasses.replace(settings, server=server)
+    return settings
+
+
+def check(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> list[str]:
+    """The errors `load` would raise ([] when the config is valid); for `check-config`."""
+    try:
+        _load(path, os.environ if env is None else env)
+    except ConfigError as exc:
+        return exc.errors
+    return []
+
+
+def _load(path: str | Path | None, env: Mapping[str, str]) -> Settings:
+    main = _main_path(path, env)
+    errors: list[str] = []
+    data: dict[str, Any] | None = {}
+    report = Report("<defaults>", errors=errors)
+    if main is not None:
+        parsed = read_toml(main, str(main), errors)
+        if parsed is None and not main.is_file():
+            raise ConfigError(errors)
+        data = parsed[0] if parsed else None  # None: syntax error, already reported
+        report = Report(str(main), parsed[1] if parsed else None, errors=errors)
+    report.env, env_errors = apply_env(data or {}, env, ENV_PREFIX)
+    errors += env_errors
+    for key in data or {}:
+        if key not in ("channels", "members", "roles", *SECTIONS):
+            report.at((key,), f"unknown section [{key}]")
+    ld = _Loader(data or {}, report, main.parent if main else config_dir())
+    sections: dict[str, Any] = {name: ld.section(cls, name) for name, cls in SECTIONS.items()}
+    channels, roles = ld.channels(), ld.roles()
+    declared = frozenset(DEFAULT_ROLES) | frozenset(roles)
+    members = ld.members(declared)
+    known = declared if data is not None else None  # main file unparsed: skip role checks
+    sla, rules = SlaConfig(), RoutingRules(tiers=())
+    sla_names = None  # sla.toml unreadable: don't also flag every tier's policy
+    if parsed_sla := ld.rule_file(sections["files"], "sla"):
+        sla = parse_sla(parsed_sla[0], parsed_sla[1], known_roles=known)[0]
+        sla_names = sla.policies.keys()
+    if parsed_rules := ld.rule_file(sections["files"], "routing"):
+        kw = {"known_roles": known, "sla_names": sla_names}
+        rules = parse_rules(parsed_rules[0], parsed_rules[1], **kw)[0]
+    settings = Settings(
+        **sections,
+        channels=channels,
+        members=members,
+        roles=roles,
+        routing=rules,
+        sla=sla.policies,
+        calendar=sla.calendar,
+        source=str(main) if main else "<defaults>",
+    )
+    ld.check_values(settings)
+    if errors:
+        raise ConfigError(_by_file_and_line(errors))
+    return settings
