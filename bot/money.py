@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+import re
 
-MAX_FEN = 10**13  # 1000 亿元: anything larger is a data error, not a return
+# Plain decimal yuan with at most two places: no sign, exponent, separators or spaces.
+_YUAN = re.compile(r"([0-9]{1,11})(?:\.([0-9]{1,2}))?")
 
 
 def parse_yuan(value: object, *, allow_zero: bool = False) -> int:
-    """'29.90' -> 2990. Rejects floats, more than two decimals, negatives, NaN."""
-    if isinstance(value, bool) or not isinstance(value, str | int):
+    """'29.90' -> 2990. Only strings: a JSON float has already lost the cents' exactness."""
+    if not isinstance(value, str):
         raise ValueError(f"amount must be a decimal string in yuan, got {type(value).__name__}")
-    try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise ValueError(f"amount {value!r} is not a decimal number") from None
-    if not amount.is_finite():
-        raise ValueError(f"amount {value!r} is not a finite number")
-    exponent = amount.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -2:
-        raise ValueError(f"amount {value!r} has more than two decimals")
-    fen = int(amount * 100)
-    if fen < 0 or (fen == 0 and not allow_zero) or fen > MAX_FEN:
-        raise ValueError(f"amount {value!r} is out of range")
+    m = _YUAN.fullmatch(value)
+    if m is None:
+        raise ValueError(f'amount {value!r} is not a decimal like "29.90"')
+    fen = int(m.group(1)) * 100 + int((m.group(2) or "0").ljust(2, "0"))
+    if fen == 0 and not allow_zero:
+        raise ValueError("amount must be greater than zero")
     return fen
 
 

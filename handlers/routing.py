@@ -8,16 +8,15 @@ for every mistake, because a wrong tier silently auto-approves money.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from bot.config_locate import Key, Report, build
+from bot.money import parse_yuan
 
 KINDS = frozenset({"refund_only", "return_refund", "exchange"})
 CUSTOMER = frozenset({"any", "flagged", "normal"})
-_YUAN = re.compile(r"^(\d{1,12})(?:\.(\d{1,2}))?$")
 
 
 @dataclass(frozen=True)
@@ -98,14 +97,6 @@ def route(inp: RouteInput, rules: RoutingRules) -> Decision:
     return Decision("fallback", False, rules.fallback_steps, (), rules.fallback_sla)
 
 
-def parse_yuan(text: str) -> int | None:
-    """Yuan to fen ("50.00" -> 5000); None unless a plain decimal with at most 2 places."""
-    m = _YUAN.match(text)
-    if not m:
-        return None
-    return int(m.group(1)) * 100 + int((m.group(2) or "0").ljust(2, "0"))
-
-
 @dataclass(frozen=True)
 class _TierSpec:
     """The TOML shape of a tier, checked by `build` before meaning is given to it."""
@@ -135,12 +126,13 @@ def _amount(spec: _TierSpec, key: str, path: Key, report: Report) -> int | None:
     text = getattr(spec, key)
     if text == "":
         return None
-    fen = parse_yuan(text)
-    if fen is None:
+    try:
+        return parse_yuan(text, allow_zero=True)
+    except ValueError:
         report.at(
             (*path, key), f'tier {spec.name!r}: {key} = {text!r} is not an amount like "50.00"'
         )
-    return fen
+        return None
 
 
 def _check_roles(

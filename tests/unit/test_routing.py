@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from bot.money import parse_yuan
 from bot.settings import config_dir
 from handlers.routing import (
     Decision,
@@ -15,7 +16,6 @@ from handlers.routing import (
     RoutingRules,
     Tier,
     parse_rules,
-    parse_yuan,
     route,
 )
 
@@ -38,7 +38,6 @@ def inp(
     categories: frozenset[str] = frozenset(),
 ) -> RouteInput:
     fen = parse_yuan(amount)
-    assert fen is not None
     return RouteInput(fen, channel, kind, reason, categories, flagged)
 
 
@@ -142,19 +141,6 @@ def test_filters(kwargs: dict[str, Any], tier: str) -> None:
 def test_steps_tier_without_sla_uses_fallback_sla() -> None:
     rules = _rules('[[tier]]\nname = "t"\nsteps = ["cs_lead"]\n')
     assert rules.tiers[0].sla == "first_review"
-
-
-@pytest.mark.parametrize(
-    ("text", "fen"),
-    [("0.01", 1), ("50", 5000), ("50.1", 5010), ("50.00", 5000), ("5000.01", 500001)],
-)
-def test_parse_yuan(text: str, fen: int) -> None:
-    assert parse_yuan(text) == fen
-
-
-@pytest.mark.parametrize("text", ["", "-1.00", "1.001", "1e3", "abc", " 1.00", "1,000.00"])
-def test_parse_yuan_rejects(text: str) -> None:
-    assert parse_yuan(text) is None
 
 
 @pytest.mark.parametrize(
