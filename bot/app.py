@@ -18,6 +18,7 @@ from aiohttp import web
 from bot import appkeys
 from bot.cards import CardRenderer
 from bot.channels import generic
+from bot.channels.base import channel_performers
 from bot.clock import Clock
 from bot.delivery import build_worker
 from bot.dispatch import Dispatcher
@@ -29,6 +30,7 @@ from bot.settings import Settings, templates_dir
 from bot.web import api, health
 from bot.web import console as console_web
 from handlers.context import Ctx, utcnow
+from handlers.intake import on_return_request
 from handlers.people import sync_members
 from storage.db import Database
 from storage.migrate import upgrade
@@ -73,7 +75,9 @@ def create_app(
         app[HTTP] = http
         performers: dict[str, Performer] = {
             **chat_performers(platforms, db),
-            **generic.performers(settings.channels.generic, http, ctx.clock),
+            **channel_performers(
+                {"generic": generic.GenericClient(settings.channels.generic, http, ctx.clock)}
+            ),
         }
         worker = build_worker(
             ctx,
@@ -100,7 +104,7 @@ def create_app(
     app.cleanup_ctx.append(resources)
     health.setup(app)
     api.setup(app)
-    generic.setup(app)
+    generic.setup(app, on_return_request)
     if settings.console.enabled:
         console_web.setup(app)
     return app
