@@ -17,12 +17,14 @@ demo: $(STAMP)
 	$(BIN)/returnhub demo
 
 # The browser tests drive Debian's chromium (playwright's own browser download
-# is not used). Installed here when missing and we are root (CI, fresh machines).
+# is not used), with CJK fonts so Chinese renders. Installed here when missing
+# and we are root (CI, fresh machines).
 browser-deps:
-	@if [ ! -x $(CHROMIUM) ]; then \
+	@if [ ! -x $(CHROMIUM) ] || [ ! -d /usr/share/fonts/opentype/noto ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "note: $(CHROMIUM) missing and not root; browser tests will be skipped"; fi; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq chromium fonts-noto-cjk >/dev/null; \
+	  else echo "note: chromium or fonts-noto-cjk missing and not root; browser tests skip"; fi; \
 	fi
 
 lint: $(STAMP)

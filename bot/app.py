@@ -88,7 +88,7 @@ def create_app(
         app[appkeys.WORKER] = worker
         ticker = Clock(worker, None, db, settings.outbox)
         app[appkeys.CLOCK] = ticker
-        app[appkeys.DISPATCH] = Dispatcher(ctx)
+        app[appkeys.DISPATCH] = Dispatcher(ctx, kick=ticker.kick)
         if background:
             await ticker.start()
         for hook in app[STARTED]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -98,6 +98,11 @@ class Clock:
         scheduler.start()
         self._scheduler = scheduler
         log.info("clock started: ticking every %s s", seconds)
+
+    def kick(self) -> None:
+        """Run the outbox tick now (a handler just committed work a person waits for)."""
+        if self._scheduler is not None and not self._stopping:
+            self._scheduler.modify_job(OUTBOX_JOB_ID, next_run_time=datetime.now(UTC))
 
     async def stop(self) -> None:
         """Stop ticking, wait for in-flight ticks, shut the scheduler down, flush the outbox."""

@@ -133,3 +133,25 @@ async def test_a_failing_tick_is_logged_and_the_clock_keeps_going(db: Database) 
     finally:
         await clock.stop()
     assert calls >= 2
+
+
+async def test_kick_runs_the_outbox_tick_without_waiting_for_the_interval(db: Database) -> None:
+    delivered: list[int] = []
+
+    async def perform(msg: OutboxMessage) -> None:
+        delivered.append(msg.id)
+
+    worker = OutboxWorker(db, OutboxSettings(tick_seconds=3600), {"k": perform})
+    clock = Clock(worker, None, db, OutboxSettings(tick_seconds=3600))
+    await clock.start()
+    try:
+        async with db.transaction() as session:
+            outbox.enqueue(session, kind="k", destination="d", payload={}, now=datetime.now(UTC))
+        clock.kick()
+        for _ in range(200):
+            if delivered:
+                break
+            await asyncio.sleep(0.01)
+        assert len(delivered) == 1
+    finally:
+        await clock.stop()

@@ -1,0 +1,235 @@
+"""The console through HTTP: the page, its API, auth, bad input, and a full decision."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from sqlalchemy import func, select
+
+from bot.app import create_app
+from bot.appkeys import CTX, WORKER
+from bot.demo import demo_settings, demo_stream_job, seed
+from bot.settings import Settings
+from bot.web.auth import COOKIE
+from storage.models import Case, ConsoleMessage, InboxKey
+
+Client = TestClient[web.Request, web.Application]
+MakeClient = Callable[[web.Application], Awaitable[Client]]
+TOKEN = "console-test-token-0123456789"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    base = demo_settings(8080, tmp_path / "var")
+    return dataclasses.replace(base, api=dataclasses.replace(base.api, token=TOKEN))
+
+
+@pytest.fixture
+async def client(settings: Settings, aiohttp_client: MakeClient) -> Client:
+    return await aiohttp_client(create_app(settings, background=False))
+
+
+def private(settings: Settings) -> Settings:
+    return dataclasses.replace(settings, server=dataclasses.replace(settings.server, demo=False))
+
+
+async def post(client: Client, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    resp = await client.post(path, json=body)
+    return resp.status, await resp.json()
+
+
+async def chat(client: Client, user: str, after: int = 0, since: str = "") -> dict[str, Any]:
+    params = {"user": user, "after": str(after), **({"since": since} if since else {})}
+    resp = await client.get("/console/api/messages", params=params)
+    assert resp.status == 200, await resp.text()
+    data: dict[str, Any] = await resp.json()
+    return data
+
+
+async def counts(client: Client) -> tuple[int, int]:
+    async with client.app[CTX].db.read() as session:
+        shown = await session.scalar(select(func.count(ConsoleMessage.id)))
+        keys = await session.scalar(select(func.count()).select_from(InboxKey))
+    return int(shown or 0), int(keys or 0)
+
+
+async def test_page_and_assets_are_served(client: Client) -> None:
+    resp = await client.get("/console")
+    assert resp.status == 200
+    assert resp.content_type == "text/html"
+    html = await resp.text()
+    assert "售后控制台" in html and "/console/static/console.js?v=" in html
+    assert "script-src 'self'" in resp.headers["Content-Security-Policy"]
+    js = await client.get("/console/static/console.js")
+    assert js.status == 200 and js.content_type == "application/javascript"
+    assert (await client.get("/console/static/console.css")).content_type == "text/css"
+    assert (await client.get("/console/static/console.html.j2")).status == 404
+
+
+async def test_members_are_listed_with_zh_roles(client: Client) -> None:
+    resp = await client.get("/console/api/members")
+    members = {m["name"]: m for m in (await resp.json())["members"]}
+    assert len(members) == 8
+    assert members["王组长"]["roles"] == ["cs_lead"]
+    assert members["王组长"]["role_labels"] == ["客服组长"]
+    assert members["小周"]["role_labels"] == ["仓管"]
+
+
+async def test_private_server_requires_the_api_token(
+    settings: Settings, aiohttp_client: MakeClient
+) -> None:
+    client = await aiohttp_client(create_app(private(settings), background=False))
+    for path in ("/console", "/console/api/members", "/console/api/messages?user=小美"):
+        resp = await client.get(path)
+        assert resp.status == 401, path
+        assert "error" in await resp.json()
+    status, _ = await post(client, "/console/api/send", {"user": "小美", "text": "/帮助"})
+    assert status == 401
+    wrong = await client.get("/console", headers={"Authorization": "Bearer nope"})
+    assert wrong.status == 401
+    bearer = await client.get("/console/api/members", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert bearer.status == 200
+    login = await client.get(f"/console?token={TOKEN}", allow_redirects=False)
+    assert login.status == 302 and login.headers["Location"] == "/console"
+    cookie = login.cookies[COOKIE]
+    assert cookie["httponly"] and cookie.value != TOKEN
+    assert (await client.get("/console")).status == 200  # the jar now holds the cookie
+    assert await counts(client) == (0, 0)
+
+
+async def test_demo_mode_does_not_trust_proxied_requests(client: Client) -> None:
+    resp = await client.get("/console", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert resp.status == 401
+
+
+async def test_help_reply_shows_in_the_chat(client: Client) -> None:
+    status, body = await post(
+        client, "/console/api/send", {"user": "小美", "text": "/帮助", "uuid": str(uuid.uuid4())}
+    )
+    assert status == 200 and body["ok"] is True
+    await client.app[WORKER].drain()
+    messages = (await chat(client, "小美"))["messages"]
+    assert [(m["direction"], m["type"]) for m in messages] == [("in", "text"), ("out", "text")]
+    assert messages[0]["text"] == "/帮助"
+    assert "/查单" in messages[1]["text"]
+    assert messages[1]["time"]
+
+
+async def test_same_uuid_twice_is_one_effect(client: Client) -> None:
+    body = {"user": "小美", "text": "/帮助", "uuid": str(uuid.uuid4())}
+    assert (await post(client, "/console/api/send", body))[0] == 200
+    assert (await post(client, "/console/api/send", body))[0] == 200
+    await client.app[WORKER].drain()
+    messages = (await chat(client, "小美"))["messages"]
+    assert [m["direction"] for m in messages] == ["in", "out"]
+
+
+async def test_card_click_with_a_bad_token_is_politely_refused(client: Client) -> None:
+    click = {"user": "王组长", "token": "forged.token", "label": "同意", "uuid": str(uuid.uuid4())}
+    status, _ = await post(client, "/console/api/click", click)
+    assert status == 200
+    await client.app[WORKER].drain()
+    messages = (await chat(client, "王组长"))["messages"]
+    assert messages[0]["type"] == "action" and messages[0]["label"] == "同意"
+    assert messages[-1]["text"] == "该按钮无效或已过期"
+
+
+U = "5b0c7e4e-8f1d-4c1a-9d7e-2f3a4b5c6d7e"
+SEND, CLICK = "/console/api/send", "/console/api/click"
+
+
+def raw(body: object) -> bytes:
+    return json.dumps(body).encode()
+
+
+@pytest.mark.parametrize(
+    ("path", "data", "expected"),
+    [
+        (SEND, b"{not json", 400),
+        (SEND, b"\xff\xfe", 400),
+        (SEND, raw([1, 2]), 400),
+        (SEND, raw({"user": "小美", "text": "/帮助"}), 400),
+        (SEND, raw({"user": "路人", "text": "hi", "uuid": U}), 400),
+        (SEND, raw({"user": "小美", "text": "x" * 2001, "uuid": U}), 400),
+        (SEND, raw({"user": "小美", "text": "", "uuid": U}), 400),
+        (SEND, raw({"user": "小美", "text": "/帮助", "uuid": "1; drop"}), 400),
+        (CLICK, raw({"user": "王组长", "uuid": U}), 400),
+        (CLICK, raw({"user": "王组长", "token": "t", "reason": 3, "uuid": U}), 400),
+        (CLICK, raw({"user": "路人", "token": "t", "uuid": U}), 400),
+        (SEND, raw({"user": "x" * 20000}), 413),
+    ],
+)
+async def test_malformed_posts_are_rejected_and_store_nothing(
+    client: Client, path: str, data: bytes, expected: int
+) -> None:
+    resp = await client.post(path, data=data, headers={"Content-Type": "application/json"})
+    assert resp.status == expected
+    assert (await resp.json())["error"]
+    assert await counts(client) == (0, 0)
+
+
+async def test_a_form_post_is_not_json(client: Client) -> None:
+    resp = await client.post("/console/api/send", data={"user": "小美", "text": "/帮助"})
+    assert resp.status == 415
+    assert await counts(client) == (0, 0)
+
+
+async def test_messages_rejects_unknown_members_and_bad_cursors(client: Client) -> None:
+    assert (await client.get("/console/api/messages", params={"user": "路人"})).status == 400
+    bad = {"user": "小美", "after": "x"}
+    assert (await client.get("/console/api/messages", params=bad)).status == 400
+    bad = {"user": "小美", "after": "1", "since": "yesterday"}
+    assert (await client.get("/console/api/messages", params=bad)).status == 400
+
+
+def is_132(message: dict[str, Any]) -> bool:
+    return message["type"] == "card" and "132.00" in message["card"]["summary"]
+
+
+async def test_decision_updates_every_copy_of_the_card(client: Client) -> None:
+    await seed(client.app[CTX])
+    await client.app[WORKER].drain()
+    first = await chat(client, "王组长")
+    [card] = [
+        m for m in first["messages"] if m["type"] == "card" and "132.00" in m["card"]["summary"]
+    ]
+    assert not card["card"]["closed"]
+    assert [b["label"] for b in card["card"]["buttons"]] == ["同意", "驳回", "转交"]
+    other = await chat(client, "刘组长")
+    token = card["card"]["buttons"][0]["token"]
+    click = {"user": "王组长", "token": token, "label": "同意", "uuid": str(uuid.uuid4())}
+    assert (await post(client, "/console/api/click", click))[0] == 200
+    await client.app[WORKER].drain()
+
+    later = await chat(client, "王组长", first["last_id"], first["cursor"])
+    [updated] = [m for m in later["updated"] if m["id"] == card["id"]]
+    assert updated["rev"] != card["rev"]
+    assert updated["card"]["closed"] is True
+    assert "王组长" in updated["card"]["status"] and "同意" in updated["card"]["status"]
+    elsewhere = await chat(client, "刘组长", other["last_id"], other["cursor"])
+    assert any(
+        m["card"]["closed"] for m in elsewhere["updated"] if "132.00" in m["card"]["summary"]
+    )
+
+
+async def test_demo_seed_is_idempotent_and_the_stream_adds_one_return(client: Client) -> None:
+    ctx = client.app[CTX]
+    await seed(ctx)
+    async with ctx.db.read() as session:
+        before = await session.scalar(select(func.count(Case.id)))
+    await seed(ctx)
+    async with ctx.db.read() as session:
+        assert await session.scalar(select(func.count(Case.id))) == before == 7
+    case_id = await demo_stream_job(ctx, random.Random(7))
+    async with ctx.db.read() as session:
+        assert await session.scalar(select(func.count(Case.id))) == 8
+        assert (await session.get(Case, case_id)) is not None
