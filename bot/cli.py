@@ -8,11 +8,14 @@ import logging
 import os
 import shutil
 import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from aiohttp import web
 
 from bot import settings as config
+from storage import outbox
 from storage.db import Database
 from storage.migrate import upgrade
 
@@ -97,18 +100,56 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    async def work(db: Database) -> int:
+        await upgrade(db)
+        print("database is at the latest schema")
+        return 0
+
+    return _with_db(args, work)
+
+
+def _with_db(args: argparse.Namespace, work: Callable[[Database], Awaitable[int]]) -> int:
     settings = _load(args.config)
 
-    async def run() -> None:
+    async def run() -> int:
         db = Database(settings.database.url)
         try:
-            await upgrade(db)
+            return await work(db)
         finally:
             await db.dispose()
 
-    asyncio.run(run())
-    print("database is at the latest schema")
-    return 0
+    return asyncio.run(run())
+
+
+def cmd_outbox_dead(args: argparse.Namespace) -> int:
+    async def work(db: Database) -> int:
+        async with db.read() as session:
+            rows = await outbox.dead_letters(session, args.limit)
+        for row in rows:
+            print(
+                f"{row.id}\t{row.kind}\t{row.destination}\t{row.case_id or '-'}\t"
+                f"{row.attempts}\t{row.last_error[:120]}"
+            )
+        print(f"{len(rows)} dead letter(s)", file=sys.stderr)
+        return 0
+
+    return _with_db(args, work)
+
+
+def cmd_outbox_retry(args: argparse.Namespace) -> int:
+    if not args.all and not args.ids:
+        print("name the ids to retry, or --all", file=sys.stderr)
+        return 2
+
+    async def work(db: Database) -> int:
+        async with db.transaction() as session:
+            count = await outbox.revive(
+                session, None if args.all else args.ids, now=datetime.now(UTC)
+            )
+        print(f"{count} message(s) queued again")
+        return 0
+
+    return _with_db(args, work)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -140,6 +181,18 @@ def parser() -> argparse.ArgumentParser:
     up = db_sub.add_parser("upgrade", help="apply migrations")
     up.add_argument("--config")
     up.set_defaults(func=cmd_db_upgrade)
+
+    box = sub.add_parser("outbox", help="dead letters: list and retry")
+    box_sub = box.add_subparsers(dest="outbox_command", required=True)
+    dead = box_sub.add_parser("dead", help="list dead letters, newest first")
+    dead.add_argument("--config")
+    dead.add_argument("--limit", type=int, default=100)
+    dead.set_defaults(func=cmd_outbox_dead)
+    retry = box_sub.add_parser("retry", help="queue dead letters again (after fixing the cause)")
+    retry.add_argument("--config")
+    retry.add_argument("--all", action="store_true")
+    retry.add_argument("ids", nargs="*", type=int)
+    retry.set_defaults(func=cmd_outbox_retry)
     return p
 
 

@@ -185,3 +185,26 @@ async def depth(session: AsyncSession) -> dict[str, int]:
     for status, count in (await session.execute(stmt)).all():
         counts[status] = int(count)
     return counts
+
+
+async def dead_letters(session: AsyncSession, limit: int = 100) -> list[OutboxMessage]:
+    """Dead rows, newest first, for an operator to read before reviving them."""
+    stmt = (
+        select(OutboxMessage)
+        .where(OutboxMessage.status == DEAD)
+        .order_by(OutboxMessage.id.desc())
+        .limit(limit)
+    )
+    return list(await session.scalars(stmt))
+
+
+async def revive(session: AsyncSession, ids: list[int] | None, *, now: datetime) -> int:
+    """Give dead rows (all, or `ids`) a fresh set of attempts once the fault is fixed."""
+    stmt = update(OutboxMessage).where(OutboxMessage.status == DEAD)
+    if ids is not None:
+        stmt = stmt.where(OutboxMessage.id.in_(ids))
+    stmt = stmt.values(
+        status=PENDING, attempts=0, next_at=naive(now), locked_until=None
+    ).execution_options(synchronize_session=False)
+    result: Any = await session.execute(stmt)
+    return int(result.rowcount or 0)
