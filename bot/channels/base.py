@@ -1,0 +1,88 @@
+"""What every shop-channel client provides to the outbox, and the glue that turns
+outbox rows (`channel.event`, `channel.refund`) into client calls.
+
+Handlers write those rows with destination `channel:<name>` (handlers/notify.py);
+the performers here pick the client by that name. Each row is delivered with the
+event id `rh-<outbox id>`, the same on every retry of that row, so the far side
+can drop a redelivery (delivery is at-least-once, DESIGN.md §6).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC
+from typing import Any, Protocol
+
+from bot.outbox import Performer, PermanentError
+from storage.models import OutboxMessage
+
+PREFIX = "channel"
+EVENT_KIND = "channel.event"
+REFUND_KIND = "channel.refund"
+
+
+class ChannelClient(Protocol):
+    """Outbound side of a shop channel: case events and refund commands."""
+
+    name: str
+
+    async def send_event(self, payload: dict[str, Any], event_id: str) -> None:
+        """Tell the channel what happened to a case (approved, rejected, closed, …).
+
+        Raise RetryableError for transient faults and PermanentError when the far
+        side will never accept it; return when it was accepted (or there is
+        nothing to send).
+        """
+
+    async def refund(self, payload: dict[str, Any], event_id: str) -> bool:
+        """Ask the channel to refund; `payload["refund_id"]` is its idempotency key.
+
+        True when the channel took the refund (the case becomes `refunded`); False
+        when there was nobody to ask, so the case waits for the channel to report it.
+        """
+
+
+def event_id(msg: OutboxMessage) -> str:
+    """Stable across retries of one outbox row: the receiver dedupes on it."""
+    return f"rh-{msg.id}"
+
+
+def occurred_at(msg: OutboxMessage) -> str:
+    """When the event happened: the moment its row was written (stored naive UTC)."""
+    created = msg.created_at
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
+    return created.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def channel_performers(channels: Mapping[str, ChannelClient]) -> dict[str, Performer]:
+    """Outbox performers for channel side effects, dispatching on `channel:<name>`.
+
+    A destination naming a channel with no client is a PermanentError: retrying
+    will not make the channel appear, and the dead letter alerts the admins (and
+    a dead refund is reported to finance as failed).
+    """
+
+    def client_for(msg: OutboxMessage) -> ChannelClient:
+        prefix, _, name = msg.destination.partition(":")
+        if prefix != PREFIX or not name:
+            raise PermanentError(f"malformed channel destination {msg.destination!r}")
+        client = channels.get(name)
+        if client is None:
+            raise PermanentError(f"channel {name!r} has no client configured")
+        return client
+
+    def payload_of(msg: OutboxMessage) -> dict[str, Any]:
+        payload = dict(msg.payload)
+        payload.setdefault("occurred_at", occurred_at(msg))
+        return payload
+
+    async def send_event(msg: OutboxMessage) -> dict[str, Any]:
+        await client_for(msg).send_event(payload_of(msg), event_id(msg))
+        return {}
+
+    async def refund(msg: OutboxMessage) -> dict[str, Any]:
+        confirmed = await client_for(msg).refund(payload_of(msg), event_id(msg))
+        return {"confirmed": confirmed}
+
+    return {EVENT_KIND: send_event, REFUND_KIND: refund}

@@ -1,0 +1,174 @@
+"""The read API for integrations: `GET /api/cases` and `GET /api/cases/{id}` (Bearer).
+
+The list is newest first with keyset pagination: the opaque cursor holds the last
+row's `(created_at, id)`, so a page never repeats or skips a case however many
+arrive meanwhile (an OFFSET would shift under inserts). `since` keeps cases
+*changed* at or after that time (`updated_at`), which is how an OMS without a
+`callback_url` polls for outcomes: remember the newest `updated_at` seen, ask
+again with `since=` that. Bad parameters answer 400 with a JSON error naming them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from multidict import MultiMapping
+from sqlalchemy import Select, and_, or_, select
+from sqlalchemy.orm import selectinload
+
+from bot.appkeys import CTX
+from bot.web import case_json
+from bot.web.auth import require_login
+from handlers.workflow import Status
+from storage.models import AuditEvent, Case, Evidence
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+_CHANNEL = re.compile(r"[a-z0-9_]{1,20}")
+_SPACED_OFFSET = re.compile(r" (\d\d:?\d\d)$")  # "+08:00" arrives as " 08:00" when unescaped
+STATUSES = frozenset(s.value for s in Status)
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/api/cases", list_cases)
+    app.router.add_get("/api/cases/{id}", get_case)
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False)
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status, dumps=_dumps)
+
+
+class BadQuery(ValueError):
+    """A query parameter the API cannot use; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    statuses: frozenset[str]
+    channel: str | None
+    since: datetime | None  # naive UTC, like the stored times
+    limit: int
+    after: tuple[datetime, str] | None  # the cursor: last row of the previous page
+
+
+def encode_cursor(case: Case) -> str:
+    raw = _dumps([case.created_at.isoformat(), case.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, case_id = json.loads(raw)
+        if not isinstance(created, str) or not isinstance(case_id, str):
+            raise ValueError(cursor)
+        moment = datetime.fromisoformat(created)
+    except (binascii.Error, ValueError, TypeError):
+        raise BadQuery("cursor is not valid; use next_cursor from the previous page") from None
+    return moment.replace(tzinfo=None), case_id
+
+
+def _since(value: str) -> datetime:
+    value = _SPACED_OFFSET.sub(r"+\1", value.strip())
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadQuery("since must be an ISO 8601 time with offset") from None
+    if moment.tzinfo is None:
+        raise BadQuery("since must carry a UTC offset, e.g. 2026-11-21T10:00:00+08:00")
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def parse_filters(query: MultiMapping[str]) -> Filters:
+    statuses = frozenset(s.strip() for s in query.get("status", "").split(",") if s.strip())
+    if unknown := sorted(statuses - STATUSES):
+        raise BadQuery(f"status {unknown[0]!r} is unknown; one of {', '.join(sorted(STATUSES))}")
+    channel = query.get("channel", "").strip() or None
+    if channel is not None and not _CHANNEL.fullmatch(channel):
+        raise BadQuery("channel must be a channel name such as generic or taobao")
+    raw_limit = query.get("limit", "").strip() or str(DEFAULT_LIMIT)
+    if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= MAX_LIMIT:
+        raise BadQuery(f"limit must be an integer from 1 to {MAX_LIMIT}")
+    since = query.get("since", "").strip()
+    cursor = query.get("cursor", "").strip()
+    return Filters(
+        statuses=statuses,
+        channel=channel,
+        since=_since(since) if since else None,
+        limit=int(raw_limit),
+        after=decode_cursor(cursor) if cursor else None,
+    )
+
+
+def build_query(f: Filters) -> Select[Case]:
+    query = select(Case).order_by(Case.created_at.desc(), Case.id.desc()).limit(f.limit + 1)
+    if f.statuses:
+        query = query.where(Case.status.in_(sorted(f.statuses)))
+    if f.channel:
+        query = query.where(Case.channel == f.channel)
+    if f.since:
+        query = query.where(Case.updated_at >= f.since)
+    if f.after:
+        created, case_id = f.after
+        query = query.where(
+            or_(Case.created_at < created, and_(Case.created_at == created, Case.id < case_id))
+        )
+    return query
+
+
+async def list_cases(request: web.Request) -> web.Response:
+    """`?status=&channel=&since=&limit=&cursor=` -> `{"cases": [...], "next_cursor": ...}`."""
+    require_login(request)
+    ctx = request.app[CTX]
+    try:
+        filters = parse_filters(request.query)
+    except BadQuery as exc:
+        return _error(400, str(exc))
+    async with ctx.db.read() as session:
+        rows = list(await session.scalars(build_query(filters)))
+    page = rows[: filters.limit]
+    more = len(rows) > filters.limit
+    return web.json_response(
+        {
+            "cases": [case_json.summary(ctx, case) for case in page],
+            "next_cursor": encode_cursor(page[-1]) if more else None,
+        },
+        dumps=_dumps,
+    )
+
+
+async def get_case(request: web.Request) -> web.Response:
+    """The case with items, steps, evidence and its audit trail; 404 if unknown."""
+    require_login(request)
+    ctx = request.app[CTX]
+    case_id = request.match_info["id"]
+    async with ctx.db.read() as session:
+        query = (
+            select(Case)
+            .where(Case.id == case_id)
+            .options(selectinload(Case.items), selectinload(Case.steps))
+        )
+        case = (await session.scalars(query)).first()
+        if case is None:
+            return _error(404, f"case {case_id[:40]!r} not found")
+        evidence = await session.scalars(
+            select(Evidence).where(Evidence.case_id == case.id).order_by(Evidence.at, Evidence.id)
+        )
+        events = await session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.case_id == case.id)
+            .order_by(AuditEvent.at, AuditEvent.id)
+        )
+        body = case_json.detail(ctx, case, list(evidence), list(events))
+    return web.json_response(body, dumps=_dumps)
