@@ -29,7 +29,7 @@ def build_worker(ctx: Ctx, performers: Mapping[str, Performer], **kwargs: Any) -
                 record = await session.get(CardRecord, result["card_id"])
                 if record is not None:
                     record.platform_ref = ref
-        elif msg.kind == "channel.refund" and msg.case_id:
+        elif msg.kind == "channel.refund" and msg.case_id and result.get("confirmed"):
             await refunds.on_refund_result(RefundResult(msg.case_id, ok=True), ctx)
 
     async def on_dead(msg: OutboxMessage) -> None:

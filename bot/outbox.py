@@ -133,24 +133,36 @@ class OutboxWorker:
         return len(batch), sum(counts)
 
     async def _run_group(self, msgs: list[OutboxMessage]) -> int:
+        """One destination's rows, in the order written; a case whose earlier row did
+        not go out holds its later rows back (they go back to the queue untouched)."""
         performed = 0
+        held: set[str] = set()
         async with self._slots:
-            for msg in msgs:
+            for msg in sorted(msgs, key=lambda m: m.id):
+                if msg.case_id is not None and msg.case_id in held:
+                    async with self.db.transaction() as session:
+                        await repo.defer(session, msg, next_at=self.clock())
+                    continue
+                sent = False
                 try:
-                    performed += await self._handle(msg)
+                    done, sent = await self._handle(msg)
+                    performed += done
                 except Exception:
                     # Recording the outcome failed (database down?): the lease expires
                     # and the row is performed again.
                     log.exception("outbox %s (case %s): handling failed", msg.id, msg.case_id)
+                if not sent and msg.case_id is not None:
+                    held.add(msg.case_id)
         return performed
 
-    async def _handle(self, msg: OutboxMessage) -> int:
+    async def _handle(self, msg: OutboxMessage) -> tuple[int, bool]:
+        """(performed, sent) for one row."""
         performer = self.performers.get(msg.kind)
         if performer is None:
             await self._dead(msg, f"no performer for kind {msg.kind!r}")
-            return 0
+            return 0, False
         if await self._rate_limited(msg):
-            return 0
+            return 0, False
         # A performer must finish well inside the lease, or another replica re-claims
         # the row while it is still in flight. Rows queued behind slow ones in this
         # batch go back if their lease is too short to start them safely.
@@ -161,7 +173,7 @@ class OutboxWorker:
         ):
             async with self.db.transaction() as session:
                 await repo.defer(session, msg, next_at=self.clock())
-            return 0
+            return 0, False
         try:
             async with asyncio.timeout(budget):
                 result = await performer(msg)
@@ -179,7 +191,8 @@ class OutboxWorker:
             await self._retry(msg, _describe(exc))
         else:
             await self._sent(msg, result or {})
-        return 1
+            return 1, True
+        return 1, False
 
     async def _rate_limited(self, msg: OutboxMessage) -> bool:
         """Defer (without burning an attempt) when the destination used its budget."""

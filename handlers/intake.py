@@ -17,8 +17,9 @@ from handlers import notify, steps
 from handlers.context import Ctx
 from handlers.inbox import Duplicate, once
 from handlers.people import member_named
-from handlers.routing import RouteInput, route
-from handlers.workflow import OPEN, SYSTEM_ACTOR, Actor, Status, audit, fire, must
+from handlers.routing import RouteInput
+from handlers.routing import route as route_case
+from handlers.workflow import OPEN, SYSTEM_ACTOR, Actor, Refusal, Status, audit, fire, must
 from storage import timers
 from storage.db import next_counter_stmt
 from storage.models import ApprovalStep, Case, CaseItem, Customer, Evidence, Sequence
@@ -65,10 +66,11 @@ async def _find(
 async def _apply(session: AsyncSession, ctx: Ctx, event: ReturnRequest) -> IntakeResult:
     case = await _find(session, ctx, event, lock=True)
     if case is None:
+        # A cancel that overtook its request still makes a (closed) case, so the
+        # late request, carrying an older version, cannot open it again.
+        case = await _create(session, ctx, event, route=event.status != "cancelled")
         if event.status == "cancelled":
-            log.info("cancel for unknown case %s/%s ignored", event.channel, event.external_id)
-            return IntakeResult(None, False, "")
-        case = await _create(session, ctx, event)
+            await cancel(session, ctx, case, Actor("channel", event.channel), "买家取消售后申请")
         return IntakeResult(case.id, False, case.status)
     if not newer(event.version, case.channel_version):
         log.info(
@@ -84,6 +86,8 @@ async def _apply(session: AsyncSession, ctx: Ctx, event: ReturnRequest) -> Intak
         await _buyer_shipped(session, ctx, case, event, channel)
     elif event.status == "cancelled":
         await cancel(session, ctx, case, channel, "买家取消售后申请")
+    elif event.status == "refunded":
+        await _refunded(session, ctx, case, channel)
     else:
         session.add(
             audit(
@@ -132,6 +136,26 @@ async def _buyer_shipped(
         )
 
 
+async def _refunded(session: AsyncSession, ctx: Ctx, case: Case, channel: Actor) -> None:
+    """The channel reports the money went back (the OMS did it on `refund_released`)."""
+    result = fire(case, "refunded", channel, ctx.now(), why="渠道确认已退款")
+    if isinstance(result, Refusal):
+        log.info("case %s: refunded report ignored (%s)", case.id, result.reason)
+        session.add(
+            audit(
+                case.id,
+                channel,
+                "refunded_ignored",
+                ctx.now(),
+                case.status,
+                case.status,
+                why=result.reason,
+            )
+        )
+        return
+    session.add(result)
+
+
 async def cancel(session: AsyncSession, ctx: Ctx, case: Case, actor: Actor, why: str) -> None:
     """The buyer or the channel closed it: close the case, every open card, every timer."""
     if Status(case.status) not in OPEN:
@@ -150,7 +174,9 @@ async def _next_id(session: AsyncSession, ctx: Ctx) -> str:
     return f"RC-{day}-{value:04d}"
 
 
-async def _create(session: AsyncSession, ctx: Ctx, event: ReturnRequest) -> Case:
+async def _create(
+    session: AsyncSession, ctx: Ctx, event: ReturnRequest, *, route: bool = True
+) -> Case:
     now = ctx.now()
     customer = await _customer(session, event)
     raised_by = await member_named(session, event.operator) if event.operator else None
@@ -201,7 +227,9 @@ async def _create(session: AsyncSession, ctx: Ctx, event: ReturnRequest) -> Case
             detail={"event": event.key, "amount_fen": event.amount_fen},
         )
     )
-    decision = route(
+    if not route:
+        return case
+    decision = route_case(
         RouteInput(
             amount_fen=event.amount_fen,
             channel=event.channel,

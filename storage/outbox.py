@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from storage.db import Database
 from storage.models import OutboxMessage
@@ -74,6 +75,24 @@ async def claim_due(
     detached; their `locked_until` is the lease token the `mark_*` calls check.
     """
     at = naive(now)
+    # One case's messages to one destination leave in the order they were written
+    # (approved before refund_released, a card before its update), even after a
+    # retry gave the older one a later next_at: a row waits while an elder is
+    # backing off or leased elsewhere. Elders due now are claimed in the same batch
+    # (ordered by id, so a LIMIT never takes a row without its elders) and the
+    # worker runs them first, releasing the younger ones if an elder fails.
+    elder = aliased(OutboxMessage)
+    waits = (
+        select(elder.id)
+        .where(
+            elder.status == PENDING,
+            elder.destination == OutboxMessage.destination,
+            elder.case_id == OutboxMessage.case_id,
+            elder.id < OutboxMessage.id,
+            or_(elder.next_at > at, elder.locked_until >= at),
+        )
+        .exists()
+    )
     async with db.transaction() as session:
         stmt = (
             select(OutboxMessage)
@@ -81,8 +100,9 @@ async def claim_due(
                 OutboxMessage.status == PENDING,
                 OutboxMessage.next_at <= at,
                 or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until < at),
+                ~waits,
             )
-            .order_by(OutboxMessage.next_at, OutboxMessage.id)
+            .order_by(OutboxMessage.id)
             .limit(limit)
             .with_for_update(**db.for_update(skip_locked=True))
         )

@@ -241,7 +241,9 @@ async def test_rate_limit_defers_without_burning_attempts(db: Database, clock: F
     assert sorted(perform.calls) == sorted(ids[:2] + other)  # unlisted prefix: unlimited
     deferred = [r for r in await rows(db) if r.status == "pending"]
     assert [r.id for r in deferred] == ids[2:]
-    assert all(r.attempts == 0 and r.next_at > outbox.naive(clock()) for r in deferred)
+    assert all(r.attempts == 0 for r in deferred)
+    # The first waits for the window to reopen; the rest of its case waits behind it.
+    assert deferred[0].next_at > outbox.naive(clock())
 
     clock.advance(30)
     assert await worker.run_once() == 0
