@@ -65,6 +65,11 @@ async def _find(
 
 async def _apply(session: AsyncSession, ctx: Ctx, event: ReturnRequest) -> IntakeResult:
     case = await _find(session, ctx, event, lock=True)
+    if case is None and event.status == "refunded":
+        log.warning(
+            "refund report for unknown case %s/%s ignored", event.channel, event.external_id
+        )
+        return IntakeResult(None, False, "")
     if case is None:
         # A cancel that overtook its request still makes a (closed) case, so the
         # late request, carrying an older version, cannot open it again.

@@ -251,3 +251,19 @@ async def test_reject_clicked_on_a_card_asks_for_the_reason_in_chat(db: Database
     # The next plain message is no longer taken as a reason.
     await on_chat_message(ChatMessage("r2", Sender("console", "王组长"), "你好"), ctx)
     assert "帮助" in [m.payload["text"] for m in await outbox(db, "text.send")][-1]
+
+
+async def test_channel_refunded_reports_and_early_cancels(db: Database) -> None:
+    ctx = await setup(db)
+    unknown = await on_return_request(request(9, 2990, status="refunded"), ctx)
+    assert unknown.case_id is None
+    early = await on_return_request(request(10, 13200, status="cancelled", version="2"), ctx)
+    late = await on_return_request(request(10, 13200, key="generic:late", version="1"), ctx)
+    assert (await case_of(db, early.case_id or "")).status == "closed"
+    assert (late.case_id, late.duplicate) == (early.case_id, True)
+    assert not await outbox(db, "card.send"), "a cancelled request asks nobody to approve"
+    paid = (await on_return_request(request(11, 2990), ctx)).case_id or ""
+    await on_return_request(
+        request(11, 2990, key="generic:paid", status="refunded", version="2"), ctx
+    )
+    assert (await case_of(db, paid)).status == "refunded"
