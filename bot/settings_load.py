@@ -170,9 +170,12 @@ class _Loader:
             if any(values.values()):  # the platform is being set up: it needs every key
                 for key, value in values.items():
                     if not value:
-                        self.report.at((section, key), f"{section}.{key}: missing (the other "
-                                       f"[{section}] keys are set; env RETURNHUB__"
-                                       f"{section.upper()}__{key.upper()} also works)")
+                        self.report.at(
+                            (section, key),
+                            f"{section}.{key}: missing (the other "
+                            f"[{section}] keys are set; env RETURNHUB__"
+                            f"{section.upper()}__{key.upper()} also works)",
+                        )
 
     def rule_file(self, files: FilesSettings, key: str) -> tuple[dict[str, Any], Report] | None:
         """Read routing.toml / sla.toml beside the main file, else the packaged default."""
