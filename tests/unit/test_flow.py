@@ -267,3 +267,13 @@ async def test_channel_refunded_reports_and_early_cancels(db: Database) -> None:
         request(11, 2990, key="generic:paid", status="refunded", version="2"), ctx
     )
     assert (await case_of(db, paid)).status == "refunded"
+
+
+async def test_the_agent_who_keyed_a_case_in_cannot_approve_it(db: Database) -> None:
+    ctx = await setup(db)
+    case_id = (await on_return_request(request(12, 13200, operator="王组长"), ctx)).case_id
+    await on_chat_message(ChatMessage("o1", Sender("console", "王组长"), f"/同意 {case_id}"), ctx)
+    assert (await case_of(db, case_id or "")).status == "pending_approval"
+    assert "自己" in [m.payload["text"] for m in await outbox(db, "text.send")][-1]
+    await on_chat_message(ChatMessage("o2", Sender("console", "刘组长"), f"/同意 {case_id}"), ctx)
+    assert (await case_of(db, case_id or "")).status == "refund_pending"
