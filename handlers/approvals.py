@@ -30,6 +30,16 @@ async def load_case(session: AsyncSession, ctx: Ctx, case_id: str) -> Case | Non
     return (await session.scalars(query)).first()
 
 
+async def case_or_reply(
+    session: AsyncSession, ctx: Ctx, case_id: str, reply_to: Sender
+) -> Case | None:
+    """`load_case`, telling the member when the id matches nothing."""
+    case = await load_case(session, ctx, case_id)
+    if case is None:
+        await notify.send_text(session, ctx, reply_to, f"未找到售后单 {case_id}")
+    return case
+
+
 def stale_text(ctx: Ctx, case: Case, step_id: int | None = None) -> str:
     """'已由 X 于 HH:MM 处理' for the step the card belonged to (or the latest decision)."""
     decided = [
@@ -82,9 +92,8 @@ async def decide(
 ) -> None:
     """Apply `action` (approve | reject | transfer) to the case's current step."""
     actor = Actor.of(member)
-    case = await load_case(session, ctx, case_id)
+    case = await case_or_reply(session, ctx, case_id, reply_to)
     if case is None:
-        await notify.send_text(session, ctx, reply_to, f"未找到售后单 {case_id}")
         return
     step = next((s for s in case.steps if s.state == "pending"), None)
     if step is None or (step_id is not None and step.id != step_id):

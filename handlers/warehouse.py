@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.events import Sender
 from handlers import notify, steps, views
-from handlers.approvals import load_case, refuse
+from handlers.approvals import case_or_reply, load_case, refuse
 from handlers.context import Ctx
 from handlers.people import holders
 from handlers.workflow import Actor, Refusal, Status, fire
@@ -67,9 +67,8 @@ async def inspect(
     session: AsyncSession, ctx: Ctx, case_id: str, member: Member, outcome: str, reply_to: Sender
 ) -> None:
     actor = Actor.of(member)
-    case = await load_case(session, ctx, case_id)
+    case = await case_or_reply(session, ctx, case_id, reply_to)
     if case is None:
-        await notify.send_text(session, ctx, reply_to, f"未找到售后单 {case_id}")
         return
     label = views.INSPECTION_ZH.get(outcome, outcome)
     now = ctx.now()
@@ -117,9 +116,8 @@ async def resolve(
 ) -> None:
     """Risk decides a held case: refund in full, or reject the refund."""
     actor = Actor.of(member)
-    case = await load_case(session, ctx, case_id)
+    case = await case_or_reply(session, ctx, case_id, reply_to)
     if case is None:
-        await notify.send_text(session, ctx, reply_to, f"未找到售后单 {case_id}")
         return
     now = ctx.now()
     if action == "resolve_refund":

@@ -50,11 +50,6 @@ CONTRACT_KEYS = {
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 async def client(
     db: Database, tmp_path: Path, clock: FakeClock, aiohttp_client: MakeClient
 ) -> Client:

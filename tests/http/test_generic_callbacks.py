@@ -5,37 +5,12 @@ a lost acknowledgement means a redelivery under the same event id; a 4xx dead-le
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 from sqlalchemy import select
 
-from bot.app import create_app
 from bot.appkeys import CTX, WORKER
-from storage.db import Database
 from storage.models import AuditEvent, Case, OutboxMessage
-from tests.fakes.oms import CLOSE, LOSE_ACK, FakeOms, running_oms
-from tests.support import Client, FakeClock, MakeClient, make_settings, post_generic, return_body
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def oms(clock: FakeClock) -> AsyncIterator[FakeOms]:
-    async with running_oms(clock) as fake:
-        yield fake
-
-
-@pytest.fixture
-async def client(
-    db: Database, tmp_path: Path, clock: FakeClock, oms: FakeOms, aiohttp_client: MakeClient
-) -> Client:
-    settings = make_settings(tmp_path, db.url, callback_url=oms.url)
-    return await aiohttp_client(create_app(settings, clock=clock, background=False))
+from tests.fakes.oms import CLOSE, LOSE_ACK, FakeOms
+from tests.support import Client, FakeClock, post_generic, return_body
 
 
 async def submit(client: Client, clock: FakeClock) -> str:

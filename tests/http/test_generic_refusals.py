@@ -10,12 +10,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from bot.app import create_app
 from bot.appkeys import CTX, WORKER
 from storage.db import Database
-from tests.fakes.oms import FakeOms, running_oms
+from tests.fakes.oms import FakeOms
 from tests.support import (
     Client,
     FakeClock,
@@ -26,25 +24,6 @@ from tests.support import (
     sign_generic,
     table_counts,
 )
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def oms(clock: FakeClock) -> AsyncIterator[FakeOms]:
-    async with running_oms(clock) as fake:
-        yield fake
-
-
-@pytest.fixture
-async def client(
-    db: Database, tmp_path: Path, clock: FakeClock, oms: FakeOms, aiohttp_client: MakeClient
-) -> Client:
-    settings = make_settings(tmp_path, db.url, callback_url=oms.url)
-    return await aiohttp_client(create_app(settings, clock=clock, background=False))
 
 
 def bad_requests(now: int) -> list[tuple[str, bytes, dict[str, str], int, str]]:

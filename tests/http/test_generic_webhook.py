@@ -5,50 +5,25 @@ down and comes back. Every test runs on SQLite and (with RETURNHUB_TEST_PG) Post
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from bot.app import create_app
 from bot.appkeys import CTX, WORKER
 from bot.events import Sender
 from handlers.approvals import decide
 from handlers.people import member_named
 from storage.db import Database
 from storage.models import AuditEvent, CardRecord, Case, Customer, CustomerOrder, OutboxMessage
-from tests.fakes.oms import FakeOms, running_oms
+from tests.fakes.oms import FakeOms
 from tests.support import (
     Client,
     FakeClock,
-    MakeClient,
-    make_settings,
     post_generic,
     return_body,
 )
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def oms(clock: FakeClock) -> AsyncIterator[FakeOms]:
-    async with running_oms(clock) as fake:
-        yield fake
-
-
-@pytest.fixture
-async def client(
-    db: Database, tmp_path: Path, clock: FakeClock, oms: FakeOms, aiohttp_client: MakeClient
-) -> Client:
-    settings = make_settings(tmp_path, db.url, callback_url=oms.url)
-    return await aiohttp_client(create_app(settings, clock=clock, background=False))
 
 
 def request(n: int, amount: str, **fields: Any) -> dict[str, Any]:

@@ -1,0 +1,33 @@
+"""HTTP-level fixtures: an injected clock, the fake OMS, and the app wired to both."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.app import create_app
+from storage.db import Database
+from tests.fakes.oms import FakeOms, running_oms
+from tests.support import Client, FakeClock, MakeClient, make_settings
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def oms(clock: FakeClock) -> AsyncIterator[FakeOms]:
+    async with running_oms(clock) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def client(
+    db: Database, tmp_path: Path, clock: FakeClock, oms: FakeOms, aiohttp_client: MakeClient
+) -> Client:
+    """The app on the `db` engine, its generic channel calling back to the fake OMS."""
+    settings = make_settings(tmp_path, db.url, callback_url=oms.url)
+    return await aiohttp_client(create_app(settings, clock=clock, background=False))
