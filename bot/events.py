@@ -83,3 +83,13 @@ class RefundResult:
     ok: bool
     detail: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ImageMessage:
+    """A photo sent to the bot; `media_id` is the platform's handle to download it."""
+
+    key: str
+    sender: Sender
+    media_id: str
+    chat_id: str = ""

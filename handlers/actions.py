@@ -14,7 +14,7 @@ from bot.events import CardAction
 from handlers import approvals, notify, tokens, warehouse
 from handlers.context import Ctx
 from handlers.inbox import once
-from handlers.people import member_for
+from handlers.people import NOT_A_MEMBER, member_for
 from handlers.workflow import Actor, audit
 from storage.models import CardRecord
 
@@ -23,7 +23,6 @@ log = logging.getLogger(__name__)
 APPROVAL = {"approve", "reject", "transfer"}
 INSPECTION = {"ok", "damaged", "missing_parts", "wrong_item", "empty"}
 RISK = {"resolve_refund", "resolve_reject"}
-NOT_A_MEMBER = "您还不是售后机器人的成员，请联系管理员添加"
 
 
 async def on_card_action(event: CardAction, ctx: Ctx) -> None:

@@ -17,10 +17,9 @@ from sqlalchemy.orm import selectinload
 
 from bot.events import ChatMessage
 from handlers import approvals, notify, views, warehouse
-from handlers.actions import NOT_A_MEMBER
 from handlers.context import Ctx
 from handlers.inbox import once
-from handlers.people import member_for
+from handlers.people import NOT_A_MEMBER, member_for
 from handlers.workflow import Actor, audit
 from storage.models import Case, Evidence, Member, PendingReply
 

@@ -11,6 +11,7 @@ from bot.events import Sender
 from bot.settings import MemberConfig
 from storage.models import Member, MemberRole
 
+NOT_A_MEMBER = "您还不是售后机器人的成员，请联系管理员添加"
 ROLE_ZH = {
     "cs_agent": "客服",
     "cs_lead": "客服组长",

@@ -6,19 +6,53 @@ answers with the inspection card; an anomaly holds the refund and alerts risk.
 
 from __future__ import annotations
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.events import Sender
+from bot.events import ImageMessage, Sender
 from handlers import notify, steps, views
 from handlers.approvals import case_or_reply, load_case, refuse
 from handlers.context import Ctx
-from handlers.people import holders
-from handlers.workflow import Actor, Refusal, Status, fire
-from storage.models import AuditEvent, Case, Member
+from handlers.inbox import once
+from handlers.people import NOT_A_MEMBER, holders, member_for
+from handlers.workflow import Actor, Refusal, Status, audit, fire
+from storage.models import AuditEvent, Case, Evidence, Member
 
 RECEIVABLE = (Status.AWAITING_RETURN.value, Status.IN_TRANSIT.value)
 ANOMALIES = {"damaged", "missing_parts", "wrong_item", "empty"}
+
+
+async def on_image_message(event: ImageMessage, ctx: Ctx) -> None:
+    """A photo from the warehouse: evidence for the case in hand (the last one scanned)."""
+    await once(ctx, event.key, event.sender.platform, lambda s: _attach(s, ctx, event))
+
+
+async def _attach(session: AsyncSession, ctx: Ctx, event: ImageMessage) -> None:
+    member = await member_for(session, event.sender)
+    if member is None:
+        await notify.send_text(session, ctx, event.sender, NOT_A_MEMBER)
+        return
+    case_id = await session.scalar(
+        select(AuditEvent.case_id)
+        .where(AuditEvent.actor == Actor.of(member).label, AuditEvent.action == "receive")
+        .order_by(AuditEvent.id.desc())
+        .limit(1)
+    )
+    if case_id is None:
+        await notify.send_text(session, ctx, event.sender, "请先发送退货运单号签收，再发送照片")
+        return
+    now = ctx.now()
+    ref = f"{event.sender.platform}:media:{event.media_id}"
+    session.add(Evidence(case_id=case_id, kind="photo", ref=ref, added_by=member.name, at=now))
+    session.add(audit(case_id, Actor.of(member), "evidence", now, why=ref))
+    count = await session.scalar(
+        select(func.count(Evidence.id)).where(
+            Evidence.case_id == case_id, Evidence.kind == "photo"
+        )
+    )
+    await notify.send_text(
+        session, ctx, event.sender, f"已将照片附加到 {case_id}（共 {count} 张）", case_id
+    )
 
 
 async def find_for_scan(session: AsyncSession, code: str) -> Case | None:
