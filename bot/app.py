@@ -24,14 +24,18 @@ from bot.delivery import build_worker
 from bot.dispatch import Dispatcher
 from bot.metrics import Metrics
 from bot.outbox import Performer
-from bot.platforms import console
+from bot.platforms import console, wecom
 from bot.platforms.base import Platform, chat_performers
+from bot.platforms.wecom_robot import ROBOT_PREFIX
 from bot.settings import Settings, templates_dir
 from bot.web import api, health
 from bot.web import console as console_web
+from handlers.actions import on_card_action
+from handlers.commands import on_chat_message
 from handlers.context import Ctx, utcnow
 from handlers.intake import on_return_request
 from handlers.people import sync_members
+from handlers.warehouse import on_image_message
 from storage.db import Database
 from storage.migrate import upgrade
 
@@ -39,8 +43,8 @@ log = logging.getLogger(__name__)
 
 HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("http", aiohttp.ClientSession)
 OUTBOUND_TIMEOUT = aiohttp.ClientTimeout(total=10, connect=3)
-# Group robots (WeCom, DingTalk) accept 20 messages a minute each.
-ROBOT_PREFIXES = ("wecom-robot:", "dingtalk-robot:")
+# Group robots accept 20 messages a minute each (WeCom; DingTalk's will join).
+ROBOT_PREFIXES = (ROBOT_PREFIX,)
 
 
 def create_app(
@@ -60,6 +64,8 @@ def create_app(
     platforms: dict[str, Platform] = {}
     if settings.console.enabled:
         platforms["console"] = console.ConsolePlatform(db, renderer)
+    link = settings.server.public_url
+    platforms.update(wecom.build_platforms(settings.wecom, renderer, lambda: app[HTTP], link=link))
     ctx = Ctx(db=db, settings=settings, clock=clock or utcnow, platforms=tuple(platforms))
     metrics = Metrics()
     app[appkeys.CTX] = ctx
@@ -87,7 +93,6 @@ def create_app(
         )
         app[appkeys.WORKER] = worker
         ticker = Clock(worker, None, db, settings.outbox)
-        app[appkeys.CLOCK] = ticker
         app[appkeys.DISPATCH] = Dispatcher(ctx, kick=ticker.kick)
         if background:
             await ticker.start()
@@ -107,6 +112,13 @@ def create_app(
     generic.setup(app, on_return_request)
     if settings.console.enabled:
         console_web.setup(app)
+    if settings.wecom.enabled:
+        wecom.setup(
+            app,
+            on_message=on_chat_message,
+            on_action=on_card_action,
+            on_image=on_image_message,
+        )
     return app
 
 

@@ -8,7 +8,6 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from bot.cards import CardRenderer
-    from bot.clock import Clock
     from bot.dispatch import Dispatcher
     from bot.metrics import Metrics
     from bot.outbox import OutboxWorker
@@ -19,4 +18,3 @@ DISPATCH: web.AppKey[Dispatcher] = web.AppKey("dispatch")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 RENDERER: web.AppKey[CardRenderer] = web.AppKey("renderer")
 WORKER: web.AppKey[OutboxWorker] = web.AppKey("worker")
-CLOCK: web.AppKey[Clock] = web.AppKey("clock")

@@ -1,0 +1,235 @@
+"""WeCom (企业微信) self-built app: the callback route and the outbox-facing adapter.
+
+Inbound, `GET/POST /callbacks/wecom` verifies (constant-time signature, replay
+window on the app's clock, CorpID, body size), decrypts, parses into a neutral
+event and hands it to the dispatcher, then answers at once: the URL check with
+the decrypted echostr as plain text, a message with 200 and an empty body (no
+passive reply). WeCom gives up after 5 s and re-sends; the handler claims the
+event's idempotency key in its own transaction, so a re-send has no effect.
+Anything we refuse gets a 4xx with a logged reason and touches nothing.
+
+Outbound, `WecomPlatform` is what the outbox drives (bot/platforms/base.py):
+cards are `template_card`s (wecom_cards.py), their `platform_ref` is
+"<task_id>|<response_code>", and a decided card is replaced for each recipient
+with `message/update_template_card`. `WecomRobotPlatform` (wecom_robot.py) posts to robots
+(destination `wecom-robot:<robot name>`, 20 a minute each, enforced by the
+outbox's per-prefix rate limit).
+
+This module never imports `handlers`: bot/app.py passes the handler functions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from bot.appkeys import CTX, DISPATCH
+from bot.cards import Card, CardRenderer
+from bot.dispatch import Handler
+from bot.events import CardAction, ChatMessage, ImageMessage
+from bot.outbox import PermanentError, RetryableError
+from bot.platforms import wecom_cards
+from bot.platforms.wecom_client import WecomClient, split_text
+from bot.platforms.wecom_crypto import CallbackRejected, WecomCrypto
+from bot.platforms.wecom_events import NOT_UPDATABLE, make_ref, parse, split_ref
+from bot.platforms.wecom_media import Media, download
+from bot.platforms.wecom_robot import ROBOT_PLATFORM, WecomRobotPlatform
+from bot.settings import WecomSettings
+
+log = logging.getLogger(__name__)
+
+NAME = "wecom"
+PATH = "/callbacks/wecom"
+MAX_BODY = 64 * 1024  # callbacks are a few KB; the app-wide limit is far larger
+TEXT_BYTES = 2048  # message/send text: longer is cut by WeCom, so we split
+
+
+# --- inbound ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Inbound:
+    crypto: WecomCrypto
+    agent_id: int
+    on_message: Handler[ChatMessage]
+    on_action: Handler[CardAction]
+    on_image: Handler[ImageMessage] | None
+    max_body: int
+
+
+INBOUND: web.AppKey[_Inbound] = web.AppKey("wecom_inbound", _Inbound)
+
+
+def _epoch(clock: Callable[[], datetime]) -> Callable[[], float]:
+    def now() -> float:
+        moment = clock()
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+    return now
+
+
+def setup(
+    app: web.Application,
+    *,
+    on_message: Handler[ChatMessage],
+    on_action: Handler[CardAction],
+    on_image: Handler[ImageMessage] | None = None,
+    max_body: int = MAX_BODY,
+) -> None:
+    """Mount `GET/POST /callbacks/wecom` (needs [wecom] corp_id, token, encoding_aes_key)."""
+    ctx = app[CTX]
+    settings = ctx.settings.wecom
+    if not (settings.corp_id and settings.token and settings.encoding_aes_key):
+        log.warning("wecom callback not mounted: set wecom.corp_id, token, encoding_aes_key")
+        return
+    crypto = WecomCrypto(
+        settings.token,
+        settings.encoding_aes_key,
+        settings.corp_id,
+        now=_epoch(ctx.clock),
+        window_seconds=settings.replay_window_seconds,
+    )
+    app[INBOUND] = _Inbound(crypto, settings.agent_id, on_message, on_action, on_image, max_body)
+    app.router.add_get(PATH, verify_url)
+    app.router.add_post(PATH, receive)
+
+
+def _refuse(request: web.Request, exc: CallbackRejected) -> web.Response:
+    log.warning(
+        "wecom callback %s refused (%d) from %s: %s",
+        request.method,
+        exc.status,
+        request.remote,
+        exc.reason,
+    )
+    return web.json_response({"error": exc.reason}, status=exc.status)
+
+
+async def verify_url(request: web.Request) -> web.Response:
+    """The admin console's URL check: echo the decrypted echostr, plain text, nothing else."""
+    try:
+        echo = request.app[INBOUND].crypto.verify_url(request.query)
+    except CallbackRejected as exc:
+        return _refuse(request, exc)
+    return web.Response(text=echo, content_type="text/plain")
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise CallbackRejected(413, f"body over {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(8192):
+        size += len(chunk)
+        if size > limit:
+            raise CallbackRejected(413, f"body over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def receive(request: web.Request) -> web.Response:
+    """Verify, decrypt, parse, hand over, answer: no database and no API call in here."""
+    inbound = request.app[INBOUND]
+    try:
+        body = await _read_body(request, inbound.max_body)
+        event = parse(inbound.crypto.open(request.query, body), agent_id=inbound.agent_id)
+    except CallbackRejected as exc:
+        return _refuse(request, exc)
+    accepted = True
+    if isinstance(event, ChatMessage):
+        accepted = request.app[DISPATCH].submit(inbound.on_message, event)
+    elif isinstance(event, CardAction):
+        accepted = request.app[DISPATCH].submit(inbound.on_action, event)
+    elif isinstance(event, ImageMessage):
+        if inbound.on_image is None:
+            log.info("wecom image %s from %s: no image handler", event.key, event.sender.user_id)
+        else:
+            accepted = request.app[DISPATCH].submit(inbound.on_image, event)
+    if not accepted:  # shutting down: a non-200 makes WeCom re-send to another replica
+        log.warning("wecom event %s refused: shutting down", getattr(event, "key", "?"))
+        return web.json_response({"error": "shutting down"}, status=503)
+    return web.Response(status=200, text="")
+
+
+# --- outbound -----------------------------------------------------------------------------
+
+
+class WecomPlatform:
+    """The outbox's WeCom adapter: cards to members' app chats, and their updates."""
+
+    name = NAME
+
+    def __init__(self, client: WecomClient, renderer: CardRenderer, *, link: str = "") -> None:
+        self.client = client
+        self.renderer = renderer
+        self.link = link
+
+    def _card(self, card: Card, task_id: str) -> dict[str, Any]:
+        return wecom_cards.render(
+            self.renderer,
+            card,
+            agent_id=self.client.settings.agent_id,
+            task_id=task_id,
+            link=self.link,
+        )
+
+    async def send_card(self, recipient: str, card: Card, *, card_id: int, outbox_id: int) -> str:
+        """message/send a template_card; the ref is "<task_id>|<response_code>"."""
+        task_id = wecom_cards.task_id_for(card_id)
+        sent = await self.client.send_template_card(recipient, self._card(card, task_id))
+        if not sent.response_code:
+            log.info("wecom card %s to %s: no response_code, not updatable", card_id, recipient)
+            return NOT_UPDATABLE
+        return make_ref(task_id, sent.response_code)
+
+    async def update_card(
+        self, recipient: str, platform_ref: str, card: Card, *, card_id: int
+    ) -> str | None:
+        """Replace `recipient`'s copy with the decided card; the code is then used up.
+
+        A full card (not `button.replace_name`) so the card itself says who decided
+        and when; `replace_text` greys its buttons out.
+        """
+        if platform_ref == NOT_UPDATABLE:
+            return None
+        task_id, code = split_ref(platform_ref)
+        if not task_id:
+            raise RetryableError(f"wecom card {card_id} for {recipient} is not shown yet")
+        if not code:
+            raise PermanentError(f"wecom card {card_id}: its response_code was already used")
+        await self.client.update_template_card([recipient], code, card=self._card(card, task_id))
+        return make_ref(task_id, "")
+
+    async def send_text(self, recipient: str, text: str, *, outbox_id: int) -> None:
+        for piece in split_text(text, TEXT_BYTES):
+            await self.client.send_text(recipient, piece)
+
+    async def fetch_media(self, media_id: str) -> Media:
+        """A photo an `ImageMessage` named (media/get; JSON errors raise)."""
+        return await download(self.client, media_id)
+
+
+def build_platforms(
+    settings: WecomSettings,
+    renderer: CardRenderer,
+    http: Callable[[], aiohttp.ClientSession],
+    *,
+    link: str = "",
+) -> dict[str, WecomPlatform | WecomRobotPlatform]:
+    """The enabled WeCom platforms by name: the app (corp_id + secret) and its robots.
+
+    `robots` ({name: webhook key}) is read from settings once they carry it.
+    """
+    client = WecomClient(settings, http)
+    platforms: dict[str, WecomPlatform | WecomRobotPlatform] = {}
+    if settings.enabled:
+        platforms[NAME] = WecomPlatform(client, renderer, link=link)
+    if settings.robots:
+        platforms[ROBOT_PLATFORM] = WecomRobotPlatform(client, renderer, settings.robots)
+    return platforms

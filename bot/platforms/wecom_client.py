@@ -1,0 +1,298 @@
+"""WeCom server API on aiohttp: one cached access token per app, bounded retries.
+
+wechatpy's `WeChatClient` is synchronous (`requests`) and, on 40001/40014/42001,
+refetches the token and recurses with no bound. Here:
+
+- the token is cached until ~5 minutes before `expires_in` runs out, and fetched
+  under an `asyncio.Lock`, so N concurrent sends cause one `gettoken`;
+- a call rejected for its token refreshes it ONCE (unless a concurrent call
+  already did) and is retried ONCE; a second rejection is a `RetryableError`,
+  left to the outbox's backoff;
+- every failure maps onto the outbox's two kinds: `RetryableError` (network,
+  timeouts, 5xx, -1 busy, frequency limits, token trouble) or `PermanentError`
+  (invalid user, card validation, used/expired response_code, anything else).
+
+Error texts never carry the access token, the corp secret or a robot key: the
+outbox stores them in `last_error`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from bot.outbox import PermanentError, RetryableError
+from bot.settings import WecomSettings
+
+log = logging.getLogger(__name__)
+
+TOKEN_ERRORS = frozenset({40001, 40014, 42001})  # invalid credential / token, expired
+BUSY_ERRORS = frozenset({-1, 45009, 45011, 45033})  # system busy, frequency, concurrency
+REFRESH_EARLY = 300.0  # seconds before expires_in that a token counts as stale
+MAX_JSON = 1 << 20
+_SECRETS = re.compile(r"(access_token|corpsecret|key)=[^&\s'\"]+")
+
+
+def scrub(text: str) -> str:
+    """Remove credentials from anything that may end up in a log or `last_error`."""
+    return _SECRETS.sub(r"\1=***", text)
+
+
+class WecomApiError(PermanentError):
+    """WeCom refused the call for good (`errcode` kept for callers and tests)."""
+
+    def __init__(self, path: str, errcode: int, errmsg: str) -> None:
+        super().__init__(f"wecom {path}: errcode {errcode}: {scrub(errmsg)[:200]}")
+        self.errcode = errcode
+
+
+class WecomBusy(RetryableError):
+    def __init__(self, path: str, errcode: int, errmsg: str) -> None:
+        super().__init__(f"wecom {path}: errcode {errcode} (busy): {scrub(errmsg)[:200]}")
+        self.errcode = errcode
+
+
+class TokenRejected(Exception):
+    """The call failed because of its token (40001/40014/42001); refresh once, retry once."""
+
+
+@dataclass(frozen=True, slots=True)
+class SentMessage:
+    msgid: str
+    response_code: str
+
+
+def check(path: str, data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Map a JSON answer's errcode onto our errors (token errors are raised separately)."""
+    errcode = data.get("errcode", 0)
+    if not isinstance(errcode, int):
+        raise RetryableError(f"wecom {path}: answer without an integer errcode")
+    errmsg = str(data.get("errmsg", ""))
+    if errcode == 0:
+        return data
+    if errcode in TOKEN_ERRORS:
+        raise TokenRejected(errcode)
+    if errcode in BUSY_ERRORS:
+        raise WecomBusy(path, errcode, errmsg)
+    raise WecomApiError(path, errcode, errmsg)
+
+
+class WecomClient:
+    """The WeCom API of one self-built app. `http()` returns the app's shared session."""
+
+    def __init__(
+        self,
+        settings: WecomSettings,
+        http: Callable[[], aiohttp.ClientSession],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.http = http
+        self.clock = clock
+        self.base = settings.api_base.rstrip("/") + "/cgi-bin/"
+        self._token = ""
+        self._fresh_until = 0.0
+        self._lock = asyncio.Lock()
+
+    # --- access token -------------------------------------------------------------------
+
+    async def access_token(self, *, stale: str | None = None) -> str:
+        """The cached token, fetched when missing, expiring, or equal to `stale`.
+
+        `stale` is the token a call was just refused with: if another task has
+        refreshed it meanwhile, its new token is reused instead of fetching again.
+        """
+        async with self._lock:
+            usable = self._token and self.clock() < self._fresh_until
+            if usable and (stale is None or self._token != stale):
+                return self._token
+            params = {"corpid": self.settings.corp_id, "corpsecret": self.settings.secret}
+            try:
+                status, _, raw = await self.fetch("GET", "gettoken", params=params)
+                data = check("gettoken", self.decode("gettoken", status, raw))
+            except (TokenRejected, PermanentError) as exc:
+                # A wrong secret is 40001: still retryable, an operator can fix the env.
+                raise RetryableError(
+                    f"wecom gettoken refused ({exc}); "
+                    "check wecom.corp_id and RETURNHUB__WECOM__SECRET"
+                ) from None
+            token = data.get("access_token")
+            if not isinstance(token, str) or not token:
+                raise RetryableError("wecom gettoken: answer has no access_token")
+            expires_in = float(data.get("expires_in") or 7200)
+            margin = min(REFRESH_EARLY, expires_in / 2)
+            self._token, self._fresh_until = token, self.clock() + expires_in - margin
+            log.info("wecom access token refreshed (valid %d s)", int(expires_in))
+            return token
+
+    def forget_token(self) -> None:
+        self._token, self._fresh_until = "", 0.0
+
+    # --- JSON API -----------------------------------------------------------------------
+
+    async def call(
+        self, method: str, path: str, *, body: Mapping[str, Any] | None = None
+    ) -> Mapping[str, Any]:
+        """Call `/cgi-bin/<path>` with the token; one refresh and one retry on token errors."""
+        token = await self.access_token()
+        for attempt in (1, 2):
+            status, _, raw = await self.fetch(
+                method, path, params={"access_token": token}, body=body
+            )
+            try:
+                return check(path, self.decode(path, status, raw))
+            except TokenRejected as exc:
+                if attempt == 2:
+                    raise RetryableError(
+                        f"wecom {path}: token refused again after a refresh (errcode {exc})"
+                    ) from None
+                log.warning("wecom %s: token refused (errcode %s); refreshing once", path, exc)
+                token = await self.access_token(stale=token)
+        raise AssertionError("unreachable")
+
+    async def send(self, touser: str, msgtype: str, content: Mapping[str, Any]) -> SentMessage:
+        """`message/send` to one member; an invalid user is a permanent failure."""
+        body = {
+            "touser": touser,
+            "msgtype": msgtype,
+            "agentid": self.settings.agent_id,
+            msgtype: content,
+        }
+        data = await self.call("POST", "message/send", body=body)
+        invalid = str(data.get("invaliduser") or "")
+        if touser in invalid.split("|"):
+            raise WecomApiError("message/send", 81013, f"invalid user {touser}")
+        return SentMessage(str(data.get("msgid", "")), str(data.get("response_code", "")))
+
+    async def send_text(self, touser: str, content: str) -> SentMessage:
+        return await self.send(touser, "text", {"content": content})
+
+    async def send_markdown(self, touser: str, content: str) -> SentMessage:
+        return await self.send(touser, "markdown", {"content": content})
+
+    async def send_template_card(self, touser: str, card: Mapping[str, Any]) -> SentMessage:
+        return await self.send(touser, "template_card", card)
+
+    async def update_template_card(
+        self,
+        userids: list[str],
+        response_code: str,
+        *,
+        card: Mapping[str, Any] | None = None,
+        replace_name: str | None = None,
+    ) -> None:
+        """`message/update_template_card`: a whole new card, or just grey out the buttons.
+
+        The response_code is single-use (and expires after 72 h): WeCom's refusal of a
+        used one is permanent for this update.
+        """
+        body: dict[str, Any] = {
+            "userids": userids,
+            "agentid": self.settings.agent_id,
+            "response_code": response_code,
+        }
+        if card is not None:
+            body["template_card"] = card
+        else:
+            body["button"] = {"replace_name": replace_name or "已处理"}
+        await self.call("POST", "message/update_template_card", body=body)
+
+    # --- group robot ----------------------------------------------------------------------
+
+    async def robot_send(self, key: str, message: Mapping[str, Any]) -> None:
+        """`webhook/send?key=…`: no access token; 20 messages a minute per robot."""
+        params = {"key": key}
+        status, _, raw = await self.fetch("POST", "webhook/send", params=params, body=message)
+        try:
+            check("webhook/send", self.decode("webhook/send", status, raw))
+        except TokenRejected as exc:
+            raise WecomApiError("webhook/send", int(str(exc)), "robot key refused") from None
+
+    # --- transport ----------------------------------------------------------------------
+
+    async def fetch(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str],
+        body: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        limit: int = MAX_JSON,
+        client_timeout: aiohttp.ClientTimeout | None = None,
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """One HTTP exchange under `/cgi-bin/`; transport failures are retryable."""
+        send_headers = dict(headers or {})
+        data = None
+        if body is not None:
+            data = json.dumps(body, ensure_ascii=False).encode()
+            send_headers["Content-Type"] = "application/json; charset=utf-8"
+        # The session's own timeout applies unless the caller brings one (media).
+        extra: dict[str, Any] = {"timeout": client_timeout} if client_timeout else {}
+        try:
+            async with self.http().request(
+                method, self.base + path, params=params, data=data, headers=send_headers, **extra
+            ) as resp:
+                raw = await _read_limited(resp, limit, path)
+                return resp.status, resp.headers.copy(), raw
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            reason = f"{type(exc).__name__}: {scrub(str(exc))}"
+            raise RetryableError(f"wecom {path}: {reason}") from None
+
+    @staticmethod
+    def http_status(path: str, status: int) -> None:
+        if status >= 500 or status in (408, 429):
+            raise RetryableError(f"wecom {path}: HTTP {status}")
+        if status >= 400:
+            raise PermanentError(f"wecom {path}: HTTP {status}")
+
+    def decode(self, path: str, status: int, raw: bytes) -> Mapping[str, Any]:
+        self.http_status(path, status)
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise RetryableError(f"wecom {path}: answer is not JSON") from None
+        if not isinstance(data, dict):
+            raise RetryableError(f"wecom {path}: answer is not a JSON object")
+        return data
+
+
+async def _read_limited(resp: aiohttp.ClientResponse, limit: int, path: str) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise PermanentError(f"wecom {path}: answer larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """Pieces of at most `limit` UTF-8 bytes, cut at line ends where possible."""
+    pieces: list[str] = []
+    current = ""
+    for line in text.splitlines(keepends=True):
+        while len(line.encode()) > limit:  # one huge line: cut by characters
+            cut = len(line.encode()[:limit].decode(errors="ignore"))
+            if current:
+                pieces.append(current)
+                current = ""
+            pieces.append(line[:cut])
+            line = line[cut:]
+        if len((current + line).encode()) > limit:
+            pieces.append(current)
+            current = ""
+        current += line
+    if current or not pieces:
+        pieces.append(current)
+    return [p.rstrip("\n") or p for p in pieces]

@@ -1,0 +1,154 @@
+"""Decrypted WeCom callback XML -> neutral events (text, image, template_card_event).
+
+wechatpy's `parse_message` knows text and image but not `template_card_event`
+(it becomes an `UnknownMessage`), so all three are read here from one parse of
+the decrypted XML (DTDs and entities refused, see wecom_crypto.parse_xml).
+
+Idempotency keys (DESIGN.md §6): `wecom:msg:<MsgId>` for messages;
+`wecom:card:<FromUserName>:<CreateTime>:<EventKey>:<TaskId>` for card events,
+which carry no MsgId. The inbox column holds 255 characters: a longer key keeps
+its prefix and replaces the rest with a SHA-256 digest, still one key per event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from typing import Any
+
+from bot.events import CardAction, ChatMessage, ImageMessage, Sender
+from bot.platforms.wecom_crypto import CallbackRejected, parse_xml
+
+log = logging.getLogger(__name__)
+
+NAME = "wecom"
+KEY_MAX = 255
+TEXT_MAX = 4000
+EVENT_KEY_MAX = 1024  # a button key is at most 1024 bytes
+REF_SEPARATOR = "|"  # platform_ref = "<task_id>|<response_code>"; task ids have no "|"
+NOT_UPDATABLE = "-"  # platform_ref of a card WeCom gave no response_code for
+_USERID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_\-@.]{0,63}")
+_DIGITS = re.compile(r"\d{1,20}")
+_TASK_ID = re.compile(r"[0-9A-Za-z_\-@]{1,128}")
+_OPTION = re.compile(r"[0-9A-Za-z_\-@.]{1,128}")
+_CODE = re.compile(r"[0-9A-Za-z_\-@.=+/]{1,512}")
+
+# Question keys of select-type cards (multiple_interaction / button_selection) and
+# what their option ids mean: a reject reason from this list, or a member userid.
+REASON_QUESTION = "reason"
+TARGET_QUESTION = "target"
+REJECT_REASONS: dict[str, str] = {
+    "used": "商品已使用，影响二次销售",
+    "expired": "已超过售后期限",
+    "no_defect": "核实无质量问题",
+    "no_evidence": "凭证不足，请补充照片",
+    "policy": "不符合退换货政策",
+}
+
+
+Inbound = ChatMessage | CardAction | ImageMessage
+
+
+def make_ref(task_id: str, response_code: str) -> str:
+    return f"{task_id}{REF_SEPARATOR}{response_code}"
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    """(task_id, response_code) of a platform_ref; either may be empty."""
+    task_id, _, code = ref.partition(REF_SEPARATOR)
+    return task_id, code
+
+
+def bounded_key(key: str) -> str:
+    if len(key) <= KEY_MAX:
+        return key
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return f"{key[: KEY_MAX - len(digest) - 1]}#{digest}"
+
+
+def _text(root: dict[str, Any], name: str, *, required: bool = True) -> str:
+    value = root.get(name)
+    if value is None:
+        if required:
+            raise CallbackRejected(400, f"message has no {name}")
+        return ""
+    if not isinstance(value, str):
+        raise CallbackRejected(400, f"{name} is not text")
+    return value
+
+
+def _match(pattern: re.Pattern[str], value: str, name: str) -> str:
+    if not pattern.fullmatch(value):
+        raise CallbackRejected(400, f"malformed {name}")
+    return value
+
+
+def parse(xml: str, *, agent_id: int = 0) -> Inbound | None:
+    """The neutral event for a decrypted callback, or None for what we do not handle.
+
+    Raises CallbackRejected(400) when a field we rely on is missing or malformed.
+    """
+    root = parse_xml(xml, force_list=("SelectedItem", "OptionId"))
+    msg_type = _text(root, "MsgType").lower()
+    user = _match(_USERID, _text(root, "FromUserName"), "FromUserName")
+    agent = root.get("AgentID")
+    if agent_id and agent is not None and str(agent).strip() != str(agent_id):
+        log.warning("wecom callback for agent %s ignored (ours is %s)", agent, agent_id)
+        return None
+    sender = Sender(NAME, user)
+    if msg_type == "text":
+        msg_id = _match(_DIGITS, _text(root, "MsgId"), "MsgId")
+        text = _text(root, "Content", required=False)[:TEXT_MAX]
+        return ChatMessage(key=f"{NAME}:msg:{msg_id}", sender=sender, text=text)
+    if msg_type == "image":
+        msg_id = _match(_DIGITS, _text(root, "MsgId"), "MsgId")
+        media_id = _match(_CODE, _text(root, "MediaId"), "MediaId")
+        return ImageMessage(key=f"{NAME}:msg:{msg_id}", sender=sender, media_id=media_id)
+    if msg_type == "event" and _text(root, "Event", required=False).lower() == (
+        "template_card_event"
+    ):
+        return _card_event(root, sender)
+    log.info("wecom %s callback from %s ignored", msg_type or "untyped", user)
+    return None
+
+
+def _card_event(root: dict[str, Any], sender: Sender) -> CardAction:
+    created = _match(_DIGITS, _text(root, "CreateTime"), "CreateTime")
+    event_key = _text(root, "EventKey")
+    if not event_key or len(event_key.encode()) > EVENT_KEY_MAX:
+        raise CallbackRejected(400, "malformed EventKey")
+    task_id = _match(_TASK_ID, _text(root, "TaskId"), "TaskId")
+    code = _text(root, "ResponseCode", required=False)
+    if code:
+        _match(_CODE, code, "ResponseCode")
+    selected = selections(root.get("SelectedItems"))
+    reason_ids = selected.get(REASON_QUESTION, [])
+    reason = "；".join(REJECT_REASONS[i] for i in reason_ids if i in REJECT_REASONS)
+    targets = [t for t in selected.get(TARGET_QUESTION, []) if _USERID.fullmatch(t)]
+    key = f"{NAME}:card:{sender.user_id}:{created}:{event_key}:{task_id}"
+    return CardAction(
+        key=bounded_key(key),
+        sender=sender,
+        token=event_key,
+        reason=reason,
+        target=targets[0] if targets else "",
+        platform_ref=make_ref(task_id, code) if code else "",
+    )
+
+
+def selections(items: Any) -> dict[str, list[str]]:
+    """`SelectedItems/SelectedItem[]/{QuestionKey, OptionIds/OptionId[]}` -> {key: ids}."""
+    if not isinstance(items, dict):
+        return {}
+    found: dict[str, list[str]] = {}
+    for item in items.get("SelectedItem") or []:
+        if not isinstance(item, dict):
+            continue
+        question = item.get("QuestionKey")
+        options = item.get("OptionIds")
+        ids = options.get("OptionId") if isinstance(options, dict) else None
+        if not isinstance(question, str) or not isinstance(ids, list):
+            continue
+        found[question] = [i for i in ids if isinstance(i, str) and _OPTION.fullmatch(i)]
+    return found

@@ -1,0 +1,78 @@
+"""WeCom group robots (群机器人): `webhook/send?key=…`, notices only.
+
+A robot has no click callback, so cards go out as markdown without buttons and
+are never updated. Each robot takes 20 messages a minute: the outbox enforces it
+per destination `wecom-robot:<robot name>` (bot/app.py's rate limits use
+ROBOT_PREFIX). The recipient is the robot's name from config; its key, which is
+the only credential, stays in settings and never lands in the outbox table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+from bot.cards import Card, CardRenderer
+from bot.outbox import PermanentError
+from bot.platforms.wecom_client import WecomClient, split_text
+from bot.platforms.wecom_events import NOT_UPDATABLE
+
+ROBOT_PLATFORM = "wecom-robot"
+ROBOT_PREFIX = f"{ROBOT_PLATFORM}:"  # outbox destination prefix, for rate_limits
+ROBOT_PER_MINUTE = 20
+ROBOT_TEXT_BYTES = 2048
+_DEFANG = str.maketrans({"[": "［", "]": "］", "<": "＜", ">": "＞", "`": "'", "*": "＊"})
+
+
+def _defang(card: Card) -> Card:
+    """Robot markdown has links and font tags; customer text must not create them."""
+
+    def clean(value: str) -> str:
+        return value.translate(_DEFANG)
+
+    return dataclasses.replace(
+        card,
+        title=clean(card.title),
+        summary=clean(card.summary),
+        status=clean(card.status),
+        fields=tuple((clean(a), clean(b)) for a, b in card.fields),
+        lines=tuple(clean(x) for x in card.lines),
+        history=tuple(clean(x) for x in card.history),
+    )
+
+
+class WecomRobotPlatform:
+    """Group robots (群机器人): notices only, they have no click callback.
+
+    The recipient is a robot's name from config; its webhook key stays in settings.
+    """
+
+    name = ROBOT_PLATFORM
+
+    def __init__(
+        self, client: WecomClient, renderer: CardRenderer, robots: Mapping[str, str]
+    ) -> None:
+        self.client = client
+        self.renderer = renderer
+        self.robots = dict(robots)
+
+    def _key(self, recipient: str) -> str:
+        key = self.robots.get(recipient)
+        if not key:
+            raise PermanentError(f"no wecom robot named {recipient!r} in config")
+        return key
+
+    async def send_card(self, recipient: str, card: Card, *, card_id: int, outbox_id: int) -> str:
+        message = self.renderer.render(ROBOT_PLATFORM, _defang(card))
+        await self.client.robot_send(self._key(recipient), message)
+        return NOT_UPDATABLE
+
+    async def update_card(
+        self, recipient: str, platform_ref: str, card: Card, *, card_id: int
+    ) -> str | None:
+        return None  # a robot message cannot be changed; the decision shows in the app
+
+    async def send_text(self, recipient: str, text: str, *, outbox_id: int) -> None:
+        key = self._key(recipient)
+        for piece in split_text(text, ROBOT_TEXT_BYTES):
+            await self.client.robot_send(key, {"msgtype": "text", "text": {"content": piece}})

@@ -1,0 +1,155 @@
+"""What WeCom sends to our callback, and the wiring that points an app at the fake.
+
+`CallbackSigner` builds the plaintext XML of a text, image or template_card_event
+message and encrypts and signs it with wechatpy's `WeChatCrypto` (the real
+algorithm, and not the code under test), as the POST query and body; it also
+builds the admin console's GET URL-check query.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+import secrets
+from collections.abc import Callable
+
+from aiohttp import web
+from wechatpy.enterprise.crypto import WeChatCrypto
+
+from bot.appkeys import DISPATCH, WORKER
+from bot.settings import Settings, WecomSettings
+from tests.fakes.wecom import AES_KEY, AGENT_ID, CORP_ID, SECRET, TOKEN
+
+
+def with_wecom(settings: Settings, api_base: str) -> Settings:
+    """`settings` with [wecom] pointing at the fake and signing like CallbackSigner."""
+    wecom = WecomSettings(
+        corp_id=CORP_ID,
+        agent_id=AGENT_ID,
+        secret=SECRET,
+        token=TOKEN,
+        encoding_aes_key=AES_KEY,
+        api_base=api_base,
+    )
+    return dataclasses.replace(settings, wecom=wecom)
+
+
+async def settle(app: web.Application) -> None:
+    """Wait for the handlers callbacks submitted (acked before they ran), then deliver
+    the outbox through the fake."""
+    await app[DISPATCH].idle()
+    await app[WORKER].drain()
+
+
+def _cdata(value: str) -> str:
+    return f"<![CDATA[{value}]]>"
+
+
+class CallbackSigner:
+    """Encrypts and signs callbacks like WeCom does (wechatpy's crypto, not ours)."""
+
+    def __init__(
+        self,
+        now: Callable[[], int],
+        *,
+        token: str = TOKEN,
+        aes_key: str = AES_KEY,
+        corp_id: str = CORP_ID,
+        agent_id: int = AGENT_ID,
+    ) -> None:
+        self.now, self.token, self.aes_key = now, token, aes_key
+        self.corp_id, self.agent_id = corp_id, agent_id
+
+    def text(self, user: str, content: str, *, msg_id: int) -> str:
+        return self._message(user, "text", f"<Content>{_cdata(content)}</Content>", msg_id)
+
+    def image(self, user: str, media_id: str, *, msg_id: int) -> str:
+        extra = (
+            f"<PicUrl>{_cdata('https://wework.qpic.cn/' + media_id)}</PicUrl>"
+            f"<MediaId>{_cdata(media_id)}</MediaId>"
+        )
+        return self._message(user, "image", extra, msg_id)
+
+    def card_event(
+        self,
+        user: str,
+        event_key: str,
+        task_id: str,
+        response_code: str,
+        *,
+        created: int | None = None,
+        selected: dict[str, list[str]] | None = None,
+    ) -> str:
+        items = "".join(
+            f"<SelectedItem><QuestionKey>{_cdata(q)}</QuestionKey><OptionIds>"
+            + "".join(f"<OptionId>{_cdata(o)}</OptionId>" for o in options)
+            + "</OptionIds></SelectedItem>"
+            for q, options in (selected or {}).items()
+        )
+        return (
+            f"<xml><ToUserName>{_cdata(self.corp_id)}</ToUserName>"
+            f"<FromUserName>{_cdata(user)}</FromUserName>"
+            f"<CreateTime>{created or self.now()}</CreateTime>"
+            f"<MsgType>{_cdata('event')}</MsgType><Event>{_cdata('template_card_event')}</Event>"
+            f"<EventKey>{_cdata(event_key)}</EventKey><TaskId>{_cdata(task_id)}</TaskId>"
+            f"<CardType>{_cdata('button_interaction')}</CardType>"
+            f"<ResponseCode>{_cdata(response_code)}</ResponseCode>"
+            f"<AgentID>{self.agent_id}</AgentID>"
+            + (f"<SelectedItems>{items}</SelectedItems>" if items else "")
+            + "</xml>"
+        )
+
+    def _message(self, user: str, kind: str, extra: str, msg_id: int) -> str:
+        return (
+            f"<xml><ToUserName>{_cdata(self.corp_id)}</ToUserName>"
+            f"<FromUserName>{_cdata(user)}</FromUserName><CreateTime>{self.now()}</CreateTime>"
+            f"<MsgType>{_cdata(kind)}</MsgType>{extra}<MsgId>{msg_id}</MsgId>"
+            f"<AgentID>{self.agent_id}</AgentID></xml>"
+        )
+
+    def seal(
+        self,
+        inner: str,
+        *,
+        timestamp: int | None = None,
+        nonce: str | None = None,
+        aes_key: str | None = None,
+        receive_id: str | None = None,
+    ) -> tuple[dict[str, str], bytes]:
+        """(query, body) of the POST; `aes_key`/`receive_id` forge a wrong key or corp."""
+        crypto = WeChatCrypto(self.token, aes_key or self.aes_key, receive_id or self.corp_id)
+        ts, nonce = str(timestamp or self.now()), nonce or secrets.token_hex(8)
+        sealed = crypto.encrypt_message(inner, nonce, ts)
+        encrypt = re.search(r"<Encrypt><!\[CDATA\[(.*?)\]\]></Encrypt>", sealed)
+        signature = re.search(r"<MsgSignature><!\[CDATA\[(.*?)\]\]></MsgSignature>", sealed)
+        assert encrypt and signature
+        body = (
+            f"<xml><ToUserName>{_cdata(self.corp_id)}</ToUserName>"
+            f"<AgentID>{_cdata(str(self.agent_id))}</AgentID>"
+            f"<Encrypt>{_cdata(encrypt.group(1))}</Encrypt></xml>"
+        )
+        query = {"msg_signature": signature.group(1), "timestamp": ts, "nonce": nonce}
+        return query, body.encode()
+
+    def signed_raw(self, encrypt: str, *, timestamp: int | None = None) -> dict[str, str]:
+        """A correct signature over an arbitrary `encrypt` (for malformed-body tests)."""
+        ts, nonce = str(timestamp or self.now()), secrets.token_hex(8)
+        parts = sorted(p.encode() for p in (self.token, ts, nonce, encrypt))
+        signature = hashlib.sha1(b"".join(parts)).hexdigest()  # noqa: S324
+        return {"msg_signature": signature, "timestamp": ts, "nonce": nonce}
+
+    def url_check(self, echo: str, *, timestamp: int | None = None) -> dict[str, str]:
+        """The GET query of the admin console's URL check, echostr encrypting `echo`."""
+        crypto = WeChatCrypto(self.token, self.aes_key, self.corp_id)
+        ts, nonce = str(timestamp or self.now()), secrets.token_hex(8)
+        sealed = crypto.encrypt_message(echo, nonce, ts)
+        encrypt = re.search(r"<Encrypt><!\[CDATA\[(.*?)\]\]></Encrypt>", sealed)
+        signature = re.search(r"<MsgSignature><!\[CDATA\[(.*?)\]\]></MsgSignature>", sealed)
+        assert encrypt and signature
+        return {
+            "msg_signature": signature.group(1),
+            "timestamp": ts,
+            "nonce": nonce,
+            "echostr": encrypt.group(1),
+        }

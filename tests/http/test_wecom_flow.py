@@ -1,0 +1,232 @@
+"""WeCom end to end: a 132-yuan case from the generic webhook to an approval card in the
+fake WeCom, an encrypted click from one CS lead, and every lead's card updated.
+
+Runs on SQLite and (with RETURNHUB_TEST_PG) PostgreSQL. Callbacks are encrypted
+and signed with wechatpy's crypto (tests/fakes/wecom.py), never with the code
+under test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.app import create_app
+from bot.appkeys import CTX
+from storage.db import Database
+from storage.models import AuditEvent, Case, OutboxMessage
+from tests.fakes.wecom import AGENT_ID, FakeWecom, running
+from tests.fakes.wecom_callbacks import CallbackSigner, settle, with_wecom
+from tests.support import Client, FakeClock, MakeClient, make_settings, post_generic, return_body
+
+LEADS = ("wangzuzhang", "liuzuzhang")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeWecom]:
+    users = {"wangzuzhang", "liuzuzhang", "lizongjian", "zhaocaiwu", "xiaozhou", "admin"}
+    async with running(FakeWecom(users=users | {"xiaomei", "chenfengkong"})) as server:
+        yield server
+
+
+@pytest.fixture
+def signer(clock: FakeClock) -> CallbackSigner:
+    return CallbackSigner(clock.timestamp)
+
+
+@pytest.fixture
+async def client(
+    db: Database, tmp_path: Path, clock: FakeClock, fake: FakeWecom, aiohttp_client: MakeClient
+) -> Client:
+    settings = with_wecom(make_settings(tmp_path, db.url, console=False), fake.url)
+    return await aiohttp_client(create_app(settings, clock=clock, background=False))
+
+
+async def open_case(client: Client, clock: FakeClock, fake: FakeWecom) -> str:
+    item = {"sku": "FEEDER-2", "name": "自动喂食器", "qty": 1, "unit_price": "132.00"}
+    status, answer = await post_generic(client, return_body(amount="132.00", items=[item]), clock)
+    assert status == 202, answer
+    await settle(client.app)
+    case_id: str = answer["case_id"]
+    return case_id
+
+
+def button(card: dict[str, Any], text: str) -> str:
+    key: str = next(b["key"] for b in card["button_list"] if b["text"] == text)
+    return key
+
+
+async def click(
+    client: Client, signer: CallbackSigner, fake: FakeWecom, user: str, card_of: str, text: str
+) -> tuple[dict[str, str], bytes]:
+    """The sealed callback of `user` clicking `text` on the card `card_of` received."""
+    card = fake.cards_to(card_of)[-1]
+    code = fake.click_code(user, card["task_id"])
+    inner = signer.card_event(user, button(card, text), card["task_id"], code)
+    return signer.seal(inner)
+
+
+async def post(client: Client, sealed: tuple[dict[str, str], bytes]) -> tuple[int, str]:
+    query, body = sealed
+    resp = await client.post("/callbacks/wecom", params=query, data=body)
+    return resp.status, await resp.text()
+
+
+async def case_status(client: Client, case_id: str) -> str:
+    async with client.app[CTX].db.read() as session:
+        case = await session.get(Case, case_id)
+        assert case is not None
+        return case.status
+
+
+async def count(client: Client, model: Any, *where: Any) -> int:
+    async with client.app[CTX].db.read() as session:
+        return int(await session.scalar(select(func.count()).select_from(model).where(*where)))
+
+
+async def test_132_yuan_case_is_approved_from_a_wecom_card(
+    client: Client, clock: FakeClock, fake: FakeWecom, signer: CallbackSigner
+) -> None:
+    case_id = await open_case(client, clock, fake)
+    assert await case_status(client, case_id) == "pending_approval"
+    for lead in LEADS:
+        (card,) = fake.cards_to(lead)
+        assert card["card_type"] == "button_interaction"
+        assert [b["text"] for b in card["button_list"]] == ["同意", "驳回", "转交"]
+        assert case_id in card["main_title"]["title"]
+        assert len(card["horizontal_content_list"]) <= 6
+        assert "处理时限" in [h["keyname"] for h in card["horizontal_content_list"]]
+    assert all(m["agentid"] == AGENT_ID for m in fake.messages)
+
+    clock.advance(120)
+    status, body = await post(
+        client, await click(client, signer, fake, "wangzuzhang", "wangzuzhang", "同意")
+    )
+    assert (status, body) == (200, "")
+    await settle(client.app)
+
+    assert await case_status(client, case_id) == "refund_pending"  # refund_only: released
+    assert len(fake.updates) == 2
+    for lead in LEADS:
+        (update,) = fake.updates_for(lead)
+        assert update["userids"] == [lead] and update["agentid"] == AGENT_ID
+        card = update["template_card"]
+        assert "王组长" in card["main_title"]["desc"] and "同意" in card["main_title"]["desc"]
+        assert card["replace_text"]  # WeCom greys the buttons out
+        assert card["task_id"] == fake.cards_to(lead)[0]["task_id"]
+    # 王组长's copy is replaced with the fresh code of his click, 刘组长's with the send's.
+    *sent, clicked = fake.codes.values()
+    assert clicked["userid"] == "wangzuzhang" and clicked["used"]
+    assert {c["userid"]: c["used"] for c in sent} == {"wangzuzhang": False, "liuzuzhang": True}
+    assert any(case_id in t and "已同意" in t for t in fake.texts_to("wangzuzhang"))
+
+
+async def test_unauthorized_clicker_is_refused_politely_and_nothing_changes(
+    client: Client, clock: FakeClock, fake: FakeWecom, signer: CallbackSigner
+) -> None:
+    case_id = await open_case(client, clock, fake)
+    # 小周 (warehouse) replays 王组长's 同意 button as his own click.
+    status, _ = await post(
+        client, await click(client, signer, fake, "xiaozhou", "wangzuzhang", "同意")
+    )
+    assert status == 200
+    await settle(client.app)
+    assert await case_status(client, case_id) == "pending_approval"
+    assert fake.updates == []
+    (reply,) = fake.texts_to("xiaozhou")
+    assert "客服组长" in reply, reply  # "您没有「客服组长」角色，…"
+    assert await count(client, AuditEvent, AuditEvent.action.like("refused:%")) == 1
+
+
+async def test_the_same_callback_twice_has_one_effect(
+    client: Client, clock: FakeClock, fake: FakeWecom, signer: CallbackSigner
+) -> None:
+    case_id = await open_case(client, clock, fake)
+    sealed = await click(client, signer, fake, "liuzuzhang", "liuzuzhang", "同意")
+    first, second = await asyncio.gather(post(client, sealed), post(client, sealed))
+    assert first == second == (200, "")
+    await settle(client.app)
+    assert await post(client, sealed) == (200, "")  # a late re-send after the effect
+    await settle(client.app)
+    assert await case_status(client, case_id) == "refund_pending"
+    assert await count(client, AuditEvent, AuditEvent.action == "approve") == 1
+    assert len(fake.updates) == 2
+    assert len([t for t in fake.texts_to("liuzuzhang") if "已同意" in t]) == 1
+
+
+async def test_a_second_lead_clicking_late_is_told_who_decided(
+    client: Client, clock: FakeClock, fake: FakeWecom, signer: CallbackSigner
+) -> None:
+    case_id = await open_case(client, clock, fake)
+    late = await click(client, signer, fake, "liuzuzhang", "liuzuzhang", "驳回")
+    await post(client, await click(client, signer, fake, "wangzuzhang", "wangzuzhang", "同意"))
+    await settle(client.app)
+    await post(client, late)
+    await settle(client.app)
+    assert await case_status(client, case_id) == "refund_pending"
+    assert any("已由 王组长" in t for t in fake.texts_to("liuzuzhang"))
+
+
+async def test_token_expiry_mid_flow_refreshes_once_and_delivers(
+    client: Client, clock: FakeClock, fake: FakeWecom, signer: CallbackSigner
+) -> None:
+    await open_case(client, clock, fake)
+    fetched = fake.token_fetches
+    fake.expire_tokens()
+    await post(client, await click(client, signer, fake, "wangzuzhang", "wangzuzhang", "同意"))
+    await settle(client.app)
+    assert fake.token_fetches == fetched + 1
+    assert len(fake.updates) == 2 and fake.texts_to("wangzuzhang")
+
+
+async def test_a_40014_storm_ends_as_a_retry_not_a_loop(
+    client: Client, clock: FakeClock, fake: FakeWecom, signer: CallbackSigner
+) -> None:
+    fake.fail("message/send", errcode=40014, times=None)
+    await open_case(client, clock, fake)
+    assert fake.calls.count("message/send") == 2 * len(LEADS)  # one retry after one refresh
+    async with client.app[CTX].db.read() as session:
+        rows = list(await session.scalars(select(OutboxMessage)))
+    cards = [r for r in rows if r.kind == "card.send"]
+    assert len(cards) == len(LEADS)
+    assert all(r.status == "pending" and r.attempts == 1 for r in cards)
+    assert all("token refused again" in r.last_error for r in cards)
+    assert all("tok_" not in r.last_error for r in rows)
+
+
+async def test_chat_commands_and_photos_arrive_as_text_callbacks(
+    client: Client, clock: FakeClock, fake: FakeWecom, signer: CallbackSigner
+) -> None:
+    case_id = await open_case(client, clock, fake)
+    help_text = signer.text("wangzuzhang", "/帮助", msg_id=7001)
+    assert await post(client, signer.seal(help_text)) == (200, "")
+    photo = signer.image("xiaozhou", "MEDIA_1", msg_id=7002)
+    assert await post(client, signer.seal(photo)) == (200, "")
+    await post(client, signer.seal(signer.text("wangzuzhang", f"/同意 {case_id}", msg_id=7003)))
+    await settle(client.app)
+    assert any("可用命令" in t for t in fake.texts_to("wangzuzhang"))
+    # No parcel scanned yet: the photo has no case in hand, and 小周 is told so.
+    assert any("先发送退货运单号" in t for t in fake.texts_to("xiaozhou"))
+    assert await case_status(client, case_id) == "refund_pending"
+    assert {u["userids"][0] for u in fake.updates} == set(LEADS)
+
+
+async def test_a_refused_click_does_not_take_over_the_cards_update_handle(
+    client: Client, clock: FakeClock, fake: FakeWecom, signer: CallbackSigner
+) -> None:
+    case_id = await open_case(client, clock, fake)
+    await post(client, await click(client, signer, fake, "xiaozhou", "wangzuzhang", "同意"))
+    await settle(client.app)
+    await post(client, signer.seal(signer.text("wangzuzhang", f"/同意 {case_id}", msg_id=7101)))
+    await settle(client.app)
+    assert {u["userids"][0] for u in fake.updates} == set(LEADS)

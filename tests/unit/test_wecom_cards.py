@@ -1,0 +1,174 @@
+"""WeCom cards, callback parsing and signing, without a server.
+
+Cards are rendered through the real templates and parsed back with json.loads
+(CardRenderer does that); the checks are WeCom's limits and what each card must
+show, open and closed.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from wechatpy.utils import WeChatSigner
+
+from bot.cards import Button, Card, CardRenderer
+from bot.events import CardAction, ChatMessage
+from bot.outbox import PermanentError
+from bot.platforms import wecom_cards
+from bot.platforms.wecom_crypto import CallbackRejected, sign
+from bot.platforms.wecom_events import ImageMessage, parse, split_ref
+from bot.settings import templates_dir
+from tests.fakes.wecom_callbacks import CallbackSigner
+
+RENDERER = CardRenderer(templates_dir())
+FIELDS = (
+    ("订单号", "SO20261101009"),
+    ("渠道", "generic / main-store"),
+    ("类型", "退货退款"),
+    ("申请金额", "¥6,800.00"),
+    ("原因", "质量问题：开关失灵，喂食器完全不出粮，客服已远程排查过三次仍未解决"),
+    ("买家", "喵星人"),
+    ("档位", "director"),
+    ("审批", "第 1/2 步：运营总监 → 财务总监"),
+    ("处理时限", "11-23 14:00"),
+)
+
+
+def card(**changes: object) -> Card:
+    base = Card(
+        kind="approval",
+        title="售后审批 · RC-261123-0001",
+        case_id="RC-261123-0001",
+        summary="退货退款 ¥6,800.00，待运营总监审批",
+        fields=FIELDS,
+        lines=("自动喂食器（FEEDER-2）×2  ¥6,800.00",),
+        history=("近一年订单 12 笔，累计消费 ¥9,120.00", "历史售后 3 次", "客户标记：无"),
+        buttons=(
+            Button("同意", "approve", "tok.approve", "primary"),
+            Button("驳回", "reject", "tok.reject", "danger"),
+            Button("转交", "transfer", "tok.transfer"),
+        ),
+    )
+    return Card(**{**base.to_dict(), "buttons": base.buttons, "fields": base.fields, **changes})
+
+
+def render(c: Card, task_id: str = "rh-1-0a1b2c3d") -> dict[str, object]:
+    return wecom_cards.render(RENDERER, c, agent_id=1000002, task_id=task_id)
+
+
+def test_an_approval_card_fits_wecom_limits_and_loses_nothing() -> None:
+    tc = render(card())
+    assert tc["card_type"] == "button_interaction" and tc["task_id"] == "rh-1-0a1b2c3d"
+    items = tc["horizontal_content_list"]
+    assert isinstance(items, list) and len(items) == 6
+    names = [i["keyname"] for i in items]
+    assert {"申请金额", "处理时限", "订单号", "原因"} <= set(names)
+    assert all(len(i["keyname"]) <= 5 and len(i["value"]) <= 26 for i in items)
+    sub = tc["sub_title_text"]
+    assert isinstance(sub, str) and len(sub) <= 160
+    assert "买家：喵星人" in sub and "审批：" in sub and "FEEDER-2" in sub  # overflow, SKUs
+    assert tc["quote_area"] == {
+        "type": 0,
+        "title": "客户历史",
+        "quote_text": "近一年订单 12 笔，累计消费 ¥9,120.00\n历史售后 3 次\n客户标记：无",
+    }
+    assert [b["key"] for b in tc["button_list"]] == ["tok.approve", "tok.reject", "tok.transfer"]
+    assert "replace_text" not in tc
+
+
+def test_a_closed_card_shows_who_decided_and_greys_its_buttons() -> None:
+    tc = render(card(closed=True, status="已由 李总监 于 11-23 10:02 同意"))
+    assert tc["main_title"] == {
+        "title": "售后审批 · RC-261123-0001",
+        "desc": "已由 李总监 于 11-23 10:02 同意",
+    }
+    assert tc["replace_text"] == "已处理"
+    assert render(card(closed=True, status="已同意"))["replace_text"] == "已同意"
+
+
+def test_operator_text_cannot_break_the_json() -> None:
+    nasty = 'x"}, "card_type": "text_notice", "y": {"z": "\n\\'
+    tc = render(card(title=nasty, summary=nasty, fields=(("原因", nasty),)))
+    assert tc["card_type"] == "button_interaction"
+    assert tc["main_title"]["title"] == wecom_cards.clip(nasty, 36)
+    assert json.loads(json.dumps(tc)) == tc
+
+
+def test_limits_on_buttons_titles_keys_and_task_ids() -> None:
+    many = tuple(Button(f"按钮{i}", "ok", f"t{i}") for i in range(8))
+    tc = render(card(buttons=many, title="标" * 80))
+    assert len(tc["button_list"]) == 6
+    assert len(tc["main_title"]["title"]) == 36 and tc["main_title"]["title"].endswith("…")
+    with pytest.raises(PermanentError):
+        render(card(buttons=(Button("同意", "approve", "k" * 1025),)))
+    with pytest.raises(PermanentError):
+        render(card(), task_id="rh 1")
+    task_id = wecom_cards.task_id_for(123)
+    assert wecom_cards.card_of(task_id) == 123 and len(task_id) <= 128
+    assert wecom_cards.task_id_for(123) != task_id  # unique per send
+
+
+def test_a_notice_without_buttons_is_a_text_notice() -> None:
+    tc = wecom_cards.render(
+        RENDERER, card(kind="notice", buttons=()), agent_id=1, task_id="rh-2-x", link=""
+    )
+    assert tc["card_type"] == "text_notice" and tc["card_action"]["type"] == 1
+
+
+SIGNER = CallbackSigner(lambda: 1_795_000_000)
+
+
+def test_parse_text_image_and_card_events() -> None:
+    text = parse(SIGNER.text("wangzuzhang", "/查单 RC-261123-0001", msg_id=9001))
+    assert text == ChatMessage(
+        key="wecom:msg:9001", sender=text.sender, text="/查单 RC-261123-0001"
+    )
+    image = parse(SIGNER.image("xiaozhou", "MEDIA_9", msg_id=9002))
+    assert isinstance(image, ImageMessage) and image.media_id == "MEDIA_9"
+    event = parse(
+        SIGNER.card_event(
+            "lizongjian",
+            "tok.reject",
+            "rh-5-aa",
+            "CODE5",
+            created=1_795_000_100,
+            selected={"reason": ["used", "bogus"], "target": ["liuzuzhang", "bad user!"]},
+        )
+    )
+    assert isinstance(event, CardAction)
+    assert event.key == "wecom:card:lizongjian:1795000100:tok.reject:rh-5-aa"
+    assert (event.token, event.reason, event.target) == (
+        "tok.reject",
+        "商品已使用，影响二次销售",
+        "liuzuzhang",
+    )
+    assert split_ref(event.platform_ref) == ("rh-5-aa", "CODE5")
+
+
+def test_a_long_card_event_key_still_fits_the_inbox() -> None:
+    event = parse(SIGNER.card_event("wangzuzhang", "k" * 1000, "rh-1-a", "C", created=1))
+    assert isinstance(event, CardAction) and len(event.key) == 255
+    other = parse(SIGNER.card_event("wangzuzhang", "k" * 999 + "j", "rh-1-a", "C", created=1))
+    assert isinstance(other, CardAction) and other.key != event.key
+
+
+@pytest.mark.parametrize(
+    "inner",
+    [
+        "<xml><MsgType>text</MsgType><FromUserName>u1</FromUserName></xml>",  # no MsgId
+        "<xml><MsgType>text</MsgType><FromUserName>u 1</FromUserName><MsgId>1</MsgId></xml>",
+        "<xml><MsgType>image</MsgType><FromUserName>u1</FromUserName><MsgId>1</MsgId></xml>",
+        "<xml><MsgType>text</MsgType><FromUserName><a>b</a></FromUserName></xml>",
+    ],
+)
+def test_malformed_inner_messages_are_refused(inner: str) -> None:
+    with pytest.raises(CallbackRejected) as caught:
+        parse(inner)
+    assert caught.value.status == 400
+
+
+def test_our_signature_matches_wechatpys() -> None:
+    signer = WeChatSigner()
+    signer.add_data("token", "1795000000", "nonce1", "ENCRYPTED+/=")
+    assert sign("token", "1795000000", "nonce1", "ENCRYPTED+/=") == signer.signature
