@@ -169,6 +169,12 @@ def coerce(hint: Any, value: Any, from_env: bool) -> tuple[bool, Any]:
         return True, value
     if isinstance(hint, types.UnionType):  # `str | None`: TOML has no null, so the str part
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if typing.get_origin(hint) is dict:  # a [section.name] table of plain values
+        item = typing.get_args(hint)[1]
+        if not isinstance(value, dict):
+            return False, None
+        pairs = {str(k): coerce(item, v, from_env) for k, v in value.items()}
+        return all(ok for ok, _ in pairs.values()), {k: v for k, (_, v) in pairs.items()}
     if typing.get_origin(hint) is tuple:
         item = typing.get_args(hint)[0]
         if from_env and isinstance(value, str):
@@ -194,6 +200,9 @@ def coerce(hint: Any, value: Any, from_env: bool) -> tuple[bool, Any]:
 def type_name(hint: Any) -> str:
     if typing.get_origin(hint) is tuple:
         return f"a list of {type_name(typing.get_args(hint)[0])}"
+    if typing.get_origin(hint) is dict:
+        value = type_name(typing.get_args(hint)[1]).removeprefix("an ").removeprefix("a ")
+        return f"a table of names to {value}s"
     if isinstance(hint, types.UnionType):
         return type_name(typing.get_args(hint)[0])
     names: dict[Any, str] = {

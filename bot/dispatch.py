@@ -50,6 +50,11 @@ class Dispatcher:
                 "handler %s failed for event %s", handler.__name__, getattr(event, "key", "?")
             )
 
+    async def idle(self) -> None:
+        """Wait until the work submitted so far has finished (tests, flushes)."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
     async def drain(self, grace: float = 10.0) -> None:
         """Stop intake and wait for the work already accepted."""
         self.accepting = False

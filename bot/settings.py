@@ -76,6 +76,10 @@ class WecomSettings:
     token: str = ""
     encoding_aes_key: str = ""
     api_base: str = "https://qyapi.weixin.qq.com"
+    replay_window_seconds: int = 300  # WeCom documents none for callbacks: ours
+    # Group robots for notices: name -> webhook key (a secret: set it from the env,
+    # RETURNHUB__WECOM__ROBOTS__<NAME>); each allows 20 messages a minute.
+    robots: dict[str, str] = field(default_factory=dict)
 
     @property
     def enabled(self) -> bool:

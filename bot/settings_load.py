@@ -64,6 +64,7 @@ _VALUE_CHECKS: dict[str, Callable[[Any], str | None]] = {
         None if v.startswith(DB_SCHEMES) else "must start with " + " or ".join(DB_SCHEMES)
     ),
     "wecom.encoding_aes_key": _when_set(aes_key_problem),
+    "wecom.replay_window_seconds": _positive,
     "dingtalk.event_aes_key": _when_set(aes_key_problem),
     "dingtalk.mode": lambda v: None if v in ("http", "stream") else 'must be "http" or "stream"',
     "channels.generic.callback_url": _when_set(url_problem),

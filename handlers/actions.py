@@ -37,7 +37,10 @@ async def _handle(session: AsyncSession, ctx: Ctx, event: CardAction) -> None:
         await notify.send_text(session, ctx, event.sender, "该按钮无效或已过期")
         return
     action = parsed[1]
-    if event.platform_ref:  # WeCom hands out a fresh single-use update code per click
+    mine = (event.sender.platform, event.sender.user_id) == (record.platform, record.recipient)
+    if event.platform_ref and mine:
+        # WeCom hands out a fresh single-use update code with each click, for the
+        # clicker's own copy: someone else's click (a forwarded card) must not take it.
         record.platform_ref = event.platform_ref
     member = await member_for(session, event.sender)
     if member is None:

@@ -412,3 +412,21 @@ def test_a_half_configured_wecom_names_each_missing_key(tmp_path: Path) -> None:
         "RETURNHUB__WECOM__ENCODING_AES_KEY": "a" * 43,
     }
     assert check(main, env=env) == []
+
+
+def test_wecom_robots_and_replay_window(tmp_path: Path) -> None:
+    main = tmp_path / "returnhub.toml"
+    main.write_text(
+        "[wecom]\nreplay_window_seconds = 120\n[wecom.robots]\nops = 'k1'\n", encoding="utf-8"
+    )
+    settings = load(main, env={"RETURNHUB__WECOM__ROBOTS__WAREHOUSE": "k2"})
+    assert settings.wecom.replay_window_seconds == 120
+    assert settings.wecom.robots == {"ops": "k1", "warehouse": "k2"}
+    main.write_text(
+        "[wecom]\nreplay_window_seconds = 0\n[wecom.robots]\nops = 7\n", encoding="utf-8"
+    )
+    errors = check(main, env={})
+    assert any(e.startswith(f"{main}:2: wecom.replay_window_seconds") for e in errors)
+    assert f"{main}:3: wecom.robots: expected a table of names to strings, got dict" in "".join(
+        errors
+    )
