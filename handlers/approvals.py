@@ -14,7 +14,7 @@ from sqlalchemy.orm import selectinload
 from bot.events import Sender
 from handlers import notify, steps, views
 from handlers.context import Ctx
-from handlers.people import member_named, role_zh
+from handlers.people import holders, member_named, role_zh
 from handlers.workflow import STATUS_ZH, Actor, Refusal, Status, audit, check, fire, must
 from storage.models import ApprovalStep, Case, Member, PendingReply
 
@@ -110,7 +110,9 @@ async def decide(
             session, ctx, case, step, member, actor, reason.strip(), reply_to, step_id is not None
         )
     elif action == "transfer":
-        await _transfer(session, ctx, case, step, member, actor, target, reply_to)
+        await _transfer(
+            session, ctx, case, step, member, actor, target.strip(), reply_to, step_id is not None
+        )
     else:
         await refuse(session, ctx, case, actor, action, f"未知操作 {action}", reply_to)
 
@@ -157,6 +159,29 @@ async def _approve(
         )
 
 
+async def _ask(
+    session: AsyncSession,
+    ctx: Ctx,
+    member: Member,
+    case: Case,
+    step: ApprovalStep,
+    action: str,
+    question: str,
+    reply_to: Sender,
+) -> None:
+    """Ask in chat; the member's next plain message completes `action` (commands.py)."""
+    await session.merge(
+        PendingReply(
+            member_id=member.id,
+            case_id=case.id,
+            step_id=step.id,
+            action=action,
+            asked_at=ctx.now(),
+        )
+    )
+    await notify.send_text(session, ctx, reply_to, question, case.id)
+
+
 async def _reject(
     session: AsyncSession,
     ctx: Ctx,
@@ -171,22 +196,8 @@ async def _reject(
     refusal = check(case, "reject", actor, step.role)
     if refusal is None and not reason:
         if from_card:  # a card has no text box: ask, and take the next chat message
-            await session.merge(
-                PendingReply(
-                    member_id=member.id,
-                    case_id=case.id,
-                    step_id=step.id,
-                    action="reject",
-                    asked_at=ctx.now(),
-                )
-            )
-            await notify.send_text(
-                session,
-                ctx,
-                reply_to,
-                f"请直接回复驳回 {case.id} 的原因（发送 /取消 放弃）",
-                case.id,
-            )
+            question = f"请直接回复驳回 {case.id} 的原因（发送 /取消 放弃）"
+            await _ask(session, ctx, member, case, step, "reject", question, reply_to)
             return
         refusal = Refusal(f"驳回需要填写原因：/驳回 {case.id} 原因")
     if refusal is not None:
@@ -211,9 +222,19 @@ async def _transfer(
     actor: Actor,
     target: str,
     reply_to: Sender,
+    from_card: bool,
 ) -> None:
     refusal = check(case, "transfer", actor, step.role)
     to = await member_named(session, target) if target else None
+    if refusal is None and not target and from_card:
+        others = [m.name for m in await holders(session, step.role) if m.id != member.id]
+        if others:
+            question = (
+                f"可转交给：{'、'.join(others)}。请直接回复姓名，"
+                f"将 {case.id} 转交（发送 /取消 放弃）"
+            )
+            await _ask(session, ctx, member, case, step, "transfer", question, reply_to)
+            return
     if refusal is None:
         if to is None:
             refusal = Refusal(f"请指定转交对象：/转交 {case.id} @姓名")

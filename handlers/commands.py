@@ -201,6 +201,7 @@ async def _handle(session: AsyncSession, ctx: Ctx, event: ChatMessage) -> None:
             pending.action,
             event.sender,
             reason=text,
+            target=text,
             step_id=pending.step_id,
         )
     elif "warehouse" in member.role_names and SCAN_CODE.fullmatch(text):

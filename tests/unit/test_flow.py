@@ -21,7 +21,15 @@ from handlers.intake import on_return_request
 from handlers.people import sync_members
 from handlers.warehouse import on_image_message
 from storage.db import Database
-from storage.models import AuditEvent, CardRecord, Case, Evidence, Member, OutboxMessage
+from storage.models import (
+    ApprovalStep,
+    AuditEvent,
+    CardRecord,
+    Case,
+    Evidence,
+    Member,
+    OutboxMessage,
+)
 
 NOW = datetime(2026, 11, 21, 2, 0, tzinfo=UTC)
 
@@ -302,3 +310,22 @@ async def test_a_photo_is_evidence_for_the_case_in_hand(db: Database) -> None:
     assert refs == ["console:media:MEDIA_1", "console:media:MEDIA_2"]
     texts = [m.payload["text"] for m in await outbox(db, "text.send")]
     assert "先发送退货运单号" in texts[0] and texts[-1] == f"已将照片附加到 {case_id}（共 2 张）"
+
+
+async def test_transfer_clicked_on_a_card_offers_the_role_holders(db: Database) -> None:
+    ctx = await setup(db)
+    case_id = (await on_return_request(request(14, 13200), ctx)).case_id or ""
+    await on_card_action(
+        click(1, "王组长", await card_token(db, case_id, "王组长", "transfer")), ctx
+    )
+    asked = [m.payload["text"] for m in await outbox(db, "text.send")][-1]
+    assert asked.startswith("可转交给：刘组长。")
+    await on_chat_message(ChatMessage("t1", Sender("console", "王组长"), "刘组长"), ctx)
+    async with db.read() as session:
+        step = (
+            await session.scalars(select(ApprovalStep).where(ApprovalStep.case_id == case_id))
+        ).one()
+        assert step.assignee_id is not None
+    assert [m.payload["text"] for m in await outbox(db, "text.send")][-1] == (
+        f"已将 {case_id} 转交给 刘组长"
+    )
