@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: demo test lint unit browser-deps clean
+.PHONY: demo test lint unit browser-deps migration clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,17 @@ unit: $(STAMP)
 	$(BIN)/pytest -q
 
 test: $(STAMP) browser-deps lint unit
+
+# A new alembic revision from the model diff: make migration MSG="add x to cases"
+migration: $(STAMP)
+	@test -n "$(MSG)" || { echo 'usage: make migration MSG="what changed"'; exit 2; }
+	rm -f var/migration-base.db
+	$(BIN)/python -c "import asyncio, sys; from storage.db import Database; \
+	from storage.migrate import upgrade, autogenerate; \
+	db = Database('sqlite+aiosqlite:///var/migration-base.db'); \
+	asyncio.run(upgrade(db)); asyncio.run(autogenerate(db, sys.argv[1]))" "$(MSG)"
+	$(BIN)/ruff format -q storage/migrations/versions
+	$(BIN)/ruff check --fix -q storage/migrations/versions
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache build *.egg-info
