@@ -28,6 +28,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from bot.appkeys import CTX, DISPATCH
 from bot.cards import Card, CardRenderer
@@ -125,11 +126,15 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
         raise CallbackRejected(413, f"body over {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_chunked(8192):
-        size += len(chunk)
-        if size > limit:
-            raise CallbackRejected(413, f"body over {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.content.iter_chunked(8192):
+            size += len(chunk)
+            if size > limit:
+                raise CallbackRejected(413, f"body over {limit} bytes")
+            chunks.append(chunk)
+    except (web.RequestPayloadError, HttpProcessingError):
+        # A Content-Encoding that does not decode, a broken chunked body: the sender's fault.
+        raise CallbackRejected(400, "body could not be read (bad encoding)") from None
     return b"".join(chunks)
 
 

@@ -134,9 +134,6 @@ class WecomClient:
             log.info("wecom access token refreshed (valid %d s)", int(expires_in))
             return token
 
-    def forget_token(self) -> None:
-        self._token, self._fresh_until = "", 0.0
-
     # --- JSON API -----------------------------------------------------------------------
 
     async def call(

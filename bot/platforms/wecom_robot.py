@@ -21,6 +21,8 @@ ROBOT_PLATFORM = "wecom-robot"
 ROBOT_PREFIX = f"{ROBOT_PLATFORM}:"  # outbox destination prefix, for rate_limits
 ROBOT_PER_MINUTE = 20
 ROBOT_TEXT_BYTES = 2048
+ROBOT_MARKDOWN_BYTES = 4096  # webhook markdown content: longer is refused, not cut
+CUT_NOTE = "\n…（内容过长，已截断，请在应用中查看）"
 _DEFANG = str.maketrans({"[": "［", "]": "］", "<": "＜", ">": "＞", "`": "'", "*": "＊"})
 
 
@@ -39,6 +41,22 @@ def _defang(card: Card) -> Card:
         lines=tuple(clean(x) for x in card.lines),
         history=tuple(clean(x) for x in card.history),
     )
+
+
+def fit_markdown(content: str, limit: int = ROBOT_MARKDOWN_BYTES) -> str:
+    """At most `limit` UTF-8 bytes, cut at a line end (a cut mid-line could split a
+    `<font>` tag) and marked, so a card with many SKU lines still goes out."""
+    if len(content.encode()) <= limit:
+        return content
+    budget = limit - len(CUT_NOTE.encode())
+    kept, size = [], 0
+    for line in content.splitlines(keepends=True):
+        size += len(line.encode())
+        if size > budget:
+            break
+        kept.append(line)
+    head = "".join(kept) or content.encode()[:budget].decode(errors="ignore")
+    return head.rstrip("\n") + CUT_NOTE
 
 
 class WecomRobotPlatform:
@@ -64,6 +82,9 @@ class WecomRobotPlatform:
 
     async def send_card(self, recipient: str, card: Card, *, card_id: int, outbox_id: int) -> str:
         message = self.renderer.render(ROBOT_PLATFORM, _defang(card))
+        markdown = message.get("markdown")
+        if isinstance(markdown, dict) and isinstance(markdown.get("content"), str):
+            markdown["content"] = fit_markdown(markdown["content"])
         await self.client.robot_send(self._key(recipient), message)
         return NOT_UPDATABLE
 

@@ -2,9 +2,11 @@
 
 `FakeWecom` issues tokens (gettoken checks corpid/corpsecret), expires them on
 demand (the old token then gets 42001), checks `access_token` on every call,
-validates what the real API requires of message/send and update_template_card,
-records what was sent, serves media (Range honoured; unknown ids answer JSON
-40007), accepts robot webhook posts, and fails or slows down when told to.
+validates what the real API requires of message/send, update_template_card and
+webhook/send (tests/fakes/wecom_checks.py: card fields, content lengths, single-use
+response_codes bound to one member, 20 robot messages a minute on `clock`),
+records what was sent, serves media (Range honoured, at most 20 MB a chunk;
+unknown ids answer JSON 40007), and fails or slows down when told to.
 
 The inbound side (what WeCom POSTs to our callback, encrypted and signed) is
 `CallbackSigner` in tests/fakes/wecom_callbacks.py; both share the test app's
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -26,29 +27,24 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from tests.fakes.wecom_checks import (
+    INTERACTIVE,
+    INVALID_MEDIA,
+    INVALID_PARAM,
+    TEXT_BYTES,
+    Refusal,
+    check_card,
+    check_content,
+    check_robot,
+    media_answer,
+)
+
 CORP_ID = "ww0123456789abcdef"
 SECRET = "app-secret-for-tests-0123456789"
 AGENT_ID = 1000002
 TOKEN = "callbackToken123"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"  # 43 chars
 OTHER_AES_KEY = "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut"
-INVALID_PARAM = 40058  # a real WeCom code ("不合法的参数"); used for card validation
-INVALID_MEDIA = 40007
-_TASK_ID = re.compile(r"[0-9A-Za-z_\-@]{1,128}")
-CARD_TYPES = {
-    "text_notice",
-    "news_notice",
-    "button_interaction",
-    "vote_interaction",
-    "multiple_interaction",
-}
-INTERACTIVE = {"button_interaction", "vote_interaction", "multiple_interaction"}
-
-
-class Refusal(Exception):
-    def __init__(self, errcode: int, errmsg: str) -> None:
-        super().__init__(errmsg)
-        self.errcode, self.errmsg = errcode, errmsg
 
 
 @dataclass
@@ -79,6 +75,7 @@ class FakeWecom:
     task_ids: set[str] = field(default_factory=set)
     failures: dict[str, list[Failure]] = field(default_factory=dict)
     delays: dict[str, float] = field(default_factory=dict)
+    clock: Callable[[], float] = time.monotonic  # the robots' 20-a-minute window
     url: str = ""
 
     # --- test controls ------------------------------------------------------------------
@@ -194,6 +191,8 @@ class FakeWecom:
                 body = json.loads(await request.read())
                 if not isinstance(body, dict):
                     raise Refusal(47001, "data format error")
+                if type(body.get("agentid")) is not int or body["agentid"] != self.agent_id:
+                    raise Refusal(40056, "invalid agentid")  # both APIs need the int agentid
                 return web.json_response({"errcode": 0, "errmsg": "ok", **work(body)})
             except ValueError:
                 return _err(47001, "data format error")
@@ -203,9 +202,6 @@ class FakeWecom:
         return handler
 
     def _send(self, body: dict[str, Any]) -> dict[str, Any]:
-        agentid = body.get("agentid")
-        if type(agentid) is not int or agentid != self.agent_id:
-            raise Refusal(40056, "invalid agentid")
         touser = body.get("touser")
         if not isinstance(touser, str) or not touser:
             raise Refusal(40031, "invalid touser")
@@ -216,13 +212,9 @@ class FakeWecom:
         msgtype = body.get("msgtype")
         content = body.get(msgtype) if isinstance(msgtype, str) else None
         if msgtype in ("text", "markdown"):
-            text = content.get("content") if isinstance(content, dict) else None
-            if not isinstance(text, str) or not text:
-                raise Refusal(44004, "empty content")
-            if len(text.encode()) > 2048:
-                raise Refusal(45002, "content size out of limit")
+            check_content(content, TEXT_BYTES)
         elif msgtype == "template_card":
-            _check_card(content, send=True, seen=self.task_ids)
+            check_card(content, send=True, seen=self.task_ids)
         else:
             raise Refusal(40008, "invalid message type")
         self.messages.append(body)
@@ -233,9 +225,6 @@ class FakeWecom:
         return answer
 
     def _update(self, body: dict[str, Any]) -> dict[str, Any]:
-        agentid = body.get("agentid")
-        if type(agentid) is not int or agentid != self.agent_id:
-            raise Refusal(40056, "invalid agentid")
         userids = body.get("userids")
         if not isinstance(userids, list) or not userids or len(userids) > 1000:
             raise Refusal(INVALID_PARAM, "invalid userids")
@@ -246,7 +235,7 @@ class FakeWecom:
             raise Refusal(INVALID_PARAM, "response_code is for another member's card")
         if "template_card" in body:
             card = body["template_card"]
-            _check_card(card, send=False, seen=set())
+            check_card(card, send=False, seen=set())
             if card.get("task_id", code["task_id"]) != code["task_id"]:
                 raise Refusal(INVALID_PARAM, "task_id does not match the response_code")
         elif not isinstance(body.get("button"), dict) or not body["button"].get("replace_name"):
@@ -264,23 +253,8 @@ class FakeWecom:
         found = self.media.get(request.query.get("media_id", ""))
         if found is None:
             return _err(INVALID_MEDIA, "invalid media_id")
-        content, ctype, name = found
-        headers = {"Content-Disposition": f'attachment; filename="{name}"'}
-        wanted = request.headers.get("Range")
-        if wanted is None:
-            if len(content) > self.range_required_over:
-                return _err(830002, "file too large, use Range")
-            return web.Response(body=content, content_type=ctype, headers=headers)
-        self.ranges.append(wanted)
-        m = re.fullmatch(r"bytes=(\d+)-(\d*)", wanted)
-        if m is None or int(m.group(1)) >= len(content):
-            return web.Response(status=416, headers={"Content-Range": f"bytes */{len(content)}"})
-        first = int(m.group(1))
-        last = min(int(m.group(2) or len(content) - 1), len(content) - 1)
-        headers["Content-Range"] = f"bytes {first}-{last}/{len(content)}"
-        return web.Response(
-            status=206, body=content[first : last + 1], content_type=ctype, headers=headers
-        )
+        self.ranges.extend(request.headers.getall("Range", []))
+        return media_answer(*found, request.headers.get("Range"), self.range_required_over)
 
     async def _webhook(self, request: web.Request) -> web.Response:
         if (injected := await self._before("webhook/send")) is not None:
@@ -288,10 +262,14 @@ class FakeWecom:
         key = request.query.get("key", "")
         if key not in self.robot_keys:
             return _err(93000, "invalid webhook url")
-        body = json.loads(await request.read())
-        if body.get("msgtype") not in ("text", "markdown", "image", "news", "template_card"):
-            return _err(40008, "invalid message type")
-        now = time.monotonic()
+        try:
+            body = json.loads(await request.read())
+            check_robot(body)
+        except ValueError:
+            return _err(40035, "invalid json")
+        except Refusal as exc:
+            return _err(exc.errcode, exc.errmsg)
+        now = self.clock()
         recent = [t for t in self.robot_times.get(key, []) if now - t < 60]
         if len(recent) >= 20:  # 20 messages a minute per robot
             return _err(45009, "api freq out of limit")
@@ -302,40 +280,6 @@ class FakeWecom:
 
 def _err(errcode: int, errmsg: str) -> web.Response:
     return web.json_response({"errcode": errcode, "errmsg": errmsg})
-
-
-def _check_card(card: Any, *, send: bool, seen: set[str]) -> None:
-    """What the real API validates on a template_card (as far as the docs say)."""
-    if not isinstance(card, dict) or card.get("card_type") not in CARD_TYPES:
-        raise Refusal(INVALID_PARAM, "invalid template_card.card_type")
-    kind = card["card_type"]
-    task_id = card.get("task_id")
-    if kind in INTERACTIVE or task_id is not None:
-        if not isinstance(task_id, str) or not _TASK_ID.fullmatch(task_id):
-            raise Refusal(INVALID_PARAM, "invalid task_id")
-        if send and task_id in seen:
-            raise Refusal(INVALID_PARAM, "task_id already exists")
-    title = card.get("main_title")
-    if not isinstance(title, dict) or not isinstance(title.get("title"), str):
-        raise Refusal(INVALID_PARAM, "main_title.title required")
-    if len(card.get("horizontal_content_list") or []) > 6:
-        raise Refusal(INVALID_PARAM, "horizontal_content_list over 6 items")
-    if kind == "text_notice" and not isinstance(card.get("card_action"), dict):
-        raise Refusal(INVALID_PARAM, "text_notice requires card_action")
-    if kind == "button_interaction":
-        buttons = card.get("button_list")
-        if not isinstance(buttons, list) or not 1 <= len(buttons) <= 6:
-            raise Refusal(INVALID_PARAM, "button_list must have 1-6 buttons")
-        keys = [b.get("key") for b in buttons if isinstance(b, dict)]
-        if len(keys) != len(buttons) or len(set(keys)) != len(keys):
-            raise Refusal(INVALID_PARAM, "button keys must be unique")
-        for b in buttons:
-            if not isinstance(b.get("text"), str) or not b["text"]:
-                raise Refusal(INVALID_PARAM, "button text required")
-            if not isinstance(b["key"], str) or len(b["key"].encode()) > 1024:
-                raise Refusal(INVALID_PARAM, "button key over 1024 bytes")
-            if type(b.get("style", 1)) is not int or not 1 <= b.get("style", 1) <= 4:
-                raise Refusal(INVALID_PARAM, "button style must be 1-4")
 
 
 @asynccontextmanager

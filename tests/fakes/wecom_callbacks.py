@@ -13,13 +13,19 @@ import hashlib
 import re
 import secrets
 from collections.abc import Callable
+from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 from wechatpy.enterprise.crypto import WeChatCrypto
 
+from bot.app import create_app
 from bot.appkeys import DISPATCH, WORKER
+from bot.platforms.wecom_client import WecomClient
 from bot.settings import Settings, WecomSettings
+from storage.db import Database
 from tests.fakes.wecom import AES_KEY, AGENT_ID, CORP_ID, SECRET, TOKEN
+from tests.support import FakeClock, make_settings
 
 
 def with_wecom(settings: Settings, api_base: str) -> Settings:
@@ -33,6 +39,28 @@ def with_wecom(settings: Settings, api_base: str) -> Settings:
         api_base=api_base,
     )
     return dataclasses.replace(settings, wecom=wecom)
+
+
+def api_client(api_base: str, http: aiohttp.ClientSession, *, secret: str = SECRET) -> WecomClient:
+    """A `WecomClient` for the test app's credentials, talking to `api_base`."""
+    settings = WecomSettings(corp_id=CORP_ID, agent_id=AGENT_ID, secret=secret, api_base=api_base)
+    return WecomClient(settings, lambda: http)
+
+
+def wecom_app(
+    db: Database,
+    tmp_path: Path,
+    clock: FakeClock,
+    api_base: str,
+    *,
+    robots: dict[str, str] | None = None,
+) -> web.Application:
+    """The app on `db` with [wecom] pointing at the fake, no console, clock injected."""
+    settings = with_wecom(make_settings(tmp_path, db.url, console=False), api_base)
+    if robots:
+        wecom = dataclasses.replace(settings.wecom, robots=robots)
+        settings = dataclasses.replace(settings, wecom=wecom)
+    return create_app(settings, clock=clock, background=False)
 
 
 async def settle(app: web.Application) -> None:

@@ -16,21 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import create_app
 from bot.events import ChatMessage
 from bot.platforms import wecom
 from handlers.context import Ctx
 from storage.db import Database
 from tests.fakes.wecom import AES_KEY, OTHER_AES_KEY, SECRET, FakeWecom, running
-from tests.fakes.wecom_callbacks import CallbackSigner, settle, with_wecom
-from tests.support import Client, FakeClock, MakeClient, make_settings, table_counts
+from tests.fakes.wecom_callbacks import CallbackSigner, settle, wecom_app
+from tests.support import Client, FakeClock, MakeClient, table_counts
 
 PATH = "/callbacks/wecom"
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture
@@ -48,8 +42,7 @@ async def fake() -> AsyncIterator[FakeWecom]:
 async def client(
     db: Database, tmp_path: Path, clock: FakeClock, fake: FakeWecom, aiohttp_client: MakeClient
 ) -> Client:
-    settings = with_wecom(make_settings(tmp_path, db.url, console=False), fake.url)
-    return await aiohttp_client(create_app(settings, clock=clock, background=False))
+    return await aiohttp_client(wecom_app(db, tmp_path, clock, fake.url))
 
 
 async def test_url_check_answers_the_decrypted_echostr_as_plain_text(
@@ -89,6 +82,13 @@ async def test_url_check_refuses_a_bad_query(
     assert "5071863124" not in await resp.text()
 
 
+async def test_url_check_for_another_corp_is_refused(client: Client, clock: FakeClock) -> None:
+    other = CallbackSigner(clock.timestamp, corp_id="ww-somebody-else")
+    resp = await client.get(PATH, params=other.url_check("5071863125"))
+    assert resp.status == 403
+    assert (await resp.json())["error"] == "echostr is for another corp"
+
+
 def _malformed(signer: CallbackSigner, kind: str) -> tuple[dict[str, str], bytes]:
     """A body that is wrong in one way, signed correctly where that is possible."""
     text = signer.text("wangzuzhang", "/帮助", msg_id=42)
@@ -116,6 +116,9 @@ def _malformed(signer: CallbackSigner, kind: str) -> tuple[dict[str, str], bytes
         return query, body[: len(body) // 2]
     if kind == "bad-inner":  # genuine crypto around a message without FromUserName
         return signer.seal("<xml><MsgType>text</MsgType><MsgId>1</MsgId></xml>")
+    if kind == "other-corp-envelope":  # signed and sealed right, addressed elsewhere
+        query, body = signer.seal(text)
+        return query, body.replace(signer.corp_id.encode(), b"ww-somebody-else", 1)
     raise AssertionError(kind)
 
 
@@ -129,6 +132,7 @@ MALFORMED = [
     "entities",
     "truncated",
     "bad-inner",
+    "other-corp-envelope",
 ]
 
 
@@ -205,6 +209,21 @@ async def test_an_oversized_body_is_refused(
     assert await table_counts(db) == before
 
 
+async def test_a_body_that_cannot_be_decoded_is_a_400_not_a_500(
+    client: Client, db: Database, signer: CallbackSigner, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = await table_counts(db)
+    query, body = signer.seal(signer.text("wangzuzhang", "/帮助", msg_id=48))
+    with caplog.at_level(logging.WARNING, logger="bot.platforms.wecom"):
+        resp = await client.post(
+            PATH, params=query, data=body, headers={"Content-Encoding": "gzip"}
+        )
+    assert resp.status == 400
+    assert "could not be read" in (await resp.json())["error"]
+    assert "refused" in " ".join(r.getMessage() for r in caplog.records)
+    assert await table_counts(db) == before
+
+
 async def test_events_we_do_not_handle_are_acked_and_dropped(
     client: Client, db: Database, signer: CallbackSigner
 ) -> None:
@@ -238,8 +257,7 @@ async def test_the_answer_does_not_wait_for_the_handler(
         seen.append(event)
         await release.wait()
 
-    settings = with_wecom(make_settings(tmp_path, db.url, console=False), fake.url)
-    app = create_app(settings, clock=clock, background=False)
+    app = wecom_app(db, tmp_path, clock, fake.url)
     app[wecom.INBOUND] = dataclasses.replace(app[wecom.INBOUND], on_message=slow)
     client = await aiohttp_client(app)
     query, body = signer.seal(signer.text("wangzuzhang", "/帮助", msg_id=47))

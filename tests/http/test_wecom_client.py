@@ -1,7 +1,7 @@
 """The WeCom API client and platform adapter against the fake WeCom on loopback.
 
 Token caching and refresh, bounded retries, the error mapping the outbox relies
-on (RetryableError vs PermanentError), media download, robots, card updates.
+on (RetryableError vs PermanentError), robots, card updates (media: test_wecom_media.py).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from bot.outbox import PermanentError, RetryableError
 from bot.platforms.wecom import WecomPlatform, build_platforms
 from bot.platforms.wecom_client import WecomApiError, WecomClient, split_text
 from bot.platforms.wecom_events import NOT_UPDATABLE, split_ref
-from bot.platforms.wecom_media import download
 from bot.platforms.wecom_robot import WecomRobotPlatform
 from bot.settings import WecomSettings, templates_dir
 from tests.fakes.wecom import AGENT_ID, CORP_ID, SECRET, FakeWecom, running
+from tests.fakes.wecom_callbacks import api_client
 
 
 @pytest.fixture
@@ -40,10 +40,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 def make_client(
     fake: FakeWecom, http: aiohttp.ClientSession, *, secret: str = SECRET, base: str = ""
 ) -> WecomClient:
-    settings = WecomSettings(
-        corp_id=CORP_ID, agent_id=AGENT_ID, secret=secret, api_base=base or fake.url
-    )
-    return WecomClient(settings, lambda: http)
+    return api_client(base or fake.url, http, secret=secret)
 
 
 @pytest.fixture
@@ -135,11 +132,14 @@ async def test_unknown_user_is_permanent(client: WecomClient) -> None:
 async def test_network_trouble_is_retryable_and_never_shows_the_token(
     fake: FakeWecom, http: aiohttp.ClientSession
 ) -> None:
-    client = make_client(fake, http)
+    sessions = [http]
+    client = WecomClient(make_client(fake, http).settings, lambda: sessions[-1])
     await client.send_text("wangzuzhang", "warm the token cache")
-    fake.slow("message/send", 3.0)  # longer than the session's 2 s timeout
-    with pytest.raises(RetryableError) as slow:
-        await client.send_text("wangzuzhang", "slow")
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.1)) as impatient:
+        sessions.append(impatient)
+        fake.slow("message/send", 3.0)  # far longer than this session's timeout
+        with pytest.raises(RetryableError) as slow:
+            await client.send_text("wangzuzhang", "slow")
     down = make_client(fake, http, base="http://127.0.0.1:9")
     with pytest.raises(RetryableError) as refused:
         await down.send_text("wangzuzhang", "down")
@@ -155,31 +155,6 @@ async def test_a_wrong_secret_is_retryable_and_not_echoed(
         await client.send_text("wangzuzhang", "hi")
     assert "wrong-secret-value" not in str(caught.value)
     assert fake.calls == ["gettoken"]
-
-
-async def test_media_json_error_raises(client: WecomClient, fake: FakeWecom) -> None:
-    with pytest.raises(WecomApiError) as caught:
-        await download(client, "NO_SUCH_MEDIA")
-    assert caught.value.errcode == 40007
-
-
-async def test_media_downloads_in_ranges(client: WecomClient, fake: FakeWecom) -> None:
-    photo = bytes(range(256)) * 14  # 3584 bytes
-    fake.add_media("MEDIA_1", photo, "image/png")
-    media = await download(client, "MEDIA_1", chunk=1000)
-    assert media.content == photo and media.content_type == "image/png"
-    assert media.filename == "MEDIA_1.jpg"
-    assert fake.ranges == [f"bytes={n}-{n + 999}" for n in (0, 1000, 2000, 3000)]
-    with pytest.raises(PermanentError, match="over the limit"):
-        await download(client, "MEDIA_1", chunk=1000, max_bytes=2000)
-
-
-async def test_media_refreshes_an_expired_token_once(client: WecomClient, fake: FakeWecom) -> None:
-    fake.add_media("MEDIA_2", b"\xff\xd8jpeg")
-    await client.access_token()
-    fake.expire_tokens()
-    assert (await download(client, "MEDIA_2")).content == b"\xff\xd8jpeg"
-    assert fake.token_fetches == 2
 
 
 async def test_card_send_update_and_single_use_codes(client: WecomClient, fake: FakeWecom) -> None:
@@ -240,6 +215,31 @@ async def test_robots_post_markdown_and_text(
         await robot.send_text("ops", "x", outbox_id=5)
 
 
+async def test_a_long_robot_card_is_cut_to_what_the_webhook_accepts(
+    fake: FakeWecom, http: aiohttp.ClientSession
+) -> None:
+    robot = WecomRobotPlatform(
+        make_client(fake, http), CardRenderer(templates_dir()), {"ops": "robot-key-ops"}
+    )
+    lines = tuple(f"宠物用品{i}（SKU-{i:04d}）×1  ¥{i}.00" for i in range(200))
+    await robot.send_card(
+        "ops", dataclasses.replace(approval(), lines=lines), card_id=1, outbox_id=1
+    )
+    ((_, markdown),) = fake.robot
+    content = markdown["markdown"]["content"]
+    assert len(content.encode()) <= 4096  # webhook markdown: at most 4096 bytes
+    assert content.startswith("**售后审批 · RC-261123-0001**") and "SKU-0000" in content
+    assert content.endswith("（内容过长，已截断，请在应用中查看）")
+    with pytest.raises(PermanentError):  # the fake refuses what WeCom refuses
+        await client_robot_send(
+            robot, {"msgtype": "markdown", "markdown": {"content": "长" * 1400}}
+        )
+
+
+async def client_robot_send(robot: WecomRobotPlatform, message: dict[str, object]) -> None:
+    await robot.client.robot_send("robot-key-ops", message)
+
+
 async def test_build_platforms_enables_what_is_configured(
     fake: FakeWecom, http: aiohttp.ClientSession
 ) -> None:
@@ -253,3 +253,34 @@ async def test_build_platforms_enables_what_is_configured(
     with_robots = dataclasses.replace(settings, robots={"ops": "robot-key-ops"})
     both = build_platforms(with_robots, renderer, lambda: http)
     assert set(both) == {"wecom", "wecom-robot"}
+
+
+def _card(**changes: object) -> dict[str, object]:
+    card: dict[str, object] = {
+        "card_type": "button_interaction",
+        "main_title": {"title": "售后审批"},
+        "task_id": "rh-1-abc",
+        "button_list": [{"text": "同意", "key": "k1", "style": 1}],
+    }
+    return {**card, **changes}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"agentid": str(AGENT_ID), "msgtype": "text", "text": {"content": "hi"}},
+        {"msgtype": "text", "text": {"content": "长" * 700}},  # 2100 bytes
+        {"msgtype": "template_card", "template_card": _card(task_id="rh 1")},
+        {"msgtype": "template_card", "template_card": _card(button_list=[])},
+        {"msgtype": "template_card", "template_card": _card(card_action={"type": 1})},
+        {"msgtype": "template_card", "template_card": _card(card_type="text_notice")},
+    ],
+    ids=["agentid-str", "text-too-long", "task-id", "no-buttons", "action-no-url", "notice"],
+)
+async def test_the_fake_refuses_what_wecom_refuses(
+    client: WecomClient, body: dict[str, object]
+) -> None:
+    with pytest.raises(WecomApiError):
+        await client.call(
+            "POST", "message/send", body={"touser": "wangzuzhang", "agentid": AGENT_ID, **body}
+        )

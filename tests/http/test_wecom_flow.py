@@ -16,20 +16,15 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from bot.app import create_app
 from bot.appkeys import CTX
+from storage import outbox
 from storage.db import Database
 from storage.models import AuditEvent, Case, OutboxMessage
 from tests.fakes.wecom import AGENT_ID, FakeWecom, running
-from tests.fakes.wecom_callbacks import CallbackSigner, settle, with_wecom
-from tests.support import Client, FakeClock, MakeClient, make_settings, post_generic, return_body
+from tests.fakes.wecom_callbacks import CallbackSigner, settle, wecom_app
+from tests.support import Client, FakeClock, MakeClient, post_generic, return_body
 
 LEADS = ("wangzuzhang", "liuzuzhang")
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture
@@ -48,8 +43,7 @@ def signer(clock: FakeClock) -> CallbackSigner:
 async def client(
     db: Database, tmp_path: Path, clock: FakeClock, fake: FakeWecom, aiohttp_client: MakeClient
 ) -> Client:
-    settings = with_wecom(make_settings(tmp_path, db.url, console=False), fake.url)
-    return await aiohttp_client(create_app(settings, clock=clock, background=False))
+    return await aiohttp_client(wecom_app(db, tmp_path, clock, fake.url))
 
 
 async def open_case(client: Client, clock: FakeClock, fake: FakeWecom) -> str:
@@ -230,3 +224,30 @@ async def test_a_refused_click_does_not_take_over_the_cards_update_handle(
     await post(client, signer.seal(signer.text("wangzuzhang", f"/同意 {case_id}", msg_id=7101)))
     await settle(client.app)
     assert {u["userids"][0] for u in fake.updates} == set(LEADS)
+
+
+async def test_a_group_robot_gets_at_most_20_messages_a_minute(
+    db: Database, tmp_path: Path, clock: FakeClock, aiohttp_client: MakeClient
+) -> None:
+    async with running(FakeWecom(clock=lambda: clock.now.timestamp())) as fake:
+        app = wecom_app(db, tmp_path, clock, fake.url, robots={"ops": "robot-key-ops"})
+        client = await aiohttp_client(app)
+        async with db.transaction() as session:
+            for i in range(25):
+                outbox.enqueue(
+                    session,
+                    kind="text.send",
+                    destination="wecom-robot:ops",
+                    payload={"text": f"新售后单 {i}"},
+                    now=clock(),
+                )
+        await settle(client.app)
+        # The other five wait for the window in the outbox: not even tried, so no 45009.
+        assert len(fake.robot) == fake.calls.count("webhook/send") == 20
+        clock.advance(61)
+        await settle(client.app)
+        sent = [m["text"]["content"] for _, m in fake.robot]
+        assert sent == [f"新售后单 {i}" for i in range(25)]
+        async with db.read() as session:
+            rows = list(await session.scalars(select(OutboxMessage)))
+        assert {(r.status, r.attempts) for r in rows} == {("sent", 1)}  # no 45009 retries

@@ -18,6 +18,7 @@ from bot.outbox import PermanentError
 from bot.platforms import wecom_cards
 from bot.platforms.wecom_crypto import CallbackRejected, sign
 from bot.platforms.wecom_events import ImageMessage, parse, split_ref
+from bot.platforms.wecom_robot import CUT_NOTE, fit_markdown
 from bot.settings import templates_dir
 from tests.fakes.wecom_callbacks import CallbackSigner
 
@@ -172,3 +173,15 @@ def test_our_signature_matches_wechatpys() -> None:
     signer = WeChatSigner()
     signer.add_data("token", "1795000000", "nonce1", "ENCRYPTED+/=")
     assert sign("token", "1795000000", "nonce1", "ENCRYPTED+/=") == signer.signature
+
+
+def test_robot_markdown_is_cut_at_a_line_end_within_4096_bytes() -> None:
+    assert fit_markdown("**标题**\n> 订单号：SO1") == "**标题**\n> 订单号：SO1"
+    many = "**标题**\n" + "".join(
+        f'> 商品{i}：<font color="info">¥{i}</font>\n' for i in range(300)
+    )
+    cut = fit_markdown(many)
+    assert len(cut.encode()) <= 4096 and cut.endswith(CUT_NOTE)
+    assert cut.removesuffix(CUT_NOTE).endswith("</font>")  # no tag split in half
+    one_line = fit_markdown("长" * 3000)  # a single line over the limit: cut by bytes
+    assert len(one_line.encode()) <= 4096 and one_line.startswith("长长")
