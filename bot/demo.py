@@ -21,14 +21,14 @@ from pathlib import Path
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bot import settings as config
 from bot.appkeys import CTX
 from bot.events import Item, ReturnRequest
 from handlers.context import Ctx
 from handlers.intake import on_return_request
-from storage.models import Customer, CustomerOrder
+from storage.models import Case, Customer, CustomerOrder
 
 log = logging.getLogger(__name__)
 
@@ -252,17 +252,41 @@ async def _seed_customers(ctx: Ctx) -> None:
                     )
 
 
-async def demo_stream_job(ctx: Ctx, rng: random.Random | None = None) -> str | None:
-    """One more realistic return, as if a shop had just pushed it (scheduled every ~45 s)."""
-    rng = rng or random.Random()  # noqa: S311 - demo data, not security
-    sku, name, price, category = rng.choice(CATALOGUE)
+def _stream_draw(rng: random.Random) -> tuple[Item, tuple[str, str], str]:
+    """What the next streamed return is: item, buyer and kind, every tier turning up.
+
+    Mostly the catalogue at random (≤50 auto, 50–500 the CS leads, the 2880 litter
+    box the ops director); now and then a pet-shop chain's bulk return (>5000: the
+    director, then finance) or the flagged buyer's small claim (never automatic).
+    """
+    roll = rng.random()
+    if roll < 0.1:
+        return _item("FEEDER-2", rng.choice((18, 20, 25))), B2B, "return_refund"
+    if roll < 0.2:
+        return _item(rng.choice(("FD-CHICKEN", "CATFOOD-TRIAL")), 1), WOOL, "refund_only"
+    sku, _, price, _ = rng.choice(CATALOGUE)
     qty = rng.choice((1, 1, 1, 2, 3)) if price < 50000 else 1
-    reason = rng.choice(REASONS)
-    kind = rng.choice(("refund_only", "refund_only", "return_refund", "exchange"))
-    stamp = ctx.local(ctx.now()).strftime("%Y%m%d%H%M%S")
-    ext = f"AS{stamp}{rng.randrange(100, 1000)}"
     buyer = (f"buyer-{rng.randrange(2000, 9999)}", rng.choice(NICKS))
-    item = Item(sku=sku, name=name, qty=qty, unit_price_fen=price, category=category)
+    kind = rng.choice(("refund_only", "refund_only", "return_refund", "exchange"))
+    return _item(sku, qty), buyer, kind
+
+
+async def _next_external_id(ctx: Ctx) -> str:
+    """AS<local date><serial>: one more than the demo shop's cases so far, never reused
+    (a random suffix collided within a second and turned a new return into a duplicate)."""
+    async with ctx.db.read() as session:
+        count = await session.scalar(
+            select(func.count(Case.id)).where(Case.channel == CHANNEL, Case.shop == SHOP)
+        )
+    return f"AS{ctx.local(ctx.now()):%Y%m%d}{int(count or 0) + 1:05d}"
+
+
+async def demo_stream_job(ctx: Ctx, rng: random.Random | None = None) -> str | None:
+    """One more return, as if a shop had just pushed it (every ~45 s, one at a time)."""
+    rng = rng or random.Random()  # noqa: S311 - demo data, not security
+    item, buyer, kind = _stream_draw(rng)
+    reason = rng.choice(REASONS)
+    ext = await _next_external_id(ctx)
     request = _request(ctx, ext, kind, item, reason, buyer)
     try:
         result = await on_return_request(request, ctx)

@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 
 from bot.settings import Settings, load
 from storage.db import Database
-from storage.models import Base
+from storage.models import Base, ConsoleMessage
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[[web.Application], Awaitable[Client]]
@@ -163,6 +163,20 @@ async def post_generic(
     headers = sign_generic(secret, raw, int(clock().timestamp()))
     resp = await client.post("/webhooks/generic", data=raw, headers=headers)
     return resp.status, await resp.json()
+
+
+async def add_console_row(db: Database, user: str, row_id: int, text: str) -> None:
+    """A bot text in `user`'s console chat with an id of our choosing: how a test makes
+    a row commit after a newer one was already shown (PostgreSQL's commit order)."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    async with db.transaction() as session:
+        session.add(
+            ConsoleMessage(
+                id=row_id, user_id=user, direction="out", card_id=None,
+                body={"type": "text", "text": text, "outbox_id": -row_id},
+                created_at=now, updated_at=now,
+            )
+        )  # fmt: skip
 
 
 async def table_counts(db: Database) -> dict[str, int]:

@@ -34,6 +34,7 @@ from bot.channels.generic_body import CHANNEL, Rejected, parse
 from bot.events import ReturnRequest
 from bot.outbox import PermanentError, RetryableError
 from bot.settings import GenericChannelSettings
+from bot.web.body import BodyTooLarge, read_body
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,6 @@ ROUTE = "/webhooks/generic"
 TIMESTAMP_HEADER = "X-Returnhub-Timestamp"
 SIGNATURE_HEADER = "X-Returnhub-Signature"
 RETRYABLE_STATUS = frozenset({408, 425, 429})
-CHUNK = 64 * 1024
 
 # The intake handler (handlers.intake.on_return_request), passed in by bot/app.py:
 # adapters never import handlers. Its result is used duck-typed (.case_id, .duplicate).
@@ -75,19 +75,6 @@ def verify(
         raise Rejected(401, f"{SIGNATURE_HEADER} does not match the body")
 
 
-async def read_limited(request: web.Request, limit: int) -> bytes:
-    """The raw body, or Rejected(413) as soon as it would exceed `limit` bytes."""
-    too_large = Rejected(413, f"body is larger than {limit} bytes")
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large
-    body = bytearray()
-    while chunk := await request.content.read(min(CHUNK, limit + 1 - len(body))):
-        body += chunk
-        if len(body) > limit:
-            raise too_large
-    return bytes(body)
-
-
 def setup(app: web.Application, on_request: OnRequest) -> None:
     """Mount `POST /webhooks/generic`; `on_request(event, ctx)` is the intake handler."""
     app[INTAKE] = on_request
@@ -107,7 +94,10 @@ async def receive(request: web.Request) -> web.Response:
     try:
         if not conf.secret:
             raise Rejected(503, "generic channel not configured")
-        raw = await read_limited(request, ctx.settings.server.max_body_bytes)
+        try:
+            raw = await read_body(request, ctx.settings.server.max_body_bytes)
+        except BodyTooLarge as exc:
+            raise Rejected(413, str(exc)) from None
         verify(conf.secret, request.headers, raw, ctx.clock(), conf.replay_window_seconds)
         event = parse(raw, default_shop=conf.shop, now=ctx.clock())
     except Rejected as exc:

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from bot.events import Item, ReturnRequest
 from bot.money import parse_yuan
+from bot.web.body import unsafe_text
 
 CHANNEL = "generic"
 KINDS = ("refund_only", "return_refund", "exchange")
@@ -35,8 +36,6 @@ BUYER_FIELDS = frozenset({"ref", "nick"})
 ITEM_FIELDS = frozenset({"sku", "name", "qty", "unit_price"})
 MAX_ITEMS, MAX_QTY, MAX_EVIDENCE, MAX_URL = 200, 100_000, 50, 2048
 _DECIMAL = re.compile(r"(0|[1-9][0-9]*)(\.[0-9]{1,2})?")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # keeps \t \n \r
 
 
 class Rejected(Exception):
@@ -101,20 +100,9 @@ def _text(
         _fail(f"{where} must not be empty")
     if len(value) > max_len:
         _fail(f"{where} is longer than {max_len} characters")
-    if (_CONTROL_BUT_LINES if multiline else _CONTROL).search(value):
-        _fail(f"{where} must not contain control characters")
-    if not _encodable(value):
-        _fail(f"{where} is not valid Unicode")
+    if unsafe_text(value, lines=multiline):
+        _fail(f"{where} must not contain control characters or lone surrogates")
     return value
-
-
-def _encodable(value: str) -> bool:
-    """Lone surrogates ("\\ud800") parse as JSON but cannot be stored as UTF-8."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _required(data: dict[str, Any], name: str, max_len: int, field: str = "") -> str:
@@ -200,12 +188,7 @@ def _evidence(value: object) -> tuple[str, ...]:
     urls = []
     for n, url in enumerate(value):
         where = f"evidence[{n}]"
-        if (
-            not isinstance(url, str)
-            or len(url) > MAX_URL
-            or _CONTROL.search(url)
-            or not (_encodable(url))
-        ):
+        if not isinstance(url, str) or len(url) > MAX_URL or unsafe_text(url):
             _fail(f"{where} must be an http(s) URL of at most {MAX_URL} characters")
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -225,7 +208,10 @@ def _occurred_at(value: object, now: datetime) -> datetime:
         _fail(f"occurred_at is not an ISO 8601 time: {value[:40]!r}")
     if moment.tzinfo is None or moment.utcoffset() is None:
         _fail("occurred_at must carry a UTC offset, e.g. 2026-11-21T10:00:00+08:00")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+08:00 has no UTC date
+        _fail(f"occurred_at is out of range: {value[:40]!r}")
 
 
 def _version(value: object, occurred: datetime) -> str:
@@ -236,8 +222,10 @@ def _version(value: object, occurred: datetime) -> str:
         value = str(value)
     if not isinstance(value, str):
         _fail(f"version must be a string or a non-negative integer, got {_type(value)}")
-    if not value.strip() or len(value) > 32 or _CONTROL.search(value) or not _encodable(value):
-        _fail("version must be 1 to 32 printable characters")
+    # ASCII only: intake compares all-digit versions as integers, and "²".isdigit()
+    # is true while int("²") raises, so every later update would fail.
+    if not value.strip() or len(value) > 32 or unsafe_text(value) or not value.isascii():
+        _fail("version must be 1 to 32 printable ASCII characters")
     return value
 
 

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.cards import Card, CardRenderer
 from bot.events import CardAction, ChatMessage, Sender
 from bot.outbox import RetryableError
+from bot.web.body import unsafe_text
 from storage.db import Database
 from storage.models import ConsoleMessage, Member
 
@@ -154,7 +155,11 @@ class ConsolePlatform:
 # --- inbound: the page's JSON -> neutral events -------------------------------------------
 
 
-def _field(data: dict[str, Any], name: str, *, required: bool, limit: int) -> str:
+def _field(
+    data: dict[str, Any], name: str, *, required: bool, limit: int, lines: bool = False
+) -> str:
+    """A trimmed string field, free of control characters and lone surrogates (a stored
+    surrogate would make every later poll of the chat fail to encode)."""
     value = data.get(name, "")
     if value is None:
         value = ""
@@ -165,6 +170,8 @@ def _field(data: dict[str, Any], name: str, *, required: bool, limit: int) -> st
         raise ConsoleInputError(f"缺少字段 {name}")
     if len(value) > limit:
         raise ConsoleInputError(f"字段 {name} 过长（最多 {limit} 字）")
+    if unsafe_text(value, lines=lines):
+        raise ConsoleInputError(f"字段 {name} 含有无法显示的字符")
     return value
 
 
@@ -183,7 +190,7 @@ def _common(data: object) -> tuple[dict[str, Any], str, str]:
 def parse_chat(data: object) -> ChatMessage:
     """`{user, text, uuid}` -> ChatMessage keyed `console:msg:<uuid>`."""
     body, user, uuid = _common(data)
-    text = _field(body, "text", required=True, limit=TEXT_MAX)
+    text = _field(body, "text", required=True, limit=TEXT_MAX, lines=True)
     return ChatMessage(key=f"{NAME}:msg:{uuid}", sender=Sender(NAME, user), text=text)
 
 
@@ -194,7 +201,7 @@ def parse_click(data: object) -> CardAction:
         key=f"{NAME}:click:{uuid}",
         sender=Sender(NAME, user),
         token=_field(body, "token", required=True, limit=TOKEN_MAX),
-        reason=_field(body, "reason", required=False, limit=REASON_MAX),
+        reason=_field(body, "reason", required=False, limit=REASON_MAX, lines=True),
         target=_field(body, "target", required=False, limit=64),
     )
 

@@ -2,7 +2,9 @@
 
 The list is newest first with keyset pagination: the opaque cursor holds the last
 row's `(created_at, id)`, so a page never repeats or skips a case however many
-arrive meanwhile (an OFFSET would shift under inserts). `since` keeps cases
+arrive meanwhile (an OFFSET would shift under inserts). The cursor is signed with
+a key derived from `server.secret` (shared by replicas, like card tokens), so a
+hand-edited cursor is refused instead of silently paging from somewhere else. `since` keeps cases
 *changed* at or after that time (`updated_at`), which is how an OMS without a
 `callback_url` polls for outcomes: remember the newest `updated_at` seen, ask
 again with `since=` that. Bad parameters answer 400 with a JSON error naming them.
@@ -12,6 +14,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import json
 import re
 from dataclasses import dataclass
@@ -34,6 +38,7 @@ MAX_LIMIT = 200
 _CHANNEL = re.compile(r"[a-z0-9_]{1,20}")
 _SPACED_OFFSET = re.compile(r" (\d\d:?\d\d)$")  # "+08:00" arrives as " 08:00" when unescaped
 STATUSES = frozenset(s.value for s in Status)
+_CURSOR_LABEL = b"returnhub api cursor v1"
 
 
 def setup(app: web.Application) -> None:
@@ -62,20 +67,38 @@ class Filters:
     after: tuple[datetime, str] | None  # the cursor: last row of the previous page
 
 
-def encode_cursor(case: Case) -> str:
-    raw = _dumps([case.created_at.isoformat(), case.id]).encode()
+def cursor_key(server_secret: str) -> bytes:
+    """The key that signs cursors, derived so it is never the card-token key itself."""
+    return hmac.new(server_secret.encode(), _CURSOR_LABEL, hashlib.sha256).digest()
+
+
+def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
+def _mac(key: bytes, payload: str) -> str:
+    return _b64(hmac.new(key, payload.encode(), hashlib.sha256).digest()[:16])
+
+
+def encode_cursor(key: bytes, case: Case) -> str:
+    """`<position>.<mac>`: opaque to clients, and a hand-edited one is refused."""
+    payload = _b64(_dumps([case.created_at.isoformat(), case.id]).encode())
+    return f"{payload}.{_mac(key, payload)}"
+
+
+def decode_cursor(key: bytes, cursor: str) -> tuple[datetime, str]:
+    bad = BadQuery("cursor is not valid; use next_cursor from the previous page")
+    payload, _, mac = cursor.partition(".")
+    if not (cursor.isascii() and hmac.compare_digest(mac, _mac(key, payload))):
+        raise bad
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
         created, case_id = json.loads(raw)
         if not isinstance(created, str) or not isinstance(case_id, str):
             raise ValueError(cursor)
         moment = datetime.fromisoformat(created)
     except (binascii.Error, ValueError, TypeError):
-        raise BadQuery("cursor is not valid; use next_cursor from the previous page") from None
+        raise bad from None
     return moment.replace(tzinfo=None), case_id
 
 
@@ -87,10 +110,13 @@ def _since(value: str) -> datetime:
         raise BadQuery("since must be an ISO 8601 time with offset") from None
     if moment.tzinfo is None:
         raise BadQuery("since must carry a UTC offset, e.g. 2026-11-21T10:00:00+08:00")
-    return moment.astimezone(UTC).replace(tzinfo=None)
+    try:
+        return moment.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:  # 0001-01-01T00:00+08:00 has no UTC date
+        raise BadQuery("since is out of range") from None
 
 
-def parse_filters(query: MultiMapping[str]) -> Filters:
+def parse_filters(query: MultiMapping[str], key: bytes) -> Filters:
     statuses = frozenset(s.strip() for s in query.get("status", "").split(",") if s.strip())
     if unknown := sorted(statuses - STATUSES):
         raise BadQuery(f"status {unknown[0]!r} is unknown; one of {', '.join(sorted(STATUSES))}")
@@ -107,7 +133,7 @@ def parse_filters(query: MultiMapping[str]) -> Filters:
         channel=channel,
         since=_since(since) if since else None,
         limit=int(raw_limit),
-        after=decode_cursor(cursor) if cursor else None,
+        after=decode_cursor(key, cursor) if cursor else None,
     )
 
 
@@ -131,8 +157,9 @@ async def list_cases(request: web.Request) -> web.Response:
     """`?status=&channel=&since=&limit=&cursor=` -> `{"cases": [...], "next_cursor": ...}`."""
     require_login(request)
     ctx = request.app[CTX]
+    key = cursor_key(ctx.settings.server.secret)
     try:
-        filters = parse_filters(request.query)
+        filters = parse_filters(request.query, key)
     except BadQuery as exc:
         return _error(400, str(exc))
     async with ctx.db.read() as session:
@@ -142,7 +169,7 @@ async def list_cases(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "cases": [case_json.summary(ctx, case) for case in page],
-            "next_cursor": encode_cursor(page[-1]) if more else None,
+            "next_cursor": encode_cursor(key, page[-1]) if more else None,
         },
         dumps=_dumps,
     )

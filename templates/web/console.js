@@ -1,7 +1,8 @@
 // returnhub local console: a chat client for the console platform.
-// Polls /console/api/messages every second (after=<last id>, since=<card cursor>),
-// re-renders a card in place when its rev changes, and posts sends/clicks with a
-// fresh uuid each, so a double submit is one event on the server.
+// Polls /console/api/messages every second (after=<last id>, since=<cursor>),
+// re-renders a card in place when its rev changes, slots in a row that committed
+// late (below the last id), and posts sends/clicks with a fresh uuid each, so a
+// double submit is one event on the server.
 // All text from the server goes into the DOM through textContent, never innerHTML.
 "use strict";
 
@@ -73,9 +74,11 @@
     clearInterval(state.membersTimer);
     setConn(false);
     $("conn-text").textContent = "未登录";
-    $("timeline").replaceChildren(
-      el("div", "placeholder", "需要登录令牌：请用 /console?token=<API 令牌> 打开本页，登录后令牌会保存在本浏览器。"),
-    );
+    const box = el("div", "placeholder", "登录已失效（令牌可能已更换）。");
+    const again = el("a", null, "重新登录");
+    again.href = "/console";
+    box.append(again);
+    $("timeline").replaceChildren(box);
     return true;
   }
 
@@ -272,6 +275,18 @@
     return t.scrollHeight - t.scrollTop - t.clientHeight < 120;
   }
 
+  function insertInOrder(timeline, id, node) {
+    let next = null;
+    let nextId = Infinity;
+    for (const [otherId, other] of state.shown) {
+      if (otherId > id && otherId < nextId && other.el.isConnected) {
+        next = other.el;
+        nextId = otherId;
+      }
+    }
+    timeline.insertBefore(node, next);
+  }
+
   function apply(data) {
     const t = $("timeline");
     const stick = nearBottom() || state.lastId === 0;
@@ -284,10 +299,16 @@
     }
     for (const msg of data.updated) {
       const known = state.shown.get(msg.id);
-      if (!known || known.rev === msg.rev) continue;
+      if (known && known.rev === msg.rev) continue;
       const node = renderMessage(msg);
-      node.classList.add("flash");
-      known.el.replaceWith(node);
+      if (known) {
+        // A card that changed (a decision): re-render it where it stands.
+        node.classList.add("flash");
+        known.el.replaceWith(node);
+      } else {
+        // A row that committed after a newer one was shown: put it in its place.
+        insertInOrder(t, msg.id, node);
+      }
       state.shown.set(msg.id, { rev: msg.rev, el: node });
     }
     if (!t.children.length) {
@@ -322,7 +343,9 @@
     }
     // A hidden tab still gets its cards, just less eagerly.
     if (document.hidden && again === POLL_MS) again = POLL_MS * 5;
-    if (gen === state.generation) schedule(again);
+    // Switched member meanwhile: the switch's own poll found this one in flight and
+    // gave way, so start the new member's chat now.
+    schedule(gen === state.generation ? again : 0);
   }
 
   function schedule(ms) {

@@ -7,20 +7,30 @@ the clock ticks the outbox, so a click travels page -> event -> handler -> outbo
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from aiohttp import web
+from playwright.async_api import Locator, Page, Route, async_playwright, expect
 
 from bot.app import create_app
 from bot.appkeys import CTX, WORKER
 from bot.demo import demo_settings, seed
-
-pytestmark = pytest.mark.browser
+from bot.events import Item, ReturnRequest
+from handlers.intake import on_return_request
+from tests.support import add_console_row
 
 CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="Debian chromium is not installed (apt-get install -y chromium)",
+    ),
+]
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -41,7 +51,8 @@ def free_port() -> int:
 
 
 @pytest.fixture
-async def console_url(tmp_path: Path) -> AsyncIterator[str]:
+async def demo(tmp_path: Path) -> AsyncIterator[tuple[web.Application, str]]:
+    """The demo app serving on loopback, seeded and delivered; (app, console URL)."""
     port = free_port()
     app = create_app(demo_settings(port, tmp_path / "var"))
     runner = web.AppRunner(app)
@@ -51,90 +62,189 @@ async def console_url(tmp_path: Path) -> AsyncIterator[str]:
     try:
         await seed(app[CTX])
         await app[WORKER].drain()
-        yield f"http://127.0.0.1:{port}/console"
+        yield app, f"http://127.0.0.1:{port}/console"
     finally:
         await runner.cleanup()
 
 
-@pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="Debian chromium is not installed (apt-get install -y chromium)"
-)
-async def test_lead_approves_and_director_sees_history(console_url: str) -> None:
-    from playwright.async_api import async_playwright, expect
+@pytest.fixture
+def console_url(demo: tuple[web.Application, str]) -> str:
+    return demo[1]
 
+
+@pytest.fixture
+async def page(console_url: str) -> AsyncIterator[Page]:
+    """A fresh Chromium page; fails the test on any uncaught script error."""
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = await browser.new_page(viewport={"width": 1280, "height": 900})
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
-            await page.goto(console_url)
-
-            await page.locator(".member", has_text="王组长").click()
-            await expect(page.locator("#chat-title")).to_have_text("王组长")
-            card = page.locator(".card", has_text="132.00").first
-            await expect(card).to_be_visible()
-            approve = card.locator(".card-buttons .btn", has_text="同意")
-            await expect(approve).to_be_enabled()
-            await approve.click()
-
-            decided = page.locator(".card", has_text="132.00").first
-            status = decided.locator(".card-status")
-            await expect(status).to_contain_text("王组长", timeout=15_000)
-            await expect(status).to_contain_text("同意")
-            await expect(status).to_have_class("card-status good")
-            for button in await decided.locator(".card-buttons .btn").all():
-                await expect(button).to_be_disabled()
-            await page.screenshot(path=str(SCREENSHOT.with_name("console-lead.png")))
-
-            await page.locator(".member", has_text="李总监").click()
-            await expect(page.locator("#chat-title")).to_have_text("李总监")
-            big = page.locator(".card", has_text="2880.00").first
-            await expect(big).to_be_visible()
-            history = big.locator(".card-history li")
-            await expect(history.first).to_be_visible()
-            assert await history.count() >= 1
-
-            await big.scroll_into_view_if_needed()
-            await page.screenshot(path=str(SCREENSHOT), full_page=False)
+            yield page
             assert errors == []
         finally:
             await browser.close()
 
 
-@pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="Debian chromium is not installed (apt-get install -y chromium)"
-)
-async def test_transfer_then_reject_with_a_reason(console_url: str) -> None:
-    from playwright.async_api import async_playwright, expect
+async def open_chat(page: Page, url: str, name: str) -> None:
+    await page.goto(f"{url}#{name}")
+    await expect(page.locator("#chat-title")).to_have_text(name)
 
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = await browser.new_page(viewport={"width": 1280, "height": 900})
-            await page.goto(f"{console_url}#王组长")
-            await expect(page.locator("#chat-title")).to_have_text("王组长")
-            card = page.locator(".card:not(.closed)", has_text="38.00").first
-            await card.locator(".btn", has_text="转交").click()
-            await card.locator("select.prompt-input").select_option("刘组长")
-            await card.locator(".btn", has_text="确认转交").click()
-            moved = page.locator(".card.closed", has_text="38.00").first
-            await expect(moved.locator(".card-status")).to_contain_text("转交给 刘组长")
 
-            await page.locator(".member", has_text="刘组长").click()
-            await expect(page.locator("#chat-title")).to_have_text("刘组长")
-            mine = page.locator(".card:not(.closed)", has_text="38.00").last
-            await mine.locator(".btn", has_text="驳回").click()
-            confirm = mine.locator(".btn", has_text="确认驳回")
-            await confirm.click()  # empty reason: the page asks for one, nothing is sent
-            await expect(mine.locator("textarea.invalid")).to_be_visible()
-            await mine.locator("textarea").fill("买家近 90 天多次以漏发为由申请，已核实发货完整")
-            await confirm.click()
-            rejected = page.locator(".card.closed", has_text="38.00").last
-            status = rejected.locator(".card-status")
-            await expect(status).to_contain_text("刘组长", timeout=15_000)
-            await expect(status).to_contain_text("驳回：买家近 90 天")
-            await expect(status).to_have_class("card-status bad")
-            await expect(page.locator(".note-text").last).to_contain_text("原因：买家近 90 天")
-        finally:
-            await browser.close()
+async def expect_decided(card: Locator, who: str, words: str, tone: str) -> None:
+    """The card's status line, as a person sees it: who decided what, in the right colour."""
+    status = card.locator(".card-status")
+    await expect(status).to_contain_text(who, timeout=15_000)  # the outbox round trip
+    await expect(status).to_be_visible()
+    await expect(status).to_contain_text(words)
+    await expect(status).to_have_class(f"card-status {tone}")
+
+
+async def test_lead_approves_and_director_sees_history(page: Page, console_url: str) -> None:
+    await page.goto(console_url)
+    await page.locator(".member", has_text="王组长").click()
+    await expect(page.locator("#chat-title")).to_have_text("王组长")
+    card = page.locator(".card", has_text="132.00").first
+    await expect(card).to_be_visible()
+    approve = card.locator(".card-buttons .btn", has_text="同意")
+    await expect(approve).to_be_visible()
+    await expect(approve).to_be_enabled()
+    await approve.click()
+
+    decided = page.locator(".card", has_text="132.00").first
+    await expect_decided(decided, "王组长", "同意", "good")
+    for button in await decided.locator(".card-buttons .btn").all():
+        await expect(button).to_be_disabled()
+    await page.screenshot(path=str(SCREENSHOT.with_name("console-lead.png")))
+
+    await page.locator(".member", has_text="李总监").click()
+    await expect(page.locator("#chat-title")).to_have_text("李总监")
+    big = page.locator(".card", has_text="2880.00").first
+    await expect(big).to_be_visible()
+    history = big.locator(".card-history li")
+    await expect(history.first).to_be_visible()
+    await expect(history.first).to_contain_text("近一年订单")
+
+    await big.scroll_into_view_if_needed()
+    await page.screenshot(path=str(SCREENSHOT), full_page=False)
+
+
+async def test_transfer_then_reject_with_a_reason(page: Page, console_url: str) -> None:
+    await open_chat(page, console_url, "王组长")
+    card = page.locator(".card:not(.closed)", has_text="38.00").first
+    await card.locator(".btn", has_text="转交").click()
+    await card.locator("select.prompt-input").select_option("刘组长")
+    await card.locator(".btn", has_text="确认转交").click()
+    moved = page.locator(".card.closed", has_text="38.00").first
+    await expect(moved.locator(".card-status")).to_contain_text("转交给 刘组长")
+
+    await page.locator(".member", has_text="刘组长").click()
+    await expect(page.locator("#chat-title")).to_have_text("刘组长")
+    mine = page.locator(".card:not(.closed)", has_text="38.00").last
+    await mine.locator(".btn", has_text="驳回").click()
+    confirm = mine.locator(".btn", has_text="确认驳回")
+    await confirm.click()  # empty reason: the page asks for one, nothing is sent
+    await expect(mine.locator("textarea.invalid")).to_be_visible()
+    await mine.locator("textarea").fill("买家近 90 天多次以漏发为由申请，已核实发货完整")
+    await confirm.click()
+    rejected = page.locator(".card.closed", has_text="38.00").last
+    await expect_decided(rejected, "刘组长", "驳回：买家近 90 天", "bad")
+    await expect(page.locator(".note-text").last).to_contain_text("原因：买家近 90 天")
+
+
+async def test_typed_text_is_a_chat_message(page: Page, console_url: str) -> None:
+    await open_chat(page, console_url, "小美")
+    box = page.locator("#input")
+    await box.fill("/帮助")
+    await box.press("Enter")
+    await expect(page.locator(".row.mine .bubble").last).to_have_text("/帮助")
+    reply = page.locator(".row.bot .bubble").last
+    await expect(reply).to_be_visible()
+    await expect(reply).to_contain_text("/查单")
+    await expect(box).to_have_value("")  # sent, so the box is cleared for the next one
+
+
+async def test_warehouse_scans_a_waybill_and_inspects(page: Page, console_url: str) -> None:
+    await open_chat(page, console_url, "小周")
+    box = page.locator("#input")
+    await box.fill("SF1401234567890")
+    await page.locator("#send").click()
+    await expect(page.locator(".row.mine .bubble").last).to_have_text("SF1401234567890")
+    card = page.locator(".card", has_text="SF1401234567890").last
+    await expect(card).to_be_visible()
+    buttons = card.locator(".card-buttons .btn")
+    await expect(buttons).to_have_text(["完好", "破损", "缺配件", "错发调包", "空包"])
+    await buttons.filter(has_text="完好").click()
+    await expect_decided(card, "小周", "完好", "good")
+    await expect(buttons.first).to_be_disabled()
+
+
+HOSTILE = '<img src=x onerror="window.__pwned=1">'
+
+
+async def test_text_from_shops_and_buyers_shows_as_text(
+    page: Page, demo: tuple[web.Application, str]
+) -> None:
+    """Reason, buyer nick and item name come from the shop's customers: they must show
+    literally, never become markup (console.js builds the DOM with textContent)."""
+    app, url = demo
+    ctx = app[CTX]
+    item = Item(sku="XSS-1", name=f"猫抓板{HOSTILE}", qty=1, unit_price_fen=13200)
+    request = ReturnRequest(
+        key="demo:xss:v1", channel="generic", shop="demo-store", external_id="AS-XSS-1",
+        order_id="SO-XSS-1", kind="refund_only", status="requested", amount_fen=13200,
+        version="1", occurred_at=ctx.clock(), reason_code="quality.defect",
+        reason_text=f"<b>坏了</b>{HOSTILE}", buyer_ref="buyer-xss", buyer_nick=f"<i>{HOSTILE}",
+        items=(item,),
+    )  # fmt: skip
+    await on_return_request(request, ctx)
+    await app[WORKER].drain()
+    await open_chat(page, url, "王组长")
+    card = page.locator(".card", has_text="SO-XSS-1").last
+    await expect(card).to_be_visible()
+    await expect(card).to_contain_text("<b>坏了</b>")
+    await expect(card).to_contain_text(f"<i>{HOSTILE}")
+    await expect(card).to_contain_text(f"猫抓板{HOSTILE}")
+    assert await card.locator("img, b, i").count() == 0
+    assert await page.evaluate("window.__pwned") is None
+
+
+async def test_a_row_that_commits_late_appears_in_its_place(
+    page: Page, demo: tuple[web.Application, str]
+) -> None:
+    """On PostgreSQL a lower id can become visible after a higher one was shown."""
+    app, url = demo
+
+    async def add(row_id: int, text: str) -> None:
+        await add_console_row(app[CTX].db, "小美", row_id, text)
+
+    await open_chat(page, url, "小美")
+    await add(1000, "第一条")
+    await add(1002, "第三条")
+    bubbles = page.locator(".row.bot .bubble")
+    await expect(bubbles).to_have_text(["第一条", "第三条"])
+    await add(1001, "第二条")
+    await expect(bubbles).to_have_text(["第一条", "第二条", "第三条"])
+
+
+async def test_switching_member_during_a_poll_still_loads_the_new_chat(
+    page: Page, console_url: str
+) -> None:
+    """A poll for the old member is in flight when someone clicks another member: its
+    answer is dropped, and the new member's chat must still load and keep polling."""
+    held, release = asyncio.Event(), asyncio.Event()
+
+    async def hold_old_polls(route: Route) -> None:
+        if "%E5%B0%8F%E7%BE%8E" in route.request.url:  # user=小美
+            held.set()
+            await release.wait()
+        await route.continue_()
+
+    await open_chat(page, console_url, "小美")
+    await expect(page.locator(".placeholder")).to_contain_text("还没有消息")
+    await page.route("**/console/api/messages?*", hold_old_polls)
+    await held.wait()  # the next poll for 小美 is now in flight
+    await page.locator(".member", has_text="王组长").click()
+    release.set()
+    await expect(page.locator(".card", has_text="132.00").first).to_be_visible()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,12 @@ from tests.support import (
 )
 
 TOKEN = "api-test-token-0123456789"
+# A hand-made cursor in the shape the API once used: [created_at, case id] as base64 JSON.
+FORGED_CURSOR = (
+    base64.urlsafe_b64encode(json.dumps(["2099-01-01T00:00:00", "RC-999999-9999"]).encode())
+    .decode()
+    .rstrip("=")
+)
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CONTRACT_KEYS = {
     "id",
@@ -126,6 +134,11 @@ async def test_list_pages_newest_first_without_overlap(client: Client, clock: Fa
         if cursor is None:
             break
     assert sizes == [3, 3, 1]
+    _, first = await get(client, "/api/cases", limit="3")
+    token = first["next_cursor"]
+    tampered = token[:-1] + ("A" if token[-1] != "A" else "B")
+    status, body = await get(client, "/api/cases", limit="3", cursor=tampered)
+    assert status == 400 and "cursor" in body["error"]
     assert len({c["id"] for c in seen}) == 7 and {c["id"] for c in seen} == set(ids)
     order = [(c["created_at"], c["id"]) for c in seen]
     assert order == sorted(order, reverse=True)
@@ -167,6 +180,9 @@ async def test_list_filters(client: Client, clock: FakeClock) -> None:
         ("cursor", "WzEsMl0", "cursor"),  # base64 of [1,2]: well-formed, wrong contents
         ("since", "yesterday", "since"),
         ("since", "2026-11-23T10:00:00", "offset"),
+        ("since", "0001-01-01T00:00:00+08:00", "since"),  # no UTC date for it
+        ("since", "9999-12-31T23:59:59-08:00", "since"),
+        ("cursor", FORGED_CURSOR, "cursor"),  # the right shape, but not one we issued
         ("channel", "Bad Channel!", "channel"),
     ],
 )

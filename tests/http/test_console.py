@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import random
@@ -20,7 +21,9 @@ from bot.appkeys import CTX, WORKER
 from bot.demo import demo_settings, demo_stream_job, seed
 from bot.settings import Settings
 from bot.web.auth import COOKIE
+from storage.db import Database
 from storage.models import Case, ConsoleMessage, InboxKey
+from tests.support import add_console_row
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[[web.Application], Awaitable[Client]]
@@ -28,9 +31,14 @@ TOKEN = "console-test-token-0123456789"
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(tmp_path: Path, db: Database) -> Settings:
+    """The demo's own settings (console on, demo mode), on each test engine, with a token."""
     base = demo_settings(8080, tmp_path / "var")
-    return dataclasses.replace(base, api=dataclasses.replace(base.api, token=TOKEN))
+    return dataclasses.replace(
+        base,
+        api=dataclasses.replace(base.api, token=TOKEN),
+        database=dataclasses.replace(base.database, url=db.url),
+    )
 
 
 @pytest.fixture
@@ -106,9 +114,50 @@ async def test_private_server_requires_the_api_token(
     assert await counts(client) == (0, 0)
 
 
-async def test_demo_mode_does_not_trust_proxied_requests(client: Client) -> None:
-    resp = await client.get("/console", headers={"X-Forwarded-For": "203.0.113.9"})
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"X-Forwarded-For": "203.0.113.9"},
+        {"Forwarded": "for=203.0.113.9"},
+        {"X-Real-IP": "203.0.113.9"},  # nginx: often the only one set, Host left as upstream
+        {"X-Forwarded-Host": "bot.example.com"},
+        {"X-Forwarded-Proto": "https"},
+        {"Via": "1.1 proxy"},
+        {"CF-Connecting-IP": "203.0.113.9"},
+        {"Host": "bot.example.com"},  # DNS rebinding, or a proxy passing Host through
+    ],
+)
+async def test_demo_mode_does_not_trust_proxied_requests(
+    client: Client, header: dict[str, str]
+) -> None:
+    resp = await client.get("/console", headers=header)
     assert resp.status == 401
+    assert (await client.get("/console")).status == 200  # straight from loopback: fine
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"Origin": "http://evil.example"},
+        {"Origin": "null"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+    ],
+)
+async def test_cross_site_posts_are_refused(client: Client, header: dict[str, str]) -> None:
+    """Demo mode on loopback needs no login, so the page's origin is what protects it."""
+    body = {"user": "小美", "text": "/帮助", "uuid": str(uuid.uuid4())}
+    resp = await client.post("/console/api/send", json=body, headers=header)
+    assert resp.status == 403
+    assert "error" in await resp.json()
+    assert await counts(client) == (0, 0)
+
+
+async def test_same_origin_posts_pass(client: Client) -> None:
+    origin = str(client.make_url("/")).rstrip("/")
+    body = {"user": "小美", "text": "/帮助", "uuid": str(uuid.uuid4())}
+    headers = {"Origin": origin, "Sec-Fetch-Site": "same-origin"}
+    assert (await client.post("/console/api/send", json=body, headers=headers)).status == 200
 
 
 async def test_help_reply_shows_in_the_chat(client: Client) -> None:
@@ -166,6 +215,10 @@ def raw(body: object) -> bytes:
         (CLICK, raw({"user": "王组长", "token": "t", "reason": 3, "uuid": U}), 400),
         (CLICK, raw({"user": "路人", "token": "t", "uuid": U}), 400),
         (SEND, raw({"user": "x" * 20000}), 413),
+        (SEND, raw({"user": "小美", "text": "坏\ud800", "uuid": U}), 400),  # lone surrogate
+        (SEND, raw({"user": "小美", "text": "a\u0000b", "uuid": U}), 400),
+        (SEND, b"[" * 15000, 400),  # nesting deeper than the JSON decoder recurses
+        (SEND, b'{"user": ' + b"9" * 5000 + b"}", 400),  # an int too long to convert
     ],
 )
 async def test_malformed_posts_are_rejected_and_store_nothing(
@@ -183,12 +236,23 @@ async def test_a_form_post_is_not_json(client: Client) -> None:
     assert await counts(client) == (0, 0)
 
 
-async def test_messages_rejects_unknown_members_and_bad_cursors(client: Client) -> None:
-    assert (await client.get("/console/api/messages", params={"user": "路人"})).status == 400
-    bad = {"user": "小美", "after": "x"}
-    assert (await client.get("/console/api/messages", params=bad)).status == 400
-    bad = {"user": "小美", "after": "1", "since": "yesterday"}
-    assert (await client.get("/console/api/messages", params=bad)).status == 400
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"user": "路人"},
+        {"user": "小美", "after": "x"},
+        {"user": "小美", "after": "-1"},
+        {"user": "小美", "after": "9" * 30},  # beyond a 64-bit id
+        {"user": "小美", "after": "1", "since": "yesterday"},
+        {"user": "小美", "after": "1", "since": "0001-01-01T00:00:00"},  # minus the look-back
+    ],
+)
+async def test_messages_rejects_unknown_members_and_bad_cursors(
+    client: Client, params: dict[str, str]
+) -> None:
+    resp = await client.get("/console/api/messages", params=params)
+    assert resp.status == 400
+    assert (await resp.json())["error"]
 
 
 def is_132(message: dict[str, Any]) -> bool:
@@ -216,9 +280,7 @@ async def test_decision_updates_every_copy_of_the_card(client: Client) -> None:
     assert updated["card"]["closed"] is True
     assert "王组长" in updated["card"]["status"] and "同意" in updated["card"]["status"]
     elsewhere = await chat(client, "刘组长", other["last_id"], other["cursor"])
-    assert any(
-        m["card"]["closed"] for m in elsewhere["updated"] if "132.00" in m["card"]["summary"]
-    )
+    assert any(m["card"]["closed"] for m in elsewhere["updated"] if is_132(m))
 
 
 async def test_demo_seed_is_idempotent_and_the_stream_adds_one_return(client: Client) -> None:
@@ -233,3 +295,91 @@ async def test_demo_seed_is_idempotent_and_the_stream_adds_one_return(client: Cl
     async with ctx.db.read() as session:
         assert await session.scalar(select(func.count(Case.id))) == 8
         assert (await session.get(Case, case_id)) is not None
+
+
+async def test_a_body_arriving_in_pieces_is_read_whole() -> None:
+    """A post split across TCP segments: one `content.read(n)` returns only what has
+    arrived; the console must read to the end, not parse the first piece."""
+    from unittest import mock
+
+    from aiohttp.streams import StreamReader
+    from aiohttp.test_utils import make_mocked_request
+
+    from bot.web.console_post import read_json
+
+    body = json.dumps({"user": "小美", "text": "长" * 1500, "uuid": U}).encode()
+    reader = StreamReader(mock.Mock(_reading_paused=False), 2**16)
+    reader.feed_data(body[:1000])
+    request = make_mocked_request(
+        "POST",
+        SEND,
+        headers={"Content-Type": "application/json", "Content-Length": str(len(body))},
+        payload=reader,
+    )
+    read = asyncio.ensure_future(read_json(request))
+    await asyncio.sleep(0)  # the reader now holds only the first piece
+    reader.feed_data(body[1000:])
+    reader.feed_eof()
+    assert (await read)["text"] == "长" * 1500
+
+
+async def test_a_row_committed_after_a_newer_one_is_not_missed(client: Client) -> None:
+    """On PostgreSQL ids are handed out at insert but become visible at commit: a poll
+    can see id 3 before id 2 commits. `after=3` alone would skip 2 for good."""
+    db = client.app[CTX].db
+
+    async def add(row_id: int, text: str) -> None:
+        await add_console_row(db, "小美", row_id, text)
+
+    await add(1, "一")
+    await add(3, "三")
+    first = await chat(client, "小美")
+    assert [m["text"] for m in first["messages"]] == ["一", "三"]
+    assert first["cursor"]  # text rows move the cursor too, not only cards
+    await add(2, "二")  # the slow transaction commits now
+    later = await chat(client, "小美", first["last_id"], first["cursor"])
+    late = [m for m in (*later["messages"], *later["updated"]) if m["id"] == 2]
+    assert [m["text"] for m in late] == ["二"]
+    assert later["last_id"] == 3
+
+
+async def test_the_demo_stream_covers_every_tier(client: Client) -> None:
+    """The stream is what someone watching the demo sees arrive: it must show every
+    routing tier, the >5000 two-step one and the flagged customer included."""
+    ctx = client.app[CTX]
+    await seed(ctx)
+    rng = random.Random(2026)
+    made = [await demo_stream_job(ctx, rng) for _ in range(40)]
+    assert None not in made and len(set(made)) == 40  # each draw a new case
+    async with ctx.db.read() as session:
+        tiers = set(await session.scalars(select(Case.tier).where(Case.id.in_(made))))
+    assert tiers == {"auto", "flagged_small", "cs_lead", "director", "director_finance"}
+
+
+async def test_a_browser_without_login_gets_a_login_form(
+    settings: Settings, aiohttp_client: MakeClient
+) -> None:
+    """A person opening /console on a private server sees a page asking for the token
+    (posted, so it never lands in the address bar or an access log), not raw JSON."""
+    client = await aiohttp_client(create_app(private(settings), background=False))
+    html = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    resp = await client.get("/console", headers=html)
+    assert resp.status == 401 and resp.content_type == "text/html"
+    page = await resp.text()
+    assert 'action="/console/login"' in page and 'name="token"' in page
+    assert "form-action 'self'" in resp.headers["Content-Security-Policy"]
+
+    wrong = await client.post("/console/login", data={"token": "nope"}, allow_redirects=False)
+    assert wrong.status == 401 and wrong.content_type == "text/html"
+    assert "令牌不正确" in await wrong.text() and COOKIE not in wrong.cookies
+
+    evil = await client.post(
+        "/console/login", data={"token": TOKEN}, headers={"Origin": "http://evil.example"}
+    )
+    assert evil.status == 403
+
+    ok = await client.post("/console/login", data={"token": TOKEN}, allow_redirects=False)
+    assert ok.status == 303 and ok.headers["Location"] == "/console"
+    assert ok.cookies[COOKIE]["httponly"] and ok.cookies[COOKIE].value != TOKEN
+    assert (await client.get("/console", headers=html)).status == 200
+    assert (await client.get("/console/api/members")).status == 200

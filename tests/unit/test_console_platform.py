@@ -13,6 +13,7 @@ from bot.outbox import RetryableError
 from bot.platforms.console import (
     ConsoleInputError,
     ConsolePlatform,
+    click_label,
     is_member,
     parse_chat,
     parse_click,
@@ -150,6 +151,12 @@ def test_parse_click_carries_reason_and_target() -> None:
         {"user": "小美", "text": 42, "uuid": UUID},
         {"user": "小美", "text": "/帮助"},
         {"user": "小美", "text": "/帮助", "uuid": "not-a-uuid"},
+        # Stored, these would break every later poll of the chat (a lone surrogate
+        # cannot be encoded as UTF-8) or the database (PostgreSQL refuses NUL).
+        {"user": "小美", "text": "a\ud800b", "uuid": UUID},
+        {"user": "小美", "text": "a\u0000b", "uuid": UUID},
+        {"user": "小美", "text": "a\u001bb", "uuid": UUID},
+        {"user": "小\ud800美", "text": "/帮助", "uuid": UUID},
     ],
 )
 def test_parse_chat_rejects_malformed_posts(data: object) -> None:
@@ -164,11 +171,19 @@ def test_parse_chat_rejects_malformed_posts(data: object) -> None:
         {"user": "王组长", "token": "", "uuid": UUID},
         {"user": "王组长", "token": "t" * 600, "uuid": UUID},
         {"user": "王组长", "token": "t", "reason": ["x"], "uuid": UUID},
+        {"user": "王组长", "token": "t", "reason": "坏了\ud800", "uuid": UUID},
+        {"user": "王组长", "token": "t", "target": "刘组长\u0000", "uuid": UUID},
     ],
 )
 def test_parse_click_rejects_malformed_posts(data: object) -> None:
     with pytest.raises(ConsoleInputError):
         parse_click(data)
+
+
+def test_text_keeps_its_line_breaks_and_a_bad_label_is_dropped() -> None:
+    event = parse_chat({"user": "小美", "text": "第一行\n第二行\t完", "uuid": UUID})
+    assert event.text == "第一行\n第二行\t完"
+    assert click_label({"label": "同意\ud800"}) == ""
 
 
 async def test_is_member_knows_only_active_members(db: Database) -> None:
