@@ -15,6 +15,7 @@ from pathlib import Path
 from aiohttp import web
 
 from bot import settings as config
+from bot.web.access_log import AccessLog
 from storage import outbox
 from storage.db import Database
 from storage.migrate import upgrade
@@ -42,7 +43,13 @@ def _logging() -> None:
 def _run(app: web.Application, host: str, port: int) -> None:
     # run_app handles SIGINT and SIGTERM: it stops accepting, then runs the
     # app's cleanup (drain, stop the clock, flush, dispose).
-    web.run_app(app, host=host, port=port, print=lambda text: log.info("%s", text.strip()))
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        access_log_class=AccessLog,
+        print=lambda text: log.info("%s", text.strip()),
+    )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
