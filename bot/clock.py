@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.outbox import OutboxWorker
 from storage import timers
 from storage.db import Database
-from storage.models import Timer
+from storage.timers import TimerHook
 
 if TYPE_CHECKING:
     from bot.settings import OutboxSettings
@@ -31,8 +29,6 @@ log = logging.getLogger(__name__)
 
 OUTBOX_JOB_ID = "outbox-tick"
 TIMER_JOB_ID = "timer-tick"
-
-TimerHook = Callable[[AsyncSession, Timer], Awaitable[None]]
 
 
 async def outbox_tick(clock: Clock) -> None:
@@ -127,6 +123,7 @@ class Clock:
         log.info("clock stopped")
 
     async def tick_outbox(self) -> None:
+        """One outbox round, unless stopping; a failure is logged and the next tick retries."""
         if self._stopping:
             return
         async with self._outbox_busy:
@@ -136,6 +133,7 @@ class Clock:
                 log.exception("outbox tick failed")
 
     async def tick_timers(self) -> None:
+        """Fire the due timers through the hook, one transaction each (storage/timers.py)."""
         if self._stopping or self.timer_hook is None:
             return
         async with self._timer_busy:

@@ -6,7 +6,7 @@ as its effects (DESIGN.md §6 "Inbox").
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 
@@ -82,7 +82,6 @@ class RefundResult:
     case_id: str
     ok: bool
     detail: str = ""
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

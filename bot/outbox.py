@@ -21,8 +21,10 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from storage import outbox as repo
-from storage.db import Database
+from storage.db import Database, is_retryable
 from storage.models import OutboxMessage
 
 if TYPE_CHECKING:
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RATE_WINDOW = timedelta(seconds=60)
+HOOK_TRIES = 3  # a hook's transaction aborted by a deadlock is run again this often
 
 
 class RetryableError(Exception):
@@ -43,8 +46,9 @@ class PermanentError(Exception):
 
 
 Performer = Callable[[OutboxMessage], Awaitable[dict[str, Any] | None]]
-DoneHook = Callable[[OutboxMessage, dict[str, Any]], Awaitable[None]]
-DeadHook = Callable[[OutboxMessage], Awaitable[None]]
+DoneHook = Callable[[AsyncSession, OutboxMessage, dict[str, Any]], Awaitable[None]]
+DeadHook = Callable[[AsyncSession, OutboxMessage], Awaitable[None]]
+Step = Callable[[AsyncSession], Awaitable[Any]]
 
 
 def utcnow() -> datetime:
@@ -59,12 +63,15 @@ class OutboxWorker:
     """Claims due outbox rows and performs them; `run_once` is what the clock ticks.
 
     `performers` maps a row kind to an async callable; it returns optional result
-    info (e.g. the platform's card handle) handed to `on_done`. `on_done(msg, result)`
-    runs after the row is marked sent and must be idempotent: at-least-once delivery
-    can call it twice for one row; if it raises, the row stays sent and the error is
-    logged. `on_dead(msg)` alerts the admins; if it raises, that is logged and the
-    worker goes on. It must not alert about a dead alert, or a broken alert channel
-    dead-letters forever. `rate_limits` maps a destination prefix (e.g.
+    info (e.g. the platform's card handle) handed to `on_done`.
+    `on_done(session, msg, result)` and `on_dead(session, msg)` run in the transaction
+    that marks the row sent or dead, so a crash keeps both or neither (the row is then
+    performed again): a confirmed refund cannot be marked sent without the case
+    learning it, nor a dead letter buried without its alert. They run only when this
+    worker still holds the lease, so once per recorded outcome. If a hook raises, its
+    writes roll back, the outcome is recorded alone and the error is logged. `on_dead`
+    must not alert about a dead alert, or a broken alert channel dead-letters forever.
+    `rate_limits` maps a destination prefix (e.g.
     `"wecom-robot:"`) to sends per minute per destination; the longest matching
     prefix wins and destinations matching none are unlimited.
     """
@@ -118,6 +125,7 @@ class OutboxWorker:
         return timedelta(seconds=cap * self._rng.random())
 
     def limit_for(self, destination: str) -> int | None:
+        """Sends per minute allowed to `destination` (longest matching prefix), or None."""
         for prefix, per_minute in self._limits:
             if destination.startswith(prefix):
                 return per_minute
@@ -214,21 +222,58 @@ class OutboxWorker:
 
     async def _sent(self, msg: OutboxMessage, result: dict[str, Any]) -> None:
         now = self.clock()
-        async with self.db.transaction() as session:
-            recorded = await repo.mark_sent(session, msg, now=now)
+        hook = self.on_done
+        recorded = await self._record(
+            msg,
+            lambda session: repo.mark_sent(session, msg, now=now),
+            None if hook is None else lambda session: hook(session, msg, result),
+            "on_done",
+            status=repo.SENT,
+            sent_at=repo.naive(now),
+            attempts=msg.attempts + 1,
+        )
         if not recorded:
             log.warning("outbox %s (case %s): lease lost before marking sent", msg.id, msg.case_id)
-        msg.status, msg.sent_at, msg.attempts = repo.SENT, repo.naive(now), msg.attempts + 1
         if self.metrics:
             self.metrics.deliveries.labels(kind=msg.kind, result="sent").inc()
-        if self.on_done is None:
-            return
-        try:
-            await self.on_done(msg, result)
-        except Exception:
-            log.exception(
-                "outbox %s (case %s): on_done failed; row stays sent", msg.id, msg.case_id
-            )
+
+    async def _record(
+        self,
+        msg: OutboxMessage,
+        mark: Step,
+        hook: Step | None,
+        name: str,
+        **recorded: Any,
+    ) -> bool:
+        """Mark the row and run its hook in one transaction; False if the lease was lost.
+
+        The hook sees `msg` with the `recorded` values. A transaction PostgreSQL aborts
+        to break a deadlock is run again; a hook that raises otherwise is rolled back
+        and logged, and the outcome is recorded alone: a broken hook must not make the
+        row be performed again.
+        """
+        for attempt in range(1, HOOK_TRIES + 1):
+            if hook is None:
+                break
+            try:
+                async with self.db.transaction() as session:
+                    if not await mark(session):
+                        return False
+                    for attr, value in recorded.items():
+                        setattr(msg, attr, value)
+                    await hook(session)
+                return True
+            except Exception as exc:
+                if is_retryable(exc) and attempt < HOOK_TRIES:
+                    continue  # a deadlock victim: the same again on fresh data
+                log.exception("outbox %s (case %s): %s failed", msg.id, msg.case_id, name)
+                break
+        async with self.db.transaction() as session:
+            if not await mark(session):
+                return False
+        for attr, value in recorded.items():
+            setattr(msg, attr, value)
+        return True
 
     async def _retry(self, msg: OutboxMessage, error: str) -> None:
         attempts = msg.attempts + 1
@@ -258,12 +303,19 @@ class OutboxWorker:
             self.metrics.delivery_failures.labels(kind=msg.kind).inc()
 
     async def _dead(self, msg: OutboxMessage, error: str) -> None:
-        async with self.db.transaction() as session:
-            recorded = await repo.mark_dead(session, msg, error=error)
+        hook = self.on_dead
+        recorded = await self._record(
+            msg,
+            lambda session: repo.mark_dead(session, msg, error=error),
+            None if hook is None else lambda session: hook(session, msg),
+            "on_dead",
+            status=repo.DEAD,
+            last_error=error,
+            attempts=msg.attempts + 1,
+        )
         if not recorded:
             log.warning("outbox %s (case %s): lease lost before dead", msg.id, msg.case_id)
             return
-        msg.status, msg.last_error, msg.attempts = repo.DEAD, error, msg.attempts + 1
         log.error(
             "outbox %s (%s to %s, case %s) dead after %d attempts: %s",
             msg.id,
@@ -276,9 +328,3 @@ class OutboxWorker:
         if self.metrics:
             self.metrics.deliveries.labels(kind=msg.kind, result="dead").inc()
             self.metrics.delivery_failures.labels(kind=msg.kind).inc()
-        if self.on_dead is None:
-            return
-        try:
-            await self.on_dead(msg)
-        except Exception:
-            log.exception("outbox %s (case %s): on_dead failed", msg.id, msg.case_id)

@@ -26,6 +26,7 @@ RISK = {"resolve_refund", "resolve_reject"}
 
 
 async def on_card_action(event: CardAction, ctx: Ctx) -> None:
+    """A button click, handled once (the platform may redeliver the callback)."""
     await once(ctx, event.key, event.sender.platform, lambda s: _handle(s, ctx, event))
 
 
@@ -37,6 +38,9 @@ async def _handle(session: AsyncSession, ctx: Ctx, event: CardAction) -> None:
         await notify.send_text(session, ctx, event.sender, "该按钮无效或已过期")
         return
     action = parsed[1]
+    # Lock the case before writing the card row: every decision locks the case, then
+    # closes its cards. Taking the card first deadlocks two clicks on PostgreSQL.
+    await approvals.load_case(session, ctx, record.case_id)
     mine = (event.sender.platform, event.sender.user_id) == (record.platform, record.recipient)
     if event.platform_ref and mine:
         # WeCom hands out a fresh single-use update code with each click, for the

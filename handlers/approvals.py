@@ -20,12 +20,17 @@ from storage.models import ApprovalStep, Case, Member, PendingReply
 
 
 async def load_case(session: AsyncSession, ctx: Ctx, case_id: str) -> Case | None:
-    """The case with its items and steps, locked for the rest of the transaction."""
+    """The case with its items and steps, locked for the rest of the transaction.
+
+    `populate_existing`: a copy the session read earlier without the lock (a scan's
+    lookup) is refreshed with what the lock waited for, not kept stale.
+    """
     query = (
         select(Case)
         .where(Case.id == case_id)
         .options(selectinload(Case.items), selectinload(Case.steps))
         .with_for_update(**ctx.db.for_update())
+        .execution_options(populate_existing=True)
     )
     return (await session.scalars(query)).first()
 
@@ -41,15 +46,17 @@ async def case_or_reply(
 
 
 def stale_text(ctx: Ctx, case: Case, step_id: int | None = None) -> str:
-    """'已由 X 于 HH:MM 处理' for the step the card belonged to (or the latest decision)."""
+    """'已由 X 于 MM-DD HH:MM 同意' for the step the card belonged to (or the latest decision),
+    worded like the closed card's status line."""
     decided = [
         s for s in case.steps if s.decided_at is not None and (step_id is None or s.id == step_id)
     ]
     if decided:
         last = max(decided, key=lambda s: s.decided_at or s.opened_at or case.created_at)
         who = last.actor.name if last.actor else "系统"
-        when = ctx.local(last.decided_at or case.updated_at)
-        return f"已由 {who} 于 {when:%H:%M} 处理"
+        when = views.stamp(ctx, last.decided_at or case.updated_at)
+        verb = {"approved": "同意", "rejected": "驳回"}.get(last.state, "处理")
+        return f"已由 {who} 于 {when} {verb}"
     return f"售后单 {case.id} 当前状态为「{STATUS_ZH[Status(case.status)]}」，无需审批"
 
 
@@ -127,19 +134,21 @@ async def _approve(
     reply_to: Sender,
 ) -> None:
     last = step.seq == len(case.steps)
-    now = ctx.now()
-    result = fire(
-        case,
-        "approve" if last else "approve_step",
-        actor,
-        now,
-        step_role=step.role,
-        detail={"step": step.seq},
-    )
-    if isinstance(result, Refusal):
-        await refuse(session, ctx, case, actor, "approve", result.reason, reply_to)
+    transition = "approve" if last else "approve_step"
+    refusal = check(case, transition, actor, step.role)
+    if refusal is None and any(
+        s.actor_id == member.id and s.state == "approved" for s in case.steps
+    ):
+        # Four eyes: a multi-step chain needs as many people as steps, even when one
+        # member holds the roles of two of them.
+        refusal = Refusal(f"您已审批过 {case.id} 的上一步，本步需由其他{role_zh(step.role)}审批")
+    if refusal is not None:
+        await refuse(session, ctx, case, actor, "approve", refusal.reason, reply_to)
         return
-    session.add(result)
+    now = ctx.now()
+    session.add(
+        must(fire(case, transition, actor, now, step_role=step.role, detail={"step": step.seq}))
+    )
     step.state, step.actor_id, step.decided_at = "approved", member.id, now
     await notify.close_cards(
         session,

@@ -173,6 +173,7 @@ BY_NAME = {name: c for c in COMMANDS for name in c.names}
 
 
 async def on_chat_message(event: ChatMessage, ctx: Ctx) -> None:
+    """Text typed to the bot, handled once (the platform may redeliver it)."""
     await once(ctx, event.key, event.sender.platform, lambda s: _handle(s, ctx, event))
 
 
@@ -183,12 +184,11 @@ async def _handle(session: AsyncSession, ctx: Ctx, event: ChatMessage) -> None:
         return
     text = event.text.strip()
     if text.startswith(("/", "／")):
-        word, *args = text[1:].split()
-        command = BY_NAME.get(word.lower()) if word else None
+        word, *args = text[1:].split() or [""]
+        command = BY_NAME.get(word.lower())
         if command is None:
-            await notify.send_text(
-                session, ctx, event.sender, f"未知命令 /{word}，发送 /帮助 查看可用命令"
-            )
+            unknown = f"未知命令 /{word}，" if word else ""
+            await notify.send_text(session, ctx, event.sender, f"{unknown}发送 /帮助 查看可用命令")
             return
         await command.run(Call(session, ctx, event, member, args))
     elif pending := await _pending(session, ctx, member):

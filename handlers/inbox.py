@@ -2,8 +2,12 @@
 
 `once` writes the event's idempotency key in the same transaction as its
 effects: a redelivery finds the key and does nothing; two concurrent deliveries
-race on the primary key and the loser rolls back as a duplicate. A lost
-optimistic-lock race (the case changed under us) is retried on fresh data.
+race on the primary key and the loser rolls back as a duplicate. Any other lost
+race is retried on fresh data: an optimistic-lock conflict (the case changed
+under us), a unique row another event inserted first (the same new case or
+customer, on PostgreSQL), or a deadlock / serialization failure PostgreSQL broke
+by aborting us. The edge has already acknowledged the event, so dropping it on
+such a race would lose it.
 """
 
 from __future__ import annotations
@@ -12,11 +16,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from handlers.context import Ctx
+from storage.db import is_retryable
 from storage.models import InboxKey
 
 log = logging.getLogger(__name__)
@@ -37,6 +42,11 @@ RETRIES = 3
 async def once(
     ctx: Ctx, key: str, source: str, work: Callable[[AsyncSession], Awaitable[T]]
 ) -> T | Duplicate:
+    """Run `work` in one transaction with the inbox row for `key`, or not at all.
+
+    Returns DUPLICATE when `key` was already handled. Races lost to concurrent
+    events are retried up to RETRIES times in a fresh transaction.
+    """
     for attempt in range(1, RETRIES + 1):
         try:
             async with ctx.db.transaction() as session:
@@ -50,11 +60,17 @@ async def once(
             if await _seen(ctx, key):
                 log.info("concurrent duplicate %s dropped", key)
                 return DUPLICATE
-            raise
+            if attempt == RETRIES:
+                raise
+            log.info("event %s lost a unique-key race; retrying (%d)", key, attempt)
         except StaleDataError:
             if attempt == RETRIES:
                 raise
             log.info("event %s lost an optimistic-lock race; retrying (%d)", key, attempt)
+        except DBAPIError as exc:
+            if not is_retryable(exc) or attempt == RETRIES:
+                raise
+            log.info("event %s was aborted by the database (%s); retrying", key, exc.orig)
     raise AssertionError("unreachable")
 
 

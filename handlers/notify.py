@@ -21,6 +21,8 @@ from handlers.people import address
 from storage import outbox
 from storage.models import CardRecord, Case, Member
 
+REFUND_KIND = "channel.refund"  # the outbox row that moves money
+
 
 async def send_text(
     session: AsyncSession,
@@ -31,6 +33,7 @@ async def send_text(
     *,
     alert: bool = False,
 ) -> None:
+    """A chat text to one platform user; `alert` marks admin alerts (never re-alerted)."""
     payload: dict[str, Any] = {"text": text}
     if alert:
         payload["alert"] = True
@@ -168,7 +171,7 @@ async def refund(session: AsyncSession, ctx: Ctx, case: Case) -> None:
         ctx,
         case,
         "refund_released",
-        kind="channel.refund",
+        kind=REFUND_KIND,
         amount=yuan(case.refund_fen or 0),
         deduction=yuan(case.deduction_fen),
         refund_id=case.id,

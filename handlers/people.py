@@ -35,6 +35,7 @@ def role_zh(role: str) -> str:
 
 
 async def member_for(session: AsyncSession, sender: Sender) -> Member | None:
+    """The active member behind a chat user, or None for a stranger."""
     column = _ID_COLUMN.get(sender.platform)
     if column is None:
         return None
@@ -58,6 +59,7 @@ async def member_named(session: AsyncSession, name: str) -> Member | None:
 
 
 async def holders(session: AsyncSession, role: str) -> list[Member]:
+    """Active members holding `role`, in a stable order (who gets a role's cards)."""
     found = await session.scalars(
         select(Member)
         .join(MemberRole, MemberRole.member_id == Member.id)
@@ -82,12 +84,16 @@ async def sync_members(session: AsyncSession, configured: Iterable[MemberConfig]
     """Make the members table match the config: upsert by name, deactivate the rest.
 
     Members are never deleted: audit rows and decided steps keep pointing at them.
+    A deactivated member gives up their platform ids, which are unique: the same
+    person renamed in the config is a new row that takes them over.
     """
     wanted = {m.name: m for m in configured}
     existing = {m.name: m for m in await session.scalars(select(Member))}
     for name, member in existing.items():
         if name not in wanted:
             member.active = False
+            member.wecom_userid = member.dingtalk_staff_id = None
+    await session.flush()  # release the ids before another row claims them
     for name, conf in wanted.items():
         member = existing.get(name) or Member(name=name, roles=[])
         session.add(member)

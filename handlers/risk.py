@@ -15,7 +15,7 @@ def history_lines(h: History) -> tuple[str, ...]:
     if h.first_order is not None:
         lines.append(f"首单时间 {h.first_order:%Y-%m-%d}")
     if h.orders:
-        rate = h.returns / h.orders
+        rate = h.recent_returns / h.orders  # both over the same year
         lines.append(f"售后率 {rate:.0%}")
     lines.append(f"⚠ 风险客户：{h.flag_reason or '已标记'}" if h.flagged else "客户标记：无")
     return tuple(lines)

@@ -6,14 +6,13 @@ step, or the end of the chain) and transfers.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers import notify, views
 from handlers.context import Ctx
 from handlers.people import holders
 from handlers.risk import history_lines
+from handlers.workdays import add_business_hours
 from handlers.workflow import Actor, Refusal, fire, must
 from storage.history import customer_history
 from storage.models import ApprovalStep, Case, Member
@@ -22,6 +21,7 @@ DEFAULT_REVIEW_HOURS = 4.0
 
 
 def due_hours(ctx: Ctx, case: Case) -> float:
+    """Business hours the case's SLA policy gives an approval step."""
     policy = ctx.settings.sla.get(case.sla_policy)
     return policy.business_hours if policy is not None else DEFAULT_REVIEW_HOURS
 
@@ -34,7 +34,9 @@ async def open_step(
     step.state = "pending"
     if step.opened_at is None:  # a transfer re-sends the card; the SLA clock keeps running
         step.opened_at = now
-        step.due_at = now + timedelta(hours=due_hours(ctx, case))
+        step.due_at = add_business_hours(
+            now, due_hours(ctx, case), ctx.settings.calendar, ctx.zone
+        )
     case.current_step = step.seq
     if to is None:
         to = [step.assignee] if step.assignee else await holders(session, step.role)

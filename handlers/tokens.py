@@ -19,6 +19,7 @@ def _unb64(text: str) -> bytes:
 
 
 def sign(secret: str, card_id: int, action: str) -> str:
+    """The token one button of card `card_id` carries (the platform echoes it back)."""
     payload = f"{card_id}.{action}".encode()
     mac = hmac.new(secret.encode(), payload, hashlib.sha256).digest()[:16]
     return f"{_b64(payload)}.{_b64(mac)}"

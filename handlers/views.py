@@ -91,6 +91,7 @@ def stamp(ctx: Ctx, moment: datetime) -> str:
 def approval_card(
     ctx: Ctx, case: Case, step: ApprovalStep, card_id: int, history: tuple[str, ...] = ()
 ) -> Card:
+    """同意 / 驳回 / 转交 for one step; `history` is the director tier's customer summary."""
     chain = " → ".join(role_zh(s.role) for s in case.steps)
     fields = _base_fields(case) + [
         ("档位", case.tier),
@@ -113,6 +114,7 @@ def approval_card(
 
 
 def inspection_card(ctx: Ctx, case: Case, card_id: int) -> Card:
+    """The five inspection outcomes, for the warehouse member who scanned the parcel."""
     fields = _base_fields(case) + [
         ("退货运单", f"{case.carrier or ''} {case.return_waybill or '—'}")
     ]
@@ -128,6 +130,7 @@ def inspection_card(ctx: Ctx, case: Case, card_id: int) -> Card:
 
 
 def risk_card(ctx: Ctx, case: Case, card_id: int, finding: str, by: str) -> Card:
+    """A held case for risk to release (full refund) or reject."""
     fields = _base_fields(case) + [("验货结果", finding), ("验货人", by)]
     return Card(
         kind="risk",
@@ -156,6 +159,7 @@ def summary_text(ctx: Ctx, case: Case) -> str:
             "pending": "待处理",
             "approved": "已同意",
             "rejected": "已驳回",
+            "cancelled": "已取消",
         }.get(s.state, s.state)
         when = f" {stamp(ctx, s.decided_at)}" if s.decided_at else ""
         due = f"（时限 {stamp(ctx, s.due_at)}）" if s.state == "pending" and s.due_at else ""

@@ -10,6 +10,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.events import ImageMessage, Sender
+from bot.money import yuan_zh
 from handlers import notify, steps, views
 from handlers.approvals import case_or_reply, load_case, refuse
 from handlers.context import Ctx
@@ -68,6 +69,7 @@ async def find_for_scan(session: AsyncSession, code: str) -> Case | None:
 async def scan(
     session: AsyncSession, ctx: Ctx, member: Member, code: str, reply_to: Sender
 ) -> None:
+    """A parcel in hand: mark its case received and give the scanner the inspection card."""
     actor = Actor.of(member)
     match = await find_for_scan(session, code)
     case = await load_case(session, ctx, match.id) if match else None
@@ -100,6 +102,8 @@ async def scan(
 async def inspect(
     session: AsyncSession, ctx: Ctx, case_id: str, member: Member, outcome: str, reply_to: Sender
 ) -> None:
+    """The inspection result: release the refund (or ship the exchange), or hold the
+    case and alert risk when the parcel is not what was sold."""
     actor = Actor.of(member)
     case = await case_or_reply(session, ctx, case_id, reply_to)
     if case is None:
@@ -173,7 +177,11 @@ async def resolve(
         f"已由 {member.name} 于 {views.stamp(ctx, now)} {label}",
         kind="risk",
     )
-    await notify.send_text(session, ctx, reply_to, f"{case.id} 已{label}", case.id)
+    if action == "resolve_refund":
+        text = f"已放行 {case.id}，全额退款 {yuan_zh(case.refund_fen or 0)} 已提交渠道"
+    else:
+        text = f"已驳回 {case.id} 的退款"
+    await notify.send_text(session, ctx, reply_to, text, case.id)
 
 
 def _added(session: AsyncSession, result: AuditEvent | Refusal) -> Refusal | None:

@@ -195,6 +195,7 @@ def audit(
     why: str = "",
     detail: dict[str, Any] | None = None,
 ) -> AuditEvent:
+    """An audit row (who, when, from, to, why); refusals and notes write one too."""
     body = dict(detail or {})
     if why:
         body["why"] = why

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine.url import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -76,6 +77,21 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+# PostgreSQL aborts one side of a deadlock (40P01) or a serialization conflict (40001);
+# running the transaction again on fresh data is the documented cure.
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether `exc` is the database aborting us to break a deadlock or conflict."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    return (getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)) in (
+        RETRYABLE_SQLSTATES
+    )
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -108,7 +108,7 @@ class ApprovalStep(Base):
     case_id: Mapped[str] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
     seq: Mapped[int] = mapped_column(Integer)
     role: Mapped[str] = mapped_column(String(32))
-    # waiting (a later step) | pending (current) | approved | rejected
+    # waiting (a later step) | pending (current) | approved | rejected | cancelled (case closed)
     state: Mapped[str] = mapped_column(String(16), default="waiting")
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), nullable=True)
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("members.id"), nullable=True)

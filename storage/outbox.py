@@ -23,8 +23,11 @@ from sqlalchemy.orm import aliased
 from storage.db import Database
 from storage.models import OutboxMessage
 
-PENDING, SENT, DEAD = "pending", "sent", "dead"
+# void: withdrawn before it left (a refund for a case the channel closed); never sent.
+PENDING, SENT, DEAD, VOID = "pending", "sent", "dead", "void"
 ERROR_MAX_CHARS = 2000
+# pg_advisory_xact_lock key serializing outbox claims across replicas ("RHOB").
+CLAIM_LOCK = 0x52484F42
 
 
 def naive(moment: datetime) -> datetime:
@@ -73,6 +76,12 @@ async def claim_due(
     On PostgreSQL `FOR UPDATE SKIP LOCKED` lets replicas claim disjoint batches; on
     SQLite the in-process writer lock serializes claimers. The returned rows are
     detached; their `locked_until` is the lease token the `mark_*` calls check.
+
+    On PostgreSQL the claims themselves take turns (a transaction-scoped advisory
+    lock, held for one SELECT and one UPDATE): a replica's claim then sees the
+    leases the previous claim committed, so it neither takes a row past an elder
+    another replica is claiming right now (SKIP LOCKED would pass over that elder
+    unseen) nor fills its batch with rows that must wait.
     """
     at = naive(now)
     # One case's messages to one destination leave in the order they were written
@@ -106,6 +115,8 @@ async def claim_due(
             .limit(limit)
             .with_for_update(**db.for_update(skip_locked=True))
         )
+        if not db.is_sqlite:
+            await session.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK)))
         rows = list((await session.scalars(stmt)).all())
         lease = at + timedelta(seconds=lease_seconds)
         for row in rows:
@@ -170,6 +181,29 @@ async def mark_dead(session: AsyncSession, msg: OutboxMessage, *, error: str) ->
 async def defer(session: AsyncSession, msg: OutboxMessage, *, next_at: datetime) -> bool:
     """Put the row back untouched until `next_at` (rate limited): no attempt is burned."""
     return await _finish(session, msg, next_at=naive(next_at), locked_until=None)
+
+
+async def void_pending(session: AsyncSession, case_id: str, kind: str, *, now: datetime) -> int:
+    """Withdraw the case's pending rows of `kind` that no worker holds; returns how many.
+
+    Runs in the caller's transaction. A row under a live lease may be on the wire
+    already and is left alone: its outcome is recorded as usual. On PostgreSQL this
+    waits for a claim in progress, then sees its lease and skips the row.
+    """
+    at = naive(now)
+    stmt = (
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.case_id == case_id,
+            OutboxMessage.kind == kind,
+            OutboxMessage.status == PENDING,
+            or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until < at),
+        )
+        .values(status=VOID, locked_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    result: Any = await session.execute(stmt)
+    return int(result.rowcount or 0)
 
 
 async def sent_in_window(session: AsyncSession, destination: str, since: datetime) -> int:

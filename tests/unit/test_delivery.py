@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
+import pytest
 from sqlalchemy import select
 
 from bot.delivery import build_worker
 from bot.outbox import PermanentError
+from handlers import refunds
 from handlers.intake import on_return_request
+from storage import outbox as storage_outbox
 from storage.db import Database
 from storage.models import CardRecord, OutboxMessage
-from tests.unit.test_flow import case_of, outbox, request, setup
+from tests.support import FakeClock
+from tests.unit.test_flow import NOW, case_of, outbox, request, setup
 
 
 async def test_handles_are_kept_and_a_confirmed_refund_is_refunded(db: Database) -> None:
@@ -58,3 +65,62 @@ async def test_a_dead_letter_alerts_the_admins_once(db: Database) -> None:
     assert case.status == "refund_pending"
     texts = [m.payload["text"] for m in await outbox(db, "text.send")]
     assert any("退款失败" in t for t in texts)
+
+
+class Crash(BaseException):
+    """The process dies here (nothing after it runs, no handler catches it)."""
+
+
+async def test_a_crash_after_a_confirmed_refund_loses_nothing(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The channel took the refund; the worker dies before the case is marked refunded.
+    # Either both are recorded or neither: then the row is redelivered (the refund id
+    # makes that a no-op on the far side) and the confirmation lands the second time.
+    clock = FakeClock(NOW)
+    ctx = dataclasses.replace(await setup(db), clock=clock)
+    case_id = (await on_return_request(request(4, 2990), ctx)).case_id or ""
+    real_fire, refunds_taken = refunds.fire, []
+
+    def crash_once(*args: Any, **kwargs: Any) -> Any:
+        if not refunds_taken[1:]:
+            raise Crash
+        return real_fire(*args, **kwargs)
+
+    async def refund(msg: OutboxMessage) -> dict[str, object]:
+        refunds_taken.append(msg.id)
+        return {"confirmed": True}
+
+    async def nothing(msg: OutboxMessage) -> None:
+        return None
+
+    monkeypatch.setattr(refunds, "fire", crash_once)
+    worker = build_worker(ctx, {"channel.event": nothing, "channel.refund": refund})
+    with pytest.raises(Crash):
+        await worker.drain()
+    clock.advance(ctx.settings.outbox.lease_seconds + 1)
+    await worker.drain()
+    assert (await case_of(db, case_id)).status == "refunded"
+    assert len(refunds_taken) == 2 and len(set(refunds_taken)) == 1
+
+
+async def test_a_revived_refund_that_dies_again_is_reported_again(db: Database) -> None:
+    ctx = await setup(db)
+    await on_return_request(request(5, 2990), ctx)
+
+    async def refuse(msg: OutboxMessage) -> None:
+        raise PermanentError("HTTP 400 refund window closed")
+
+    async def nothing(msg: OutboxMessage) -> None:
+        return None
+
+    worker = build_worker(
+        ctx, {"channel.event": nothing, "channel.refund": refuse, "text.send": nothing}
+    )
+    await worker.drain()
+    async with db.transaction() as session:
+        dead = [m.id for m in await storage_outbox.dead_letters(session)]
+        assert await storage_outbox.revive(session, dead, now=NOW) == 1
+    await worker.drain()
+    texts = [m.payload["text"] for m in await outbox(db, "text.send")]
+    assert len([t for t in texts if "退款失败" in t]) == 2

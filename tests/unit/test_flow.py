@@ -149,7 +149,7 @@ async def test_two_step_approval_with_history_and_stale_click(db: Database) -> N
         click(3, "李总监", await card_token(db, case_id, "李总监", "approve")), ctx
     )
     texts = [m.payload["text"] for m in await outbox(db, "text.send")]
-    assert texts[-1].startswith("已由 李总监 于 10:00 处理")
+    assert texts[-1] == "已由 李总监 于 11-21 10:00 同意"
     updates = await outbox(db, "card.update")
     assert {u.payload["card"]["status"].split(" 于")[0] for u in updates} == {
         "已由 李总监",

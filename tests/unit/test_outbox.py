@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.metrics import Metrics
 from bot.outbox import OutboxWorker, PermanentError, RetryableError
@@ -87,7 +91,7 @@ async def test_delivered_once_and_on_done_sees_the_result(db: Database, clock: F
     [msg_id] = await add(db, clock)
     perform, done, metrics = Recorder(), [], Metrics()
 
-    async def on_done(msg: OutboxMessage, result: dict[str, Any]) -> None:
+    async def on_done(_: AsyncSession, msg: OutboxMessage, result: dict[str, Any]) -> None:
         done.append((msg.id, msg.status, result))
 
     worker = OutboxWorker(
@@ -149,7 +153,7 @@ async def test_dead_letter_after_max_attempts(db: Database, clock: FakeClock) ->
     [msg_id] = await add(db, clock)
     perform, dead, metrics = Recorder(fail=99), [], Metrics()
 
-    async def on_dead(msg: OutboxMessage) -> None:
+    async def on_dead(_: AsyncSession, msg: OutboxMessage) -> None:
         dead.append((msg.id, msg.status, msg.attempts))
 
     settings = OutboxSettings(max_attempts=3)
@@ -175,7 +179,7 @@ async def test_permanent_error_is_dead_at_once(db: Database, clock: FakeClock) -
     await add(db, clock)
     perform, dead = Recorder(fail=1, error=PermanentError("40003 invalid userid")), []
 
-    async def on_dead(msg: OutboxMessage) -> None:
+    async def on_dead(_: AsyncSession, msg: OutboxMessage) -> None:
         dead.append(msg.id)
 
     worker = OutboxWorker(db, OutboxSettings(), {"text": perform}, clock=clock, on_dead=on_dead)
@@ -193,10 +197,10 @@ async def test_unknown_kind_is_dead_and_raising_hooks_are_only_logged(
     await add(db, clock, kind="fax")
     [ok_id] = await add(db, clock)
 
-    async def on_dead(msg: OutboxMessage) -> None:
+    async def on_dead(_: AsyncSession, msg: OutboxMessage) -> None:
         raise RuntimeError("alert channel down")
 
-    async def on_done(msg: OutboxMessage, result: dict[str, Any]) -> None:
+    async def on_done(_: AsyncSession, msg: OutboxMessage, result: dict[str, Any]) -> None:
         raise RuntimeError("card table locked")
 
     perform = Recorder()
@@ -298,3 +302,62 @@ async def test_two_pg_workers_deliver_each_row_once(db: Database, clock: FakeClo
     assert sorted(delivered) == sorted(ids)
     assert seen[0].calls and seen[1].calls, "both replicas should have taken part"
     assert {r.status for r in await rows(db)} == {"sent"}
+
+
+class PausedClaims(Database):
+    """A replica whose claim transaction stops before its commit until `go` is set."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.inside, self.go = asyncio.Event(), asyncio.Event()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        async with super().transaction() as session:
+            yield session
+            self.inside.set()
+            await self.go.wait()
+
+
+async def test_a_row_is_not_claimed_past_an_elder_another_replica_is_claiming(
+    db: Database, clock: FakeClock
+) -> None:
+    # Replica A's claim holds the elder (its batch ended there) and has not committed
+    # its lease yet; replica B must not take the younger row of the same case and
+    # destination past it.
+    if db.is_sqlite:
+        pytest.skip("concurrent claimers need PostgreSQL; SQLite has one writer")
+    elder, younger = await add(db, clock, 2)
+    replica_a = PausedClaims(db.url)
+    try:
+        claim_a = asyncio.create_task(outbox.claim_due(replica_a, clock(), 1, lease_seconds=60))
+        await replica_a.inside.wait()
+        claim_b = asyncio.create_task(outbox.claim_due(db, clock(), 10, lease_seconds=60))
+        await asyncio.sleep(0.2)
+        replica_a.go.set()
+        taken_a, taken_b = await claim_a, await claim_b
+    finally:
+        await replica_a.dispose()
+    assert [m.id for m in taken_a] == [elder]
+    assert younger not in [m.id for m in taken_b]
+
+
+class DriverError(Exception):
+    sqlstate = "40P01"
+
+
+async def test_a_hook_aborted_by_a_deadlock_runs_again(db: Database, clock: FakeClock) -> None:
+    [msg_id] = await add(db, clock)
+    calls: list[int] = []
+
+    async def on_done(session: AsyncSession, msg: OutboxMessage, result: dict[str, Any]) -> None:
+        calls.append(msg.id)
+        outbox.enqueue(session, kind="note", destination="x:y", payload={}, now=clock())
+        if len(calls) == 1:
+            raise DBAPIError("UPDATE cards …", {}, DriverError("deadlock detected"))
+
+    worker = OutboxWorker(db, OutboxSettings(), {"text": Recorder()}, clock=clock, on_done=on_done)
+    await worker.run_once()
+    assert calls == [msg_id, msg_id]
+    sent, note = await rows(db)
+    assert (sent.status, note.kind) == ("sent", "note")  # the hook's write, once
