@@ -61,12 +61,13 @@ def create_app(
     )
     db = Database(settings.database.url)
     renderer = CardRenderer(templates_dir())
+    now = clock or utcnow
     platforms: dict[str, Platform] = {}
     if settings.console.enabled:
-        platforms["console"] = console.ConsolePlatform(db, renderer)
+        platforms["console"] = console.ConsolePlatform(db, renderer, clock=now)
     link = settings.server.public_url
     platforms.update(wecom.build_platforms(settings.wecom, renderer, lambda: app[HTTP], link=link))
-    ctx = Ctx(db=db, settings=settings, clock=clock or utcnow, platforms=tuple(platforms))
+    ctx = Ctx(db=db, settings=settings, clock=now, platforms=tuple(platforms))
     metrics = Metrics()
     app[appkeys.CTX] = ctx
     app[appkeys.METRICS] = metrics

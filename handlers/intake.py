@@ -34,7 +34,7 @@ class IntakeResult:
 
 def newer(candidate: str, stored: str) -> bool:
     """Channel versions: integers compare as numbers, anything else (timestamps) as text."""
-    if candidate.isdigit() and stored.isdigit():
+    if all(v.isascii() and v.isdigit() for v in (candidate, stored)):
         return int(candidate) > int(stored)
     return candidate > stored
 
