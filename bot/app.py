@@ -22,6 +22,7 @@ from bot.channels.base import channel_performers
 from bot.clock import Clock
 from bot.delivery import build_worker
 from bot.dispatch import Dispatcher
+from bot.events import CardAction, ChatMessage, ImageMessage
 from bot.metrics import Metrics
 from bot.outbox import Performer
 from bot.platforms import console, wecom
@@ -93,8 +94,17 @@ def create_app(
             rate_limits=dict.fromkeys(ROBOT_PREFIXES, settings.outbox.rate_per_minute),
         )
         app[appkeys.WORKER] = worker
-        ticker = Clock(worker, None, db, settings.outbox)
-        app[appkeys.DISPATCH] = Dispatcher(ctx, kick=ticker.kick)
+        dispatcher = Dispatcher(
+            ctx,
+            {
+                ChatMessage: on_chat_message,
+                CardAction: on_card_action,
+                ImageMessage: on_image_message,
+            },
+            kick=lambda: ticker.kick(),
+        )
+        ticker = Clock(worker, None, db, settings.outbox, recover=dispatcher.recover)
+        app[appkeys.DISPATCH] = dispatcher
         if background:
             await ticker.start()
         for hook in app[STARTED]:
@@ -114,12 +124,7 @@ def create_app(
     if settings.console.enabled:
         console_web.setup(app)
     if settings.wecom.enabled:
-        wecom.setup(
-            app,
-            on_message=on_chat_message,
-            on_action=on_card_action,
-            on_image=on_image_message,
-        )
+        wecom.setup(app)
     return app
 
 

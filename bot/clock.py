@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 
 OUTBOX_JOB_ID = "outbox-tick"
 TIMER_JOB_ID = "timer-tick"
+INBOX_JOB_ID = "inbox-tick"
+INBOX_EVERY_SECONDS = 5.0  # acknowledged events are retried 30 s on; no need to hurry
 
 
 async def outbox_tick(clock: Clock) -> None:
@@ -39,6 +42,11 @@ async def outbox_tick(clock: Clock) -> None:
 async def timer_tick(clock: Clock) -> None:
     """Job function: fire the timers that are due."""
     await clock.tick_timers()
+
+
+async def inbox_tick(clock: Clock) -> None:
+    """Job function: re-run acknowledged events whose handler never committed."""
+    await clock.tick_inbox()
 
 
 class Clock:
@@ -59,9 +67,11 @@ class Clock:
         settings: OutboxSettings,
         *,
         drain_seconds: float = 5.0,
+        recover: Callable[[], Awaitable[int]] | None = None,
     ) -> None:
         self.worker = worker
         self.timer_hook = timer_hook
+        self.recover = recover
         self.db = db
         self.settings = settings
         self.drain_seconds = drain_seconds
@@ -71,6 +81,7 @@ class Clock:
         # shutdown would cancel an in-flight job coroutine mid-delivery.
         self._outbox_busy = asyncio.Lock()
         self._timer_busy = asyncio.Lock()
+        self._inbox_busy = asyncio.Lock()
 
     @property
     def running(self) -> bool:
@@ -91,6 +102,11 @@ class Clock:
             scheduler.add_job(
                 timer_tick, "interval", seconds=seconds, id=TIMER_JOB_ID, args=[self], **common
             )
+        if self.recover is not None:
+            every = max(seconds, INBOX_EVERY_SECONDS)
+            scheduler.add_job(
+                inbox_tick, "interval", seconds=every, id=INBOX_JOB_ID, args=[self], **common
+            )
         scheduler.start()
         self._scheduler = scheduler
         log.info("clock started: ticking every %s s", seconds)
@@ -107,7 +123,7 @@ class Clock:
             return
         self._stopping = True
         scheduler.pause()
-        async with self._outbox_busy, self._timer_busy:
+        async with self._outbox_busy, self._timer_busy, self._inbox_busy:
             scheduler.shutdown(wait=False)
         # AsyncIOScheduler.shutdown is scheduled with call_soon: let it run now.
         await asyncio.sleep(0)
@@ -131,6 +147,16 @@ class Clock:
                 await self.worker.run_once()
             except Exception:
                 log.exception("outbox tick failed")
+
+    async def tick_inbox(self) -> None:
+        """Recover acknowledged events left unhandled (dispatch.Dispatcher.recover)."""
+        if self._stopping or self.recover is None:
+            return
+        async with self._inbox_busy:
+            try:
+                await self.recover()
+            except Exception:
+                log.exception("inbox tick failed")
 
     async def tick_timers(self) -> None:
         """Fire the due timers through the hook, one transaction each (storage/timers.py)."""

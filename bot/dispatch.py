@@ -1,42 +1,87 @@
 """Ack, then work: the edge hands neutral events here and answers the platform at once.
 
-Tasks are held in a set (never fire-and-forget), so shutdown can wait for them
-and an exception is logged with the event key instead of vanishing.
+`accept` first records the event (storage/inbound.py) in a short transaction, so
+an acknowledged event survives a crash; then the handler runs in a tracked task
+(never fire-and-forget). The handler's own transaction deletes the record; what
+a crash, a failed handler or an unfinished shutdown leaves behind, `recover`
+(ticked by the clock) runs again, with backoff, until it is handled or dead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
 from typing import Any, TypeVar
 
+from sqlalchemy.exc import IntegrityError
+
+from bot.events import Deferrable, decode, encode
 from handlers.context import Ctx
+from storage import inbound
 
 log = logging.getLogger(__name__)
 E = TypeVar("E")
 Handler = Callable[[E, Ctx], Awaitable[Any]]
 
+# The immediate task normally finishes within milliseconds; recovery waits this long.
+GRACE = timedelta(seconds=30)
+LEASE = timedelta(seconds=120)
+MAX_ATTEMPTS = 8
+
 
 class Dispatcher:
-    def __init__(self, ctx: Ctx, kick: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        ctx: Ctx,
+        handlers: Mapping[type, Handler[Any]],
+        kick: Callable[[], None] | None = None,
+        *,
+        concurrency: int = 16,
+    ) -> None:
         self.ctx = ctx
+        self.handlers = dict(handlers)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._kick = kick
+        # Bounds the handlers in flight: a burst must not exhaust the connection pool.
+        self._slots = asyncio.Semaphore(concurrency)
         self.accepting = True
 
     async def run(self, handler: Handler[E], event: E) -> Any:
         """Run a handler now (for edges without a deadline) and wake the outbox."""
         try:
-            return await handler(event, self.ctx)
+            async with self._slots:
+                return await handler(event, self.ctx)
         finally:
             if self._kick is not None:
                 self._kick()
 
-    def submit(self, handler: Handler[E], event: E) -> bool:
-        """Run a handler after the response has gone; False once shutdown began."""
+    async def accept(self, event: Deferrable) -> bool:
+        """Record `event` and start its handler; False once shutdown began.
+
+        A redelivery of an event already recorded or handled is acknowledged and
+        dropped here, before any task starts.
+        """
         if not self.accepting:
             return False
+        handler = self.handlers[type(event)]
+        kind, payload = encode(event)
+        try:
+            async with self.ctx.db.transaction() as session:
+                fresh = await inbound.put(
+                    session,
+                    key=event.key,
+                    kind=kind,
+                    payload=payload,
+                    now=self.ctx.clock(),
+                    grace=GRACE,
+                )
+        except IntegrityError:  # the same delivery, racing in on another connection
+            fresh = False
+        if not fresh:
+            log.info("redelivery of %s acknowledged and dropped", event.key)
+            return True
         task = asyncio.get_running_loop().create_task(self._guarded(handler, event))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -46,17 +91,42 @@ class Dispatcher:
         try:
             await self.run(handler, event)
         except Exception:
+            # The record stays; recover() runs it again after GRACE.
             log.exception(
                 "handler %s failed for event %s", handler.__name__, getattr(event, "key", "?")
             )
 
+    async def recover(self, limit: int = 50) -> int:
+        """Run again the recorded events whose handler never committed; returns how many."""
+        rows = await inbound.claim_due(self.ctx.db, self.ctx.clock(), limit, LEASE)
+        for row in rows:
+            try:
+                event = decode(row.kind, row.payload)
+                handler = self.handlers[type(event)]
+            except (KeyError, TypeError) as exc:
+                log.error("inbound %s cannot be decoded (%s); dead", row.key, exc)
+                await inbound.failed(self.ctx.db, row.key, repr(exc), retry_at=None)
+                continue
+            log.warning("recovering inbound %s (attempt %d)", row.key, row.attempts)
+            try:
+                await self.run(handler, event)
+            except Exception as exc:
+                dead = row.attempts >= MAX_ATTEMPTS
+                log.exception("recovery of %s failed%s", row.key, "; giving up" if dead else "")
+                retry_at = None if dead else self.ctx.clock() + LEASE * row.attempts
+                await inbound.failed(self.ctx.db, row.key, repr(exc), retry_at=retry_at)
+        return len(rows)
+
     async def idle(self) -> None:
-        """Wait until the work submitted so far has finished (tests, flushes)."""
+        """Wait until the work accepted so far has finished (tests, flushes)."""
         while self._tasks:
             await asyncio.wait(set(self._tasks))
 
     async def drain(self, grace: float = 10.0) -> None:
-        """Stop intake and wait for the work already accepted."""
+        """Stop intake and wait for the work already accepted.
+
+        Whatever is still running after `grace` is recorded: the next start recovers it.
+        """
         self.accepting = False
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=grace)

@@ -6,8 +6,9 @@ as its effects (DESIGN.md §6 "Inbox").
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,3 +93,27 @@ class ImageMessage:
     sender: Sender
     media_id: str
     chat_id: str = ""
+
+
+# Events an edge acknowledges before they are handled are stored (storage/inbound.py)
+# so a crash cannot lose them; these are the kinds that can be, by name.
+DEFERRABLE: dict[str, type[ChatMessage] | type[CardAction] | type[ImageMessage]] = {
+    "chat_message": ChatMessage,
+    "card_action": CardAction,
+    "image_message": ImageMessage,
+}
+Deferrable = ChatMessage | CardAction | ImageMessage
+
+
+def encode(event: Deferrable) -> tuple[str, dict[str, Any]]:
+    """(kind, JSON-safe fields) for storing an acknowledged event."""
+    kind = next(name for name, cls in DEFERRABLE.items() if isinstance(event, cls))
+    return kind, asdict(event)
+
+
+def decode(kind: str, data: dict[str, Any]) -> Deferrable:
+    """The event `encode` stored; raises KeyError/TypeError on a record it did not write."""
+    cls = DEFERRABLE[kind]
+    fields = dict(data)
+    fields["sender"] = Sender(**fields["sender"])
+    return cls(**fields)

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from handlers.context import Ctx
+from storage import inbound
 from storage.db import is_retryable
 from storage.models import InboxKey
 
@@ -50,6 +51,7 @@ async def once(
     for attempt in range(1, RETRIES + 1):
         try:
             async with ctx.db.transaction() as session:
+                await inbound.done(session, key)  # acknowledged earlier: handled now
                 if await session.get(InboxKey, key) is not None:
                     log.info("duplicate delivery %s dropped", key)
                     return DUPLICATE

@@ -198,6 +198,24 @@ class InboxKey(Base):
     received_at: Mapped[datetime] = mapped_column(DateTime)
 
 
+class InboundEvent(Base):
+    """An acknowledged inbound event not yet handled: the platform got its 200, so a
+    crash before the handler commits must not lose it. The handler's transaction
+    deletes the row; the clock re-runs rows left behind."""
+
+    __tablename__ = "inbound_events"
+    __table_args__ = (Index("ix_inbound_due", "status", "next_at"),)
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(8), default="pending")  # pending | dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[datetime] = mapped_column(DateTime)
+    received_at: Mapped[datetime] = mapped_column(DateTime)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+
+
 class OutboxMessage(Base):
     """A side effect waiting to leave: a card, a card update, a callback, a refund."""
 

@@ -32,8 +32,6 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from bot.appkeys import CTX, DISPATCH
 from bot.cards import Card, CardRenderer
-from bot.dispatch import Handler
-from bot.events import CardAction, ChatMessage, ImageMessage
 from bot.outbox import PermanentError, RetryableError
 from bot.platforms import wecom_cards
 from bot.platforms.wecom_client import WecomClient, split_text
@@ -58,9 +56,6 @@ TEXT_BYTES = 2048  # message/send text: longer is cut by WeCom, so we split
 class _Inbound:
     crypto: WecomCrypto
     agent_id: int
-    on_message: Handler[ChatMessage]
-    on_action: Handler[CardAction]
-    on_image: Handler[ImageMessage] | None
     max_body: int
 
 
@@ -75,14 +70,7 @@ def _epoch(clock: Callable[[], datetime]) -> Callable[[], float]:
     return now
 
 
-def setup(
-    app: web.Application,
-    *,
-    on_message: Handler[ChatMessage],
-    on_action: Handler[CardAction],
-    on_image: Handler[ImageMessage] | None = None,
-    max_body: int = MAX_BODY,
-) -> None:
+def setup(app: web.Application, *, max_body: int = MAX_BODY) -> None:
     """Mount `GET/POST /callbacks/wecom` (needs [wecom] corp_id, token, encoding_aes_key)."""
     ctx = app[CTX]
     settings = ctx.settings.wecom
@@ -96,7 +84,7 @@ def setup(
         now=_epoch(ctx.clock),
         window_seconds=settings.replay_window_seconds,
     )
-    app[INBOUND] = _Inbound(crypto, settings.agent_id, on_message, on_action, on_image, max_body)
+    app[INBOUND] = _Inbound(crypto, settings.agent_id, max_body)
     app.router.add_get(PATH, verify_url)
     app.router.add_post(PATH, receive)
 
@@ -146,16 +134,7 @@ async def receive(request: web.Request) -> web.Response:
         event = parse(inbound.crypto.open(request.query, body), agent_id=inbound.agent_id)
     except CallbackRejected as exc:
         return _refuse(request, exc)
-    accepted = True
-    if isinstance(event, ChatMessage):
-        accepted = request.app[DISPATCH].submit(inbound.on_message, event)
-    elif isinstance(event, CardAction):
-        accepted = request.app[DISPATCH].submit(inbound.on_action, event)
-    elif isinstance(event, ImageMessage):
-        if inbound.on_image is None:
-            log.info("wecom image %s from %s: no image handler", event.key, event.sender.user_id)
-        else:
-            accepted = request.app[DISPATCH].submit(inbound.on_image, event)
+    accepted = event is None or await request.app[DISPATCH].accept(event)
     if not accepted:  # shutting down: a non-200 makes WeCom re-send to another replica
         log.warning("wecom event %s refused: shutting down", getattr(event, "key", "?"))
         return web.json_response({"error": "shutting down"}, status=503)

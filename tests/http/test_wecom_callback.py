@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
+from bot.appkeys import DISPATCH
 from bot.events import ChatMessage
-from bot.platforms import wecom
 from handlers.context import Ctx
 from storage.db import Database
 from tests.fakes.wecom import AES_KEY, OTHER_AES_KEY, SECRET, FakeWecom, running
@@ -258,8 +257,8 @@ async def test_the_answer_does_not_wait_for_the_handler(
         await release.wait()
 
     app = wecom_app(db, tmp_path, clock, fake.url)
-    app[wecom.INBOUND] = dataclasses.replace(app[wecom.INBOUND], on_message=slow)
     client = await aiohttp_client(app)
+    app[DISPATCH].handlers[ChatMessage] = slow
     query, body = signer.seal(signer.text("wangzuzhang", "/帮助", msg_id=47))
     resp = await client.post(PATH, params=query, data=body)
     assert (resp.status, await resp.text()) == (200, "")

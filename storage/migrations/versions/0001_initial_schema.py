@@ -98,6 +98,21 @@ def upgrade() -> None:
         sa.UniqueConstraint("channel", "buyer_ref", name="uq_customer"),
     )
     op.create_table(
+        "inbound_events",
+        sa.Column("key", sa.String(length=255), nullable=False),
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("payload", sa.JSON(), nullable=False),
+        sa.Column("status", sa.String(length=8), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_at", sa.DateTime(), nullable=False),
+        sa.Column("received_at", sa.DateTime(), nullable=False),
+        sa.Column("last_error", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("key"),
+    )
+    with op.batch_alter_table("inbound_events", schema=None) as batch_op:
+        batch_op.create_index("ix_inbound_due", ["status", "next_at"], unique=False)
+
+    op.create_table(
         "inbox_keys",
         sa.Column("key", sa.String(length=255), nullable=False),
         sa.Column("source", sa.String(length=32), nullable=False),
@@ -367,6 +382,10 @@ def downgrade() -> None:
     op.drop_table("outbox")
     op.drop_table("members")
     op.drop_table("inbox_keys")
+    with op.batch_alter_table("inbound_events", schema=None) as batch_op:
+        batch_op.drop_index("ix_inbound_due")
+
+    op.drop_table("inbound_events")
     op.drop_table("customers")
     with op.batch_alter_table("console_messages", schema=None) as batch_op:
         batch_op.drop_index("ix_console_user")

@@ -1,0 +1,191 @@
+"""Ack, then work, and lose nothing: acknowledged events survive a failed handler, a
+crash and a shutdown, and still take effect exactly once (bot/dispatch.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.dispatch import GRACE, MAX_ATTEMPTS, Dispatcher
+from bot.events import ChatMessage, Sender
+from handlers.commands import on_chat_message
+from handlers.context import Ctx
+from storage.db import Database
+from storage.models import InboundEvent, InboxKey, OutboxMessage
+from tests.conftest import PG_URL
+from tests.unit.test_flow import setup
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 21, 2, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def help_message(n: int = 1) -> ChatMessage:
+    return ChatMessage(f"wecom:msg:{n}", Sender("console", "王组长"), "/帮助")
+
+
+async def ticking(db: Database) -> tuple[Ctx, Clock]:
+    clock = Clock()
+    ctx = await setup(db)
+    return Ctx(db=db, settings=ctx.settings, clock=clock, platforms=ctx.platforms), clock
+
+
+async def counts(db: Database) -> tuple[int, int, int]:
+    async with db.read() as session:
+        inbound = await session.scalar(select(func.count()).select_from(InboundEvent))
+        keys = await session.scalar(select(func.count()).select_from(InboxKey))
+        replies = await session.scalar(select(func.count()).select_from(OutboxMessage))
+    return int(inbound or 0), int(keys or 0), int(replies or 0)
+
+
+async def test_an_accepted_event_is_recorded_then_handled_once(db: Database) -> None:
+    ctx, _ = await ticking(db)
+    dispatcher = Dispatcher(ctx, {ChatMessage: on_chat_message})
+    assert await dispatcher.accept(help_message())
+    assert await dispatcher.accept(help_message())  # a redelivery: acked, dropped
+    await dispatcher.idle()
+    assert await counts(db) == (0, 1, 1)
+    assert await dispatcher.accept(help_message())  # even after it was handled
+    await dispatcher.idle()
+    assert await counts(db) == (0, 1, 1)
+
+
+async def test_a_failed_handler_is_run_again_after_the_grace(db: Database) -> None:
+    ctx, clock = await ticking(db)
+    calls: list[str] = []
+
+    async def flaky(event: ChatMessage, ctx: Ctx) -> Any:
+        calls.append(event.key)
+        if len(calls) == 1:
+            raise RuntimeError("database went away mid-handler")
+        return await on_chat_message(event, ctx)
+
+    dispatcher = Dispatcher(ctx, {ChatMessage: flaky})
+    await dispatcher.accept(help_message())
+    await dispatcher.idle()
+    assert await counts(db) == (1, 0, 0)
+    assert await dispatcher.recover() == 0, "not before the grace"
+    clock.now += GRACE
+    assert await dispatcher.recover() == 1
+    assert calls == ["wecom:msg:1"] * 2
+    assert await counts(db) == (0, 1, 1)
+
+
+async def test_an_event_acknowledged_before_a_crash_is_handled_after_restart(
+    db: Database,
+) -> None:
+    ctx, clock = await ticking(db)
+    started = asyncio.Event()
+
+    async def hangs(event: ChatMessage, ctx: Ctx) -> None:
+        started.set()
+        await asyncio.Event().wait()  # the process dies while the handler runs
+
+    before = Dispatcher(ctx, {ChatMessage: hangs})
+    await before.accept(help_message())
+    await started.wait()
+    for task in list(before._tasks):  # the crash
+        task.cancel()
+    await asyncio.gather(*before._tasks, return_exceptions=True)
+    assert await counts(db) == (1, 0, 0)
+
+    after = Dispatcher(ctx, {ChatMessage: on_chat_message})  # the next start
+    clock.now += GRACE
+    assert await after.recover() == 1
+    assert await counts(db) == (0, 1, 1)
+
+
+async def test_an_event_that_always_fails_is_given_up_on(db: Database) -> None:
+    ctx, clock = await ticking(db)
+
+    async def broken(event: ChatMessage, ctx: Ctx) -> None:
+        raise RuntimeError("bug")
+
+    dispatcher = Dispatcher(ctx, {ChatMessage: broken})
+    await dispatcher.accept(help_message())
+    await dispatcher.idle()
+    for _ in range(MAX_ATTEMPTS):
+        clock.now += timedelta(days=1)
+        assert await dispatcher.recover() == 1
+    clock.now += timedelta(days=1)
+    assert await dispatcher.recover() == 0
+    async with db.read() as session:
+        row = await session.get(InboundEvent, "wecom:msg:1")
+    assert row is not None and row.status == "dead" and "bug" in row.last_error
+
+
+async def test_a_record_that_cannot_be_decoded_is_dead_not_a_crash_loop(db: Database) -> None:
+    ctx, clock = await ticking(db)
+    async with db.transaction() as session:
+        session.add(
+            InboundEvent(
+                key="k",
+                kind="unknown_kind",
+                payload={},
+                status="pending",
+                attempts=0,
+                next_at=clock().replace(tzinfo=None),
+                received_at=clock().replace(tzinfo=None),
+                last_error="",
+            )
+        )
+    dispatcher = Dispatcher(ctx, {ChatMessage: on_chat_message})
+    assert await dispatcher.recover() == 1
+    async with db.read() as session:
+        row = await session.get(InboundEvent, "k")
+    assert row is not None and row.status == "dead"
+
+
+async def test_shutdown_refuses_new_events(db: Database) -> None:
+    ctx, _ = await ticking(db)
+    dispatcher = Dispatcher(ctx, {ChatMessage: on_chat_message})
+    await dispatcher.drain()
+    assert not await dispatcher.accept(help_message())
+    assert await counts(db) == (0, 0, 0)
+
+
+async def test_two_replicas_recover_each_event_once(db: Database) -> None:
+    if db.is_sqlite:
+        pytest.skip("replicas share PostgreSQL; SQLite serves one process")
+    ctx, clock = await ticking(db)
+    other_db = Database(PG_URL)
+    other = Ctx(db=other_db, settings=ctx.settings, clock=clock, platforms=ctx.platforms)
+    ran: list[str] = []
+
+    async def counted(event: ChatMessage, ctx: Ctx) -> Any:
+        ran.append(event.key)
+        return await on_chat_message(event, ctx)
+
+    async def never(event: ChatMessage, ctx: Ctx) -> None:
+        raise RuntimeError("first try fails")
+
+    first = Dispatcher(ctx, {ChatMessage: never})
+    for n in range(20):
+        await first.accept(help_message(n))
+    await first.idle()
+    clock.now += GRACE
+    a = Dispatcher(ctx, {ChatMessage: counted}, concurrency=4)
+    b = Dispatcher(other, {ChatMessage: counted}, concurrency=4)
+    await asyncio.gather(
+        a.recover(limit=7), b.recover(limit=7), a.recover(limit=7), b.recover(limit=7)
+    )
+    await other_db.dispose()
+    assert sorted(ran) == sorted(set(ran)) and len(ran) == 20
+    assert await counts(db) == (0, 20, 20)
+
+
+async def test_the_same_delivery_racing_in_twice_is_recorded_once(db: Database) -> None:
+    ctx, _ = await ticking(db)
+    dispatcher = Dispatcher(ctx, {ChatMessage: on_chat_message})
+    answers = await asyncio.gather(*(dispatcher.accept(help_message()) for _ in range(5)))
+    await dispatcher.idle()
+    assert answers == [True] * 5
+    assert await counts(db) == (0, 1, 1)
