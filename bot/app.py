@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -27,6 +28,7 @@ from bot.metrics import Metrics
 from bot.outbox import Performer
 from bot.platforms import console, wecom
 from bot.platforms.base import Platform, chat_performers
+from bot.platforms.evidence import media_performers
 from bot.platforms.wecom_robot import ROBOT_PREFIX
 from bot.settings import Settings, templates_dir
 from bot.web import api, health
@@ -83,6 +85,7 @@ def create_app(
         app[HTTP] = http
         performers: dict[str, Performer] = {
             **chat_performers(platforms, db),
+            **media_performers(platforms, Path(settings.files.evidence)),
             **channel_performers(
                 {"generic": generic.GenericClient(settings.channels.generic, http, ctx.clock)}
             ),

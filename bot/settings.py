@@ -190,6 +190,7 @@ class FilesSettings:
     routing: str = "routing.toml"
     sla: str = "sla.toml"
     scripts: str = "scripts"
+    evidence: str = "var/evidence"  # photos downloaded from chat, one folder per case
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,10 @@ from bot.money import yuan
 from handlers.context import Ctx
 from handlers.people import address
 from storage import outbox
-from storage.models import CardRecord, Case, Member
+from storage.models import CardRecord, Case, Evidence, Member
 
 REFUND_KIND = "channel.refund"  # the outbox row that moves money
+MEDIA_FETCH_KIND = "media.fetch"  # keep a chat photo before the platform forgets it
 
 
 async def send_text(
@@ -175,4 +176,18 @@ async def refund(session: AsyncSession, ctx: Ctx, case: Case) -> None:
         amount=yuan(case.refund_fen or 0),
         deduction=yuan(case.deduction_fen),
         refund_id=case.id,
+    )
+
+
+def fetch_media(
+    ctx: Ctx, session: AsyncSession, evidence: Evidence, platform: str, media_id: str
+) -> None:
+    """Download a chat photo into the evidence store (bot/platforms/evidence.py)."""
+    outbox.enqueue(
+        session,
+        kind=MEDIA_FETCH_KIND,
+        destination=f"{platform}:media",
+        payload={"evidence_id": evidence.id, "media_id": media_id},
+        now=ctx.now(),
+        case_id=evidence.case_id,
     )

@@ -44,7 +44,10 @@ async def _attach(session: AsyncSession, ctx: Ctx, event: ImageMessage) -> None:
         return
     now = ctx.now()
     ref = f"{event.sender.platform}:media:{event.media_id}"
-    session.add(Evidence(case_id=case_id, kind="photo", ref=ref, added_by=member.name, at=now))
+    photo = Evidence(case_id=case_id, kind="photo", ref=ref, added_by=member.name, at=now)
+    session.add(photo)
+    await session.flush()
+    notify.fetch_media(ctx, session, photo, event.sender.platform, event.media_id)
     session.add(audit(case_id, Actor.of(member), "evidence", now, why=ref))
     count = await session.scalar(
         select(func.count(Evidence.id)).where(

@@ -86,6 +86,7 @@ def make_settings(tmp_path: Path, db_url: str, **overrides: Any) -> Settings:
         "console": {"enabled": True},
         "channels.generic": {"secret": GENERIC_SECRET, "shop": "main-store"},
         "outbox": {},
+        "files": {"evidence": str(tmp_path / "evidence")},
     }
     tables["outbox"].update(overrides.pop("outbox", {}))
     for name, value in overrides.items():

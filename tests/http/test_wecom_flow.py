@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from bot.appkeys import CTX
 from storage import outbox
 from storage.db import Database
-from storage.models import AuditEvent, Case, OutboxMessage
+from storage.models import AuditEvent, Case, Evidence, OutboxMessage
 from tests.fakes.wecom import AGENT_ID, FakeWecom, running
 from tests.fakes.wecom_callbacks import CallbackSigner, settle, wecom_app
 from tests.support import Client, FakeClock, MakeClient, post_generic, return_body
@@ -251,3 +251,59 @@ async def test_a_group_robot_gets_at_most_20_messages_a_minute(
         async with db.read() as session:
             rows = list(await session.scalars(select(OutboxMessage)))
         assert {(r.status, r.attempts) for r in rows} == {("sent", 1)}  # no 45009 retries
+
+
+async def test_a_warehouse_photo_is_downloaded_into_the_evidence_store(
+    client: Client, clock: FakeClock, fake: FakeWecom, signer: CallbackSigner, tmp_path: Path
+) -> None:
+    item = {"sku": "BOWL-1", "name": "陶瓷食盆", "qty": 1, "unit_price": "39.00"}
+    body = return_body(
+        amount="39.00",
+        items=[item],
+        kind="return_refund",
+        return_waybill="SF7001",
+        carrier="SF",
+        event_id="photo-1",
+    )
+    status, answer = await post_generic(client, body, clock)
+    assert status == 202, answer
+    case_id = answer["case_id"]
+    jpeg = b"\xff\xd8\xff\xe0" + b"cracked bowl" * 100
+    fake.add_media("MEDIA_9", jpeg, "image/jpeg")
+    await post(client, signer.seal(signer.text("xiaozhou", "SF7001", msg_id=7101)))
+    await settle(client.app)
+    await post(client, signer.seal(signer.image("xiaozhou", "MEDIA_9", msg_id=7102)))
+    await settle(client.app)
+    async with client.app[CTX].db.read() as session:
+        photo = (
+            await session.scalars(
+                select(Evidence).where(Evidence.case_id == case_id, Evidence.kind == "photo")
+            )
+        ).one()
+    assert photo.ref == f"file:{case_id}/{photo.id}.jpg"
+    assert (tmp_path / "evidence" / case_id / f"{photo.id}.jpg").read_bytes() == jpeg
+    assert any(f"已将照片附加到 {case_id}" in t for t in fake.texts_to("xiaozhou"))
+
+
+async def test_a_photo_the_platform_no_longer_has_is_a_dead_letter(
+    client: Client, clock: FakeClock, fake: FakeWecom, signer: CallbackSigner
+) -> None:
+    item = {"sku": "BOWL-1", "name": "陶瓷食盆", "qty": 1, "unit_price": "39.00"}
+    body = return_body(
+        amount="39.00",
+        items=[item],
+        kind="return_refund",
+        return_waybill="SF7002",
+        carrier="SF",
+        event_id="photo-2",
+    )
+    await post_generic(client, body, clock)
+    await post(client, signer.seal(signer.text("xiaozhou", "SF7002", msg_id=7201)))
+    await settle(client.app)
+    await post(client, signer.seal(signer.image("xiaozhou", "MEDIA_GONE", msg_id=7202)))
+    await settle(client.app)
+    async with client.app[CTX].db.read() as session:
+        fetch = (
+            await session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "media.fetch"))
+        ).one()
+    assert fetch.status == "dead" and "40007" in fetch.last_error
