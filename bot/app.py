@@ -34,6 +34,7 @@ from bot.settings import Settings, templates_dir
 from bot.web import api, health
 from bot.web import console as console_web
 from handlers.actions import on_card_action
+from handlers.approvals import resend_unseen
 from handlers.commands import on_chat_message
 from handlers.context import Ctx, utcnow
 from handlers.intake import on_return_request
@@ -81,6 +82,7 @@ def create_app(
             await upgrade(db)
         async with db.transaction() as session:
             await sync_members(session, settings.members)
+            await resend_unseen(session, ctx)
         http = aiohttp.ClientSession(timeout=OUTBOUND_TIMEOUT)
         app[HTTP] = http
         performers: dict[str, Performer] = {

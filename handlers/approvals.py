@@ -16,7 +16,7 @@ from handlers import notify, steps, views
 from handlers.context import Ctx
 from handlers.people import holders, member_named, role_zh
 from handlers.workflow import STATUS_ZH, Actor, Refusal, Status, audit, check, fire, must
-from storage.models import ApprovalStep, Case, Member, PendingReply
+from storage.models import ApprovalStep, CardRecord, Case, Member, PendingReply
 
 
 async def load_case(session: AsyncSession, ctx: Ctx, case_id: str) -> Case | None:
@@ -277,3 +277,18 @@ async def _transfer(
     )
     await steps.open_step(session, ctx, case, step, to=[to])
     await notify.send_text(session, ctx, reply_to, f"已将 {case.id} 转交给 {to.name}", case.id)
+
+
+async def resend_unseen(session: AsyncSession, ctx: Ctx) -> int:
+    """At start-up: pending steps whose card reached nobody get it now (a member
+    holding the role, or a platform, may have been added since). Returns how many."""
+    shown = select(CardRecord.id).where(CardRecord.step_id == ApprovalStep.id).exists()
+    orphans = list(
+        await session.scalars(select(ApprovalStep).where(ApprovalStep.state == "pending", ~shown))
+    )
+    reached = 0
+    for step in orphans:
+        case = await load_case(session, ctx, step.case_id)
+        if case is not None and await steps.open_step(session, ctx, case, step) > 0:
+            reached += 1
+    return reached

@@ -6,17 +6,20 @@ step, or the end of the chain) and transfers.
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers import notify, views
 from handlers.context import Ctx
-from handlers.people import holders
+from handlers.people import holders, role_zh
 from handlers.risk import history_lines
 from handlers.workdays import add_business_hours
 from handlers.workflow import Actor, Refusal, fire, must
 from storage.history import customer_history
 from storage.models import ApprovalStep, Case, Member
 
+log = logging.getLogger(__name__)
 DEFAULT_REVIEW_HOURS = 4.0
 
 
@@ -44,7 +47,7 @@ async def open_step(
     if "customer_history" in case.attachments and case.buyer_ref:
         found = await customer_history(session, case.channel, case.buyer_ref, now, case.id)
         history = history_lines(found)
-    return await notify.send_cards(
+    sent = await notify.send_cards(
         session,
         ctx,
         to,
@@ -53,6 +56,17 @@ async def open_step(
         lambda card_id: views.approval_card(ctx, case, step, card_id, history),
         step_id=step.id,
     )
+    if sent == 0:
+        log.warning("case %s: nobody can receive the %s card", case.id, step.role)
+        await notify.tell(
+            session,
+            ctx,
+            await holders(session, "admin"),
+            f"⚠ {case.id} 需要「{role_zh(step.role)}」审批，但没有成员能收到卡片。"
+            "请在配置中添加该角色的成员（含企业微信 userid）并重启，卡片会自动补发。",
+            case.id,
+        )
+    return sent
 
 
 async def after_approval(session: AsyncSession, ctx: Ctx, case: Case) -> None:

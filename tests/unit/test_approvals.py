@@ -6,6 +6,7 @@ import dataclasses
 
 from bot.events import ChatMessage, Sender
 from bot.settings import MemberConfig
+from handlers.approvals import resend_unseen
 from handlers.commands import on_chat_message
 from handlers.intake import on_return_request
 from handlers.people import sync_members
@@ -32,3 +33,30 @@ async def test_one_person_cannot_approve_two_steps_of_one_chain(db: Database) ->
     assert "上一步" in [m.payload["text"] for m in await outbox(db, "text.send")][-1]
     await on_chat_message(ChatMessage("q3", Sender("console", "赵财务"), f"/同意 {case_id}"), ctx)
     assert (await case_of(db, case_id)).status == "refund_pending"
+
+
+async def test_a_step_nobody_can_receive_alerts_and_is_sent_once_someone_can(
+    db: Database,
+) -> None:
+    ctx = make_ctx(db)
+    without_finance = tuple(m for m in ctx.settings.members if "finance_director" not in m.roles)
+    ctx = dataclasses.replace(
+        ctx, settings=dataclasses.replace(ctx.settings, members=without_finance)
+    )
+    async with db.transaction() as session:
+        await sync_members(session, without_finance)
+    case_id = (await on_return_request(request(40, 600000), ctx)).case_id or ""
+    await on_chat_message(ChatMessage("d1", Sender("console", "李总监"), f"/同意 {case_id}"), ctx)
+    alerts = [m for m in await outbox(db, "text.send") if m.destination == "console:管理员"]
+    assert len(alerts) == 1 and "财务总监" in alerts[0].payload["text"]
+    assert [c.destination for c in await outbox(db, "card.send")] == ["console:李总监"]
+
+    full = make_ctx(db)  # 赵财务 joins; the next start sends the waiting card
+    async with db.transaction() as session:
+        await sync_members(session, full.settings.members)
+        assert await resend_unseen(session, full) == 1
+    async with db.transaction() as session:
+        assert await resend_unseen(session, full) == 0
+    cards = [c.destination for c in await outbox(db, "card.send")]
+    assert cards == ["console:李总监", "console:赵财务"]
+    assert (await case_of(db, case_id)).status == "pending_approval"
