@@ -99,6 +99,7 @@ async def create_case(
         ),
         ctx.settings.routing,
     )
+    label = ctx.settings.routing.label(decision.tier)
     case.tier, case.sla_policy, case.attachments = (
         decision.tier,
         decision.sla,
@@ -108,7 +109,13 @@ async def create_case(
     if decision.auto_approve:
         session.add(
             must(
-                fire(case, "auto_approve", SYSTEM_ACTOR, now, why=f"档位 {decision.tier} 自动通过")
+                fire(
+                    case,
+                    "auto_approve",
+                    SYSTEM_ACTOR,
+                    now,
+                    why=f"档位「{label}」自动通过",
+                )
             )
         )
         await steps.after_approval(session, ctx, case)
@@ -124,7 +131,7 @@ async def create_case(
                 "route",
                 SYSTEM_ACTOR,
                 now,
-                why=f"档位 {decision.tier}：{' → '.join(decision.steps)}",
+                why=f"档位「{label}」：{' → '.join(decision.steps)}",
             )
         )
     )

@@ -35,6 +35,7 @@ class Tier:
     steps: tuple[str, ...] = ()  # roles, in approval order
     attach: tuple[str, ...] = ()  # e.g. "customer_history" on the card
     sla: str = ""
+    label: str = ""  # what operators read on cards (the name when empty)
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,13 @@ class RoutingRules:
     tiers: tuple[Tier, ...]
     fallback_steps: tuple[str, ...] = ("cs_lead",)
     fallback_sla: str = "first_review"
+
+    def label(self, tier: str) -> str:
+        """The operators' name for a tier (cards, replies); `fallback` when none matched."""
+        if tier == "fallback":
+            return "兜底规则"
+        found = next((t for t in self.tiers if t.name == tier), None)
+        return (found.label or found.name) if found else tier
 
 
 @dataclass(frozen=True)
@@ -113,6 +121,7 @@ class _TierSpec:
     steps: tuple[str, ...] = ()
     attach: tuple[str, ...] = ()
     sla: str = ""
+    label: str = ""
 
 
 @dataclass(frozen=True)
@@ -183,6 +192,7 @@ def _tier(
         steps=spec.steps,
         attach=spec.attach,
         sla=sla,
+        label=spec.label,
     )
 
 

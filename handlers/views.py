@@ -94,7 +94,7 @@ def approval_card(
     """同意 / 驳回 / 转交 for one step; `history` is the director tier's customer summary."""
     chain = " → ".join(role_zh(s.role) for s in case.steps)
     fields = _base_fields(case) + [
-        ("档位", case.tier),
+        ("档位", ctx.settings.routing.label(case.tier)),
         ("审批", f"第 {step.seq}/{len(case.steps)} 步：{chain}"),
     ]
     if step.due_at is not None:

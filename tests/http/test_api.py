@@ -221,7 +221,7 @@ async def test_case_detail_follows_the_contract(client: Client, clock: FakeClock
         ("route", "requested", "pending_approval"),
     ]
     assert case["events"][0]["actor"] == "channel"
-    assert case["events"][1]["detail"]["why"].startswith("档位 cs_lead")
+    assert case["events"][1]["detail"]["why"] == "档位「客服组长审批」：cs_lead"
     assert case["created_at"] == "2026-11-23T10:00:00+08:00"
 
 

@@ -164,3 +164,12 @@ def test_tier_errors(tier_text: str, message: str) -> None:
     assert len(errors) == 1, errors
     assert message in errors[0]
     assert errors[0].startswith("routing.toml:")
+
+
+def test_tier_labels_for_operators() -> None:
+    from bot.settings import config_dir, load
+
+    rules = load(config_dir() / "returnhub.example.toml", env={}).routing
+    assert rules.label("director") == "运营总监审批"
+    assert rules.label("fallback") == "兜底规则"
+    assert rules.label("gone") == "gone"
