@@ -19,7 +19,6 @@ from bot.events import ChatMessage
 from handlers import approvals, notify, views, warehouse
 from handlers.context import Ctx
 from handlers.inbox import once
-from handlers.people import NOT_A_MEMBER, member_for
 from handlers.workflow import Actor, audit
 from storage.models import Case, Evidence, Member, PendingReply
 
@@ -178,9 +177,8 @@ async def on_chat_message(event: ChatMessage, ctx: Ctx) -> None:
 
 
 async def _handle(session: AsyncSession, ctx: Ctx, event: ChatMessage) -> None:
-    member = await member_for(session, event.sender)
+    member = await notify.known_member(session, ctx, event.sender)
     if member is None:
-        await notify.send_text(session, ctx, event.sender, NOT_A_MEMBER)
         return
     text = event.text.strip()
     if text.startswith(("/", "／")):

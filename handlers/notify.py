@@ -17,7 +17,7 @@ from bot.cards import Card
 from bot.events import Sender
 from bot.money import yuan
 from handlers.context import Ctx
-from handlers.people import address
+from handlers.people import NOT_A_MEMBER, address, member_for
 from storage import outbox
 from storage.models import CardRecord, Case, Evidence, Member
 
@@ -46,6 +46,14 @@ async def send_text(
         now=ctx.now(),
         case_id=case_id,
     )
+
+
+async def known_member(session: AsyncSession, ctx: Ctx, sender: Sender) -> Member | None:
+    """The member behind a chat user, or None after telling them they are not one."""
+    member = await member_for(session, sender)
+    if member is None:
+        await send_text(session, ctx, sender, NOT_A_MEMBER)
+    return member
 
 
 async def tell(

@@ -15,7 +15,7 @@ from handlers import notify, steps, views
 from handlers.approvals import case_or_reply, load_case, refuse
 from handlers.context import Ctx
 from handlers.inbox import once
-from handlers.people import NOT_A_MEMBER, holders, member_for
+from handlers.people import holders
 from handlers.workflow import Actor, Refusal, Status, audit, fire
 from storage.models import AuditEvent, Case, Evidence, Member
 
@@ -29,9 +29,8 @@ async def on_image_message(event: ImageMessage, ctx: Ctx) -> None:
 
 
 async def _attach(session: AsyncSession, ctx: Ctx, event: ImageMessage) -> None:
-    member = await member_for(session, event.sender)
+    member = await notify.known_member(session, ctx, event.sender)
     if member is None:
-        await notify.send_text(session, ctx, event.sender, NOT_A_MEMBER)
         return
     case_id = await session.scalar(
         select(AuditEvent.case_id)
