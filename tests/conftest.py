@@ -18,6 +18,9 @@ from storage.migrate import upgrade
 PG_URL = os.environ.get("RETURNHUB_TEST_PG", "")
 
 ENGINES = ["sqlite", pytest.param("pg", marks=pytest.mark.pg)]
+# For what only PostgreSQL can show (replicas racing on row locks): the `db` fixture
+# on the PostgreSQL engine alone.
+ONLY_PG = pytest.mark.parametrize("db", [pytest.param("pg", marks=pytest.mark.pg)], indirect=True)
 
 
 def _pg_or_skip() -> str:

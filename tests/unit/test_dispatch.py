@@ -7,7 +7,6 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import func, select
 
 from bot.dispatch import GRACE, MAX_ATTEMPTS, Dispatcher
@@ -16,7 +15,7 @@ from handlers.commands import on_chat_message
 from handlers.context import Ctx
 from storage.db import Database
 from storage.models import InboundEvent, InboxKey, OutboxMessage
-from tests.conftest import PG_URL
+from tests.conftest import ONLY_PG, PG_URL
 from tests.unit.test_flow import setup
 
 
@@ -152,9 +151,8 @@ async def test_shutdown_refuses_new_events(db: Database) -> None:
     assert await counts(db) == (0, 0, 0)
 
 
+@ONLY_PG
 async def test_two_replicas_recover_each_event_once(db: Database) -> None:
-    if db.is_sqlite:
-        pytest.skip("replicas share PostgreSQL; SQLite serves one process")
     ctx, clock = await ticking(db)
     other_db = Database(PG_URL)
     other = Ctx(db=other_db, settings=ctx.settings, clock=clock, platforms=ctx.platforms)

@@ -21,6 +21,7 @@ from bot.settings import OutboxSettings
 from storage import outbox
 from storage.db import Database
 from storage.models import OutboxMessage
+from tests.conftest import ONLY_PG
 
 DEST = "wecom-robot:ops"
 CASE = "RC-250301-0001"
@@ -281,9 +282,8 @@ async def test_lease_expiry_redelivers_after_a_crash(db: Database, clock: FakeCl
     assert (row.status, row.attempts, row.last_error) == ("sent", 1, "")
 
 
+@ONLY_PG
 async def test_two_pg_workers_deliver_each_row_once(db: Database, clock: FakeClock) -> None:
-    if db.is_sqlite:
-        pytest.skip("two replicas need PostgreSQL row locks (SKIP LOCKED); SQLite is one process")
     ids: list[int] = []
     for d in range(10):
         ids += await add(db, clock, 20, dest=f"dingtalk:chat-{d}")
@@ -319,14 +319,13 @@ class PausedClaims(Database):
             await self.go.wait()
 
 
+@ONLY_PG
 async def test_a_row_is_not_claimed_past_an_elder_another_replica_is_claiming(
     db: Database, clock: FakeClock
 ) -> None:
     # Replica A's claim holds the elder (its batch ended there) and has not committed
     # its lease yet; replica B must not take the younger row of the same case and
     # destination past it.
-    if db.is_sqlite:
-        pytest.skip("concurrent claimers need PostgreSQL; SQLite has one writer")
     elder, younger = await add(db, clock, 2)
     replica_a = PausedClaims(db.url)
     try:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage import outbox, timers
 from storage.db import Database
 from storage.models import OutboxMessage, Timer
+from tests.conftest import ONLY_PG
 
 NOW = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 CASE_A, CASE_B = "RC-250301-0001", "RC-250301-0002"
@@ -115,9 +115,8 @@ async def test_cancel_for_case(db: Database) -> None:
         assert await timers.cancel_for_case(session, CASE_B) == 0
 
 
+@ONLY_PG
 async def test_two_claimers_on_postgresql_fire_each_timer_once(db: Database) -> None:
-    if db.is_sqlite:
-        pytest.skip("two replicas need PostgreSQL row locks (SKIP LOCKED); SQLite is one process")
     ids = await add(db, *[(f"RC-250301-{i:04d}", "remind", -i % 7) for i in range(100)])
     seen: list[list[int]] = [[], []]
 
