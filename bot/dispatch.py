@@ -18,7 +18,9 @@ from typing import Any, TypeVar
 from sqlalchemy.exc import IntegrityError
 
 from bot.events import Deferrable, decode, encode
+from handlers import notify
 from handlers.context import Ctx
+from handlers.people import holders
 from storage import inbound
 
 log = logging.getLogger(__name__)
@@ -105,7 +107,7 @@ class Dispatcher:
                 handler = self.handlers[type(event)]
             except (KeyError, TypeError) as exc:
                 log.error("inbound %s cannot be decoded (%s); dead", row.key, exc)
-                await inbound.failed(self.ctx.db, row.key, repr(exc), retry_at=None)
+                await self._give_up(row.key, repr(exc))
                 continue
             log.warning("recovering inbound %s (attempt %d)", row.key, row.attempts)
             try:
@@ -113,9 +115,20 @@ class Dispatcher:
             except Exception as exc:
                 dead = row.attempts >= MAX_ATTEMPTS
                 log.exception("recovery of %s failed%s", row.key, "; giving up" if dead else "")
-                retry_at = None if dead else self.ctx.clock() + LEASE * row.attempts
-                await inbound.failed(self.ctx.db, row.key, repr(exc), retry_at=retry_at)
+                if dead:
+                    await self._give_up(row.key, repr(exc))
+                else:
+                    retry_at = self.ctx.clock() + LEASE * row.attempts
+                    await inbound.failed(self.ctx.db, row.key, repr(exc), retry_at=retry_at)
         return len(rows)
+
+    async def _give_up(self, key: str, error: str) -> None:
+        """Stop retrying an acknowledged event, and tell the admins it was not handled."""
+        await inbound.failed(self.ctx.db, key, error, retry_at=None)
+        async with self.ctx.db.transaction() as session:
+            admins = await holders(session, "admin")
+            text = f"⚠ 收到的消息 {key} 多次处理失败，已停止重试：{error[:200]}"
+            await notify.tell(session, self.ctx, admins, text, alert=True)
 
     async def idle(self) -> None:
         """Wait until the work accepted so far has finished (tests, flushes)."""

@@ -119,6 +119,13 @@ async def test_an_event_that_always_fails_is_given_up_on(db: Database) -> None:
     async with db.read() as session:
         row = await session.get(InboundEvent, "wecom:msg:1")
     assert row is not None and row.status == "dead" and "bug" in row.last_error
+    async with db.read() as session:
+        alerts = list(
+            await session.scalars(
+                select(OutboxMessage.payload).where(OutboxMessage.destination == "console:管理员")
+            )
+        )
+    assert len(alerts) == 1 and "wecom:msg:1" in alerts[0]["text"] and alerts[0]["alert"]
 
 
 async def test_a_record_that_cannot_be_decoded_is_dead_not_a_crash_loop(db: Database) -> None:
