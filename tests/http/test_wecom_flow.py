@@ -253,27 +253,36 @@ async def test_a_group_robot_gets_at_most_20_messages_a_minute(
         assert {(r.status, r.attempts) for r in rows} == {("sent", 1)}  # no 45009 retries
 
 
-async def test_a_warehouse_photo_is_downloaded_into_the_evidence_store(
-    client: Client, clock: FakeClock, fake: FakeWecom, signer: CallbackSigner, tmp_path: Path
-) -> None:
+async def photo_after_scan(
+    client: Client, clock: FakeClock, signer: CallbackSigner, n: int, media_id: str
+) -> str:
+    """A return parcel 小周 scans (waybill SF700<n>), then a photo of it in WeCom."""
     item = {"sku": "BOWL-1", "name": "陶瓷食盆", "qty": 1, "unit_price": "39.00"}
     body = return_body(
         amount="39.00",
         items=[item],
         kind="return_refund",
-        return_waybill="SF7001",
+        return_waybill=f"SF700{n}",
         carrier="SF",
-        event_id="photo-1",
+        event_id=f"photo-{n}",
     )
     status, answer = await post_generic(client, body, clock)
     assert status == 202, answer
-    case_id = answer["case_id"]
+    await post(client, signer.seal(signer.text("xiaozhou", f"SF700{n}", msg_id=7100 + 2 * n)))
+    await settle(client.app)
+    photo = signer.image("xiaozhou", media_id, msg_id=7101 + 2 * n)
+    await post(client, signer.seal(photo))
+    await settle(client.app)
+    case_id: str = answer["case_id"]
+    return case_id
+
+
+async def test_a_warehouse_photo_is_downloaded_into_the_evidence_store(
+    client: Client, clock: FakeClock, fake: FakeWecom, signer: CallbackSigner, tmp_path: Path
+) -> None:
     jpeg = b"\xff\xd8\xff\xe0" + b"cracked bowl" * 100
     fake.add_media("MEDIA_9", jpeg, "image/jpeg")
-    await post(client, signer.seal(signer.text("xiaozhou", "SF7001", msg_id=7101)))
-    await settle(client.app)
-    await post(client, signer.seal(signer.image("xiaozhou", "MEDIA_9", msg_id=7102)))
-    await settle(client.app)
+    case_id = await photo_after_scan(client, clock, signer, 1, "MEDIA_9")
     async with client.app[CTX].db.read() as session:
         photo = (
             await session.scalars(
@@ -288,20 +297,7 @@ async def test_a_warehouse_photo_is_downloaded_into_the_evidence_store(
 async def test_a_photo_the_platform_no_longer_has_is_a_dead_letter(
     client: Client, clock: FakeClock, fake: FakeWecom, signer: CallbackSigner
 ) -> None:
-    item = {"sku": "BOWL-1", "name": "陶瓷食盆", "qty": 1, "unit_price": "39.00"}
-    body = return_body(
-        amount="39.00",
-        items=[item],
-        kind="return_refund",
-        return_waybill="SF7002",
-        carrier="SF",
-        event_id="photo-2",
-    )
-    await post_generic(client, body, clock)
-    await post(client, signer.seal(signer.text("xiaozhou", "SF7002", msg_id=7201)))
-    await settle(client.app)
-    await post(client, signer.seal(signer.image("xiaozhou", "MEDIA_GONE", msg_id=7202)))
-    await settle(client.app)
+    await photo_after_scan(client, clock, signer, 2, "MEDIA_GONE")
     async with client.app[CTX].db.read() as session:
         fetch = (
             await session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "media.fetch"))
