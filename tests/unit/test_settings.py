@@ -284,9 +284,10 @@ def test_routing_errors_name_routing_file_and_line(tmp_path: Path) -> None:
     main = write(tmp_path, "returnhub.toml", "[server]\nport = 8080\n")
     routing = write(tmp_path, "routing.toml", ROUTING)
     assert errors_of(main) == [
-        f"{routing}:11: tier 'lead': unknown role 'cs_leed'",
-        f"{routing}:14: tier 'lead2' overlaps tier 'lead' (same filters, amount ranges intersect)",
-        f"{routing}:19: tier 'lead2': unknown SLA policy 'quick'",
+        f"{routing}:11: tier 'lead': 未知角色 / unknown role 'cs_leed'",
+        f"{routing}:14: tier 'lead2' 与 tier 'lead' 重叠（条件相同，金额区间相交） "
+        "/ overlaps tier 'lead'",
+        f"{routing}:19: tier 'lead2': 未知 SLA 策略 / unknown SLA policy 'quick'",
     ]
 
 
@@ -352,7 +353,7 @@ def test_syntax_error_in_main_still_checks_rule_files_beside_it(tmp_path: Path) 
     assert len(errors) == 2, errors
     assert errors[0].startswith(f"{main}:1: TOML 语法错误 / TOML syntax error: ")
     # "custom" may be declared in the unreadable main file: no unknown-role guess
-    assert errors[1].startswith(f"{routing}:4: tier 'b': set either auto_approve")
+    assert errors[1].startswith(f"{routing}:4: tier 'b': auto_approve = true 与 steps 必须二选一")
 
 
 def test_locator_handles_dotted_quoted_and_multiline() -> None:
