@@ -15,6 +15,7 @@ from pathlib import Path
 from aiohttp import web
 
 from bot import settings as config
+from bot.bench.main import add_parser as add_bench_parser
 from bot.web.access_log import AccessLog
 from storage import outbox
 from storage.db import Database
@@ -200,6 +201,8 @@ def parser() -> argparse.ArgumentParser:
     retry.add_argument("--all", action="store_true")
     retry.add_argument("ids", nargs="*", type=int)
     retry.set_defaults(func=cmd_outbox_retry)
+
+    add_bench_parser(sub)
     return p
 
 
