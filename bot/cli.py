@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from bot import settings as config
+from bot.bench.main import add_parser as add_bench_parser
 from bot.startup_report import log_report, render
 from bot.web.access_log import AccessLog
 from storage import outbox
@@ -245,6 +246,8 @@ def parser() -> argparse.ArgumentParser:
     retry.add_argument("--all", action="store_true", help="全部死信 / every dead letter")
     retry.add_argument("ids", nargs="*", type=int, help="要重新投递的死信 id / ids to retry")
     retry.set_defaults(func=cmd_outbox_retry)
+
+    add_bench_parser(sub)
     return p
 
 
