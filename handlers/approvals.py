@@ -150,6 +150,7 @@ async def _approve(
         must(fire(case, transition, actor, now, step_role=step.role, detail={"step": step.seq}))
     )
     step.state, step.actor_id, step.decided_at = "approved", member.id, now
+    step.actor = member  # the next step's card names who approved this one
     await notify.close_cards(
         session,
         ctx,

@@ -97,6 +97,7 @@ def approval_card(
         ("档位", ctx.settings.routing.label(case.tier)),
         ("审批", f"第 {step.seq}/{len(case.steps)} 步：{chain}"),
     ]
+    fields += prior_approvals(ctx, case, step)
     if step.due_at is not None:
         fields.append(("处理时限", stamp(ctx, step.due_at)))
     return Card(
@@ -111,6 +112,20 @@ def approval_card(
         buttons=_buttons(ctx, card_id, APPROVAL_BUTTONS),
         extra={"step": str(step.seq)},
     )
+
+
+def prior_approvals(ctx: Ctx, case: Case, step: ApprovalStep) -> list[tuple[str, str]]:
+    """Who approved the steps before `step`, and when (local time): a finance director
+    deciding step 2 sees that the ops director already agreed. WeCom keeps the
+    "已审批" label among its six horizontal items (bot/platforms/wecom_cards.py)."""
+    return [
+        (
+            "已审批",
+            f"第{s.seq}步 {s.actor.name if s.actor else '—'} {stamp(ctx, s.decided_at)} 同意",
+        )
+        for s in case.steps
+        if s.seq < step.seq and s.state == "approved" and s.decided_at is not None
+    ]
 
 
 def inspection_card(ctx: Ctx, case: Case, card_id: int) -> Card:
