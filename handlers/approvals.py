@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from bot.events import Sender
-from handlers import notify, steps, views
+from handlers import cs_notice, notify, steps, views
 from handlers.context import Ctx
 from handlers.people import holders, member_named, role_zh
 from handlers.workflow import STATUS_ZH, Actor, Refusal, Status, audit, check, fire, must
@@ -216,10 +216,12 @@ async def _reject(
     now = ctx.now()
     session.add(must(fire(case, "reject", actor, now, step_role=step.role, why=reason)))
     step.state, step.actor_id, step.decided_at, step.reason = "rejected", member.id, now, reason
+    step.actor = member
     await notify.close_cards(
         session, ctx, case.id, f"已由 {member.name} 于 {views.stamp(ctx, now)} 驳回：{reason}"
     )
     await notify.channel_event(session, ctx, case, "rejected", reason=reason)
+    await cs_notice.tell_rejected(session, ctx, case, member, role_zh(step.role), reason)
     await notify.send_text(session, ctx, reply_to, f"已驳回 {case.id}", case.id)
 
 

@@ -158,6 +158,27 @@ def risk_card(ctx: Ctx, case: Case, card_id: int, finding: str, by: str) -> Card
     )
 
 
+def rejection_text(ctx: Ctx, case: Case, by: str, reason: str, finding: str = "") -> str:
+    """What customer service reads after a rejection, ending with what to tell the buyer;
+    `finding` is the inspection outcome when risk rejected a returned parcel."""
+    kind = KIND_ZH.get(case.kind, case.kind)
+    amount = yuan_zh(case.amount_fen)
+    buyer = case.buyer_nick or case.buyer_ref or "—"
+    if finding:
+        why = f"您寄回的商品经仓库验货为「{finding}」，退款申请未能通过，原因：{reason}。"
+    else:
+        why = f"您的{kind}申请（订单 {case.order_id}，{amount}）未能通过审核，原因：{reason}。"
+    return "\n".join(
+        [
+            f"【驳回通知】{case.id} 已驳回，请告知买家",
+            f"{kind} {amount} · 订单 {case.order_id} · 买家 {buyer}",
+            f"驳回人：{by}，{stamp(ctx, ctx.now())}",
+            f"原因：{reason}",
+            f"可以这样告诉买家：{why}如有疑问或新的凭证，请直接回复我们。",
+        ]
+    )
+
+
 def summary_text(ctx: Ctx, case: Case) -> str:
     """The /查单 answer."""
     lines = [
