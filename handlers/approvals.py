@@ -169,22 +169,23 @@ async def _approve(
         )
 
 
-async def _ask(
+async def ask(
     session: AsyncSession,
     ctx: Ctx,
     member: Member,
     case: Case,
-    step: ApprovalStep,
+    step_id: int | None,
     action: str,
     question: str,
     reply_to: Sender,
 ) -> None:
-    """Ask in chat; the member's next plain message completes `action` (commands.py)."""
+    """Ask in chat; the member's next plain message completes `action` on the case
+    (commands.py hands it to actions.route, as if the card had carried the answer)."""
     await session.merge(
         PendingReply(
             member_id=member.id,
             case_id=case.id,
-            step_id=step.id,
+            step_id=step_id,
             action=action,
             asked_at=ctx.now(),
         )
@@ -207,7 +208,7 @@ async def _reject(
     if refusal is None and not reason:
         if from_card:  # a card has no text box: ask, and take the next chat message
             question = f"请直接回复驳回 {case.id} 的原因（发送 /取消 放弃）"
-            await _ask(session, ctx, member, case, step, "reject", question, reply_to)
+            await ask(session, ctx, member, case, step.id, "reject", question, reply_to)
             return
         refusal = Refusal(f"驳回需要填写原因：/驳回 {case.id} 原因")
     if refusal is not None:
@@ -245,7 +246,7 @@ async def _transfer(
                 f"可转交给：{'、'.join(others)}。请直接回复姓名，"
                 f"将 {case.id} 转交（发送 /取消 放弃）"
             )
-            await _ask(session, ctx, member, case, step, "transfer", question, reply_to)
+            await ask(session, ctx, member, case, step.id, "transfer", question, reply_to)
             return
     if refusal is None:
         if to is None:
