@@ -81,7 +81,11 @@ async def _lookup(call: Call) -> None:
     if not cases:
         await call.reply(f"未找到与 {code} 相关的售后单")
         return
-    await call.reply("\n\n".join(views.summary_text(call.ctx, c) for c in cases), cases[0].id)
+    answers = [
+        views.summary_text(call.ctx, c, await warehouse.hold_lines(call.session, call.ctx, c))
+        for c in cases
+    ]
+    await call.reply("\n\n".join(answers), cases[0].id)
 
 
 def _decision(action: str, usage: str) -> Run:

@@ -179,8 +179,8 @@ def rejection_text(ctx: Ctx, case: Case, by: str, reason: str, finding: str = ""
     )
 
 
-def summary_text(ctx: Ctx, case: Case) -> str:
-    """The /查单 answer."""
+def summary_text(ctx: Ctx, case: Case, hold: tuple[str, ...] = ()) -> str:
+    """The /查单 answer; `hold` says why an on_hold case waits and for whom."""
     lines = [
         f"【{case.id}】{STATUS_ZH[Status(case.status)]}",
         f"{KIND_ZH.get(case.kind, case.kind)} {yuan_zh(case.amount_fen)} · 订单 {case.order_id}",
@@ -199,7 +199,9 @@ def summary_text(ctx: Ctx, case: Case) -> str:
         }.get(s.state, s.state)
         when = f" {stamp(ctx, s.decided_at)}" if s.decided_at else ""
         due = f"（时限 {stamp(ctx, s.due_at)}）" if s.state == "pending" and s.due_at else ""
-        lines.append(f"第{s.seq}步 {role_zh(s.role)}：{state} {who}{when}{due}".rstrip())
+        why = f"（原因：{s.reason}）" if s.state == "rejected" and s.reason else ""
+        lines.append(f"第{s.seq}步 {role_zh(s.role)}：{state} {who}{when}{due}{why}".rstrip())
+    lines += hold
     if case.return_waybill:
         lines.append(f"退货运单：{case.carrier or ''} {case.return_waybill}".rstrip())
     lines.append(f"创建于 {stamp(ctx, case.created_at)}")

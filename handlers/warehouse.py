@@ -220,6 +220,37 @@ def _reject_question(case: Case) -> str:
     )
 
 
+async def hold_lines(session: AsyncSession, ctx: Ctx, case: Case) -> tuple[str, ...]:
+    """Why an on_hold case waits, and for whom (for /查单): the inspection finding and
+    who recorded it, the notes and photos since receipt, and who must decide."""
+    if case.status != Status.ON_HOLD:
+        return ()
+    lines: list[str] = []
+    held = await _hold(session, case)
+    if held is not None:
+        who = held.actor.removeprefix("member:")
+        lines.append(
+            f"挂起原因：验货「{_why(held)}」（{who} 于 {views.stamp(ctx, held.at)}），退款已暂停"
+        )
+    since = case.received_at or case.created_at
+    found = await session.scalars(
+        select(Evidence)
+        .where(Evidence.case_id == case.id, Evidence.at >= since)
+        .order_by(Evidence.id)
+    )
+    evidence = list(found)
+    notes = [e for e in evidence if e.kind == "note"][-3:]
+    lines += [f"备注：{n.ref}（{n.added_by} {views.stamp(ctx, n.at)}）" for n in notes]
+    photos = sum(e.kind == "photo" for e in evidence)
+    if photos:
+        lines.append(f"验货照片 {photos} 张")
+    risk = "、".join(m.name for m in await holders(session, "risk")) or "暂无风控成员"
+    lines.append(
+        f"等待风控（{risk}）或运营总监决定：全额退款，或驳回退款（/驳回退款 {case.id} 原因）"
+    )
+    return tuple(lines)
+
+
 async def _hold(session: AsyncSession, case: Case) -> AuditEvent | None:
     """The inspection that put the case on hold (the latest, after a re-inspection)."""
     found = await session.scalars(

@@ -51,3 +51,12 @@ async def test_risk_sees_its_commands_in_help(db: Database) -> None:
     await on_chat_message(ChatMessage("h1", Sender("console", "陈风控"), "/帮助"), ctx)
     listed = (await texts_to(db, "陈风控"))[-1]
     assert "/驳回退款 RC-… 原因" in listed and "/取消" in listed and "/同意" not in listed
+
+
+async def test_lookup_of_a_rejected_case_says_why(db: Database) -> None:
+    ctx = await setup(db)
+    case_id = (await on_return_request(request(1, 13200), ctx)).case_id or ""
+    await on_chat_message(ChatMessage("j1", WANG, f"/驳回 {case_id} 超过七天"), ctx)
+    await on_chat_message(ChatMessage("q1", Sender("console", "小美"), f"/查单 {case_id}"), ctx)
+    answer = (await texts_to(db, "小美"))[-1]
+    assert "第1步 客服组长：已驳回 王组长 11-21 10:00（原因：超过七天）" in answer

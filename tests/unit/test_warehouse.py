@@ -1,5 +1,5 @@
-"""Warehouse and risk: replies say what happened, not more; 驳回退款 needs a reason and
-says what it will do before it does it."""
+"""Warehouse and risk: replies say what happened, not more; a hold says why it waits;
+驳回退款 needs a reason and says what it will do before it does it."""
 
 from __future__ import annotations
 
@@ -131,3 +131,26 @@ async def test_reject_refund_as_a_command_needs_a_reason_and_the_role(db: Databa
     )
     assert (await risk_card_state(db, case_id)).startswith("closed:已由 陈风控")
     assert "配件缺失，与签收照片不符" in (await texts_to(db, "小美"))[-1]
+
+
+async def test_a_held_case_says_why_and_who_must_decide(db: Database) -> None:
+    ctx = await setup(db)
+    case_id = await held_case(db, ctx)
+    await on_chat_message(
+        ChatMessage("n1", Sender("console", "小周"), f"/记录 {case_id} 外箱压扁，主机外壳开裂"),
+        ctx,
+    )
+    await on_chat_message(ChatMessage("q1", Sender("console", "小美"), f"/查单 {case_id}"), ctx)
+    answer = (await texts_to(db, "小美"))[-1]
+    assert "异常挂起" in answer
+    assert "挂起原因：验货「破损」（小周 于 11-21 10:00），退款已暂停" in answer
+    assert "备注：外箱压扁，主机外壳开裂（小周 11-21 10:00）" in answer
+    assert (
+        f"等待风控（陈风控）或运营总监决定：全额退款，或驳回退款（/驳回退款 {case_id} 原因）"
+        in answer
+    )
+
+    await on_chat_message(ChatMessage("r1", RISK, f"/驳回退款 {case_id} 人为损坏"), ctx)
+    await on_chat_message(ChatMessage("q2", Sender("console", "小美"), f"/查单 {case_id}"), ctx)
+    after = (await texts_to(db, "小美"))[-1]
+    assert "已驳回" in after and "挂起原因" not in after, "only a held case waits"
