@@ -15,7 +15,7 @@
     ops_director: ["/同意 RC-", "/驳回 RC- 原因"],
     finance_director: ["/同意 RC-", "/驳回 RC- 原因"],
     warehouse: ["/查单 SF"],
-    risk: ["/查单 RC-"],
+    risk: ["/查单 RC-", "/驳回退款 RC- 原因"],
     admin: ["/查单 RC-"],
   };
   const RUN_NOW = new Set(["/帮助"]);
