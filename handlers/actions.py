@@ -10,13 +10,13 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.events import CardAction
+from bot.events import CardAction, Sender
 from handlers import approvals, notify, tokens, warehouse
 from handlers.context import Ctx
 from handlers.inbox import once
 from handlers.people import NOT_A_MEMBER, member_for
 from handlers.workflow import Actor, audit
-from storage.models import CardRecord
+from storage.models import CardRecord, Member
 
 log = logging.getLogger(__name__)
 
@@ -59,21 +59,50 @@ async def _handle(session: AsyncSession, ctx: Ctx, event: CardAction) -> None:
         )
         await notify.send_text(session, ctx, event.sender, NOT_A_MEMBER, record.case_id)
         return
+    await route(
+        session,
+        ctx,
+        record.case_id,
+        member,
+        action,
+        event.sender,
+        reason=event.reason,
+        target=event.target,
+        step_id=record.step_id,
+    )
+
+
+async def route(
+    session: AsyncSession,
+    ctx: Ctx,
+    case_id: str,
+    member: Member,
+    action: str,
+    reply_to: Sender,
+    *,
+    reason: str = "",
+    target: str = "",
+    step_id: int | None = None,
+) -> None:
+    """Where a card action lands: from the click itself, or from the member's chat reply
+    to the question the click raised (the reason for 驳回 / 驳回退款, a transfer target)."""
     if action in APPROVAL:
         await approvals.decide(
             session,
             ctx,
-            record.case_id,
+            case_id,
             member,
             action,
-            event.sender,
-            reason=event.reason,
-            target=event.target,
-            step_id=record.step_id,
+            reply_to,
+            reason=reason,
+            target=target,
+            step_id=step_id,
         )
     elif action in INSPECTION:
-        await warehouse.inspect(session, ctx, record.case_id, member, action, event.sender)
+        await warehouse.inspect(session, ctx, case_id, member, action, reply_to)
     elif action in RISK:
-        await warehouse.resolve(session, ctx, record.case_id, member, action, event.sender)
+        await warehouse.resolve(
+            session, ctx, case_id, member, action, reply_to, reason=reason, ask_reason=True
+        )
     else:
-        await notify.send_text(session, ctx, event.sender, "该按钮无效或已过期")
+        await notify.send_text(session, ctx, reply_to, "该按钮无效或已过期")

@@ -89,6 +89,15 @@ async def outbox(db: Database, kind: str) -> list[OutboxMessage]:
         return list(rows)
 
 
+async def texts_to(db: Database, user: str) -> list[str]:
+    """The chat texts the console member `user` was sent, in order."""
+    return [
+        m.payload["text"]
+        for m in await outbox(db, "text.send")
+        if m.destination == f"console:{user}"
+    ]
+
+
 async def card_token(db: Database, case_id: str, user: str, action: str) -> str:
     async with db.read() as session:
         record = (
@@ -255,7 +264,7 @@ async def test_reject_clicked_on_a_card_asks_for_the_reason_in_chat(db: Database
     )
     case = await case_of(db, case_id)
     assert case.status == "rejected"
-    texts = [m.payload["text"] for m in await outbox(db, "text.send")]
+    texts = await texts_to(db, "王组长")
     assert "请直接回复驳回" in texts[0] and texts[1] == f"已驳回 {case_id}"
     # The next plain message is no longer taken as a reason.
     await on_chat_message(ChatMessage("r2", Sender("console", "王组长"), "你好"), ctx)
