@@ -137,7 +137,11 @@ async def load_keyring(db: Database, configured: str, grace: timedelta, now: dat
                 ServerSecret.name != CURRENT, ServerSecret.retired_at <= now - grace
             )
         )
-        others = await session.scalars(select(ServerSecret).where(ServerSecret.name != CURRENT))
+        others = await session.scalars(
+            select(ServerSecret)
+            .where(ServerSecret.name != CURRENT)
+            .order_by(ServerSecret.retired_at.desc())  # the newest is the likeliest signer
+        )
         retired: list[tuple[str, datetime]] = []
         legacy: datetime | None = None
         for other in others:
