@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import select
 
+from bot.settings import check, load
 from handlers import tokens
 from storage.db import Database
 from storage.models import CardRecord, ServerSecret
@@ -126,3 +128,12 @@ async def test_a_fresh_database_accepts_no_first_format_tokens(db: Database) -> 
     ring = await load_keyring(db, "kept-secret", GRACE, NOW)  # cards made after: ours
     assert ring.legacy_since is None
     assert tokens.verify(ring, FIRST_FORMAT, NOW) is None
+
+
+def test_a_negative_grace_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "returnhub.toml"
+    path.write_text("[server]\nsecret_grace_days = -1\n", encoding="utf-8")
+    assert f"{path}:2: server.secret_grace_days: must be 0 or more" in check(path, env={})
+    assert (
+        load(path, env={"RETURNHUB__SERVER__SECRET_GRACE_DAYS": "0"}).server.secret_grace_days == 0
+    )
