@@ -13,7 +13,7 @@ from bot.settings import check, load
 from handlers import tokens
 from storage.db import Database
 from storage.models import CardRecord, ServerSecret
-from storage.secrets import CURRENT, LEGACY, load_keyring
+from storage.secrets import CURRENT, LEGACY, Keyring, load_keyring
 from tests.unit.test_tokens import mint
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC).replace(tzinfo=None)  # as ctx.now() gives
@@ -26,13 +26,18 @@ async def rows(db: Database) -> dict[str, ServerSecret]:
         return {r.name: r for r in await session.scalars(select(ServerSecret))}
 
 
-async def test_replicas_starting_together_agree_on_one_generated_secret(db: Database) -> None:
-    replicas = [Database(db.url) for _ in range(4)]
+async def starting_together(db: Database, count: int, configured: str) -> list[Keyring]:
+    """`count` replicas (each its own engine and pool) loading the keyring at once."""
+    replicas = [Database(db.url) for _ in range(count)]
     try:
-        rings = await asyncio.gather(*(load_keyring(r, "", GRACE, NOW) for r in replicas))
+        return await asyncio.gather(*(load_keyring(r, configured, GRACE, NOW) for r in replicas))
     finally:
         for replica in replicas:
             await replica.dispose()
+
+
+async def test_replicas_starting_together_agree_on_one_generated_secret(db: Database) -> None:
+    rings = await starting_together(db, 4, "")
     assert len({ring.current for ring in rings}) == 1
     assert len(rings[0].current) >= 40  # token_urlsafe(32)
     stored = await rows(db)
@@ -80,12 +85,7 @@ async def test_the_same_configured_secret_on_every_start_changes_nothing(db: Dat
 
 async def test_replicas_rotating_together_retire_the_old_secret_once(db: Database) -> None:
     await load_keyring(db, "before", GRACE, NOW)
-    replicas = [Database(db.url) for _ in range(3)]
-    try:
-        rings = await asyncio.gather(*(load_keyring(r, "after", GRACE, NOW) for r in replicas))
-    finally:
-        for replica in replicas:
-            await replica.dispose()
+    rings = await starting_together(db, 3, "after")
     assert {ring.current for ring in rings} == {"after"}
     assert all(ring.verifying(NOW) == ("after", "before") for ring in rings)
     assert sorted(r.value for r in (await rows(db)).values()) == ["after", "before"]
