@@ -100,38 +100,8 @@ async def load_keyring(db: Database, configured: str, grace: timedelta, now: dat
     `configured` is `server.secret` ("" when unset); `now` is naive UTC. Retired
     secrets past their grace are deleted here, so a leaked old one does not linger.
     """
-    days = grace.days
     async with db.transaction() as session:
-        made = configured or secrets.token_urlsafe(32)
-        fresh = await _insert_new(session, db, CURRENT, made, now)
-        query = select(ServerSecret).where(ServerSecret.name == CURRENT)
-        row = (await session.scalars(query.with_for_update(**db.for_update()))).one()
-        had_cards = fresh and await session.scalar(select(CardRecord.id).limit(1)) is not None
-        if had_cards and await _insert_new(session, db, LEGACY, "", now):
-            log.info(
-                "已发出的旧格式卡片按钮在 %d 天内仍然有效 / card buttons signed in the "
-                "previous token format stay valid for %d days",
-                days,
-                days,
-            )
-        if configured and row.value != configured:
-            await _retire(session, db, row.value, now)
-            row.value, row.created_at = configured, now
-            log.warning(
-                "server.secret 已更换：旧密钥在 %d 天内仍可验证已发出的卡片按钮和 API 游标 / "
-                "server.secret changed: the previous one still verifies cards and API "
-                "cursors for %d days",
-                days,
-                days,
-            )
-        elif not configured:
-            log.info(
-                "server.secret 未配置：%s / server.secret not set: %s",
-                "已生成并存入数据库，所有副本和重启共用" if fresh else "使用数据库中保存的密钥",
-                "generated one and stored it in the database for every replica and restart"
-                if fresh
-                else "using the one stored in the database",
-            )
+        current = await _settle_current(session, db, configured, grace, now)
         await session.execute(
             delete(ServerSecret).where(
                 ServerSecret.name != CURRENT, ServerSecret.retired_at <= now - grace
@@ -149,4 +119,44 @@ async def load_keyring(db: Database, configured: str, grace: timedelta, now: dat
                 legacy = other.retired_at
             elif other.retired_at is not None:
                 retired.append((other.value, other.retired_at))
-        return Keyring(row.value, tuple(retired), grace, legacy)
+        return Keyring(current, tuple(retired), grace, legacy)
+
+
+async def _settle_current(
+    session: AsyncSession, db: Database, configured: str, grace: timedelta, now: datetime
+) -> str:
+    """The current secret after this start: the stored one, the configured one (retiring
+    the stored one if it differs), or a new one if there is none yet."""
+    fresh = await _insert_new(session, db, CURRENT, configured or secrets.token_urlsafe(32), now)
+    query = select(ServerSecret).where(ServerSecret.name == CURRENT)
+    row = (await session.scalars(query.with_for_update(**db.for_update()))).one()
+    days = grace.days
+    if fresh and await session.scalar(select(CardRecord.id).limit(1)) is not None:
+        await _insert_new(session, db, LEGACY, "", now)  # an upgrade: its cards are v1
+        log.info(
+            "已发出的旧格式卡片按钮在 %d 天内仍然有效 / card buttons signed in the previous "
+            "token format stay valid for %d days",
+            days,
+            days,
+        )
+    if configured and row.value != configured:
+        await _retire(session, db, row.value, now)
+        row.value, row.created_at = configured, now
+        log.warning(
+            "server.secret 已更换：旧密钥在 %d 天内仍可验证已发出的卡片按钮和 API 游标 / "
+            "server.secret changed: the previous one still verifies cards and API cursors "
+            "for %d days",
+            days,
+            days,
+        )
+    elif not configured and fresh:
+        log.info(
+            "server.secret 未配置：已生成并存入数据库，所有副本和重启共用 / server.secret "
+            "not set: generated one and stored it in the database for every replica and restart"
+        )
+    elif not configured:
+        log.info(
+            "server.secret 未配置：使用数据库中保存的密钥 / server.secret not set: using the "
+            "one stored in the database"
+        )
+    return row.value

@@ -4,8 +4,8 @@ The list is newest first with keyset pagination: the opaque cursor holds the las
 row's `(created_at, id)`, so a page never repeats or skips a case however many
 arrive meanwhile (an OFFSET would shift under inserts). The cursor is signed with
 a key derived from the server keyring (shared by replicas, like card tokens; a
-retired secret still verifies during its grace), so a
-hand-edited cursor is refused instead of silently paging from somewhere else. `since` keeps cases
+retired secret still verifies during its grace), so a hand-edited cursor is
+refused instead of silently paging from somewhere else. `since` keeps cases
 *changed* at or after that time (`updated_at`), which is how an OMS without a
 `callback_url` polls for outcomes: remember the newest `updated_at` seen, ask
 again with `since=` that. Bad parameters answer 400 with a JSON error naming them.
