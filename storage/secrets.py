@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
@@ -43,8 +43,8 @@ class Keyring:
     start-up has loaded the real one) signs nothing and verifies nothing.
     """
 
-    current: str = ""
-    retired: tuple[tuple[str, datetime], ...] = ()  # (secret, retired at)
+    current: str = field(default="", repr=False)  # never in a log line or traceback
+    retired: tuple[tuple[str, datetime], ...] = field(default=(), repr=False)  # (secret, at)
     grace: timedelta = timedelta(days=7)
     legacy_since: datetime | None = None
 

@@ -9,12 +9,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from bot.app import create_app
 from bot.appkeys import CTX, WORKER
 from storage.db import Database
-from storage.models import AuditEvent, CardRecord, Case
+from storage.models import AuditEvent, CardRecord, Case, ServerSecret
 from tests.support import (
     SERVER_SECRET,
     Client,
@@ -172,3 +172,25 @@ async def test_a_rotated_secret_keeps_old_cards_and_cursors_for_the_grace_only(
     assert (await page(rotated, second["next_cursor"]))[0] == 200  # signed with the new one
     fresh = mint("secret-after", f"v2.{new_card}.{cases[1]}.approve")
     assert await click(rotated, fresh) != REFUSED  # the card re-signed today would work
+
+
+async def test_cards_sent_before_the_upgrade_keep_working_for_the_grace(
+    db: Database, tmp_path: Path, clock: FakeClock, aiohttp_client: MakeClient
+) -> None:
+    """A deployment upgrading to the case-bound tokens: its database has cards and no
+    stored secret yet, and the buttons in people's chats carry first-format tokens."""
+    client = await start(aiohttp_client, tmp_path, db, clock, SERVER_SECRET)
+    first, second = await new_case(client, clock, 1), await new_case(client, clock, 2)
+    in_chats = [
+        mint(SERVER_SECRET, f"{(await card_of(client, c))[0]}.approve") for c in (first, second)
+    ]
+    await client.close()
+    async with db.transaction() as session:  # as the previous version left it
+        await session.execute(delete(ServerSecret))
+
+    upgraded = await start(aiohttp_client, tmp_path, db, clock, SERVER_SECRET)
+    assert await click(upgraded, in_chats[0]) != REFUSED
+    assert (await status(upgraded, first))[0] != "pending_approval"
+    clock.advance(timedelta(days=7).total_seconds())
+    assert await click(upgraded, in_chats[1]) == REFUSED
+    assert (await status(upgraded, second))[0] == "pending_approval"

@@ -144,3 +144,8 @@ def test_an_unloaded_keyring_signs_nothing_and_verifies_nothing() -> None:
     with pytest.raises(RuntimeError, match="not loaded"):
         tokens.sign(Keyring(), 42, CASE, "approve")
     assert tokens.verify(Keyring(), GOOD, NOW) is None
+
+
+def test_the_keyring_never_shows_its_secrets() -> None:
+    keys = Keyring(SECRET, ((OLD, NOW),))
+    assert SECRET not in repr(keys) and OLD not in repr(keys)
