@@ -10,7 +10,6 @@ import dataclasses
 import functools
 import logging
 import os
-import secrets
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -60,6 +59,7 @@ _VALUE_CHECKS: dict[str, Callable[[Any], str | None]] = {
     "server.public_url": _when_set(url_problem),
     "server.timezone": zone_problem,
     "server.max_body_bytes": _positive,
+    "server.secret_grace_days": lambda v: None if v >= 0 else "must be 0 or more",
     "database.url": lambda v: (
         None
         if v.startswith(DB_SCHEMES)
@@ -221,15 +221,7 @@ def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -
     `path` None means $RETURNHUB_CONFIG, then ./returnhub.toml, then the packaged
     defaults. Raises ConfigError listing every problem found.
     """
-    settings = _load(path, os.environ if env is None else env)
-    if not settings.server.secret:
-        log.warning(
-            "server.secret is empty: generated one for this process; card buttons "
-            "break on restart and across replicas; set RETURNHUB__SERVER__SECRET"
-        )
-        server = dataclasses.replace(settings.server, secret=secrets.token_urlsafe(32))
-        settings = dataclasses.replace(settings, server=server)
-    return settings
+    return _load(path, os.environ if env is None else env)
 
 
 def check(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> list[str]:

@@ -1,6 +1,6 @@
 """Card button clicks -> approvals, warehouse inspection or risk decisions.
 
-The token proves which card (so which case and step) the click came from; the
+The token proves which card of which case (so which step) the click came from; the
 clicker's roles are checked by the handler the click lands in.
 """
 
@@ -31,13 +31,13 @@ async def on_card_action(event: CardAction, ctx: Ctx) -> None:
 
 
 async def _handle(session: AsyncSession, ctx: Ctx, event: CardAction) -> None:
-    parsed = tokens.verify(ctx.settings.server.secret, event.token)
-    record = await session.get(CardRecord, parsed[0]) if parsed else None
-    if parsed is None or record is None:
+    click = tokens.verify(ctx.keyring, event.token, ctx.now())
+    record = await session.get(CardRecord, click.card_id) if click else None
+    if click is None or record is None or not click.belongs_to(record.case_id):
         log.warning("card action %s: token not ours", event.key)
         await notify.send_text(session, ctx, event.sender, "该按钮无效或已过期")
         return
-    action = parsed[1]
+    action = click.action
     # Lock the case before writing the card row: every decision locks the case, then
     # closes its cards. Taking the card first deadlocks two clicks on PostgreSQL.
     await approvals.load_case(session, ctx, record.case_id)

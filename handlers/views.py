@@ -59,10 +59,11 @@ def reason_zh(case: Case) -> str:
     return f"{label}：{case.reason_text}" if case.reason_text else label
 
 
-def _buttons(ctx: Ctx, card_id: int, spec: tuple[tuple[str, str, str], ...]) -> tuple[Button, ...]:
-    secret = ctx.settings.server.secret
+def _buttons(
+    ctx: Ctx, case: Case, card_id: int, spec: tuple[tuple[str, str, str], ...]
+) -> tuple[Button, ...]:
     return tuple(
-        Button(label, action, tokens.sign(secret, card_id, action), style)
+        Button(label, action, tokens.sign(ctx.keyring, card_id, case.id, action), style)
         for label, action, style in spec
     )
 
@@ -109,7 +110,7 @@ def approval_card(
         fields=tuple(fields),
         lines=item_lines(case),
         history=history,
-        buttons=_buttons(ctx, card_id, APPROVAL_BUTTONS),
+        buttons=_buttons(ctx, case, card_id, APPROVAL_BUTTONS),
         extra={"step": str(step.seq)},
     )
 
@@ -140,7 +141,7 @@ def inspection_card(ctx: Ctx, case: Case, card_id: int) -> Card:
         summary="包裹已签收，请开箱验货后选择结果",
         fields=tuple(fields),
         lines=item_lines(case),
-        buttons=_buttons(ctx, card_id, INSPECTION_BUTTONS),
+        buttons=_buttons(ctx, case, card_id, INSPECTION_BUTTONS),
     )
 
 
@@ -154,7 +155,7 @@ def risk_card(ctx: Ctx, case: Case, card_id: int, finding: str, by: str) -> Card
         summary=f"验货异常（{finding}），退款已暂停，请决定处理方式",
         fields=tuple(fields),
         lines=item_lines(case),
-        buttons=_buttons(ctx, card_id, RISK_BUTTONS),
+        buttons=_buttons(ctx, case, card_id, RISK_BUTTONS),
     )
 
 

@@ -30,6 +30,7 @@ from storage.models import (
     Member,
     OutboxMessage,
 )
+from storage.secrets import Keyring
 
 NOW = datetime(2026, 11, 21, 2, 0, tzinfo=UTC)
 
@@ -41,9 +42,9 @@ def make_ctx(db: Database) -> Ctx:
         base,
         console=ConsoleSettings(enabled=True),
         members=members,
-        server=dataclasses.replace(base.server, secret="s3cret"),
     )
-    return Ctx(db=db, settings=settings, clock=lambda: NOW, platforms=("console",))
+    keys = Keyring("s3cret")
+    return Ctx(db=db, settings=settings, clock=lambda: NOW, platforms=("console",), keyring=keys)
 
 
 async def setup(db: Database) -> Ctx:
