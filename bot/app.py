@@ -21,7 +21,7 @@ from bot.cards import CardRenderer
 from bot.channels import generic
 from bot.channels.base import channel_performers
 from bot.clock import Clock
-from bot.delivery import build_worker
+from bot.delivery import build_worker, chat_limits
 from bot.dispatch import Dispatcher
 from bot.events import CardAction, ChatMessage, ImageMessage
 from bot.metrics import Metrics
@@ -29,7 +29,6 @@ from bot.outbox import Performer
 from bot.platforms import console, wecom
 from bot.platforms.base import Platform, chat_performers
 from bot.platforms.evidence import media_performers
-from bot.platforms.wecom_robot import ROBOT_PREFIX
 from bot.settings import Settings, templates_dir
 from bot.web import api, health
 from bot.web import console as console_web
@@ -47,8 +46,6 @@ log = logging.getLogger(__name__)
 
 HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("http", aiohttp.ClientSession)
 OUTBOUND_TIMEOUT = aiohttp.ClientTimeout(total=10, connect=3)
-# Group robots accept 20 messages a minute each (WeCom; DingTalk's will join).
-ROBOT_PREFIXES = (ROBOT_PREFIX,)
 
 
 def create_app(
@@ -96,7 +93,7 @@ def create_app(
             ctx,
             performers,
             metrics=metrics,
-            rate_limits=dict.fromkeys(ROBOT_PREFIXES, settings.outbox.rate_per_minute),
+            rate_limits=chat_limits(settings.outbox),
         )
         app[appkeys.WORKER] = worker
         dispatcher = Dispatcher(

@@ -159,6 +159,16 @@ def cmd_outbox_retry(args: argparse.Namespace) -> int:
     return _with_db(args, work)
 
 
+def cmd_outbox_discard(args: argparse.Namespace) -> int:
+    async def work(db: Database) -> int:
+        async with db.transaction() as session:
+            count = await outbox.discard(session, args.ids)
+        print(f"已作废 {count} 条死信，其后被暂停的消息将按序发出 / {count} discarded")
+        return 0
+
+    return _with_db(args, work)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="returnhub", description="售后退换货 chat-ops bot")
     sub = p.add_subparsers(dest="command", required=True)
@@ -200,6 +210,12 @@ def parser() -> argparse.ArgumentParser:
     retry.add_argument("--all", action="store_true")
     retry.add_argument("ids", nargs="*", type=int)
     retry.set_defaults(func=cmd_outbox_retry)
+    discard = box_sub.add_parser(
+        "discard", help="作废死信（不再投递），放行其后被暂停的消息 / give dead letters up"
+    )
+    discard.add_argument("--config", help="配置文件路径 / config file")
+    discard.add_argument("ids", nargs="+", type=int, help="死信 id（见 outbox dead）/ ids")
+    discard.set_defaults(func=cmd_outbox_discard)
     return p
 
 

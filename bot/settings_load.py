@@ -69,8 +69,9 @@ _VALUE_CHECKS: dict[str, Callable[[Any], str | None]] = {
     "dingtalk.mode": lambda v: None if v in ("http", "stream") else 'must be "http" or "stream"',
     "channels.generic.callback_url": _when_set(url_problem),
     "channels.generic.replay_window_seconds": _positive,
-    **{f"outbox.{k}": _positive for k in ("max_attempts", "batch", "rate_per_minute")},
+    **{f"outbox.{k}": _positive for k in ("batch", "rate_per_minute")},
     **{f"outbox.{k}": _positive for k in ("tick_seconds", "lease_seconds", "base_delay_seconds")},
+    **{f"outbox.{k}": _positive for k in ("max_delay_seconds", "give_up_after_hours")},
 }
 
 
