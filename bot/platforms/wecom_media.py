@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 
 from bot.outbox import PermanentError, RetryableError
-from bot.platforms.wecom_client import TokenRejected, WecomClient, check
+from bot.platforms.wecom_client import SetupFault, TokenRejected, WecomClient, check
 
 MEDIA_MAX = 20 << 20
 MEDIA_CHUNK = 4 << 20
@@ -66,6 +66,8 @@ async def download(
         if error is not None:
             try:
                 check(PATH, error)
+            except SetupFault as fault:
+                raise await client.fault(PATH, fault) from None
             except TokenRejected:
                 if refreshed:
                     raise RetryableError("wecom media/get: token refused twice") from None
