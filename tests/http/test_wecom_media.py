@@ -44,6 +44,15 @@ async def test_media_json_error_raises(client: WecomClient, fake: FakeWecom) -> 
     assert caught.value.errcode == 40007
 
 
+async def test_an_odd_but_valid_media_id_downloads(client: WecomClient, fake: FakeWecom) -> None:
+    odd = "MEDIA~1!*()#=+/" + "y" * 600  # printable, 615 chars: was refused as malformed
+    fake.add_media(odd, b"photo-bytes")
+    assert (await download(client, odd)).content == b"photo-bytes"
+    with pytest.raises(PermanentError, match="printable"):
+        await download(client, "bad\nid")
+    assert fake.calls.count("media/get") == 1
+
+
 async def test_an_untrusted_ip_on_media_get_is_a_retryable_setup_fault(
     fake: FakeWecom, http: aiohttp.ClientSession
 ) -> None:
