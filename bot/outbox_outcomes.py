@@ -83,8 +83,7 @@ class Outcomes:
                 log.warning(
                     "outbox %s (case %s): lease lost before marking sent", msg.id, msg.case_id
                 )
-            if self.metrics:
-                self.metrics.deliveries.labels(kind=msg.kind, result="sent").inc()
+            self._tally(msg, "sent")
 
     def _done_hook(self, result: dict[str, Any]) -> Hook | None:
         on_done = self.on_done
@@ -179,12 +178,9 @@ class Outcomes:
                 plans[msg.id].at,
                 error,
             )
-            if self.metrics:
-                self.metrics.deliveries.labels(kind=msg.kind, result="retry").inc()
-                self.metrics.delivery_failures.labels(kind=msg.kind).inc()
+            self._tally(msg, "retry")
 
     async def dead(self, msgs: list[OutboxMessage], error: str) -> None:
-
         async def mark(session: AsyncSession, msg: OutboxMessage) -> bool:
             return await repo.mark_dead(session, msg, error=error)
 
@@ -208,6 +204,10 @@ class Outcomes:
                 msg.attempts,
                 error,
             )
-            if self.metrics:
-                self.metrics.deliveries.labels(kind=msg.kind, result="dead").inc()
+            self._tally(msg, "dead")
+
+    def _tally(self, msg: OutboxMessage, result: str) -> None:
+        if self.metrics:
+            self.metrics.deliveries.labels(kind=msg.kind, result=result).inc()
+            if result != "sent":
                 self.metrics.delivery_failures.labels(kind=msg.kind).inc()
