@@ -198,9 +198,11 @@ class FilesSettings:
 
 @dataclass(frozen=True)
 class OutboxSettings:
-    max_attempts: int = 8
-    base_delay_seconds: float = 2.0
-    max_delay_seconds: float = 900.0
+    """Delivery: retry schedule (bot/outbox_retry.py), batch, robot limit, tick, lease."""
+
+    base_delay_seconds: float = 2.0  # first retry after 1-2 s, doubling per failure
+    max_delay_seconds: float = 600.0  # the cap on one wait
+    give_up_after_hours: float = 24.0  # dead-letter once failing this long (not by count)
     batch: int = 50
     rate_per_minute: int = 20  # per destination: WeCom/DingTalk group robots allow 20/min
     tick_seconds: float = 1.0

@@ -75,8 +75,9 @@ _VALUE_CHECKS: dict[str, Callable[[Any], str | None]] = {
     ),
     "channels.generic.callback_url": _when_set(url_problem),
     "channels.generic.replay_window_seconds": _positive,
-    **{f"outbox.{k}": _positive for k in ("max_attempts", "batch", "rate_per_minute")},
+    **{f"outbox.{k}": _positive for k in ("batch", "rate_per_minute")},
     **{f"outbox.{k}": _positive for k in ("tick_seconds", "lease_seconds", "base_delay_seconds")},
+    **{f"outbox.{k}": _positive for k in ("max_delay_seconds", "give_up_after_hours")},
 }
 
 
@@ -249,6 +250,7 @@ def _load(path: str | Path | None, env: Mapping[str, str]) -> Settings:
     for key in data or {}:
         if key not in ("channels", "members", "roles", *SECTIONS):
             report.at((key,), f"未知配置段 / unknown section [{key}]")
+    _retired_keys(data or {})
     ld = _Loader(data or {}, report, main.parent if main else config_dir())
     sections: dict[str, Any] = {name: ld.section(cls, name) for name, cls in SECTIONS.items()}
     channels, roles = ld.channels(), ld.roles()
@@ -277,3 +279,19 @@ def _load(path: str | Path | None, env: Mapping[str, str]) -> Settings:
     if errors:
         raise ConfigError(_by_file_and_line(errors))
     return settings
+
+
+# Keys earlier releases wrote into returnhub.toml that no longer mean anything: a
+# config copied from an old example must still start, told what replaced them.
+RETIRED = {
+    ("outbox", "max_attempts"): "重试不再按次数计，改为 outbox.give_up_after_hours（默认 24 小时）"
+    " / retries are bounded by outbox.give_up_after_hours now",
+}
+
+
+def _retired_keys(data: dict[str, Any]) -> None:
+    for (section, key), instead in RETIRED.items():
+        table = data.get(section)
+        if isinstance(table, dict) and key in table:
+            del table[key]
+            log.warning("配置项 %s.%s 已停用并被忽略：%s", section, key, instead)

@@ -38,6 +38,7 @@ from bot.platforms.wecom_client import WecomClient, split_text
 from bot.platforms.wecom_crypto import CallbackRejected, WecomCrypto
 from bot.platforms.wecom_events import NOT_UPDATABLE, make_ref, parse, split_ref
 from bot.platforms.wecom_media import Media, download
+from bot.platforms.wecom_outage import Alert
 from bot.platforms.wecom_robot import ROBOT_PLATFORM, WecomRobotPlatform
 from bot.settings import WecomSettings
 
@@ -205,12 +206,13 @@ def build_platforms(
     http: Callable[[], aiohttp.ClientSession],
     *,
     link: str = "",
+    alert: Alert | None = None,
 ) -> dict[str, WecomPlatform | WecomRobotPlatform]:
     """The enabled WeCom platforms by name: the app (corp_id + secret) and its robots.
 
     `robots` ({name: webhook key}) is read from settings once they carry it.
     """
-    client = WecomClient(settings, http)
+    client = WecomClient(settings, http, alert=alert)  # alert: setup faults, once per outage
     platforms: dict[str, WecomPlatform | WecomRobotPlatform] = {}
     if settings.enabled:
         platforms[NAME] = WecomPlatform(client, renderer, link=link)
