@@ -201,16 +201,6 @@ class WecomClient:
     async def send_template_card(self, touser: str, card: Mapping[str, Any]) -> SentMessage:
         return await self.send(touser, "template_card", card)
 
-    async def appchat_send(self, chatid: str, msgtype: str, content: Mapping[str, Any]) -> None:
-        """`appchat/send` to a group chat this app created (doc path/90248).
-
-        text, markdown, image, voice, video, file, textcard, news, mpnews only: no
-        template cards, so no buttons. Each member takes at most 200 of the app's group
-        messages a minute and 10,000 a day; WeCom drops the excess without an error.
-        """
-        body = {"chatid": chatid, "msgtype": msgtype, msgtype: content}
-        await self.call("POST", "appchat/send", body=body)
-
     async def update_template_card(
         self,
         userids: list[str],

@@ -284,16 +284,3 @@ async def test_the_fake_refuses_what_wecom_refuses(
         await client.call(
             "POST", "message/send", body={"touser": "wangzuzhang", "agentid": AGENT_ID, **body}
         )
-
-
-async def test_appchat_send_posts_to_the_apps_group_chat(
-    client: WecomClient, fake: FakeWecom
-) -> None:
-    fake.add_chat("wrcs-lead", {"wangzuzhang", "liuzuzhang"})
-    await client.appchat_send("wrcs-lead", "markdown", {"content": "**新售后单** RC-1"})
-    assert fake.chat_texts("wrcs-lead") == ["**新售后单** RC-1"]
-    with pytest.raises(WecomApiError) as unknown:
-        await client.appchat_send("wr-not-ours", "text", {"content": "hi"})
-    with pytest.raises(WecomApiError) as card:
-        await client.appchat_send("wrcs-lead", "template_card", {"card_type": "text_notice"})
-    assert (unknown.value.errcode, card.value.errcode) == (86003, 40008)
