@@ -36,6 +36,7 @@ from typing import Any
 import aiohttp
 
 from bot.outbox import PermanentError, RetryableError
+from bot.platforms.wecom_errors import SetupFault, TokenRejected, WecomApiError, check, scrub
 from bot.platforms.wecom_outage import (
     CALLBACK,
     IP,
@@ -49,47 +50,12 @@ from bot.settings import WecomSettings
 
 log = logging.getLogger(__name__)
 
-TOKEN_ERRORS = frozenset({40001, 40014, 42001})  # invalid credential / token, expired
-BUSY_ERRORS = frozenset({-1, 45009, 45011, 45033})  # system busy, frequency, concurrency
 REFRESH_EARLY = 300.0  # seconds before expires_in that a token counts as stale
 MAX_JSON = 1 << 20
 # "taskid has existed or empty or exceed max len" (message/send, quoted from a WeCom
 # developer-community answer): for an id that is neither empty nor too long, "existed".
 TASK_ID_EXISTS = 42014
 _TASK_ID = re.compile(r"[0-9A-Za-z_\-@]{1,128}")  # what the doc allows (<=128 bytes)
-_SECRETS = re.compile(r"(access_token|corpsecret|key)=[^&\s'\"]+")
-
-
-def scrub(text: str) -> str:
-    """Remove credentials from anything that may end up in a log or `last_error`."""
-    return _SECRETS.sub(r"\1=***", text)
-
-
-class WecomApiError(PermanentError):
-    """WeCom refused the call for good (`errcode` kept for callers and tests)."""
-
-    def __init__(self, path: str, errcode: int, errmsg: str) -> None:
-        super().__init__(f"wecom {path}: errcode {errcode}: {scrub(errmsg)[:200]}")
-        self.errcode = errcode
-
-
-class WecomBusy(RetryableError):
-    def __init__(self, path: str, errcode: int, errmsg: str) -> None:
-        super().__init__(f"wecom {path}: errcode {errcode} (busy): {scrub(errmsg)[:200]}")
-        self.errcode = errcode
-
-
-class TokenRejected(Exception):
-    """The call failed because of its token (40001/40014/42001); refresh once, retry once."""
-
-
-class SetupFault(RetryableError):
-    """60020 / 43012 in an answer; `WecomClient.fault` turns it into a `WecomSetupError`
-    (parked, alerted); one that escapes elsewhere is still retried."""
-
-    def __init__(self, errcode: int, errmsg: str, kind: str) -> None:
-        super().__init__(errcode)
-        self.errcode, self.errmsg, self.kind = errcode, errmsg, kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,23 +63,6 @@ class SentMessage:
     msgid: str
     response_code: str
     duplicate: bool = False  # WeCom already had this task_id: sent before, answer lost
-
-
-def check(path: str, data: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Map a JSON answer's errcode onto our errors (token errors are raised separately)."""
-    errcode = data.get("errcode", 0)
-    if not isinstance(errcode, int):
-        raise RetryableError(f"wecom {path}: answer without an integer errcode")
-    errmsg = str(data.get("errmsg", ""))
-    if errcode == 0:
-        return data
-    if (kind := kind_of(errcode, gettoken=False)) is not None:
-        raise SetupFault(errcode, scrub(errmsg)[:200], kind)
-    if errcode in TOKEN_ERRORS:
-        raise TokenRejected(errcode)
-    if errcode in BUSY_ERRORS:
-        raise WecomBusy(path, errcode, errmsg)
-    raise WecomApiError(path, errcode, errmsg)
 
 
 class WecomClient:

@@ -18,7 +18,8 @@ from typing import Any
 import aiohttp
 
 from bot.outbox import PermanentError, RetryableError
-from bot.platforms.wecom_client import SetupFault, TokenRejected, WecomClient, check
+from bot.platforms.wecom_client import WecomClient
+from bot.platforms.wecom_errors import SetupFault, TokenRejected, check
 from bot.platforms.wecom_events import OPAQUE_MAX, is_opaque
 
 MEDIA_MAX = 20 << 20

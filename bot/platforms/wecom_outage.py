@@ -130,10 +130,12 @@ class OutageGate:
 
     def fault(self, path: str, errcode: int, errmsg: str, kind: str) -> WecomSetupError:
         """Record a setup fault (parking the client unless it is 43012); the error to raise."""
-        if kind != CALLBACK:
-            park = self._park
+        park, now = self._park, self.clock()
+        if kind != CALLBACK and (park is None or now >= park.until):
+            # Calls already in flight when the window opened answer alike: the first one
+            # re-parks, the others leave that window as it is.
             delay = PARK_FIRST if park is None else min(park.delay * 2, PARK_MOST)
-            self._park = _Park(self.clock() + delay, delay, kind, errcode)
+            self._park = _Park(now + delay, delay, kind, errcode)
             log.error(
                 "wecom %s: errcode %d (%s); all calls paused %.0f s", path, errcode, kind, delay
             )

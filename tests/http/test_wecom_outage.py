@@ -229,3 +229,22 @@ async def test_deliveries_with_a_wrong_secret_alert_the_admins_once_and_stay_que
     assert all("RETURNHUB__WECOM__SECRET" in r.last_error for r in cards)
     (alert,) = alerts
     assert alert.destination == "wecom:admin" and "wecom.secret" in alert.payload["text"]
+
+
+async def test_calls_in_flight_when_the_ip_is_refused_open_one_window_not_several(
+    fake: FakeWecom, http: aiohttp.ClientSession
+) -> None:
+    clock = Clock()
+    client, alerts = make(fake, http, clock)
+    await client.access_token()
+    fake.distrust_ip()
+    await failures(client, 8)  # all eight reach WeCom together and are refused
+    assert fake.calls.count("message/send") == 8 and len(alerts) == 1
+    clock.now += PARK_FIRST - 1  # had each refusal doubled the park, this would be 8 min
+    await failures(client, 3)
+    assert fake.calls.count("message/send") == 8
+    clock.now += 1
+    await failures(client, 8)  # the next window is 120 s, opened once
+    clock.now += 2 * PARK_FIRST - 1
+    await failures(client, 1)
+    assert fake.calls.count("message/send") == 16
