@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import logging
 import os
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -45,6 +46,12 @@ from handlers.sla_policies import SlaConfig, parse_sla
 
 log = logging.getLogger("bot.settings")
 T = TypeVar("T")
+# appchat/create: a chatid is 1-32 letters or digits, and only the app's own chats work.
+WECOM_CHAT_ID = re.compile(r"[0-9A-Za-z]{1,32}")
+CHAT_ID_RULE = (
+    "wecom_chat_id: 须为应用用 appchat/create 建的群聊 chatid（1-32 位字母或数字）"
+    " / must be a chatid made by the app's appchat/create (1-32 letters or digits)"
+)
 
 
 def _positive(value: float) -> str | None:
@@ -133,7 +140,11 @@ class _Loader:
         if not isinstance(table, dict):
             self.report.at(("roles",), "roles: expected tables like [roles.warehouse]")
             return {}
-        return {name: self.section(RoleRoute, "roles", name) for name in table}
+        routes = {name: self.section(RoleRoute, "roles", name) for name in table}
+        for name, route in routes.items():
+            if route.wecom_chat_id and not WECOM_CHAT_ID.fullmatch(route.wecom_chat_id):
+                self.report.at(("roles", name, "wecom_chat_id"), f"roles.{name}.{CHAT_ID_RULE}")
+        return routes
 
     def members(self, known: frozenset[str]) -> tuple[MemberConfig, ...]:
         tables = self.data.get("members", [])
@@ -156,6 +167,8 @@ class _Loader:
                     self.report.at(("members", i, "roles"), f"{where}: {msg}")
             for key in ("wecom_userid", "dingtalk_staff_id"):
                 value = getattr(member, key)
+                if value and key == "wecom_userid":  # 企业微信 userid 不区分大小写
+                    value = value.lower()
                 if value and f"{key}={value}" in seen:
                     other = seen[f"{key}={value}"]
                     self.report.at(("members", i, key), f"{where}: {key} already used by {other}")

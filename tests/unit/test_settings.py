@@ -92,7 +92,7 @@ def test_env_overrides(tmp_path: Path) -> None:
         "RETURNHUB__CONSOLE__ENABLED": "1",
         "RETURNHUB__OUTBOX__BASE_DELAY_SECONDS": "0.5",
         "RETURNHUB__SERVER__SECRET": "card-key",
-        "RETURNHUB__ROLES__WAREHOUSE__WECOM_CHAT_ID": "wrk-chat",
+        "RETURNHUB__ROLES__WAREHOUSE__WECOM_CHAT_ID": "wrkchat",
         "RETURNHUB__CHANNELS__TAOBAO__POLL_SECONDS": "15",
         "RETURNHUB_CONFIG": "/ignored/when/path/given.toml",
     }
@@ -104,7 +104,7 @@ def test_env_overrides(tmp_path: Path) -> None:
     assert settings.console.enabled is True
     assert settings.outbox.base_delay_seconds == 0.5
     assert settings.server.secret == "card-key"
-    assert settings.roles["warehouse"].wecom_chat_id == "wrk-chat"
+    assert settings.roles["warehouse"].wecom_chat_id == "wrkchat"
     assert settings.channels.taobao["poll_seconds"] == 15
     assert load(path, env={**env, "RETURNHUB__SERVER__DEMO": "0"}).server.demo is False
 
@@ -245,7 +245,7 @@ def test_member_roles_must_be_known_or_declared(tmp_path: Path) -> None:
         wecom_userid = "laozhang"
 
         [roles.packer]
-        wecom_chat_id = "chat-1"
+        wecom_chat_id = "chat1"
         """,
     )
     assert errors_of(path) == [
