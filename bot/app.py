@@ -17,6 +17,7 @@ import aiohttp
 from aiohttp import web
 
 from bot import appkeys
+from bot.alerts import tell_admins
 from bot.cards import CardRenderer
 from bot.channels import generic
 from bot.channels.base import channel_performers
@@ -70,7 +71,13 @@ def create_app(
     if settings.console.enabled:
         platforms["console"] = console.ConsolePlatform(db, renderer, clock=now)
     link = settings.server.public_url
-    platforms.update(wecom.build_platforms(settings.wecom, renderer, lambda: app[HTTP], link=link))
+
+    async def alert(text: str) -> None:  # adapters alert only once running, after ctx is set
+        await tell_admins(ctx, text)
+
+    platforms.update(
+        wecom.build_platforms(settings.wecom, renderer, lambda: app[HTTP], link=link, alert=alert)
+    )
     ctx = Ctx(db=db, settings=settings, clock=now, platforms=tuple(platforms))
     metrics = Metrics()
     app[appkeys.CTX] = ctx

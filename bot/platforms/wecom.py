@@ -37,10 +37,12 @@ from bot.cards import Card, CardRenderer
 from bot.outbox import RetryableError
 from bot.platforms import wecom_cards
 from bot.platforms.wecom_chat import CHAT_PLATFORM, WecomChatPlatform
-from bot.platforms.wecom_client import WecomApiError, WecomClient, split_text
+from bot.platforms.wecom_client import WecomClient, split_text
 from bot.platforms.wecom_crypto import CallbackRejected, WecomCrypto
+from bot.platforms.wecom_errors import WecomApiError
 from bot.platforms.wecom_events import NOT_UPDATABLE, make_ref, parse, split_ref
 from bot.platforms.wecom_media import Media, download
+from bot.platforms.wecom_outage import Alert
 from bot.platforms.wecom_robot import ROBOT_PLATFORM, WecomRobotPlatform
 from bot.settings import WecomSettings
 
@@ -242,13 +244,14 @@ def build_platforms(
     http: Callable[[], aiohttp.ClientSession],
     *,
     link: str = "",
+    alert: Alert | None = None,
 ) -> dict[str, WecomPlatform | WecomRobotPlatform | WecomChatPlatform]:
     """The enabled WeCom platforms by name: the app (corp_id + secret), its group chats
     (used by roles with a `wecom_chat_id`) and its robots.
 
     `robots` ({name: webhook key}) is read from settings once they carry it.
     """
-    client = WecomClient(settings, http)
+    client = WecomClient(settings, http, alert=alert)  # alert: setup faults, once per outage
     platforms: dict[str, WecomPlatform | WecomRobotPlatform | WecomChatPlatform] = {}
     if settings.enabled:
         platforms[NAME] = WecomPlatform(client, renderer, link=link)

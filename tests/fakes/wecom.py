@@ -99,6 +99,7 @@ class FakeWecom:
     ip_checked_on_gettoken: bool = False  # with ip_trusted False: gettoken answers 60020 too
     failures: dict[str, list[Failure]] = field(default_factory=dict)
     delays: dict[str, float] = field(default_factory=dict)
+    lags: dict[str, float] = field(default_factory=dict)  # after the work, before the answer
     # Seconds: robots' 20-a-minute window, members' limits, response_code lifetimes.
     clock: Callable[[], float] = time.monotonic
     url: str = ""
@@ -119,6 +120,11 @@ class FakeWecom:
     def slow(self, path: str, seconds: float) -> None:
         self.delays[path] = seconds
 
+    def slow_answer(self, path: str, seconds: float) -> None:
+        """Do the work at once, answer `seconds` later: a client that times out meanwhile
+        loses the answer to a call WeCom accepted (a sent card, its response_code)."""
+        self.lags[path] = seconds
+
     def expire_tokens(self) -> None:
         for token in self.tokens:
             self.tokens[token] = "expired"
@@ -126,13 +132,14 @@ class FakeWecom:
     def add_media(self, media_id: str, content: bytes, content_type: str = "image/jpeg") -> None:
         self.media[media_id] = (content, content_type, f"{media_id}.jpg")
 
-    def click_code(self, userid: str, task_id: str) -> str:
+    def click_code(self, userid: str, task_id: str, *, code: str | None = None) -> str:
         """The fresh ResponseCode WeCom puts in a template_card_event for `userid`.
 
         Every click carries a new one, also on a card whose earlier code was used or
         has expired (doc path/94945): that is how a late decision still updates it.
+        `code` picks its text (WeCom promises no alphabet or length for it).
         """
-        return issue_code(self.codes, userid, task_id, self.clock())
+        return issue_code(self.codes, userid, task_id, self.clock(), code=code)
 
     def distrust_ip(self, *, gettoken: bool = False) -> None:
         """Our egress IP leaves 企业可信IP: API calls (and gettoken if asked) answer 60020.
@@ -268,7 +275,10 @@ class FakeWecom:
                     type(body.get("agentid")) is not int or body["agentid"] != self.agent_id
                 ):
                     raise Refusal(40056, "invalid agentid")  # message/* need the int agentid
-                return web.json_response({"errcode": 0, "errmsg": "ok", **work(body)})
+                answer = web.json_response({"errcode": 0, "errmsg": "ok", **work(body)})
+                if self.lags.get(path):
+                    await asyncio.sleep(self.lags[path])
+                return answer
             except ValueError:
                 return _err(47001, "data format error")
             except Refusal as exc:

@@ -139,13 +139,15 @@ class CallbackSigner:
         card_of: str | None = None,
         task_id: str | None = None,
         created: int | None = None,
+        code: str | None = None,
     ) -> tuple[str, str]:
         """(xml, code): `user` clicks `event_key` on the last card `card_of` (default:
         `user`) received, or on card `task_id`; `code` is the fresh ResponseCode the
-        fake issued for this click, valid 72 h on the fake's clock."""
+        fake issued for this click (its text chosen by `code=`), valid 72 h on the
+        fake's clock."""
         if task_id is None:
             task_id = fake.cards_to(card_of or user)[-1]["task_id"]
-        code = fake.click_code(user, task_id)
+        code = fake.click_code(user, task_id, code=code)
         return self.card_event(user, event_key, task_id, code, created=created), code
 
     def _message(self, user: str, kind: str, extra: str, msg_id: int) -> str:

@@ -44,9 +44,16 @@ class MemberWindows:
         return True
 
 
-def issue_code(codes: dict[str, dict[str, Any]], userid: str, task_id: str, now: float) -> str:
+def issue_code(
+    codes: dict[str, dict[str, Any]],
+    userid: str,
+    task_id: str,
+    now: float,
+    *,
+    code: str | None = None,
+) -> str:
     """A fresh single-use response_code for `userid`'s copy of card `task_id`."""
-    code = "rc_" + secrets.token_urlsafe(24)
+    code = code or "rc_" + secrets.token_urlsafe(24)
     codes[code] = {"userid": userid, "task_id": task_id, "used": False, "issued": now}
     return code
 

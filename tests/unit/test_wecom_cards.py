@@ -213,7 +213,7 @@ def test_a_long_card_event_key_still_fits_the_inbox() -> None:
     "inner",
     [
         "<xml><MsgType>text</MsgType><FromUserName>u1</FromUserName></xml>",  # no MsgId
-        "<xml><MsgType>text</MsgType><FromUserName>u 1</FromUserName><MsgId>1</MsgId></xml>",
+        "<xml><MsgType>text</MsgType><FromUserName>u\t1</FromUserName><MsgId>1</MsgId></xml>",
         "<xml><MsgType>image</MsgType><FromUserName>u1</FromUserName><MsgId>1</MsgId></xml>",
         "<xml><MsgType>text</MsgType><FromUserName><a>b</a></FromUserName></xml>",
     ],
