@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from sqlalchemy import select
 
+import bot.app
 from bot.appkeys import CTX
 from storage.db import Database
 from storage.models import CardRecord, OutboxMessage
@@ -102,3 +104,41 @@ async def test_any_click_on_a_closed_card_shows_it_closed_again(
     assert len(fake.updates_for("liuzuzhang")) == 2  # shown again, with his click's code
     assert not [r for r in await outbox_rows(client) if r.status == "dead"]
     assert len(fake.codes) == len([c for c in fake.codes.values() if c["used"]]) + 1
+
+
+async def test_a_send_retried_after_a_lost_answer_is_one_card_and_still_updated(
+    db: Database,
+    tmp_path: Path,
+    clock: FakeClock,
+    fake: FakeWecom,
+    signer: CallbackSigner,
+    aiohttp_client: MakeClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """WeCom took the card but its answer (and the response_code) never arrived: the
+    retry carries the same task_id, WeCom answers 42014, and that is the one card."""
+    monkeypatch.setattr(bot.app, "OUTBOUND_TIMEOUT", aiohttp.ClientTimeout(total=0.3))
+    client = await aiohttp_client(wecom_app(db, tmp_path, clock, fake.url))
+    fake.slow_answer("message/send", 1.5)  # the work is done at once, the answer is late
+    case_id = await open_case(client, clock, fake)
+    sends = [r for r in await outbox_rows(client) if r.kind == "card.send"]
+    assert [(r.status, r.attempts) for r in sends] == [("pending", 1)] * len(LEADS)
+    assert all(len(fake.cards_to(lead)) == 1 for lead in LEADS)  # WeCom has them already
+
+    fake.slow_answer("message/send", 0)
+    clock.advance(3600)  # past any backoff
+    await settle(client.app)
+    sends = [r for r in await outbox_rows(client) if r.kind == "card.send"]
+    assert [r.status for r in sends] == ["sent"] * len(LEADS)
+    first = {lead: fake.cards_to(lead) for lead in LEADS}
+    assert all(len(cards) == 1 for cards in first.values()), first  # no second card
+    assert fake.calls.count("message/send") >= 2 * len(LEADS)  # each was retried
+
+    # The cards came without a code; clicks bring them, and every copy ends up closed.
+    await clicks(client, signer, fake, "wangzuzhang", "同意")
+    assert await case_status(client, case_id) == "refund_pending"
+    await clicks(client, signer, fake, "liuzuzhang", "同意")
+    for lead in LEADS:
+        (update,) = fake.updates_for(lead)
+        assert update["template_card"]["task_id"] == first[lead][0]["task_id"]
+        assert update["template_card"]["main_title"]["title"].endswith("· 已同意")
