@@ -52,6 +52,10 @@ CHAT_ID_RULE = (
     "wecom_chat_id: 须为应用用 appchat/create 建的群聊 chatid（1-32 位字母或数字）"
     " / must be a chatid made by the app's appchat/create (1-32 letters or digits)"
 )
+CHAT_NEEDS_APP = (
+    "wecom_chat_id: 群聊通知由企业微信自建应用发出，请先配置 [wecom] corp_id 与 secret"
+    " / needs the WeCom app: set [wecom] corp_id and secret"
+)
 
 
 def _positive(value: float) -> str | None:
@@ -176,6 +180,9 @@ class _Loader:
         return tuple(members)
 
     def check_values(self, settings: Settings) -> None:
+        for name, route in settings.roles.items():
+            if route.wecom_chat_id and not settings.wecom.enabled:  # else never used
+                self.report.at(("roles", name, "wecom_chat_id"), f"roles.{name}.{CHAT_NEEDS_APP}")
         for key, check in _VALUE_CHECKS.items():
             if problem := check(functools.reduce(getattr, key.split("."), settings)):
                 self.report.at(tuple(key.split(".")), f"{key}: {problem}")

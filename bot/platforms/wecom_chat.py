@@ -57,12 +57,12 @@ class WecomChatPlatform:
     ) -> str | None:
         """A group message cannot change: post the outcome as a new line instead."""
         if card.closed and card.status:
-            await self._text(recipient, f"{card.title} · {card.status}")
+            await self._text(recipient, clean_text(f"{card.title} · {card.status}"))
         return None
 
     async def send_text(self, recipient: str, text: str, *, outbox_id: int) -> None:
         await self._text(recipient, text)
 
     async def _text(self, chatid: str, text: str) -> None:
-        for piece in split_text(clean_text(text, multiline=True), CHAT_TEXT_BYTES):
+        for piece in split_text(text, CHAT_TEXT_BYTES):
             await self._post(chatid, "text", {"content": piece})

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from bot.app import create_app
+from bot.config_locate import ConfigError
 from bot.settings import RoleRoute
+from bot.settings_load import CHAT_ID_RULE, CHAT_NEEDS_APP, load
 from storage.db import Database
 from tests.fakes.wecom import FakeWecom, running
 from tests.fakes.wecom_callbacks import CallbackSigner, settle, with_wecom
@@ -76,3 +78,19 @@ async def test_without_a_chat_id_nothing_goes_to_a_group(
     client = await aiohttp_client(create_app(settings, clock=clock, background=False))
     await open_case(client, clock, fake)
     assert fake.chat_messages == [] and "appchat/send" not in fake.calls
+
+
+def test_a_chat_id_is_checked_when_the_config_loads(tmp_path: Path) -> None:
+    path = tmp_path / "returnhub.toml"
+    path.write_text('[roles.cs_lead]\nwecom_chat_id = "cs-lead chat"\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load(path, env={})
+    assert caught.value.errors == [
+        f"{path}:2: roles.cs_lead.{CHAT_ID_RULE}",
+        f"{path}:2: roles.cs_lead.{CHAT_NEEDS_APP}",
+    ]
+    path.write_text('[roles.cs_lead]\nwecom_chat_id = "csleadchat01"\n', encoding="utf-8")
+    app = {"RETURNHUB__WECOM__CORP_ID": "ww1", "RETURNHUB__WECOM__SECRET": "s"}
+    with pytest.raises(ConfigError) as caught:  # the rest of [wecom] is missing, not the chat
+        load(path, env=app)
+    assert not [e for e in caught.value.errors if "wecom_chat_id" in e]

@@ -8,14 +8,17 @@ JSON can write a C0/C1 control no other way, so none may be left in any value.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from bot.cards import Button, Card, CardRenderer, clean_text
 from bot.platforms import wecom_cards
+from bot.platforms.base import chat_performers
 from bot.platforms.wecom_robot import defang
 from bot.settings import templates_dir
+from storage.db import Database
+from storage.models import OutboxMessage
 
 RENDERER = CardRenderer(templates_dir())
 # What a marketplace may hand us: NUL, BEL, ESC sequences, DEL, C1 (NEL, CSI), CR/LF, tab.
@@ -109,3 +112,33 @@ def test_a_closed_card_drops_its_prompt_and_names_the_outcome(platform: str) -> 
         assert (out["summary"], out["outcome"], out["closed"]) == ("", "已同意", True)
     else:
         assert out["markdown"]["content"].startswith("**售后审批 · RC-261123-0002 · 已同意**\n")
+
+
+class Recorder:
+    """A platform that keeps what it was asked to send."""
+
+    name = "rec"
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    async def send_card(self, recipient: str, card: Card, *, card_id: int, outbox_id: int) -> str:
+        raise AssertionError("no cards here")
+
+    async def update_card(
+        self, recipient: str, platform_ref: str, card: Card, *, card_id: int
+    ) -> str | None:
+        raise AssertionError("no cards here")
+
+    async def send_text(self, recipient: str, text: str, *, outbox_id: int) -> None:
+        self.texts.append(text)
+
+
+async def test_chat_texts_lose_control_characters_too() -> None:
+    """A /查单 reply quotes the buyer's reason: the same rule as cards, lines kept."""
+    platform = Recorder()
+    send = chat_performers({"rec": platform}, db=cast(Database, None))["text.send"]
+    text = f"【RC-1】待审批\n原因：{DIRTY}"
+    await send(OutboxMessage(id=1, kind="text.send", destination="rec:u", payload={"text": text}))
+    assert platform.texts == [clean_text(text, multiline=True)]
+    assert platform.texts[0].startswith("【RC-1】待审批\n原因：开关失灵，[31m不出粮\n")

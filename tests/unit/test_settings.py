@@ -245,7 +245,7 @@ def test_member_roles_must_be_known_or_declared(tmp_path: Path) -> None:
         wecom_userid = "laozhang"
 
         [roles.packer]
-        wecom_chat_id = "chat1"
+        dingtalk_conversation_id = "chat1"
         """,
     )
     assert errors_of(path) == [
@@ -287,7 +287,7 @@ def test_routing_errors_name_routing_file_and_line(tmp_path: Path) -> None:
 
 
 def test_custom_role_in_routing_when_declared(tmp_path: Path) -> None:
-    main = write(tmp_path, "returnhub.toml", "[roles.cs_leed]\nwecom_chat_id = 'c'\n")
+    main = write(tmp_path, "returnhub.toml", "[roles.cs_leed]\ndingtalk_conversation_id = 'c'\n")
     text = ROUTING.replace("quick", "first_review").replace(
         'name = "lead2"', 'name = "lead2"\nchannels = ["jd"]'
     )
