@@ -206,8 +206,8 @@ class WecomPlatform:
         task_id, code = split_ref(platform_ref)
         if not task_id:
             raise RetryableError(f"wecom card {card_id} for {recipient} is not shown yet")
-        if not code:
-            log.warning(
+        if not code:  # also a second update of a copy a click just fixed: nothing to do
+            log.info(
                 "wecom card %s for %s: no response_code left; shown again on its next click",
                 card_id,
                 recipient,
