@@ -182,7 +182,8 @@ class MemberConfig:
 
 @dataclass(frozen=True)
 class RoleRoute:
-    """Where a role's cards go when not to each member directly."""
+    """A role's group chats: they get a notice of each of its cards (each member
+    still gets the card itself); see bot/platforms/wecom_chat.py."""
 
     wecom_chat_id: str = ""
     dingtalk_conversation_id: str = ""
