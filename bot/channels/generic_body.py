@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
+from bot import keys
 from bot.events import Item, ReturnRequest
 from bot.money import parse_yuan
 from bot.web.body import unsafe_text
@@ -249,7 +250,7 @@ def parse(raw: bytes, *, default_shop: str, now: datetime) -> ReturnRequest:
         _fail("return_waybill is required when status is buyer_shipped")
     occurred = _occurred_at(data.get("occurred_at"), now)
     return ReturnRequest(
-        key=f"{CHANNEL}:{shop}:{event_id}",
+        key=keys.key(CHANNEL, shop, event_id),
         channel=CHANNEL,
         shop=shop,
         external_id=_required(data, "external_id", 64),

@@ -250,3 +250,15 @@ async def test_a_minimal_body_takes_the_defaults(client: Client, clock: FakeCloc
         "pending_approval",
     )
     assert case.channel_version == "2026-11-23T02:00:00.000000Z"
+
+
+async def test_event_ids_that_collide_when_joined_make_two_cases(
+    client: Client, clock: FakeClock
+) -> None:
+    """Issue 6 A: shop "main" + event "k1:1" and shop "main:k1" + event "1" are two events."""
+    first = await submit(client, clock, request(8, "132.00", shop="main", event_id="k1:1"))
+    second = await submit(client, clock, request(9, "132.00", shop="main:k1", event_id="1"))
+    assert first != second
+    async with client.app[CTX].db.read() as session:
+        shops = set(await session.scalars(select(Case.shop)))
+    assert shops == {"main", "main:k1"}
