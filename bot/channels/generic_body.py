@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from bot import keys
 from bot.events import Item, ReturnRequest
-from bot.money import parse_yuan
+from bot.money import parse_yuan, yuan
 from bot.web.body import unsafe_text
 
 CHANNEL = "generic"
@@ -230,6 +230,23 @@ def _version(value: object, occurred: datetime) -> str:
     return value
 
 
+def _amount(value: object, kind: str, items: tuple[Item, ...]) -> int:
+    """The requested amount: at most the items' total (less is a partial refund).
+
+    A refund (refund_only, return_refund) must ask for money; an exchange may be 0.
+    """
+    amount = _yuan(value, "amount", allow_zero=True)
+    if amount == 0 and kind != "exchange":
+        _fail(f"amount must be greater than 0 for kind {kind}; only an exchange may carry 0")
+    total = sum(item.qty * item.unit_price_fen for item in items)
+    if amount > total:
+        _fail(
+            f"amount {yuan(amount)} exceeds the items' total {yuan(total)} "
+            "(sum of items[].qty × items[].unit_price)"
+        )
+    return amount
+
+
 def parse(raw: bytes, *, default_shop: str, now: datetime) -> ReturnRequest:
     """Validate the body and build the neutral event (idempotency key per shop + event id)."""
     data = decode(raw)
@@ -249,6 +266,7 @@ def parse(raw: bytes, *, default_shop: str, now: datetime) -> ReturnRequest:
     if status == "buyer_shipped" and waybill is None:
         _fail("return_waybill is required when status is buyer_shipped")
     occurred = _occurred_at(data.get("occurred_at"), now)
+    items = _items(data.get("items"))
     return ReturnRequest(
         key=keys.key(CHANNEL, shop, event_id),
         channel=CHANNEL,
@@ -257,7 +275,7 @@ def parse(raw: bytes, *, default_shop: str, now: datetime) -> ReturnRequest:
         order_id=_required(data, "order_id", 64),
         kind=kind,
         status=status,
-        amount_fen=_yuan(data.get("amount"), "amount", allow_zero=kind == "exchange"),
+        amount_fen=_amount(data.get("amount"), kind, items),
         version=_version(data.get("version"), occurred),
         occurred_at=occurred,
         currency=currency,
@@ -265,7 +283,7 @@ def parse(raw: bytes, *, default_shop: str, now: datetime) -> ReturnRequest:
         reason_text=_text(data, "reason_text", 2000, multiline=True) or "",
         buyer_ref=_text(buyer, "ref", 64, field="buyer.ref") or "",
         buyer_nick=_text(buyer, "nick", 64, field="buyer.nick") or "",
-        items=_items(data.get("items")),
+        items=items,
         return_waybill=waybill,
         carrier=_text(data, "carrier", 32) or None,
         evidence=_evidence(data.get("evidence")),
