@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from bot import keys
-from bot.events import Item, ReturnRequest
+from bot.events import Item, ReturnRequest, time_version
 from bot.money import parse_yuan, yuan
 from bot.web.body import unsafe_text
 
@@ -36,6 +36,7 @@ FIELDS = frozenset(
 BUYER_FIELDS = frozenset({"ref", "nick"})
 ITEM_FIELDS = frozenset({"sku", "name", "qty", "unit_price"})
 MAX_ITEMS, MAX_QTY, MAX_EVIDENCE, MAX_URL = 200, 100_000, 50, 2048
+MAX_VERSION_DIGITS = 32  # cases.channel_version holds 32 characters
 _DECIMAL = re.compile(r"(0|[1-9][0-9]*)(\.[0-9]{1,2})?")
 
 
@@ -216,17 +217,25 @@ def _occurred_at(value: object, now: datetime) -> datetime:
 
 
 def _version(value: object, occurred: datetime) -> str:
-    """The channel version; without one, the event time orders updates (as text)."""
+    """The channel version: a non-negative integer, compared as a number by intake.
+
+    Without one, the event time orders updates: stored as `time_version` so that
+    intake parses it back and compares datetimes (never text, where "999-…" sorts
+    after "2026-…"). Anything else is refused, so no two versions of different
+    kinds are ever compared (docs/generic-channel.md "版本顺序").
+    """
     if value is None:
-        return occurred.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return time_version(occurred)
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         value = str(value)
     if not isinstance(value, str):
-        _fail(f"version must be a string or a non-negative integer, got {_type(value)}")
-    # ASCII only: intake compares all-digit versions as integers, and "²".isdigit()
-    # is true while int("²") raises, so every later update would fail.
-    if not value.strip() or len(value) > 32 or unsafe_text(value) or not value.isascii():
-        _fail("version must be 1 to 32 printable ASCII characters")
+        _fail(f"version must be a non-negative integer or a string of digits, got {_type(value)}")
+    # ASCII only: "²".isdigit() is true while int("²") raises.
+    if not (value.isascii() and value.isdigit() and len(value) <= MAX_VERSION_DIGITS):
+        _fail(
+            f"version must be a non-negative integer of 1 to {MAX_VERSION_DIGITS} digits, "
+            f"got {value[:40]!r}; leave it out to order updates by occurred_at"
+        )
     return value
 
 
