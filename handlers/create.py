@@ -112,7 +112,9 @@ def decide(ctx: Ctx, case: Case, *, flagged: bool) -> Decision:
 async def route_case(session: AsyncSession, ctx: Ctx, case: Case, decision: Decision) -> None:
     """A `requested` case -> its tier: auto-approved, or step 1's card sent.
 
-    The case must have no steps (a new case, or one re-routed by handlers.revise).
+    `case.steps` must be empty: a new case, or one whose old chain handlers.revise
+    took out. The new steps are inserted in the flush that deletes such old rows,
+    and SQLAlchemy inserts before it deletes.
     """
     now = ctx.now()
     label = ctx.settings.routing.label(decision.tier)
@@ -121,6 +123,11 @@ async def route_case(session: AsyncSession, ctx: Ctx, case: Case, decision: Deci
         decision.sla,
         list(decision.attach),
     )
+    if not decision.auto_approve:
+        case.steps.extend(
+            ApprovalStep(seq=n, role=role, state="waiting")
+            for n, role in enumerate(decision.steps, start=1)
+        )
     await session.flush()
     if decision.auto_approve:
         case.current_step = 0
@@ -137,10 +144,6 @@ async def route_case(session: AsyncSession, ctx: Ctx, case: Case, decision: Deci
         )
         await steps.after_approval(session, ctx, case)
         return
-    case.steps.extend(
-        ApprovalStep(seq=n, role=role, state="waiting")
-        for n, role in enumerate(decision.steps, start=1)
-    )
     session.add(
         must(
             fire(

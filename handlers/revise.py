@@ -7,8 +7,8 @@ event may change: amount, kind, reason, items.
   routed again. A different tier (or chain of steps) closes the old approval
   cards as superseded, removes the old steps and their timers, and opens the new
   tier's first step (or auto-approves); the audit row says old -> new amount and
-  tier. The same tier keeps its steps and SLA clock, and the current step's
-  cards are re-sent so the approver sees what they are approving.
+  tier. The same tier keeps its chain and SLA clock; the current step's cards
+  are replaced so the approver sees, and can only act on, the new request.
 - From approval on (approved or later, or a final state): the decision covers
   what was asked, so a changed amount or kind, or a change that would route
   elsewhere, is refused with `Refused` (HTTP 409) and nothing is stored; other
@@ -29,7 +29,7 @@ from handlers.context import Ctx
 from handlers.routing import Decision
 from handlers.workflow import FINAL, STATUS_ZH, Actor, Status, audit, fire, must
 from storage import timers
-from storage.models import Case, Customer
+from storage.models import ApprovalStep, Case, Customer
 
 BEFORE_DECISION = frozenset({Status.REQUESTED, Status.PENDING_APPROVAL})
 LOCKED = ("amount_fen", "kind")  # what an approval decided on
@@ -175,17 +175,46 @@ async def _reroute(
     session.add(must(fire(case, "reroute", channel, ctx.now(), why=why, detail=detail)))
     await notify.close_cards(session, ctx, case.id, f"已作废：申请已更新（{why}），请勿再处理")
     await timers.cancel_for_case(session, case.id)
+    await _step_aside(session, case.steps)
     case.steps.clear()
-    await session.flush()  # the old steps' rows go before the new ones take their seq
     await create.route_case(session, ctx, case, decision)
 
 
 async def _resend(session: AsyncSession, ctx: Ctx, case: Case, why: str) -> None:
-    """Same tier: the current step's cards are replaced by ones showing the new request."""
+    """Same tier: the current step's cards are replaced by ones showing the new request.
+
+    The step row is replaced too (same seq, role, assignee and due time): a click
+    names the step its card was sent for, so an old card, showing the old amount,
+    can no longer decide.
+    """
     step = next((s for s in case.steps if s.state == "pending"), None)
     if step is None:
         return
     await notify.close_cards(
         session, ctx, case.id, f"已作废：申请已更新（{why}），请在新卡片上处理", step_id=step.id
     )
-    await steps.open_step(session, ctx, case, step)
+    fresh = ApprovalStep(
+        seq=step.seq,
+        role=step.role,
+        state="waiting",
+        assignee=step.assignee,
+        opened_at=step.opened_at,
+        due_at=step.due_at,
+    )
+    await _step_aside(session, [step])
+    case.steps[case.steps.index(step)] = fresh
+    await session.flush()
+    await steps.open_step(session, ctx, case, fresh)
+
+
+async def _step_aside(session: AsyncSession, old: list[ApprovalStep]) -> None:
+    """Free the seq numbers of steps about to be replaced, keeping their rows for now.
+
+    Their replacements are then inserted before the old rows are deleted (one
+    flush; SQLAlchemy inserts first). Deleting first would let SQLite hand a new
+    step the id of a deleted one (max(rowid) + 1), and a superseded card, which
+    names its step by id, would decide the new step.
+    """
+    for step in old:
+        step.seq = -step.seq
+    await session.flush()

@@ -8,9 +8,23 @@ import json
 from sqlalchemy import select
 
 from bot.appkeys import CTX
+from bot.events import Sender
+from handlers.approvals import decide
+from handlers.people import member_named
 from storage.models import CaseItem, Customer
 from tests.http.generic_cases import approve, audit_trail, cards, load, request, submit
 from tests.support import Client, FakeClock, post_generic, table_counts
+
+
+async def click(client: Client, case_id: str, name: str, step_id: int | None) -> None:
+    """An approve click on a card sent for `step_id` (what a card's token resolves to)."""
+    ctx = client.app[CTX]
+    async with ctx.db.transaction() as session:
+        member = await member_named(session, name)
+        assert member is not None
+        await decide(
+            session, ctx, case_id, member, "approve", Sender("console", name), step_id=step_id
+        )
 
 
 def v2(n: int, amount: str, **fields: object) -> dict[str, object]:
@@ -34,6 +48,8 @@ async def test_a_new_amount_in_another_tier_reroutes_the_case(
     assert len(old) == 2 and {c.state for c in old} == {"closed"}
     assert all("已作废" in c.card["status"] and "¥4999.00" in c.card["status"] for c in old)
     assert [(c.recipient, c.state) for c in sent if c not in old] == [("李总监", "open")]
+    await click(client, case_id, "王组长", old[0].step_id)  # the superseded card
+    assert (await load(client, case_id)).status == "pending_approval"
     trail = await audit_trail(client, case_id)
     assert [a.action for a in trail] == ["created", "route", "reroute", "route"]
     reroute = json.loads(trail[2].detail)
@@ -85,6 +101,12 @@ async def test_the_same_tier_keeps_its_step_and_resends_the_cards(
     assert prices == [14000]
     revised = (await audit_trail(client, case_id))[-1]
     assert revised.action == "revised" and "tier" not in json.loads(revised.detail)
+
+    # A click on an old card (it showed ¥132.00) decides nothing; the new card does.
+    await click(client, case_id, "王组长", sent[0].step_id)
+    assert (await load(client, case_id)).status == "pending_approval"
+    await click(client, case_id, "王组长", sent[2].step_id)
+    assert (await load(client, case_id)).status == "refund_pending"
 
 
 async def test_after_approval_a_new_amount_is_refused_and_nothing_changes(
