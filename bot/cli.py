@@ -15,7 +15,7 @@ from pathlib import Path
 from aiohttp import web
 
 from bot import settings as config
-from bot.web.access_log import AccessLog
+from bot.web.edge import server_kwargs
 from storage import outbox
 from storage.db import Database
 from storage.migrate import upgrade
@@ -47,7 +47,7 @@ def _run(app: web.Application, host: str, port: int) -> None:
         app,
         host=host,
         port=port,
-        access_log_class=AccessLog,
+        **server_kwargs(app),
         print=lambda text: log.info("%s", text.strip()),
     )
 
