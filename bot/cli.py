@@ -159,6 +159,12 @@ def cmd_outbox_retry(args: argparse.Namespace) -> int:
     return _with_db(args, work)
 
 
+def cmd_console_login(args: argparse.Namespace) -> int:
+    from bot.web.console_login import print_signin_link
+
+    return print_signin_link(_load(args.config), args.name, args.hours)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="returnhub", description="售后退换货 chat-ops bot")
     sub = p.add_subparsers(dest="command", required=True)
@@ -182,6 +188,14 @@ def parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate config; exit 2 on errors")
     check.add_argument("--config")
     check.set_defaults(func=cmd_check_config)
+
+    signin = sub.add_parser("console-login", help="控制台登录链接：一次性，以该成员身份登录")
+    signin.add_argument("name", help="成员姓名（[[members]] name）")
+    signin.add_argument(
+        "--hours", type=float, default=24, help="链接有效小时数（默认 24，最多 168）"
+    )
+    signin.add_argument("--config")
+    signin.set_defaults(func=cmd_console_login)
 
     db = sub.add_parser("db", help="database commands")
     db_sub = db.add_subparsers(dest="db_command", required=True)
