@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -40,6 +40,7 @@ from storage.db import is_unavailable
 
 log = logging.getLogger(__name__)
 
+R = TypeVar("R", bound=web.StreamResponse)
 CLIENT_CLOSED = 499
 RETRY_AFTER_SECONDS = "5"
 UNPARSED = "unparsed"  # route label for requests aiohttp refused before routing
@@ -63,7 +64,7 @@ def _error(status: int, message: str, **headers: str) -> web.Response:
     )
 
 
-def _closing(request: web.Request, response: web.Response) -> web.Response:
+def _closing(request: web.Request, response: R) -> R:
     """The rest of the body is not wanted: the connection cannot carry another request."""
     if not request.content.is_eof():
         request.content.set_exception(BodyTimeout("body abandoned"))
@@ -106,7 +107,7 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return _error(400, f"control character in {where}; 参数含有非法字符")
     deadline = _arm_body_deadline(request)
     try:
-        return await handler(request)
+        response = await handler(request)
     except Exception as exc:
         if (answer := _fault(request, exc)) is None:
             raise
@@ -114,6 +115,11 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
     finally:
         if deadline is not None:
             deadline.cancel()
+    if request.content.exception() is not None:
+        # The route caught a body fault and answered it (WeCom's 400): still drop the
+        # rest of that body, or aiohttp's lingering read logs the fault as unhandled.
+        _closing(request, response)
+    return response
 
 
 def _fault(request: web.Request, exc: Exception) -> web.Response | None:

@@ -26,9 +26,12 @@ from bot.settings import Settings
 from bot.web.edge import server_kwargs
 from storage.db import Database
 from tests.conftest import ONLY_PG, PG_URL
+from tests.fakes.wecom import FakeWecom, running
+from tests.fakes.wecom_callbacks import wecom_app
 from tests.support import (
     GENERIC_SECRET,
     Client,
+    FakeClock,
     MakeClient,
     make_settings,
     return_body,
@@ -179,6 +182,23 @@ async def test_a_body_that_does_not_decode_is_400_and_no_traceback(
         assert counted(app, "/webhooks/generic", 400) == 1
         assert counted(app, "/webhooks/generic", 500) == 0
         assert tracebacks(caplog) == []
+
+
+async def test_a_route_that_answers_a_body_fault_itself_leaves_no_traceback(
+    db: Database, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """WeCom's route answers an undecodable body with its own 400; aiohttp must not then
+    trip over the rest of that body and log it as an unhandled exception."""
+    async with running(FakeWecom()) as fake:
+        app = wecom_app(db, tmp_path, FakeClock(), fake.url)
+        async with serving(app) as port:
+            head = post_head(10, "Content-Encoding: gzip").replace(
+                b"/webhooks/generic", b"/callbacks/wecom"
+            )
+            with caplog.at_level(logging.DEBUG):
+                answer = await exchange(port, head + b"0123456789")
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert tracebacks(caplog) == []
 
 
 @pytest.mark.parametrize(
