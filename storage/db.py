@@ -61,13 +61,14 @@ class Database:
         self.statement_timeout = statement_timeout or None
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
-        kwargs: dict[str, Any] = {"echo": echo, "pool_timeout": timeout}
+        kwargs: dict[str, Any] = {"echo": echo}
         if self.is_sqlite:
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                kwargs["pool_timeout"] = timeout  # in memory: one static connection
             kwargs["connect_args"] = {"timeout": self.statement_timeout or 3600}
         else:
-            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True, pool_timeout=timeout)
             kwargs["connect_args"] = _pg_timeouts(timeout, self.statement_timeout)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
