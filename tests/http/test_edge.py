@@ -226,9 +226,7 @@ async def test_requests_the_parser_refuses_are_counted_and_logged_as_client_erro
 # --- K: bounded bodies and a bounded database ---------------------------------------------
 
 
-async def test_a_slow_body_gets_408_and_the_connection_is_closed(
-    settings: Settings, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_a_slow_body_gets_408_and_the_connection_is_closed(settings: Settings) -> None:
     app = create_app(settings, background=False)
     async with serving(app) as port:
         before = await table_counts(app[CTX].db)
