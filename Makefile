@@ -17,14 +17,15 @@ demo: $(STAMP)
 	$(BIN)/returnhub demo
 
 # The browser tests drive Debian's chromium (playwright's own browser download
-# is not used), with CJK fonts so Chinese renders. Installed here when missing
-# and we are root (CI, fresh machines).
+# is not used), with CJK fonts so Chinese renders; the bench test drives wrk, the
+# load client `returnhub bench` prefers. Installed here when missing and we are
+# root (CI, fresh machines).
 browser-deps:
-	@if [ ! -x $(CHROMIUM) ] || [ ! -d /usr/share/fonts/opentype/noto ]; then \
+	@if [ ! -x $(CHROMIUM) ] || [ ! -d /usr/share/fonts/opentype/noto ] || ! command -v wrk >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	      apt-get install -y -qq chromium fonts-noto-cjk >/dev/null; \
-	  else echo "note: chromium or fonts-noto-cjk missing and not root; browser tests skip"; fi; \
+	      apt-get install -y -qq chromium fonts-noto-cjk wrk >/dev/null; \
+	  else echo "note: chromium, fonts-noto-cjk or wrk missing and not root; their tests skip"; fi; \
 	fi
 
 lint: $(STAMP)

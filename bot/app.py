@@ -7,9 +7,10 @@ flushes the outbox once more), close HTTP clients, dispose the engine.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ from handlers.people import sync_members
 from handlers.warehouse import on_image_message
 from storage.db import Database
 from storage.migrate import upgrade
+from storage.secrets import load_keyring
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,10 @@ def create_app(
     async def resources(app: web.Application) -> AsyncIterator[None]:
         if migrate:
             await upgrade(db)
+        # The signing keys live in the database (storage/secrets.py): load them first.
+        grace = timedelta(days=settings.server.secret_grace_days)
+        keyring = await load_keyring(db, settings.server.secret, grace, app[appkeys.CTX].now())
+        ctx = app[appkeys.CTX] = dataclasses.replace(app[appkeys.CTX], keyring=keyring)
         async with db.transaction() as session:
             await sync_members(session, settings.members)
             await resend_unseen(session, ctx)

@@ -11,10 +11,13 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from bot import settings as config
+from bot.bench.main import add_parser as add_bench_parser
+from bot.startup_report import log_report, render
 from bot.web.edge import server_kwargs
 from storage import outbox
 from storage.db import Database
@@ -29,7 +32,12 @@ def _load(path: str | None) -> config.Settings:
     except config.ConfigError as err:
         for line in err.errors:
             print(line, file=sys.stderr)
+        print(_error_count(err.errors), file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _error_count(errors: list[str]) -> str:
+    return f"配置有 {len(errors)} 处错误，请修改后重试 / {len(errors)} config error(s)"
 
 
 def _logging() -> None:
@@ -56,6 +64,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from bot.app import create_app
 
     settings = _load(args.config)
+    log_report(settings, log)
     app = create_app(settings, migrate=not args.no_migrate)
     _run(app, args.host or settings.server.host, args.port or settings.server.port)
     return 0
@@ -67,9 +76,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     port = args.port or int(os.environ.get("RETURNHUB__SERVER__PORT", "8080"))
     settings = demo_settings(port, Path(args.var).resolve())
+    log_report(settings, log)
     app = create_app(settings)
     install(app)
-    log.info("demo console: http://127.0.0.1:%d/console", port)
+    log.info("演示控制台 / demo console: http://127.0.0.1:%d/console", port)
     _run(app, "127.0.0.1", port)
     return 0
 
@@ -85,31 +95,36 @@ def cmd_init(args: argparse.Namespace) -> int:
     }
     for src, dst in plan.items():
         if (target / dst).exists():
-            print(f"{target / dst}: exists, left as is")
+            print(f"{target / dst}: 已存在，保持不变 / exists, left as is")
             continue
         shutil.copyfile(source / src, target / dst)
-        print(f"wrote {target / dst}")
+        print(f"已写入 / wrote {target / dst}")
     scripts = target / "scripts"
     if not scripts.exists():
         shutil.copytree(source / "scripts", scripts)
-        print(f"wrote {scripts}/")
+        print(f"已写入 / wrote {scripts}/")
     return 0
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    errors = config.check(args.config)
-    for line in errors:
-        print(line)
-    if errors:
+    """Every error as `file:line: message` (exit 2); else what the config switches on."""
+    try:
+        settings = config.load(args.config)
+    except config.ConfigError as err:
+        for line in err.errors:
+            print(line)
+        print(_error_count(err.errors), file=sys.stderr)
         return 2
-    print("config ok")
+    for line in render(settings):
+        print(line)
+    print("配置无误 / config ok")
     return 0
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     async def work(db: Database) -> int:
         await upgrade(db)
-        print("database is at the latest schema")
+        print("数据库已是最新结构 / database is at the latest schema")
         return 0
 
     return _with_db(args, work)
@@ -137,7 +152,7 @@ def cmd_outbox_dead(args: argparse.Namespace) -> int:
                 f"{row.id}\t{row.kind}\t{row.destination}\t{row.case_id or '-'}\t"
                 f"{row.attempts}\t{row.last_error[:120]}"
             )
-        print(f"{len(rows)} dead letter(s)", file=sys.stderr)
+        print(f"共 {len(rows)} 条死信 / {len(rows)} dead letter(s)", file=sys.stderr)
         return 0
 
     return _with_db(args, work)
@@ -145,7 +160,9 @@ def cmd_outbox_dead(args: argparse.Namespace) -> int:
 
 def cmd_outbox_retry(args: argparse.Namespace) -> int:
     if not args.all and not args.ids:
-        print("name the ids to retry, or --all", file=sys.stderr)
+        print(
+            "请给出要重新投递的 id，或用 --all / name the ids to retry, or --all", file=sys.stderr
+        )
         return 2
 
     async def work(db: Database) -> int:
@@ -153,7 +170,7 @@ def cmd_outbox_retry(args: argparse.Namespace) -> int:
             count = await outbox.revive(
                 session, None if args.all else args.ids, now=datetime.now(UTC)
             )
-        print(f"{count} message(s) queued again")
+        print(f"已重新排队 {count} 条消息 / {count} message(s) queued again")
         return 0
 
     return _with_db(args, work)
@@ -165,55 +182,89 @@ def cmd_console_login(args: argparse.Namespace) -> int:
     return print_signin_link(_load(args.config), args.name, args.hours)
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="returnhub", description="售后退换货 chat-ops bot")
-    sub = p.add_subparsers(dest="command", required=True)
+CONFIG_HELP = "配置文件；默认 $RETURNHUB_CONFIG，再是 ./returnhub.toml / config file"
 
-    serve = sub.add_parser("serve", help="run the bot server")
-    serve.add_argument("--config")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--no-migrate", action="store_true")
+
+def _config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose -h line reads in Chinese too; sub-commands inherit the class."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{**kwargs, "add_help": False})
+        self.add_argument("-h", "--help", action="help", help="显示本帮助并退出 / show this help")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="returnhub", description="售后退换货 chat-ops 机器人 / returns chat-ops bot")
+    sub = p.add_subparsers(dest="command", required=True, metavar="命令/command")
+
+    serve = sub.add_parser("serve", help="运行机器人服务（前台） / run the bot server")
+    _config(serve)
+    serve.add_argument("--host", help="监听地址；默认 [server] host / listen address")
+    serve.add_argument("--port", type=int, help="监听端口；默认 [server] port / listen port")
+    serve.add_argument(
+        "--no-migrate",
+        action="store_true",
+        help="启动时不执行数据库迁移 / skip migrations at start",
+    )
     serve.set_defaults(func=cmd_serve)
 
-    demo = sub.add_parser("demo", help="SQLite under ./var, local console, demo data")
-    demo.add_argument("--port", type=int)
-    demo.add_argument("--var", default="var")
+    demo = sub.add_parser(
+        "demo", help="演示：SQLite、本地控制台和示例数据 / SQLite, local console, demo data"
+    )
+    demo.add_argument(
+        "--port", type=int, help="端口；默认 $RETURNHUB__SERVER__PORT 或 8080 / port"
+    )
+    demo.add_argument(
+        "--var", default="var", help="数据目录（数据库、配置、照片）；默认 ./var / data dir"
+    )
     demo.set_defaults(func=cmd_demo)
 
-    init = sub.add_parser("init", help="write an editable config set into DIR")
-    init.add_argument("dir", nargs="?", default=".")
+    init = sub.add_parser("init", help="写出一套可编辑的配置 / write an editable config set")
+    init.add_argument(
+        "dir", nargs="?", default=".", help="目标目录；默认当前目录 / target directory"
+    )
     init.set_defaults(func=cmd_init)
 
-    check = sub.add_parser("check-config", help="validate config; exit 2 on errors")
-    check.add_argument("--config")
+    check = sub.add_parser(
+        "check-config", help="检查配置，有错误时以 2 退出 / validate config; exit 2 on errors"
+    )
+    _config(check)
     check.set_defaults(func=cmd_check_config)
 
-    signin = sub.add_parser("console-login", help="控制台登录链接：一次性，以该成员身份登录")
-    signin.add_argument("name", help="成员姓名（[[members]] name）")
-    signin.add_argument(
-        "--hours", type=float, default=24, help="链接有效小时数（默认 24，最多 168）"
+    signin = sub.add_parser(
+        "console-login",
+        help="成员的一次性控制台登录链接 / a member's one-time console sign-in link",
     )
-    signin.add_argument("--config")
+    signin.add_argument("name", help="成员姓名（[[members]] name）/ member name")
+    signin.add_argument(
+        "--hours", type=float, default=24, help="有效小时数；默认 24，最多 168 / hours valid"
+    )
+    _config(signin)
     signin.set_defaults(func=cmd_console_login)
 
-    db = sub.add_parser("db", help="database commands")
-    db_sub = db.add_subparsers(dest="db_command", required=True)
-    up = db_sub.add_parser("upgrade", help="apply migrations")
-    up.add_argument("--config")
+    db = sub.add_parser("db", help="数据库命令 / database commands")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="命令/command")
+    up = db_sub.add_parser("upgrade", help="执行数据库迁移 / apply migrations")
+    _config(up)
     up.set_defaults(func=cmd_db_upgrade)
 
-    box = sub.add_parser("outbox", help="dead letters: list and retry")
-    box_sub = box.add_subparsers(dest="outbox_command", required=True)
-    dead = box_sub.add_parser("dead", help="list dead letters, newest first")
-    dead.add_argument("--config")
-    dead.add_argument("--limit", type=int, default=100)
+    box = sub.add_parser("outbox", help="死信：列出与重新投递 / dead letters: list and retry")
+    box_sub = box.add_subparsers(dest="outbox_command", required=True, metavar="命令/command")
+    dead = box_sub.add_parser("dead", help="列出死信，最新的在前 / list dead letters")
+    _config(dead)
+    dead.add_argument("--limit", type=int, default=100, help="最多列出几条；默认 100 / how many")
     dead.set_defaults(func=cmd_outbox_dead)
-    retry = box_sub.add_parser("retry", help="queue dead letters again (after fixing the cause)")
-    retry.add_argument("--config")
-    retry.add_argument("--all", action="store_true")
-    retry.add_argument("ids", nargs="*", type=int)
+    retry = box_sub.add_parser("retry", help="排除故障后重新投递死信 / queue dead letters again")
+    _config(retry)
+    retry.add_argument("--all", action="store_true", help="全部死信 / every dead letter")
+    retry.add_argument("ids", nargs="*", type=int, help="要重新投递的死信 id / ids to retry")
     retry.set_defaults(func=cmd_outbox_retry)
+
+    add_bench_parser(sub)
     return p
 
 

@@ -134,10 +134,10 @@ def read_toml(
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        errors.append(f"{display}: file not found")
+        errors.append(f"{display}: 文件不存在 / file not found")
         return None
     except (OSError, UnicodeDecodeError) as exc:
-        errors.append(f"{display}: cannot read: {exc}")
+        errors.append(f"{display}: 无法读取 / cannot read: {exc}")
         return None
     locator = Locator(text)
     try:
@@ -146,7 +146,8 @@ def read_toml(
         message = str(exc)
         pos = _TOML_POS.search(message)
         line = int(pos.group(1)) if pos else locator.last_line
-        errors.append(f"{display}:{line}: TOML syntax error: {_TOML_POS.sub('', message)}")
+        detail = _TOML_POS.sub("", message)
+        errors.append(f"{display}:{line}: TOML 语法错误 / TOML syntax error: {detail}")
         return None
     return data, locator
 
@@ -215,6 +216,19 @@ def type_name(hint: Any) -> str:
     return names.get(hint, str(hint))
 
 
+def type_name_zh(hint: Any) -> str:
+    """`type_name` for the Chinese half of a message."""
+    if typing.get_origin(hint) is tuple:
+        return f"{type_name_zh(typing.get_args(hint)[0])}列表"
+    if typing.get_origin(hint) is dict:
+        return f"名称到{type_name_zh(typing.get_args(hint)[1])}的表"
+    if isinstance(hint, types.UnionType):
+        return type_name_zh(typing.get_args(hint)[0])
+    names: dict[Any, str] = {Any: "表", str: "字符串", int: "整数", float: "数字"}
+    names[bool] = "布尔值（true 或 false）"
+    return names.get(hint, str(hint))
+
+
 def build(cls: type[T], table: Any, path: Key, report: Report, **given: Any) -> T | None:
     """Make `cls` from a TOML table: unknown keys, wrong types and missing keys are errors.
 
@@ -222,7 +236,8 @@ def build(cls: type[T], table: Any, path: Key, report: Report, **given: Any) -> 
     reported and replaced by the field's default so later checks still run.
     """
     if not isinstance(table, dict):
-        report.at(path, f"{dotted(path)}: expected a table, got {_show(path, table)}")
+        shown = _show(path, table)
+        report.at(path, f"{dotted(path)}: 应为表，实际是 {shown} / expected a table, got {shown}")
         table = {}
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
@@ -231,15 +246,18 @@ def build(cls: type[T], table: Any, path: Key, report: Report, **given: Any) -> 
     for key, value in table.items():
         here = (*path, key)
         if key not in fields or key in given:
-            report.at(here, f"unknown key {dotted(here)}")
+            report.at(here, f"未知配置项 / unknown key {dotted(here)}")
             continue
         seen.add(key)
         ok, converted = coerce(hints[key], value, here in report.env)
         if ok:
             kwargs[key] = converted
         else:
-            want = type_name(hints[key])
-            report.at(here, f"{dotted(here)}: expected {want}, got {_show(here, value)}")
+            want, shown = type_name(hints[key]), _show(here, value)
+            zh = type_name_zh(hints[key])
+            report.at(
+                here, f"{dotted(here)}: 应为{zh}，实际是 {shown} / expected {want}, got {shown}"
+            )
     required = [
         name
         for name, f in fields.items()
@@ -247,7 +265,7 @@ def build(cls: type[T], table: Any, path: Key, report: Report, **given: Any) -> 
     ]
     for name in required:
         if name not in kwargs and name not in seen:
-            report.at(path, f"{dotted(path)}: missing key {name!r}")
+            report.at(path, f"{dotted(path)}: 缺少配置项 / missing key {name!r}")
     if any(name not in kwargs for name in required):
         return None
     return cls(**kwargs)
@@ -269,14 +287,16 @@ def apply_env(
             continue
         parts = var[len(prefix) :].lower().split("__")
         if len(parts) < 2 or not all(parts):
-            errors.append(f"env {var}: expected {prefix}SECTION__KEY")
+            errors.append(f"env {var}: 格式应为 / expected {prefix}SECTION__KEY")
             continue
         node = data
         for i, part in enumerate(parts[:-1]):
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
                 where = dotted(tuple(parts[: i + 1]))
-                errors.append(f"env {var}: {where} cannot be set from the environment")
+                errors.append(
+                    f"env {var}: {where} 不能用环境变量设置 / cannot be set from the environment"
+                )
                 break
             node = child
         else:
@@ -288,18 +308,18 @@ def apply_env(
 def aes_key_problem(key: str) -> str | None:
     """WeCom/DingTalk EncodingAESKey: 43 chars of base64 that decode (with "=") to 32 bytes."""
     if len(key) != 43:
-        return f"must be 43 characters, got {len(key)}"
+        return f"必须是 43 个字符，实际 {len(key)} 个 / must be 43 characters, got {len(key)}"
     try:
         raw = base64.b64decode(key + "=", validate=True)
     except binascii.Error:
-        return "is not valid base64"
-    return None if len(raw) == 32 else "does not decode to 32 bytes"
+        return "不是合法的 base64 / is not valid base64"
+    return None if len(raw) == 32 else "解码后不是 32 字节 / does not decode to 32 bytes"
 
 
 def url_problem(url: str) -> str | None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        return f"must be an http(s) URL, got {url!r}"
+        return f"必须是 http(s) 地址，实际是 {url!r} / must be an http(s) URL"
     return None
 
 
@@ -307,7 +327,7 @@ def zone_problem(name: str) -> str | None:
     try:
         ZoneInfo(name)
     except (ValueError, LookupError, OSError):
-        return f'unknown time zone {name!r} (e.g. "Asia/Shanghai")'
+        return f'未知时区 {name!r}（例如 "Asia/Shanghai"） / unknown time zone {name!r}'
     return None
 
 

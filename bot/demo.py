@@ -5,7 +5,9 @@ real loader, and every return enters through `handlers.intake.on_return_request`
 exactly as a shop webhook would, so what you click in the console is the product.
 Seeding is idempotent (stable event keys, existence checks), so restarting the
 demo on the same var dir adds nothing; the secrets persist in that dir too, so
-cards sent before a restart keep working buttons.
+cards sent before a restart keep working buttons. Each buyer nickname belongs
+to one buyer ref with a seeded purchase history, and bot/demo_oms.py plays the
+shop's OMS, so released refunds end `refunded` as they would in production.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import func, select
 
+from bot import demo_oms
 from bot import settings as config
 from bot.appkeys import CTX
 from bot.events import Item, ReturnRequest
@@ -63,7 +66,6 @@ REASONS = (
     ("logistics.damaged", "外箱压坏，机身有裂痕"),
     ("no_reason_7day", "七天无理由，不想要了"),
 )
-NICKS = ("喵星人", "布偶妈妈", "二哈家长", "柯基不短腿", "三花收藏家", "小黑爱吃鱼", "豆豆铲屎官")
 
 
 def _q(text: str) -> str:
@@ -106,37 +108,61 @@ def demo_settings(port: int, var_dir: Path) -> config.Settings:
     return config.load(path, env={})
 
 
-def install(app: web.Application, *, stream_seconds: float = STREAM_SECONDS) -> None:
-    """Seed the demo once the app is up, then add a return every `stream_seconds`."""
+def install(
+    app: web.Application,
+    *,
+    stream_seconds: float = STREAM_SECONDS,
+    oms_delay_seconds: float = demo_oms.DELAY_SECONDS,
+) -> None:
+    """Seed the demo once the app is up, then add a return every `stream_seconds` and,
+    playing the shop's OMS, confirm each refund `oms_delay_seconds` after its release."""
     from bot.app import STARTED  # the composition root imports nothing from here
 
     async def seed_on_start(app: web.Application) -> None:
         await seed(app[CTX])
 
-    async def stream(app: web.Application) -> AsyncIterator[None]:
+    async def jobs(app: web.Application) -> AsyncIterator[None]:
         scheduler = AsyncIOScheduler()
+        every = {"replace_existing": True, "max_instances": 1, "coalesce": True}
+        if stream_seconds > 0:
+            scheduler.add_job(
+                demo_stream_job, "interval", seconds=stream_seconds, args=[app[CTX]],
+                id="demo-stream", **every,
+            )  # fmt: skip
         scheduler.add_job(
-            demo_stream_job,
-            "interval",
-            seconds=stream_seconds,
-            args=[app[CTX]],
-            id="demo-stream",
-            replace_existing=True,
-            max_instances=1,
-            coalesce=True,
-        )
+            demo_oms.confirm_refunds, "interval", seconds=min(5.0, oms_delay_seconds or 1.0),
+            args=[app, SHOP, oms_delay_seconds], id="demo-oms", **every,
+        )  # fmt: skip
         scheduler.start()
         yield
         scheduler.shutdown(wait=False)
 
     app[STARTED].append(seed_on_start)
-    if stream_seconds > 0:
-        app.cleanup_ctx.append(stream)
+    app.cleanup_ctx.append(jobs)
 
 
 LOYAL = ("buyer-loyal-001", "橘猫铲屎官")
 WOOL = ("buyer-wool-007", "薅羊毛的喵")
 B2B = ("buyer-b2b-018", "萌爪宠物连锁")
+# Every demo buyer with a purchase history, one ref per nickname: the seed and the
+# stream draw from here, so a nickname seen twice is the same customer and the
+# history on the card ("近一年订单 N 笔") is that customer's.
+# (buyer, flagged reason, orders, fen range)
+CUSTOMERS = (
+    (LOYAL, "", 36, (8900, 52000)),
+    (B2B, "", 12, (150000, 900000)),
+    (WOOL, "羊毛党：近 90 天 6 次仅退款，多次以“漏发”为由申请", 4, (990, 3800)),
+    (("buyer-1002", "布偶妈妈"), "", 3, (2990, 13200)),
+    (("buyer-1001", "喵星人"), "", 5, (2990, 8900)),
+    (("buyer-1006", "柯基不短腿"), "", 7, (3800, 30000)),
+    (("buyer-1007", "三花收藏家"), "", 9, (4500, 13200)),
+    (("buyer-1003", "二哈家长"), "", 2, (2990, 30000)),
+    (("buyer-1004", "小黑爱吃鱼"), "", 6, (2990, 5900)),
+    (("buyer-1005", "豆豆铲屎官"), "", 4, (5900, 13200)),
+)
+# The everyday buyers the stream picks from (the chain and the flagged one have
+# their own draws in _stream_draw).
+REGULARS = tuple(buyer for buyer, *_ in CUSTOMERS if buyer not in (LOYAL, B2B, WOOL))
 # The initial batch, one return per routing tier plus parcels for the warehouse:
 # (external id, kind, (sku, qty), (reason code, text), buyer, return waybill).
 SEED = (
@@ -214,15 +240,8 @@ async def seed(ctx: Ctx) -> None:
 async def _seed_customers(ctx: Ctx) -> None:
     now = ctx.now()
     rng = random.Random(20261121)  # noqa: S311 - fixed demo data, not security
-    plan = [
-        # (buyer, flagged reason, orders, fen range)
-        (LOYAL, "", 36, (8900, 52000)),
-        (B2B, "", 12, (150000, 900000)),
-        (WOOL, "羊毛党：近 90 天 6 次仅退款，多次以“漏发”为由申请", 4, (990, 3800)),
-        (("buyer-1002", "布偶妈妈"), "", 3, (2990, 13200)),
-    ]
     async with ctx.db.transaction() as session:
-        for (ref, nick), flag, count, (low, high) in plan:
+        for (ref, nick), flag, count, (low, high) in CUSTOMERS:
             customer = (
                 await session.scalars(
                     select(Customer).where(Customer.channel == CHANNEL, Customer.buyer_ref == ref)
@@ -267,7 +286,7 @@ def _stream_draw(rng: random.Random) -> tuple[Item, tuple[str, str], str]:
         return _item(rng.choice(("FD-CHICKEN", "CATFOOD-TRIAL")), 1), WOOL, "refund_only"
     sku, _, price, _ = rng.choice(CATALOGUE)
     qty = rng.choice((1, 1, 1, 2, 3)) if price < 50000 else 1
-    buyer = (f"buyer-{rng.randrange(2000, 9999)}", rng.choice(NICKS))
+    buyer = rng.choice(REGULARS)
     kind = rng.choice(("refund_only", "refund_only", "return_refund", "exchange"))
     return _item(sku, qty), buyer, kind
 

@@ -48,7 +48,10 @@ class ServerSettings:
     port: int = 8080
     public_url: str = ""
     timezone: str = "Asia/Shanghai"
-    secret: str = ""  # signs card-button tokens; set RETURNHUB__SERVER__SECRET
+    # Signs card-button tokens and API cursors; unset: one is generated and kept in the
+    # database. Changing it keeps the old one valid for secret_grace_days (docs/operations.md).
+    secret: str = ""
+    secret_grace_days: int = 7
     demo: bool = False
     max_body_bytes: int = 1_048_576
     body_timeout_seconds: float = 10.0  # a body not complete by then gets 408

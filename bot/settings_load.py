@@ -10,7 +10,6 @@ import dataclasses
 import functools
 import logging
 import os
-import secrets
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -48,7 +47,7 @@ T = TypeVar("T")
 
 
 def _positive(value: float) -> str | None:
-    return None if value > 0 else "must be positive"
+    return None if value > 0 else "必须为正数 / must be positive"
 
 
 def _when_set(check: Callable[[str], str | None]) -> Callable[[str], str | None]:
@@ -56,20 +55,27 @@ def _when_set(check: Callable[[str], str | None]) -> Callable[[str], str | None]
 
 
 _VALUE_CHECKS: dict[str, Callable[[Any], str | None]] = {
-    "server.port": lambda v: None if 0 < v < 65536 else "must be 1-65535",
+    "server.port": lambda v: None if 0 < v < 65536 else "必须在 1-65535 之间 / must be 1-65535",
     "server.public_url": _when_set(url_problem),
     "server.timezone": zone_problem,
     "server.max_body_bytes": _positive,
     "server.body_timeout_seconds": _positive,
+    "server.secret_grace_days": lambda v: None if v >= 0 else "must be 0 or more",
     "database.timeout_seconds": _positive,
     "database.statement_timeout_seconds": lambda v: None if v >= 0 else "must be 0 or more",
     "database.url": lambda v: (
-        None if v.startswith(DB_SCHEMES) else "must start with " + " or ".join(DB_SCHEMES)
+        None
+        if v.startswith(DB_SCHEMES)
+        else f"必须以 {' 或 '.join(DB_SCHEMES)} 开头 / must start with " + " or ".join(DB_SCHEMES)
     ),
     "wecom.encoding_aes_key": _when_set(aes_key_problem),
     "wecom.replay_window_seconds": _positive,
     "dingtalk.event_aes_key": _when_set(aes_key_problem),
-    "dingtalk.mode": lambda v: None if v in ("http", "stream") else 'must be "http" or "stream"',
+    "dingtalk.mode": lambda v: (
+        None
+        if v in ("http", "stream")
+        else '必须是 "http" 或 "stream" / must be "http" or "stream"'
+    ),
     "channels.generic.callback_url": _when_set(url_problem),
     "channels.generic.replay_window_seconds": _positive,
     **{f"outbox.{k}": _positive for k in ("max_attempts", "batch", "rate_per_minute")},
@@ -119,11 +125,15 @@ class _Loader:
     def channels(self) -> ChannelsSettings:
         table = self.data.get("channels", {})
         if not isinstance(table, dict):
-            self.report.at(("channels",), "channels: expected tables like [channels.generic]")
+            self.report.at(
+                ("channels",),
+                "channels: 应为 [channels.generic] 这样的表 / expected tables like "
+                "[channels.generic]",
+            )
             table = {}
         for name in table:
             if name != "generic" and name not in CHANNELS:
-                self.report.at(("channels", name), f"unknown channel [channels.{name}]")
+                self.report.at(("channels", name), f"未知渠道 / unknown channel [channels.{name}]")
         loose = {
             n: dataclasses.asdict(self.section(c, "channels", n)) for n, c in CHANNELS.items()
         }
@@ -134,14 +144,19 @@ class _Loader:
     def roles(self) -> dict[str, RoleRoute]:
         table = self.data.get("roles", {})
         if not isinstance(table, dict):
-            self.report.at(("roles",), "roles: expected tables like [roles.warehouse]")
+            self.report.at(
+                ("roles",),
+                "roles: 应为 [roles.warehouse] 这样的表 / expected tables like [roles.warehouse]",
+            )
             return {}
         return {name: self.section(RoleRoute, "roles", name) for name in table}
 
     def members(self, known: frozenset[str]) -> tuple[MemberConfig, ...]:
         tables = self.data.get("members", [])
         if not isinstance(tables, list):
-            self.report.at(("members",), "members: expected [[members]] tables")
+            self.report.at(
+                ("members",), "members: 应为 [[members]] 表 / expected [[members]] tables"
+            )
             return ()
         members: list[MemberConfig] = []
         seen: dict[str, str] = {}
@@ -152,16 +167,24 @@ class _Loader:
             members.append(member)
             where = f"members[{i}] ({member.name})"
             if not member.roles:
-                self.report.at(("members", i, "roles"), f"{where}: roles must not be empty")
+                self.report.at(
+                    ("members", i, "roles"), f"{where}: roles 不能为空 / roles must not be empty"
+                )
             for role in member.roles:
                 if role not in known:
-                    msg = f"unknown role {role!r}; declare it with a [roles.{role}] table"
+                    msg = (
+                        f"未知角色 {role!r}，请用 [roles.{role}] 表声明 / unknown role "
+                        f"{role!r}; declare it with a [roles.{role}] table"
+                    )
                     self.report.at(("members", i, "roles"), f"{where}: {msg}")
             for key in ("wecom_userid", "dingtalk_staff_id"):
                 value = getattr(member, key)
                 if value and f"{key}={value}" in seen:
                     other = seen[f"{key}={value}"]
-                    self.report.at(("members", i, key), f"{where}: {key} already used by {other}")
+                    self.report.at(
+                        ("members", i, key),
+                        f"{where}: {key} 已被 {other} 使用 / {key} already used by {other}",
+                    )
                 seen.setdefault(f"{key}={value}", member.name)
         return tuple(members)
 
@@ -176,9 +199,9 @@ class _Loader:
                     if not value:
                         self.report.at(
                             (section, key),
-                            f"{section}.{key}: missing (the other "
-                            f"[{section}] keys are set; env RETURNHUB__"
-                            f"{section.upper()}__{key.upper()} also works)",
+                            f"{section}.{key}: 缺少此项（[{section}] 的其他项已设置；"
+                            f"也可用环境变量 RETURNHUB__{section.upper()}__{key.upper()}）"
+                            f" / missing (the other [{section}] keys are set)",
                         )
 
     def rule_file(self, files: FilesSettings, key: str) -> tuple[dict[str, Any], Report] | None:
@@ -187,7 +210,9 @@ class _Loader:
         path = self.base / relative
         if not path.is_file():
             if self.report.locator and self.report.locator.find(("files", key)):
-                log.warning("%s not found; using the packaged %s", path, default)
+                log.warning(
+                    "%s 不存在，改用内置的 %s / not found; using the packaged one", path, default
+                )
             path = config_dir() / default
         parsed = read_toml(path, str(path), self.errors)
         return (parsed[0], Report(str(path), parsed[1], errors=self.errors)) if parsed else None
@@ -199,15 +224,7 @@ def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -
     `path` None means $RETURNHUB_CONFIG, then ./returnhub.toml, then the packaged
     defaults. Raises ConfigError listing every problem found.
     """
-    settings = _load(path, os.environ if env is None else env)
-    if not settings.server.secret:
-        log.warning(
-            "server.secret is empty: generated one for this process; card buttons "
-            "break on restart and across replicas; set RETURNHUB__SERVER__SECRET"
-        )
-        server = dataclasses.replace(settings.server, secret=secrets.token_urlsafe(32))
-        settings = dataclasses.replace(settings, server=server)
-    return settings
+    return _load(path, os.environ if env is None else env)
 
 
 def check(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> list[str]:
@@ -234,7 +251,7 @@ def _load(path: str | Path | None, env: Mapping[str, str]) -> Settings:
     errors += env_errors
     for key in data or {}:
         if key not in ("channels", "members", "roles", *SECTIONS):
-            report.at((key,), f"unknown section [{key}]")
+            report.at((key,), f"未知配置段 / unknown section [{key}]")
     ld = _Loader(data or {}, report, main.parent if main else config_dir())
     sections: dict[str, Any] = {name: ld.section(cls, name) for name, cls in SECTIONS.items()}
     channels, roles = ld.channels(), ld.roles()

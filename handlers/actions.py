@@ -1,6 +1,6 @@
 """Card button clicks -> approvals, warehouse inspection or risk decisions.
 
-The token proves which card (so which case and step) the click came from; the
+The token proves which card of which case (so which step) the click came from; the
 clicker's roles are checked by the handler the click lands in.
 """
 
@@ -10,13 +10,13 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.events import CardAction
+from bot.events import CardAction, Sender
 from handlers import approvals, notify, tokens, warehouse
 from handlers.context import Ctx
 from handlers.inbox import once
 from handlers.people import NOT_A_MEMBER, member_for
 from handlers.workflow import Actor, audit
-from storage.models import CardRecord
+from storage.models import CardRecord, Member
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +31,13 @@ async def on_card_action(event: CardAction, ctx: Ctx) -> None:
 
 
 async def _handle(session: AsyncSession, ctx: Ctx, event: CardAction) -> None:
-    parsed = tokens.verify(ctx.settings.server.secret, event.token)
-    record = await session.get(CardRecord, parsed[0]) if parsed else None
-    if parsed is None or record is None:
+    click = tokens.verify(ctx.keyring, event.token, ctx.now())
+    record = await session.get(CardRecord, click.card_id) if click else None
+    if click is None or record is None or not click.belongs_to(record.case_id):
         log.warning("card action %s: token not ours", event.key)
         await notify.send_text(session, ctx, event.sender, "该按钮无效或已过期")
         return
-    action = parsed[1]
+    action = click.action
     # Lock the case before writing the card row: every decision locks the case, then
     # closes its cards. Taking the card first deadlocks two clicks on PostgreSQL.
     await approvals.load_case(session, ctx, record.case_id)
@@ -59,21 +59,50 @@ async def _handle(session: AsyncSession, ctx: Ctx, event: CardAction) -> None:
         )
         await notify.send_text(session, ctx, event.sender, NOT_A_MEMBER, record.case_id)
         return
+    await route(
+        session,
+        ctx,
+        record.case_id,
+        member,
+        action,
+        event.sender,
+        reason=event.reason,
+        target=event.target,
+        step_id=record.step_id,
+    )
+
+
+async def route(
+    session: AsyncSession,
+    ctx: Ctx,
+    case_id: str,
+    member: Member,
+    action: str,
+    reply_to: Sender,
+    *,
+    reason: str = "",
+    target: str = "",
+    step_id: int | None = None,
+) -> None:
+    """Where a card action lands: from the click itself, or from the member's chat reply
+    to the question the click raised (the reason for 驳回 / 驳回退款, a transfer target)."""
     if action in APPROVAL:
         await approvals.decide(
             session,
             ctx,
-            record.case_id,
+            case_id,
             member,
             action,
-            event.sender,
-            reason=event.reason,
-            target=event.target,
-            step_id=record.step_id,
+            reply_to,
+            reason=reason,
+            target=target,
+            step_id=step_id,
         )
     elif action in INSPECTION:
-        await warehouse.inspect(session, ctx, record.case_id, member, action, event.sender)
+        await warehouse.inspect(session, ctx, case_id, member, action, reply_to)
     elif action in RISK:
-        await warehouse.resolve(session, ctx, record.case_id, member, action, event.sender)
+        await warehouse.resolve(
+            session, ctx, case_id, member, action, reply_to, reason=reason, ask_reason=True
+        )
     else:
-        await notify.send_text(session, ctx, event.sender, "该按钮无效或已过期")
+        await notify.send_text(session, ctx, reply_to, "该按钮无效或已过期")

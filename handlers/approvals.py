@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from bot.events import Sender
-from handlers import notify, steps, views
+from handlers import cs_notice, notify, steps, views
 from handlers.context import Ctx
 from handlers.people import holders, member_named, role_zh
 from handlers.workflow import STATUS_ZH, Actor, Refusal, Status, audit, check, fire, must
@@ -150,6 +150,7 @@ async def _approve(
         must(fire(case, transition, actor, now, step_role=step.role, detail={"step": step.seq}))
     )
     step.state, step.actor_id, step.decided_at = "approved", member.id, now
+    step.actor = member  # the next step's card names who approved this one
     await notify.close_cards(
         session,
         ctx,
@@ -168,22 +169,23 @@ async def _approve(
         )
 
 
-async def _ask(
+async def ask(
     session: AsyncSession,
     ctx: Ctx,
     member: Member,
     case: Case,
-    step: ApprovalStep,
+    step_id: int | None,
     action: str,
     question: str,
     reply_to: Sender,
 ) -> None:
-    """Ask in chat; the member's next plain message completes `action` (commands.py)."""
+    """Ask in chat; the member's next plain message completes `action` on the case
+    (commands.py hands it to actions.route, as if the card had carried the answer)."""
     await session.merge(
         PendingReply(
             member_id=member.id,
             case_id=case.id,
-            step_id=step.id,
+            step_id=step_id,
             action=action,
             asked_at=ctx.now(),
         )
@@ -206,7 +208,7 @@ async def _reject(
     if refusal is None and not reason:
         if from_card:  # a card has no text box: ask, and take the next chat message
             question = f"请直接回复驳回 {case.id} 的原因（发送 /取消 放弃）"
-            await _ask(session, ctx, member, case, step, "reject", question, reply_to)
+            await ask(session, ctx, member, case, step.id, "reject", question, reply_to)
             return
         refusal = Refusal(f"驳回需要填写原因：/驳回 {case.id} 原因")
     if refusal is not None:
@@ -215,10 +217,12 @@ async def _reject(
     now = ctx.now()
     session.add(must(fire(case, "reject", actor, now, step_role=step.role, why=reason)))
     step.state, step.actor_id, step.decided_at, step.reason = "rejected", member.id, now, reason
+    step.actor = member
     await notify.close_cards(
         session, ctx, case.id, f"已由 {member.name} 于 {views.stamp(ctx, now)} 驳回：{reason}"
     )
     await notify.channel_event(session, ctx, case, "rejected", reason=reason)
+    await cs_notice.tell_rejected(session, ctx, case, member, role_zh(step.role), reason)
     await notify.send_text(session, ctx, reply_to, f"已驳回 {case.id}", case.id)
 
 
@@ -242,7 +246,7 @@ async def _transfer(
                 f"可转交给：{'、'.join(others)}。请直接回复姓名，"
                 f"将 {case.id} 转交（发送 /取消 放弃）"
             )
-            await _ask(session, ctx, member, case, step, "transfer", question, reply_to)
+            await ask(session, ctx, member, case, step.id, "transfer", question, reply_to)
             return
     if refusal is None:
         if to is None:

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from bot.events import ChatMessage
-from handlers import approvals, notify, views, warehouse
+from handlers import actions, approvals, notify, views, warehouse
 from handlers.context import Ctx
 from handlers.inbox import once
 from handlers.workflow import Actor, audit
@@ -81,7 +81,11 @@ async def _lookup(call: Call) -> None:
     if not cases:
         await call.reply(f"未找到与 {code} 相关的售后单")
         return
-    await call.reply("\n\n".join(views.summary_text(call.ctx, c) for c in cases), cases[0].id)
+    answers = [
+        views.summary_text(call.ctx, c, await warehouse.hold_lines(call.session, call.ctx, c))
+        for c in cases
+    ]
+    await call.reply("\n\n".join(answers), cases[0].id)
 
 
 def _decision(action: str, usage: str) -> Run:
@@ -122,13 +126,21 @@ async def _note(call: Call) -> None:
     await call.reply(f"已记录到 {case.id}", case.id)
 
 
-async def _pending(session: AsyncSession, ctx: Ctx, member: Member) -> PendingReply | None:
-    """The question this member still owes an answer to, if it is recent enough."""
-    pending = await session.get(PendingReply, member.id)
-    if pending is not None and ctx.now() - pending.asked_at > PENDING_TTL:
-        await session.delete(pending)
-        return None
-    return pending
+async def _reject_refund(call: Call) -> None:
+    """/驳回退款 RC-… 原因: risk's 驳回退款 as text; without a reason it changes nothing."""
+    case_id = _case_arg(call)
+    if case_id is None:
+        await call.reply("用法：/驳回退款 RC-… 原因")
+        return
+    await warehouse.resolve(
+        call.session,
+        call.ctx,
+        case_id,
+        call.member,
+        "resolve_reject",
+        call.event.sender,
+        reason=" ".join(call.args[1:]),
+    )
 
 
 async def _cancel(call: Call) -> None:
@@ -141,6 +153,7 @@ async def _cancel(call: Call) -> None:
 
 
 APPROVERS = frozenset({"cs_lead", "ops_director", "finance_director"})
+RISK_DECIDERS = frozenset({"risk", "ops_director"})
 COMMANDS = (
     Command(("帮助", "help"), "/帮助", "查看可用命令", frozenset(), _help),
     Command(("查单", "case"), "/查单 RC-…|订单号|运单号", "查看售后单状态", frozenset(), _lookup),
@@ -165,8 +178,21 @@ COMMANDS = (
         APPROVERS,
         _decision("transfer", "/转交 RC-… @姓名"),
     ),
+    Command(
+        ("驳回退款", "reject-refund"),
+        "/驳回退款 RC-… 原因",
+        "驳回验货异常单的退款（需填写原因）",
+        RISK_DECIDERS,
+        _reject_refund,
+    ),
     Command(("记录", "note"), "/记录 RC-… 内容", "记录纠纷结果或备注", frozenset(), _note),
-    Command(("取消", "cancel"), "/取消", "放弃等待回复的操作（如驳回原因）", APPROVERS, _cancel),
+    Command(
+        ("取消", "cancel"),
+        "/取消",
+        "放弃等待回复的操作（如驳回原因）",
+        APPROVERS | RISK_DECIDERS,
+        _cancel,
+    ),
 )
 BY_NAME = {name: c for c in COMMANDS for name in c.names}
 
@@ -189,20 +215,47 @@ async def _handle(session: AsyncSession, ctx: Ctx, event: ChatMessage) -> None:
             await notify.send_text(session, ctx, event.sender, f"{unknown}发送 /帮助 查看可用命令")
             return
         await command.run(Call(session, ctx, event, member, args))
-    elif pending := await _pending(session, ctx, member):
+    else:
+        await _plain(session, ctx, event, member, text)
+
+
+async def _plain(
+    session: AsyncSession, ctx: Ctx, event: ChatMessage, member: Member, text: str
+) -> None:
+    """Plain text: the answer the bot asked for, else a scan (warehouse), else a hint.
+
+    A question is answered once: the reply consumes it, and one left unanswered past
+    PENDING_TTL is dropped, with a word about it if the text means nothing else.
+    """
+    pending = await session.get(PendingReply, member.id)
+    if pending is not None:
         await session.delete(pending)
-        await approvals.decide(
+        await session.flush()  # gone before the answer may ask again (merge, same key)
+        if ctx.now() - pending.asked_at <= PENDING_TTL:
+            await actions.route(
+                session,
+                ctx,
+                pending.case_id,
+                member,
+                pending.action,
+                event.sender,
+                reason=text,
+                target=text,
+                step_id=pending.step_id,
+            )
+            return
+    if "warehouse" in member.role_names and SCAN_CODE.fullmatch(text):
+        await warehouse.scan(session, ctx, member, text, event.sender)
+    elif pending is not None:
+        minutes = int(PENDING_TTL.total_seconds() // 60)
+        what = views.ACTION_ZH.get(pending.action, pending.action)
+        await notify.send_text(
             session,
             ctx,
-            pending.case_id,
-            member,
-            pending.action,
             event.sender,
-            reason=text,
-            target=text,
-            step_id=pending.step_id,
+            f"对 {pending.case_id} 的「{what}」已等待超过 {minutes} 分钟，已自动取消，"
+            f"这条消息没有被当作回复。请重新点击卡片按钮，或发送 /帮助 查看命令",
+            pending.case_id,
         )
-    elif "warehouse" in member.role_names and SCAN_CODE.fullmatch(text):
-        await warehouse.scan(session, ctx, member, text, event.sender)
     else:
         await notify.send_text(session, ctx, event.sender, "发送 /帮助 查看可用命令")

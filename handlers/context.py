@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from bot.settings import Settings
 from storage.db import Database
+from storage.secrets import Keyring
 
 
 def utcnow() -> datetime:
@@ -26,6 +27,7 @@ class Ctx:
     settings: Settings
     clock: Callable[[], datetime] = utcnow
     platforms: tuple[str, ...] = ("console",)
+    keyring: Keyring = Keyring()  # the real one is loaded from the database at start-up
 
     def now(self) -> datetime:
         """Naive UTC now, the form every stored timestamp takes."""

@@ -139,7 +139,9 @@ def _amount(spec: _TierSpec, key: str, path: Key, report: Report) -> int | None:
         return parse_yuan(text, allow_zero=True)
     except ValueError:
         report.at(
-            (*path, key), f'tier {spec.name!r}: {key} = {text!r} is not an amount like "50.00"'
+            (*path, key),
+            f'tier {spec.name!r}: {key} = {text!r} 不是金额（如 "50.00"） '
+            '/ is not an amount like "50.00"',
         )
         return None
 
@@ -149,7 +151,7 @@ def _check_roles(
 ) -> None:
     for role in roles:
         if known is not None and role not in known:
-            report.at(path, f"{what}: unknown role {role!r}")
+            report.at(path, f"{what}: 未知角色 / unknown role {role!r}")
 
 
 def _tier(
@@ -163,22 +165,36 @@ def _tier(
     above, up_to = _amount(spec, "above", path, report), _amount(spec, "up_to", path, report)
     label = f"tier {spec.name!r}"
     if above is not None and up_to is not None and above >= up_to:
-        report.at((*path, "up_to"), f"{label}: above must be less than up_to")
+        report.at(
+            (*path, "up_to"), f"{label}: above 必须小于 up_to / above must be less than up_to"
+        )
     if spec.auto_approve == bool(spec.steps):
-        report.at(path, f"{label}: set either auto_approve = true or steps, not both or neither")
+        report.at(
+            path,
+            f"{label}: auto_approve = true 与 steps 必须二选一 "
+            "/ set either auto_approve = true or steps",
+        )
     if spec.auto_approve and spec.customer == "flagged":
-        report.at((*path, "customer"), f"{label}: flagged customers are never auto-approved")
+        report.at(
+            (*path, "customer"),
+            f"{label}: 风险客户不能自动通过 / flagged customers are never auto-approved",
+        )
     if spec.customer not in CUSTOMER:
-        report.at((*path, "customer"), f"{label}: customer must be one of any, flagged, normal")
+        report.at(
+            (*path, "customer"),
+            f"{label}: customer 只能是 any、flagged、normal "
+            "/ customer must be one of any, flagged, normal",
+        )
     for kind in set(spec.kinds) - KINDS:
         report.at(
             (*path, "kinds"),
-            f"{label}: unknown kind {kind!r} (refund_only, return_refund, exchange)",
+            f"{label}: 未知类型 {kind!r}（refund_only、return_refund、exchange） "
+            f"/ unknown kind {kind!r}",
         )
     _check_roles(spec.steps, known_roles, (*path, "steps"), label, report)
     sla = spec.sla or ("" if spec.auto_approve else default_sla)
     if sla and sla_names is not None and sla not in sla_names:
-        report.at((*path, "sla"), f"{label}: unknown SLA policy {sla!r}")
+        report.at((*path, "sla"), f"{label}: 未知 SLA 策略 / unknown SLA policy {sla!r}")
     return Tier(
         name=spec.name,
         above_fen=above,
@@ -226,10 +242,16 @@ def parse_rules(
     report = report or Report("routing.toml")
     top = build(_TopSpec, dict(data), (), report) or _TopSpec()
     if not top.fallback_steps:
-        report.at(("fallback_steps",), "fallback_steps must name at least one role")
+        report.at(
+            ("fallback_steps",),
+            "fallback_steps 至少要有一个角色 / fallback_steps must name at least one role",
+        )
     _check_roles(top.fallback_steps, known_roles, ("fallback_steps",), "fallback_steps", report)
     if sla_names is not None and top.fallback_sla not in sla_names:
-        report.at(("fallback_sla",), f"fallback_sla: unknown SLA policy {top.fallback_sla!r}")
+        report.at(
+            ("fallback_sla",),
+            f"fallback_sla: 未知 SLA 策略 / unknown SLA policy {top.fallback_sla!r}",
+        )
     tiers: list[Tier] = []
     for i, table in enumerate(top.tier):
         path: Key = ("tier", i)
@@ -238,13 +260,16 @@ def parse_rules(
             continue
         tier = _tier(spec, path, report, known_roles, sla_names, top.fallback_sla)
         if spec.name in ("", "fallback") or any(t.name == spec.name for t in tiers):
-            report.at((*path, "name"), f"tier {spec.name!r}: name is empty, reserved or taken")
+            report.at(
+                (*path, "name"),
+                f"tier {spec.name!r}: 名称为空、保留或重复 / name is empty, reserved or taken",
+            )
         earlier = next((t for t in tiers if _overlap(t, tier)), None)
         if earlier is not None:
             report.at(
                 path,
-                f"tier {tier.name!r} overlaps tier {earlier.name!r}"
-                " (same filters, amount ranges intersect)",
+                f"tier {tier.name!r} 与 tier {earlier.name!r} 重叠（条件相同，金额区间相交） / "
+                f"overlaps tier {earlier.name!r}",
             )
         tiers.append(tier)
     rules = RoutingRules(tuple(tiers), top.fallback_steps or ("cs_lead",), top.fallback_sla)

@@ -59,7 +59,7 @@ class SlaConfig:
 def _clock(text: str, path: Key, report: Report) -> time | None:
     m = _HHMM.match(text)
     if m is None:
-        report.at(path, f"calendar.{path[-1]}: expected HH:MM, got {text!r}")
+        report.at(path, f"calendar.{path[-1]}: 应为 HH:MM，实际是 {text!r} / expected HH:MM")
         return None
     return time(int(m.group(1)), int(m.group(2)))
 
@@ -69,10 +69,15 @@ def _calendar(table: Any, report: Report) -> WorkCalendar:
     start = _clock(spec.work_start, ("calendar", "work_start"), report)
     end = _clock(spec.work_end, ("calendar", "work_end"), report)
     if start is not None and end is not None and start >= end:
-        report.at(("calendar", "work_end"), "calendar: work_end must be after work_start")
+        report.at(
+            ("calendar", "work_end"),
+            "calendar: work_end 必须晚于 work_start / work_end must be after work_start",
+        )
     if spec.holidays not in HOLIDAY_SOURCES:
         report.at(
-            ("calendar", "holidays"), 'calendar.holidays: expected "chinese-calendar" or "none"'
+            ("calendar", "holidays"),
+            'calendar.holidays: 应为 "chinese-calendar" 或 "none" '
+            '/ expected "chinese-calendar" or "none"',
         )
     default = WorkCalendar()
     return WorkCalendar(start or default.work_start, end or default.work_end, spec.holidays)
@@ -83,13 +88,24 @@ def _check(
 ) -> None:
     label = f"policy {policy.name!r}"
     if policy.business_hours <= 0:
-        report.at((*path, "business_hours"), f"{label}: business_hours must be positive")
+        report.at(
+            (*path, "business_hours"),
+            f"{label}: business_hours 必须为正数 / business_hours must be positive",
+        )
     if any(f <= 0 for f in policy.remind_at) or list(policy.remind_at) != sorted(policy.remind_at):
-        report.at((*path, "remind_at"), f"{label}: remind_at must be positive and ascending")
+        report.at(
+            (*path, "remind_at"),
+            f"{label}: remind_at 必须为正数且递增 / remind_at must be positive and ascending",
+        )
     if policy.escalate_at <= 0:
-        report.at((*path, "escalate_at"), f"{label}: escalate_at must be positive")
+        report.at(
+            (*path, "escalate_at"),
+            f"{label}: escalate_at 必须为正数 / escalate_at must be positive",
+        )
     if policy.escalate_to and known_roles is not None and policy.escalate_to not in known_roles:
-        report.at((*path, "escalate_to"), f"{label}: unknown role {policy.escalate_to!r}")
+        report.at(
+            (*path, "escalate_to"), f"{label}: 未知角色 / unknown role {policy.escalate_to!r}"
+        )
 
 
 def parse_sla(
@@ -102,12 +118,16 @@ def parse_sla(
     report = report or Report("sla.toml")
     for key in data:
         if key not in ("calendar", "policies"):
-            report.at((key,), f"unknown key {key}")
+            report.at((key,), f"未知配置项 / unknown key {key}")
     calendar = _calendar(data.get("calendar", {}), report)
     policies: dict[str, SlaPolicy] = {}
     tables = data.get("policies", {})
     if not isinstance(tables, dict):
-        report.at(("policies",), "policies: expected tables like [policies.first_review]")
+        report.at(
+            ("policies",),
+            "policies: 应为 [policies.first_review] 这样的表 "
+            "/ expected tables like [policies.first_review]",
+        )
         tables = {}
     for name, table in tables.items():
         path: Key = ("policies", name)

@@ -59,10 +59,11 @@ def reason_zh(case: Case) -> str:
     return f"{label}：{case.reason_text}" if case.reason_text else label
 
 
-def _buttons(ctx: Ctx, card_id: int, spec: tuple[tuple[str, str, str], ...]) -> tuple[Button, ...]:
-    secret = ctx.settings.server.secret
+def _buttons(
+    ctx: Ctx, case: Case, card_id: int, spec: tuple[tuple[str, str, str], ...]
+) -> tuple[Button, ...]:
     return tuple(
-        Button(label, action, tokens.sign(secret, card_id, action), style)
+        Button(label, action, tokens.sign(ctx.keyring, card_id, case.id, action), style)
         for label, action, style in spec
     )
 
@@ -97,6 +98,7 @@ def approval_card(
         ("档位", ctx.settings.routing.label(case.tier)),
         ("审批", f"第 {step.seq}/{len(case.steps)} 步：{chain}"),
     ]
+    fields += prior_approvals(ctx, case, step)
     if step.due_at is not None:
         fields.append(("处理时限", stamp(ctx, step.due_at)))
     return Card(
@@ -108,9 +110,23 @@ def approval_card(
         fields=tuple(fields),
         lines=item_lines(case),
         history=history,
-        buttons=_buttons(ctx, card_id, APPROVAL_BUTTONS),
+        buttons=_buttons(ctx, case, card_id, APPROVAL_BUTTONS),
         extra={"step": str(step.seq)},
     )
+
+
+def prior_approvals(ctx: Ctx, case: Case, step: ApprovalStep) -> list[tuple[str, str]]:
+    """Who approved the steps before `step`, and when (local time): a finance director
+    deciding step 2 sees that the ops director already agreed. WeCom keeps the
+    "已审批" label among its six horizontal items (bot/platforms/wecom_cards.py)."""
+    return [
+        (
+            "已审批",
+            f"第{s.seq}步 {s.actor.name if s.actor else '—'} {stamp(ctx, s.decided_at)} 同意",
+        )
+        for s in case.steps
+        if s.seq < step.seq and s.state == "approved" and s.decided_at is not None
+    ]
 
 
 def inspection_card(ctx: Ctx, case: Case, card_id: int) -> Card:
@@ -125,7 +141,7 @@ def inspection_card(ctx: Ctx, case: Case, card_id: int) -> Card:
         summary="包裹已签收，请开箱验货后选择结果",
         fields=tuple(fields),
         lines=item_lines(case),
-        buttons=_buttons(ctx, card_id, INSPECTION_BUTTONS),
+        buttons=_buttons(ctx, case, card_id, INSPECTION_BUTTONS),
     )
 
 
@@ -139,12 +155,33 @@ def risk_card(ctx: Ctx, case: Case, card_id: int, finding: str, by: str) -> Card
         summary=f"验货异常（{finding}），退款已暂停，请决定处理方式",
         fields=tuple(fields),
         lines=item_lines(case),
-        buttons=_buttons(ctx, card_id, RISK_BUTTONS),
+        buttons=_buttons(ctx, case, card_id, RISK_BUTTONS),
     )
 
 
-def summary_text(ctx: Ctx, case: Case) -> str:
-    """The /查单 answer."""
+def rejection_text(ctx: Ctx, case: Case, by: str, reason: str, finding: str = "") -> str:
+    """What customer service reads after a rejection, ending with what to tell the buyer;
+    `finding` is the inspection outcome when risk rejected a returned parcel."""
+    kind = KIND_ZH.get(case.kind, case.kind)
+    amount = yuan_zh(case.amount_fen)
+    buyer = case.buyer_nick or case.buyer_ref or "—"
+    if finding:
+        why = f"您寄回的商品经仓库验货为「{finding}」，退款申请未能通过，原因：{reason}。"
+    else:
+        why = f"您的{kind}申请（订单 {case.order_id}，{amount}）未能通过审核，原因：{reason}。"
+    return "\n".join(
+        [
+            f"【驳回通知】{case.id} 已驳回，请告知买家",
+            f"{kind} {amount} · 订单 {case.order_id} · 买家 {buyer}",
+            f"驳回人：{by}，{stamp(ctx, ctx.now())}",
+            f"原因：{reason}",
+            f"可以这样告诉买家：{why}如有疑问或新的凭证，请直接回复我们。",
+        ]
+    )
+
+
+def summary_text(ctx: Ctx, case: Case, hold: tuple[str, ...] = ()) -> str:
+    """The /查单 answer; `hold` says why an on_hold case waits and for whom."""
     lines = [
         f"【{case.id}】{STATUS_ZH[Status(case.status)]}",
         f"{KIND_ZH.get(case.kind, case.kind)} {yuan_zh(case.amount_fen)} · 订单 {case.order_id}",
@@ -163,7 +200,9 @@ def summary_text(ctx: Ctx, case: Case) -> str:
         }.get(s.state, s.state)
         when = f" {stamp(ctx, s.decided_at)}" if s.decided_at else ""
         due = f"（时限 {stamp(ctx, s.due_at)}）" if s.state == "pending" and s.due_at else ""
-        lines.append(f"第{s.seq}步 {role_zh(s.role)}：{state} {who}{when}{due}".rstrip())
+        why = f"（原因：{s.reason}）" if s.state == "rejected" and s.reason else ""
+        lines.append(f"第{s.seq}步 {role_zh(s.role)}：{state} {who}{when}{due}{why}".rstrip())
+    lines += hold
     if case.return_waybill:
         lines.append(f"退货运单：{case.carrier or ''} {case.return_waybill}".rstrip())
     lines.append(f"创建于 {stamp(ctx, case.created_at)}")

@@ -6,17 +6,19 @@ answers with the inspection card; an anomaly holds the refund and alerts risk.
 
 from __future__ import annotations
 
+import json
+
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.events import ImageMessage, Sender
 from bot.money import yuan_zh
-from handlers import notify, steps, views
-from handlers.approvals import case_or_reply, load_case, refuse
+from handlers import cs_notice, notify, steps, views
+from handlers.approvals import ask, case_or_reply, load_case, refuse
 from handlers.context import Ctx
 from handlers.inbox import once
-from handlers.people import holders
-from handlers.workflow import Actor, Refusal, Status, audit, fire
+from handlers.people import holders, role_zh
+from handlers.workflow import TRANSITIONS, Actor, Refusal, Status, audit, check, fire
 from storage.models import AuditEvent, Case, Evidence, Member
 
 RECEIVABLE = (Status.AWAITING_RETURN.value, Status.IN_TRANSIT.value)
@@ -152,12 +154,34 @@ async def inspect(
 
 
 async def resolve(
-    session: AsyncSession, ctx: Ctx, case_id: str, member: Member, action: str, reply_to: Sender
+    session: AsyncSession,
+    ctx: Ctx,
+    case_id: str,
+    member: Member,
+    action: str,
+    reply_to: Sender,
+    *,
+    reason: str = "",
+    ask_reason: bool = False,
 ) -> None:
-    """Risk decides a held case: refund in full, or reject the refund."""
+    """Risk decides a held case: refund in full, or reject the refund.
+
+    A rejection needs a reason (customer service passes it on to the buyer); a card
+    click carries none, so with `ask_reason` the bot says what the rejection will do
+    and takes the member's next chat message as the reason (or /取消).
+    """
     actor = Actor.of(member)
     case = await case_or_reply(session, ctx, case_id, reply_to)
     if case is None:
+        return
+    reason = reason.strip()
+    if action == "resolve_reject" and not reason:
+        refusal = check(case, action, actor)
+        if refusal is None and ask_reason:
+            await ask(session, ctx, member, case, None, action, _reject_question(case), reply_to)
+            return
+        refusal = refusal or Refusal(f"驳回退款需要填写原因：/驳回退款 {case.id} 原因")
+        await refuse(session, ctx, case, actor, action, refusal.reason, reply_to)
         return
     now = ctx.now()
     if action == "resolve_refund":
@@ -165,25 +189,85 @@ async def resolve(
             session, ctx, case, "resolve_refund", actor, "风控放行，全额退款"
         )
     else:
-        refusal = _added(session, fire(case, "resolve_reject", actor, now, why="风控驳回退款"))
-        if refusal is None:
-            await notify.channel_event(session, ctx, case, "rejected", reason="验货异常")
+        refusal = _added(session, fire(case, "resolve_reject", actor, now, why=reason))
     if refusal is not None:
         await refuse(session, ctx, case, actor, action, refusal.reason, reply_to)
         return
     label = views.ACTION_ZH[action]
+    done = f"已由 {member.name} 于 {views.stamp(ctx, now)} {label}"
     await notify.close_cards(
-        session,
-        ctx,
-        case.id,
-        f"已由 {member.name} 于 {views.stamp(ctx, now)} {label}",
-        kind="risk",
+        session, ctx, case.id, f"{done}：{reason}" if reason else done, kind="risk"
     )
     if action == "resolve_refund":
         text = f"已放行 {case.id}，全额退款 {yuan_zh(case.refund_fen or 0)} 已提交渠道"
     else:
-        text = f"已驳回 {case.id} 的退款"
+        await notify.channel_event(session, ctx, case, "rejected", reason=reason)
+        role = (sorted(TRANSITIONS[action].by & actor.roles) or ["admin"])[0]
+        finding = _why(await _hold(session, case))
+        await cs_notice.tell_rejected(
+            session, ctx, case, member, role_zh(role), reason, finding=finding
+        )
+        text = f"已驳回 {case.id} 的退款（原因：{reason}），已通知渠道和客服"
     await notify.send_text(session, ctx, reply_to, text, case.id)
+
+
+def _reject_question(case: Case) -> str:
+    """The risk card's 驳回退款 has no text box: say what it will do, then ask why."""
+    return (
+        f"您正在驳回 {case.id} 的退款：买家不会收到 {yuan_zh(case.amount_fen)} 的退款，"
+        "售后单将结束为「已驳回」，并通知渠道和客服。\n"
+        "请直接回复驳回原因以确认（发送 /取消 放弃）"
+    )
+
+
+async def hold_lines(session: AsyncSession, ctx: Ctx, case: Case) -> tuple[str, ...]:
+    """Why an on_hold case waits, and for whom (for /查单): the inspection finding and
+    who recorded it, the notes and photos since receipt, and who must decide."""
+    if case.status != Status.ON_HOLD:
+        return ()
+    lines: list[str] = []
+    held = await _hold(session, case)
+    if held is not None:
+        who = held.actor.removeprefix("member:")
+        lines.append(
+            f"挂起原因：验货「{_why(held)}」（{who} 于 {views.stamp(ctx, held.at)}），退款已暂停"
+        )
+    since = case.received_at or case.created_at
+    found = await session.scalars(
+        select(Evidence)
+        .where(Evidence.case_id == case.id, Evidence.at >= since)
+        .order_by(Evidence.id)
+    )
+    evidence = list(found)
+    notes = [e for e in evidence if e.kind == "note"][-3:]
+    lines += [f"备注：{n.ref}（{n.added_by} {views.stamp(ctx, n.at)}）" for n in notes]
+    photos = sum(e.kind == "photo" for e in evidence)
+    if photos:
+        lines.append(f"验货照片 {photos} 张")
+    risk = "、".join(m.name for m in await holders(session, "risk")) or "暂无风控成员"
+    lines.append(
+        f"等待风控（{risk}）或运营总监决定：全额退款，或驳回退款（/驳回退款 {case.id} 原因）"
+    )
+    return tuple(lines)
+
+
+async def _hold(session: AsyncSession, case: Case) -> AuditEvent | None:
+    """The inspection that put the case on hold (the latest, after a re-inspection)."""
+    found = await session.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.case_id == case.id, AuditEvent.action == "inspect_anomaly")
+        .order_by(AuditEvent.id.desc())
+        .limit(1)
+    )
+    return found.first()
+
+
+def _why(row: AuditEvent | None) -> str:
+    """The inspection outcome the audit row recorded (its `why`, e.g. 破损)."""
+    if row is None or not row.detail:
+        return ""
+    why = json.loads(row.detail).get("why", "")
+    return str(why)
 
 
 def _added(session: AsyncSession, result: AuditEvent | Refusal) -> Refusal | None:

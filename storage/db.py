@@ -182,14 +182,19 @@ def _sqlite_pragmas(dbapi_conn: Any, busy_ms: int) -> None:
     cur.close()
 
 
-def next_counter_stmt(db: Database, table: Any, name: str) -> Any:
-    """`INSERT … ON CONFLICT DO UPDATE value+1 RETURNING value`, atomic on both engines."""
+def dialect_insert(db: Database, table: Any) -> Any:
+    """The engine's own INSERT construct: both have `on_conflict_do_nothing/update`."""
     if db.is_sqlite:
         from sqlalchemy.dialects.sqlite import insert
     else:
         from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
+    return insert(table)
+
+
+def next_counter_stmt(db: Database, table: Any, name: str) -> Any:
+    """`INSERT … ON CONFLICT DO UPDATE value+1 RETURNING value`, atomic on both engines."""
     value: Mapped[int] = table.value
-    stmt = insert(table).values(name=name, value=1)
+    stmt = dialect_insert(db, table).values(name=name, value=1)
     return stmt.on_conflict_do_update(
         index_elements=[table.name], set_={"value": value + 1}
     ).returning(table.value)

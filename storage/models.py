@@ -324,3 +324,19 @@ class Sequence(Base):
 
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     value: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ServerSecret(Base):
+    """The secrets that sign card-button tokens and API cursors, shared by every replica.
+
+    `current` signs; `retired:<sha256 prefix>` rows are earlier ones that still verify
+    until `retired_at` + server.secret_grace_days; `legacy_tokens` records when the
+    first card-token format stopped being issued (storage/secrets.py).
+    """
+
+    __tablename__ = "server_secrets"
+
+    name: Mapped[str] = mapped_column(String(48), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    retired_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)

@@ -38,7 +38,7 @@ SOURCE = "售后机器人"
 KEY_BYTES = 1024
 TASK_ID_BYTES = 128
 # Keep these among the six horizontal items when a card has more fields.
-PRIORITY = ("申请金额", "处理时限", "订单号", "原因", "验货结果", "退货运单")
+PRIORITY = ("申请金额", "处理时限", "订单号", "原因", "验货结果", "退货运单", "已审批")
 # style 1-4; the colours (1 blue, 2 red, 3 green, 4 grey) are UNCONFIRMED.
 STYLES = {"primary": 1, "danger": 2, "default": 4}
 _TASK_ID = re.compile(r"[0-9A-Za-z_\-@]{1,128}")

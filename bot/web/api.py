@@ -3,8 +3,9 @@
 The list is newest first with keyset pagination: the opaque cursor holds the last
 row's `(created_at, id)`, so a page never repeats or skips a case however many
 arrive meanwhile (an OFFSET would shift under inserts). The cursor is signed with
-a key derived from `server.secret` (shared by replicas, like card tokens), so a
-hand-edited cursor is refused instead of silently paging from somewhere else. `since` keeps cases
+a key derived from the server keyring (shared by replicas, like card tokens; a
+retired secret still verifies during its grace), so a hand-edited cursor is
+refused instead of silently paging from somewhere else. `since` keeps cases
 *changed* at or after that time (`updated_at`), which is how an OMS without a
 `callback_url` polls for outcomes: remember the newest `updated_at` seen, ask
 again with `since=` that. Bad parameters answer 400 with a JSON error naming them.
@@ -18,6 +19,7 @@ import hashlib
 import hmac
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -86,10 +88,10 @@ def encode_cursor(key: bytes, case: Case) -> str:
     return f"{payload}.{_mac(key, payload)}"
 
 
-def decode_cursor(key: bytes, cursor: str) -> tuple[datetime, str]:
+def decode_cursor(keys: Sequence[bytes], cursor: str) -> tuple[datetime, str]:
     bad = BadQuery("cursor is not valid; use next_cursor from the previous page")
     payload, _, mac = cursor.partition(".")
-    if not (cursor.isascii() and hmac.compare_digest(mac, _mac(key, payload))):
+    if not (cursor.isascii() and any(hmac.compare_digest(mac, _mac(k, payload)) for k in keys)):
         raise bad
     try:
         raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
@@ -116,7 +118,7 @@ def _since(value: str) -> datetime:
         raise BadQuery("since is out of range") from None
 
 
-def parse_filters(query: MultiMapping[str], key: bytes) -> Filters:
+def parse_filters(query: MultiMapping[str], keys: Sequence[bytes]) -> Filters:
     statuses = frozenset(s.strip() for s in query.get("status", "").split(",") if s.strip())
     if unknown := sorted(statuses - STATUSES):
         raise BadQuery(f"status {unknown[0]!r} is unknown; one of {', '.join(sorted(STATUSES))}")
@@ -133,7 +135,7 @@ def parse_filters(query: MultiMapping[str], key: bytes) -> Filters:
         channel=channel,
         since=_since(since) if since else None,
         limit=int(raw_limit),
-        after=decode_cursor(key, cursor) if cursor else None,
+        after=decode_cursor(keys, cursor) if cursor else None,
     )
 
 
@@ -157,9 +159,9 @@ async def list_cases(request: web.Request) -> web.Response:
     """`?status=&channel=&since=&limit=&cursor=` -> `{"cases": [...], "next_cursor": ...}`."""
     require_api(request)
     ctx = request.app[CTX]
-    key = cursor_key(ctx.settings.server.secret)
+    keys = [cursor_key(secret) for secret in ctx.keyring.verifying(ctx.now())]
     try:
-        filters = parse_filters(request.query, key)
+        filters = parse_filters(request.query, keys)
     except BadQuery as exc:
         return _error(400, str(exc))
     async with ctx.db.read() as session:
@@ -169,7 +171,7 @@ async def list_cases(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "cases": [case_json.summary(ctx, case) for case in page],
-            "next_cursor": encode_cursor(key, page[-1]) if more else None,
+            "next_cursor": encode_cursor(keys[0], page[-1]) if more else None,
         },
         dumps=_dumps,
     )

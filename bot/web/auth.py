@@ -107,7 +107,7 @@ async def console_member(request: web.Request) -> str | None:
         return None
     ctx = request.app[CTX]
     value = request.cookies.get(SESSION_COOKIE, "")
-    member = session_member(ctx.settings.server.secret, value, _now(request))
+    member = session_member(ctx.keyring, value, _now(request))
     if member is not None and await is_member(ctx.db, member):
         return member
     if has_api_token(request):
@@ -132,7 +132,7 @@ def set_session_cookie(response: web.StreamResponse, request: web.Request, membe
     ctx = request.app[CTX]
     response.set_cookie(
         SESSION_COOKIE,
-        session_value(ctx.settings.server.secret, member, _now(request)),
+        session_value(ctx.keyring, member, _now(request)),
         httponly=True,
         samesite="Strict",
         secure=request.secure,

@@ -14,6 +14,7 @@ anyone.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from aiohttp import web
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.appkeys import CTX
@@ -29,8 +31,11 @@ from bot.web.auth import clear_session_cookie, require_same_origin, set_session_
 from bot.web.body import BodyTooLarge, read_body
 from bot.web.console_pages import render
 from bot.web.session import CODE_MAX, BadSignin, issue_code, read_code
+from handlers.context import naive_utc
 from handlers.inbox import DUPLICATE, once
+from storage.db import Database
 from storage.models import Member
+from storage.secrets import Keyring, load_keyring
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +63,7 @@ def _page(request: web.Request, status: int, *, error: str = "", code: str = "")
     member = ""
     if code:
         try:
-            member = read_code(request.app[CTX].settings.server.secret, code, _now(request)).member
+            member = read_code(request.app[CTX].keyring, code, _now(request)).member
         except BadSignin:
             code, error = "", error or "登录码无效或已过期，请向管理员索取新的登录链接"
     return render(request, PAGE, status, error=error, code=code, member=member)
@@ -111,7 +116,7 @@ async def login(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     code = form.get("code", "").strip()
     try:
-        signin = read_code(ctx.settings.server.secret, code, _now(request))
+        signin = read_code(ctx.keyring, code, _now(request))
     except BadSignin as exc:
         log.info("console login from %s refused: code %s", request.remote, exc)
         return _page(request, 401, error="登录码无效或已过期，请向管理员索取新的登录链接")
@@ -150,22 +155,44 @@ async def logout(request: web.Request) -> web.Response:
 
 
 def print_signin_link(settings: Settings, member: str, hours: float) -> int:
-    """`returnhub console-login NAME`: print a one-time sign-in link for a configured member."""
+    """`returnhub console-login NAME`: print a one-time sign-in link for a configured member,
+    signed with the keyring the servers use (read from the database, as they read it)."""
     if member not in {m.name for m in settings.members}:
-        print(f"未知成员：{member}（请先在 [[members]] 中配置）; unknown member", file=sys.stderr)
+        print(f"未知成员：{member}（请先在 [[members]] 中配置）/ unknown member", file=sys.stderr)
         return 2
     if not 0 < hours <= CODE_MAX.total_seconds() / 3600:
-        print("--hours 必须大于 0 且不超过 168; --hours must be in (0, 168]", file=sys.stderr)
+        print("--hours 必须大于 0 且不超过 168 / --hours must be in (0, 168]", file=sys.stderr)
         return 2
-    link = signin_link(settings, member, timedelta(hours=hours), datetime.now(UTC))
+    now = datetime.now(UTC)
+    try:
+        keyring = asyncio.run(_stored_keyring(settings, now))
+    except DBAPIError as exc:
+        print(
+            f"读不到数据库中的签名密钥，请先运行 returnhub db upgrade 或启动一次 serve / "
+            f"cannot read the signing keyring: {str(exc.orig)[:200]}",
+            file=sys.stderr,
+        )
+        return 2
+    link = signin_link(settings, keyring, member, timedelta(hours=hours), now)
     print(f"{member} 的控制台登录链接（{hours:g} 小时内有效，只能使用一次）：")
     print(link)
     return 0
 
 
-def signin_link(settings: Settings, member: str, valid: timedelta, now: datetime) -> str:
+async def _stored_keyring(settings: Settings, now: datetime) -> Keyring:
+    db = Database(settings.database.url, timeout=settings.database.timeout_seconds)
+    try:
+        grace = timedelta(days=settings.server.secret_grace_days)
+        return await load_keyring(db, settings.server.secret, grace, naive_utc(now))
+    finally:
+        await db.dispose()
+
+
+def signin_link(
+    settings: Settings, keyring: Keyring, member: str, valid: timedelta, now: datetime
+) -> str:
     """The link `returnhub console-login` prints: the login page with a fresh code."""
-    code = issue_code(settings.server.secret, member, now, valid)
+    code = issue_code(keyring, member, now, valid)
     base = settings.server.public_url.rstrip("/")
     if not base:
         base = f"http://{settings.server.host}:{settings.server.port}"

@@ -17,7 +17,7 @@
     ops_director: ["/同意 RC-", "/驳回 RC- 原因"],
     finance_director: ["/同意 RC-", "/驳回 RC- 原因"],
     warehouse: ["/查单 SF"],
-    risk: ["/查单 RC-"],
+    risk: ["/查单 RC-", "/驳回退款 RC- 原因"],
     admin: ["/查单 RC-"],
   };
   const RUN_NOW = new Set(["/帮助"]);
@@ -163,6 +163,7 @@
     $("timeline").replaceChildren(el("div", "placeholder", "正在加载聊天记录…"));
     renderChips(m);
     renderMembers();
+    plainHint();
     $("input").focus();
     schedule(0);
   }
@@ -401,17 +402,33 @@
     }
   }
 
+  // 驳回 and 驳回退款 work as in WeCom: the click goes out without a reason, the bot asks
+  // for it in this chat, and the next message typed below is the reason (/取消 gives up).
+  const ASKS_REASON = new Set(["reject", "resolve_reject"]);
+
   function onButton(card, button) {
     const prompt = card.querySelector(".card-prompt");
     prompt.replaceChildren();
-    if (button.action === "reject") { askReason(card, prompt, button); return; }
     if (button.action === "transfer") { askTarget(card, prompt, button); return; }
     sendClick(card, button, {});
+    if (ASKS_REASON.has(button.action)) replyBelow("在这里回复驳回原因，Enter 发送（发送 /取消 放弃）");
+  }
+
+  function replyBelow(hint) {
+    const input = $("input");
+    input.dataset.hint = input.dataset.hint || input.placeholder;
+    input.placeholder = hint;
+    input.focus();
+  }
+
+  function plainHint() {
+    const input = $("input");
+    if (input.dataset.hint) { input.placeholder = input.dataset.hint; delete input.dataset.hint; }
   }
 
   function promptBar(card, prompt, button, okLabel, field, read) {
     const bar = el("div", "prompt-actions");
-    const ok = el("button", `btn ${button.action === "reject" ? "danger" : "primary"}`, okLabel);
+    const ok = el("button", "btn primary", okLabel);
     ok.type = "button";
     const cancel = el("button", "btn default", "取消");
     cancel.type = "button";
@@ -420,20 +437,11 @@
       const value = read();
       if (!value) { field.classList.add("invalid"); field.focus(); return; }
       prompt.replaceChildren();
-      sendClick(card, button, button.action === "reject" ? { reason: value } : { target: value });
+      sendClick(card, button, { target: value });
     });
     bar.append(cancel, ok);
     prompt.append(field, bar);
     field.focus();
-  }
-
-  function askReason(card, prompt, button) {
-    prompt.append(el("label", "prompt-label", "驳回原因（会记录在审计日志并告知客服）"));
-    const area = el("textarea", "prompt-input");
-    area.rows = 2;
-    area.maxLength = 500;
-    area.placeholder = "例如：超过七天无理由退货期限";
-    promptBar(card, prompt, button, "确认驳回", area, () => area.value.trim());
   }
 
   function askTarget(card, prompt, button) {
@@ -470,6 +478,7 @@
     if (!text.trim()) return;
     if (await sendText(text)) {
       input.value = "";
+      plainHint();
       autosize();
     }
   }

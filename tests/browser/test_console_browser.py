@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -145,15 +146,21 @@ async def test_transfer_then_reject_with_a_reason(page: Page, console_url: str) 
     await page.locator(".member", has_text="刘组长").click()
     await expect(page.locator("#chat-title")).to_have_text("刘组长")
     mine = page.locator(".card:not(.closed)", has_text="38.00").last
+    case_id = await mine.locator(".case-id").inner_text()
+    # As in WeCom: no box on the card; the bot asks in the chat, the next message answers.
     await mine.locator(".btn", has_text="驳回").click()
-    confirm = mine.locator(".btn", has_text="确认驳回")
-    await confirm.click()  # empty reason: the page asks for one, nothing is sent
-    await expect(mine.locator("textarea.invalid")).to_be_visible()
-    await mine.locator("textarea").fill("买家近 90 天多次以漏发为由申请，已核实发货完整")
-    await confirm.click()
+    assert await mine.locator("textarea").count() == 0
+    asked = page.locator(".row.bot .bubble", has_text=f"请直接回复驳回 {case_id} 的原因").last
+    await expect(asked).to_be_visible(timeout=15_000)
+    box = page.locator("#input")
+    await expect(box).to_be_focused()
+    await expect(box).to_have_attribute("placeholder", re.compile("回复驳回原因"))
+    await box.fill("买家近 90 天多次以漏发为由申请，已核实发货完整")
+    await box.press("Enter")
     rejected = page.locator(".card.closed", has_text="38.00").last
     await expect_decided(rejected, "刘组长", "驳回：买家近 90 天", "bad")
-    await expect(page.locator(".note-text").last).to_contain_text("原因：买家近 90 天")
+    await expect(page.locator(".row.bot .bubble").last).to_have_text(f"已驳回 {case_id}")
+    await expect(box).not_to_have_attribute("placeholder", re.compile("回复驳回原因"))
 
 
 async def test_typed_text_is_a_chat_message(page: Page, console_url: str) -> None:
@@ -268,7 +275,9 @@ async def test_a_member_signs_in_with_a_link_and_acts_only_as_themselves(
     try:
         await seed(app[CTX])
         await app[WORKER].drain()
-        link = signin_link(settings, "王组长", timedelta(hours=1), datetime.now(UTC))
+        link = signin_link(
+            settings, app[CTX].keyring, "王组长", timedelta(hours=1), datetime.now(UTC)
+        )
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             try:

@@ -372,7 +372,7 @@ async def test_a_browser_without_login_gets_the_sign_in_form(
     token = await client.post("/console/login", data={"code": TOKEN}, allow_redirects=False)
     assert token.status == 401  # the API token is no sign-in code
 
-    code = issue_code(settings.server.secret, "小美", datetime.now(UTC))
+    code = issue_code(client.app[CTX].keyring, "小美", datetime.now(UTC))
     evil = await client.post(
         "/console/login", data={"code": code}, headers={"Origin": "http://evil.example"}
     )

@@ -25,6 +25,7 @@ from bot.web.console_login import signin_link
 from bot.web.session import issue_code, session_value
 from storage.db import Database
 from storage.models import Case, Member
+from storage.secrets import Keyring
 from tests.support import Client, FakeClock, MakeClient, make_settings, table_counts
 
 TOKEN = "signin-test-token-0123456789"
@@ -63,7 +64,7 @@ def message(user: str, text: str) -> dict[str, str]:
 
 
 async def sign_in(client: Client, clock: FakeClock, member: str) -> None:
-    code = issue_code(client.app[CTX].settings.server.secret, member, clock())
+    code = issue_code(client.app[CTX].keyring, member, clock())
     resp = await client.post("/console/login", data={"code": code}, allow_redirects=False)
     assert resp.status == 303, await resp.text()
 
@@ -118,7 +119,7 @@ async def test_a_signed_in_member_acts_only_as_themselves(
 
 
 async def test_a_code_is_used_once(client: Client, clock: FakeClock) -> None:
-    code = issue_code(client.app[CTX].settings.server.secret, "小美", clock())
+    code = issue_code(client.app[CTX].keyring, "小美", clock())
     preview = await client.get("/console/login", params={"code": code})  # a link preview
     assert preview.status == 200 and "小美" in await preview.text()
     first = await client.post("/console/login", data={"code": code}, allow_redirects=False)
@@ -130,12 +131,12 @@ async def test_a_code_is_used_once(client: Client, clock: FakeClock) -> None:
 
 
 async def test_expired_forged_and_unknown_sign_ins_are_refused(
-    client: Client, clock: FakeClock, settings: Settings
+    client: Client, clock: FakeClock
 ) -> None:
-    secret = settings.server.secret
+    secret, other = client.app[CTX].keyring, Keyring(current="not-the-server-secret")
     cases = {
         "expired": issue_code(secret, "小美", clock() - timedelta(hours=25)),
-        "other secret": issue_code("not-the-server-secret", "小美", clock()),
+        "other secret": issue_code(other, "小美", clock()),
         "no member": issue_code(secret, "路人", clock()),
         "session as code": session_value(secret, "小美", clock()),
         "truncated": issue_code(secret, "小美", clock())[:-3],
@@ -147,7 +148,7 @@ async def test_expired_forged_and_unknown_sign_ins_are_refused(
     forged = {
         "code as session": issue_code(secret, "王组长", clock()),
         "expired session": session_value(secret, "王组长", clock() - timedelta(days=8)),
-        "other secret": session_value("not-the-server-secret", "王组长", clock()),
+        "other secret": session_value(other, "王组长", clock()),
     }
     for label, value in forged.items():
         client.session.cookie_jar.update_cookies({SESSION_COOKIE: value})
@@ -166,7 +167,6 @@ async def test_a_deactivated_member_is_signed_out(client: Client, clock: FakeClo
 
 def test_the_cli_link_points_at_the_login_page(settings: Settings, clock: FakeClock) -> None:
     public = dataclasses.replace(settings.server, public_url="https://bot.example.com/")
-    link = signin_link(
-        dataclasses.replace(settings, server=public), "小美", timedelta(hours=1), clock()
-    )
+    server = dataclasses.replace(settings, server=public)
+    link = signin_link(server, Keyring(current="k"), "小美", timedelta(hours=1), clock())
     assert link.startswith("https://bot.example.com/console/login?code=")

@@ -10,6 +10,7 @@ import pytest
 
 from bot.cli import main
 from bot.web.session import BadSignin, read_code
+from storage.secrets import Keyring
 from tests.support import SERVER_SECRET, make_settings
 
 
@@ -18,16 +19,27 @@ def test_prints_a_link_that_signs_in_that_member(
 ) -> None:
     make_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path}/cli.db")
     path = str(tmp_path / "returnhub.toml")
+    assert main(["db", "upgrade", "--config", path]) == 0
+    capsys.readouterr()
     assert main(["console-login", "王组长", "--hours", "2", "--config", path]) == 0
     out = capsys.readouterr().out
     assert "王组长" in out and "2 小时" in out
     link = next(line for line in out.splitlines() if "/console/login?" in line)
     [code] = parse_qs(urlsplit(link).query)["code"]
     now = datetime.now(UTC)
-    signin = read_code(SERVER_SECRET, code, now)
-    assert signin.member == "王组长"
+    servers = Keyring(current=SERVER_SECRET)  # what serve loads with this config
+    assert read_code(servers, code, now).member == "王组长"
     with pytest.raises(BadSignin):
-        read_code(SERVER_SECRET, code, now + timedelta(hours=2, minutes=1))
+        read_code(servers, code, now + timedelta(hours=2, minutes=1))
+
+
+def test_refuses_without_a_database_to_read_the_keyring_from(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make_settings(tmp_path, f"sqlite+aiosqlite:///{tmp_path}/empty.db")
+    path = str(tmp_path / "returnhub.toml")
+    assert main(["console-login", "王组长", "--config", path]) == 2
+    assert "db upgrade" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args", [["路人"], ["小美", "--hours", "0"], ["小美", "--hours", "200"]])

@@ -30,6 +30,7 @@ from storage.models import (
     Member,
     OutboxMessage,
 )
+from storage.secrets import Keyring
 
 NOW = datetime(2026, 11, 21, 2, 0, tzinfo=UTC)
 
@@ -41,9 +42,9 @@ def make_ctx(db: Database) -> Ctx:
         base,
         console=ConsoleSettings(enabled=True),
         members=members,
-        server=dataclasses.replace(base.server, secret="s3cret"),
     )
-    return Ctx(db=db, settings=settings, clock=lambda: NOW, platforms=("console",))
+    keys = Keyring("s3cret")
+    return Ctx(db=db, settings=settings, clock=lambda: NOW, platforms=("console",), keyring=keys)
 
 
 async def setup(db: Database) -> Ctx:
@@ -87,6 +88,15 @@ async def outbox(db: Database, kind: str) -> list[OutboxMessage]:
             select(OutboxMessage).where(OutboxMessage.kind == kind).order_by(OutboxMessage.id)
         )
         return list(rows)
+
+
+async def texts_to(db: Database, user: str) -> list[str]:
+    """The chat texts the console member `user` was sent, in order."""
+    return [
+        m.payload["text"]
+        for m in await outbox(db, "text.send")
+        if m.destination == f"console:{user}"
+    ]
 
 
 async def card_token(db: Database, case_id: str, user: str, action: str) -> str:
@@ -255,7 +265,7 @@ async def test_reject_clicked_on_a_card_asks_for_the_reason_in_chat(db: Database
     )
     case = await case_of(db, case_id)
     assert case.status == "rejected"
-    texts = [m.payload["text"] for m in await outbox(db, "text.send")]
+    texts = await texts_to(db, "王组长")
     assert "请直接回复驳回" in texts[0] and texts[1] == f"已驳回 {case_id}"
     # The next plain message is no longer taken as a reason.
     await on_chat_message(ChatMessage("r2", Sender("console", "王组长"), "你好"), ctx)

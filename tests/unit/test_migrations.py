@@ -26,4 +26,4 @@ async def test_upgrade_is_idempotent(db: Database) -> None:
     await upgrade(db)  # the fixture already upgraded once: a second run is a no-op
     async with db.engine.connect() as conn:
         version = await conn.exec_driver_sql("SELECT version_num FROM alembic_version")
-        assert [row[0] for row in version] == ["0001"]
+        assert [row[0] for row in version] == ["0002"]

@@ -54,7 +54,7 @@ def test_example_config_loads_without_errors() -> None:
     assert set(settings.sla) == {"first_review", "director_review", "inspection"}
     assert settings.sla["first_review"].escalate_to == "ops_director"
     assert settings.channels.taobao["poll_seconds"] == 30
-    assert settings.server.secret  # generated, since the example sets none
+    assert settings.server.secret == ""  # none configured: the database keeps one
     assert not settings.wecom.enabled
 
 
@@ -119,18 +119,20 @@ def test_env_errors(tmp_path: Path) -> None:
         "RETURNHUB__MEMBERS__NAME": "x",
     }
     assert sorted(errors_of(path, env)) == [
-        "env RETURNHUB__MEMBERS__NAME: members: expected [[members]] tables",
-        "env RETURNHUB__NOPE__X: unknown section [nope]",
-        "env RETURNHUB__SERVER__DEMO: server.demo: expected true or false, got str 'maybe'",
-        "env RETURNHUB__SERVER__HOTS: unknown key server.hots",
-        "env RETURNHUB__SERVER__PORT: server.port: expected an integer, got str 'abc'",
+        "env RETURNHUB__MEMBERS__NAME: members: 应为 [[members]] 表 / expected [[members]] tables",
+        "env RETURNHUB__NOPE__X: 未知配置段 / unknown section [nope]",
+        "env RETURNHUB__SERVER__DEMO: server.demo: 应为布尔值（true 或 false），"
+        "实际是 str 'maybe' / expected true or false, got str 'maybe'",
+        "env RETURNHUB__SERVER__HOTS: 未知配置项 / unknown key server.hots",
+        "env RETURNHUB__SERVER__PORT: server.port: 应为整数，实际是 str 'abc' "
+        "/ expected an integer, got str 'abc'",
     ]
 
 
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     missing = tmp_path / "nope.toml"
-    assert errors_of(missing) == [f"{missing}: file not found"]
-    assert check(env={"RETURNHUB_CONFIG": str(missing)}) == [f"{missing}: file not found"]
+    assert errors_of(missing) == [f"{missing}: 文件不存在 / file not found"]
+    assert check(env={"RETURNHUB_CONFIG": str(missing)}) == errors_of(missing)
 
 
 def test_unknown_key_names_file_and_line(tmp_path: Path) -> None:
@@ -157,9 +159,9 @@ def test_unknown_key_names_file_and_line(tmp_path: Path) -> None:
         """,
     )
     assert errors_of(path) == [
-        f"{path}:4: unknown key server.hots",
-        f"{path}:13: unknown key members[1].wecom_user",
-        f"{path}:15: unknown section [routing]",
+        f"{path}:4: 未知配置项 / unknown key server.hots",
+        f"{path}:13: 未知配置项 / unknown key members[1].wecom_user",
+        f"{path}:15: 未知配置段 / unknown section [routing]",
     ]
 
 
@@ -177,9 +179,10 @@ def test_wrong_types(tmp_path: Path) -> None:
     )
     errors = errors_of(path)
     assert errors == [
-        f"{path}:2: server.port: expected an integer, got str 'abc'",
-        f"{path}:3: server.demo: expected true or false, got str 'yes'",
-        f"{path}:5: channels.generic.secret: expected a string, got int",
+        f"{path}:2: server.port: 应为整数，实际是 str 'abc' / expected an integer, got str 'abc'",
+        f"{path}:3: server.demo: 应为布尔值（true 或 false），实际是 str 'yes' "
+        "/ expected true or false, got str 'yes'",
+        f"{path}:5: channels.generic.secret: 应为字符串，实际是 int / expected a string, got int",
     ]
     assert "12345678" not in "".join(errors)  # secrets are never echoed
 
@@ -187,7 +190,7 @@ def test_wrong_types(tmp_path: Path) -> None:
 def test_invalid_toml_reports_its_line(tmp_path: Path) -> None:
     path = write(tmp_path, "returnhub.toml", "[server]\nport = 80\nhost = 127.0.0.1\n")
     (error,) = errors_of(path)
-    assert error.startswith(f"{path}:3: TOML syntax error: ")
+    assert error.startswith(f"{path}:3: TOML 语法错误 / TOML syntax error: ")
 
 
 def test_values_are_validated(tmp_path: Path) -> None:
@@ -249,7 +252,8 @@ def test_member_roles_must_be_known_or_declared(tmp_path: Path) -> None:
         """,
     )
     assert errors_of(path) == [
-        f"{path}:7: members[1] (老李): unknown role 'qa'; declare it with a [roles.qa] table"
+        f"{path}:7: members[1] (老李): 未知角色 'qa'，请用 [roles.qa] 表声明 "
+        "/ unknown role 'qa'; declare it with a [roles.qa] table"
     ]
 
 
@@ -280,9 +284,10 @@ def test_routing_errors_name_routing_file_and_line(tmp_path: Path) -> None:
     main = write(tmp_path, "returnhub.toml", "[server]\nport = 8080\n")
     routing = write(tmp_path, "routing.toml", ROUTING)
     assert errors_of(main) == [
-        f"{routing}:11: tier 'lead': unknown role 'cs_leed'",
-        f"{routing}:14: tier 'lead2' overlaps tier 'lead' (same filters, amount ranges intersect)",
-        f"{routing}:19: tier 'lead2': unknown SLA policy 'quick'",
+        f"{routing}:11: tier 'lead': 未知角色 / unknown role 'cs_leed'",
+        f"{routing}:14: tier 'lead2' 与 tier 'lead' 重叠（条件相同，金额区间相交） "
+        "/ overlaps tier 'lead'",
+        f"{routing}:19: tier 'lead2': 未知 SLA 策略 / unknown SLA policy 'quick'",
     ]
 
 
@@ -346,9 +351,9 @@ def test_syntax_error_in_main_still_checks_rule_files_beside_it(tmp_path: Path) 
     )
     errors = errors_of(main)
     assert len(errors) == 2, errors
-    assert errors[0].startswith(f"{main}:1: TOML syntax error: ")
+    assert errors[0].startswith(f"{main}:1: TOML 语法错误 / TOML syntax error: ")
     # "custom" may be declared in the unreadable main file: no unknown-role guess
-    assert errors[1].startswith(f"{routing}:4: tier 'b': set either auto_approve")
+    assert errors[1].startswith(f"{routing}:4: tier 'b': auto_approve = true 与 steps 必须二选一")
 
 
 def test_locator_handles_dotted_quoted_and_multiline() -> None:
@@ -427,6 +432,4 @@ def test_wecom_robots_and_replay_window(tmp_path: Path) -> None:
     )
     errors = check(main, env={})
     assert any(e.startswith(f"{main}:2: wecom.replay_window_seconds") for e in errors)
-    assert f"{main}:3: wecom.robots: expected a table of names to strings, got dict" in "".join(
-        errors
-    )
+    assert f"{main}:3: wecom.robots: 应为名称到字符串的表，实际是 dict" in "".join(errors)

@@ -1,0 +1,179 @@
+"""What a config actually switches on: printed by `check-config`, logged by `serve` at start.
+
+A valid config can still do nothing useful: no chat platform, no channel, an
+empty API token, or a marketplace section filled in that this version does not
+read yet. None of that is an error (a fresh `returnhub init` is valid), so the
+loader accepts it; this report says it in words, so an operator is not left
+guessing why nothing arrives. It reads Settings only, and mirrors the switches
+bot/app.py uses (`console.enabled`, `wecom.enabled`, `wecom.robots`,
+`channels.generic.secret`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy.engine import make_url
+
+from bot.settings import CHANNELS, DingtalkSettings, GenericChannelSettings, Settings, config_dir
+
+INFO, WARNING = logging.INFO, logging.WARNING
+# Sections a config may fill in that no code reads yet (CONTRACT.md lists them).
+_UNSUPPORTED = ("dingtalk", *(f"channels.{name}" for name in CHANNELS))
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    level: int  # logging.INFO or logging.WARNING
+    text: str
+
+
+def _filled(section: str, settings: Settings) -> bool:
+    """A section differs from its defaults: someone wrote something into it."""
+    if section == "dingtalk":
+        return dataclasses.asdict(settings.dingtalk) != dataclasses.asdict(DingtalkSettings())
+    name = section.removeprefix("channels.")
+    value: dict[str, Any] = getattr(settings.channels, name)
+    return value != dataclasses.asdict(CHANNELS[name]())
+
+
+def _sources(settings: Settings) -> list[Line]:
+    if settings.source == "<defaults>":
+        first = Line(
+            WARNING,
+            "未找到配置文件（--config、$RETURNHUB_CONFIG、./returnhub.toml 都没有），"
+            f"已检查内置默认配置（{config_dir()}） / no config file found; "
+            "checked the packaged defaults",
+        )
+    else:
+        first = Line(INFO, f"配置文件 / config file: {settings.source}")
+    packaged = config_dir()
+    lines = [first]
+    for label, key, default in (("路由规则 / routing", "routing", "routing.toml"),
+                                ("SLA 策略 / sla", "sla", "sla.toml")):  # fmt: skip
+        path = settings.resolve(getattr(settings.files, key), default)
+        note = "（内置默认 / packaged default）" if path.parent == packaged else ""
+        lines.append(Line(INFO, f"{label}: {path}{note}"))
+    url = make_url(settings.database.url).render_as_string(hide_password=True)
+    lines.append(Line(INFO, f"数据库 / database: {url}"))
+    return lines
+
+
+def _platforms(settings: Settings) -> list[Line]:
+    live = []
+    if settings.wecom.enabled:
+        live.append("wecom")
+    if settings.wecom.robots:
+        live.append(f"wecom-robot（{len(settings.wecom.robots)} 个群机器人）")
+    if settings.console.enabled:
+        live.append("console")
+    if not live:
+        return [
+            Line(
+                WARNING,
+                "没有启用任何聊天平台：卡片和消息无处可发；请配置 [wecom]，或试用 "
+                "[console] enabled = true / no chat platform is live",
+            )
+        ]
+    lines = [Line(INFO, f"已启用的聊天平台 / live platforms: {', '.join(live)}")]
+    if settings.wecom.enabled:
+        without = [m.name for m in settings.members if not m.wecom_userid]
+        if without:
+            lines.append(
+                Line(
+                    WARNING,
+                    f"{len(without)} 名成员没有 wecom_userid，收不到企业微信卡片："
+                    f"{'、'.join(without[:10])} / members without wecom_userid",
+                )
+            )
+    return lines
+
+
+def _channels(settings: Settings) -> list[Line]:
+    generic = settings.channels.generic
+    if generic.secret:
+        callback = urlsplit(generic.callback_url).netloc  # never the full URL: may carry a token
+        back = (
+            f"结果回调到 {callback}"
+            if callback
+            else "未设置 callback_url：结果请轮询 /api/cases / no callback_url"
+        )
+        return [Line(INFO, f"已启用的渠道 / live channels: generic（{back}）")]
+    if dataclasses.asdict(generic) != dataclasses.asdict(GenericChannelSettings()):
+        return [
+            Line(
+                WARNING,
+                "[channels.generic] 不完整，缺少 secret"
+                "（或 RETURNHUB__CHANNELS__GENERIC__SECRET）："
+                "/webhooks/generic 一律回答 503，也不会回调 / incomplete: missing "
+                "channels.generic.secret",
+            )
+        ]
+    return [
+        Line(
+            WARNING,
+            "没有启用任何渠道：不会收到售后申请；请配置 [channels.generic] secret "
+            "/ no channel is live",
+        )
+    ]
+
+
+def _ignored(settings: Settings) -> list[Line]:
+    return [
+        Line(
+            WARNING,
+            f"[{section}] 已配置但尚未支持，将被忽略 / configured but not supported yet; ignored",
+        )  # fmt: skip
+        for section in _UNSUPPORTED
+        if _filled(section, settings)
+    ]
+
+
+def _access(settings: Settings) -> list[Line]:
+    lines = []
+    if not settings.members:
+        lines.append(
+            Line(WARNING, "未配置成员（[[members]]）：没有人能审批或收到卡片 / no members")
+        )
+    if not settings.api.token:
+        if settings.server.demo:
+            text = (
+                "[api] token 为空：演示模式下仅本机直连可访问 /api/*，其余请求回答 401 "
+                "/ api.token is empty: only direct loopback requests pass (demo)"
+            )
+        else:
+            text = (
+                "[api] token 为空：读取 API（/api/*）关闭，所有请求回答 401；设置 "
+                "RETURNHUB__API__TOKEN 后开放 / api.token is empty: the read API is closed (401)"
+            )
+        lines.append(Line(WARNING, text))
+    return lines
+
+
+def startup_report(settings: Settings) -> list[Line]:
+    """Which files were read, what is live, what is incomplete or ignored, what is closed."""
+    return [
+        *_sources(settings),
+        *_platforms(settings),
+        *_channels(settings),
+        *_ignored(settings),
+        *_access(settings),
+    ]
+
+
+def log_report(settings: Settings, log: logging.Logger) -> None:
+    """`serve` and `demo`: one log line per finding, warnings at WARNING."""
+    for line in startup_report(settings):
+        log.log(line.level, "%s", line.text)
+
+
+def render(settings: Settings) -> list[str]:
+    """`check-config`: the same findings as text, warnings marked."""
+    return [
+        f"警告 / warning: {line.text}" if line.level >= WARNING else line.text
+        for line in startup_report(settings)
+    ]
