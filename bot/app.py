@@ -18,11 +18,12 @@ import aiohttp
 from aiohttp import web
 
 from bot import appkeys
+from bot.alerts import tell_admins
 from bot.cards import CardRenderer
 from bot.channels import generic
 from bot.channels.base import channel_performers
 from bot.clock import Clock
-from bot.delivery import build_worker
+from bot.delivery import build_worker, chat_limits
 from bot.dispatch import Dispatcher
 from bot.events import CardAction, ChatMessage, ImageMessage
 from bot.metrics import Metrics
@@ -30,7 +31,6 @@ from bot.outbox import Performer
 from bot.platforms import console, wecom
 from bot.platforms.base import Platform, chat_performers
 from bot.platforms.evidence import media_performers
-from bot.platforms.wecom_robot import ROBOT_PREFIX
 from bot.settings import Settings, templates_dir
 from bot.web import api, edge, health
 from bot.web import console as console_web
@@ -49,8 +49,6 @@ log = logging.getLogger(__name__)
 
 HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("http", aiohttp.ClientSession)
 OUTBOUND_TIMEOUT = aiohttp.ClientTimeout(total=10, connect=3)
-# Group robots accept 20 messages a minute each (WeCom; DingTalk's will join).
-ROBOT_PREFIXES = (ROBOT_PREFIX,)
 
 
 def create_app(
@@ -76,7 +74,13 @@ def create_app(
     if settings.console.enabled:
         platforms["console"] = console.ConsolePlatform(db, renderer, clock=now)
     link = settings.server.public_url
-    platforms.update(wecom.build_platforms(settings.wecom, renderer, lambda: app[HTTP], link=link))
+
+    async def alert(text: str) -> None:  # adapters alert only once running, after ctx is set
+        await tell_admins(ctx, text)
+
+    platforms.update(
+        wecom.build_platforms(settings.wecom, renderer, lambda: app[HTTP], link=link, alert=alert)
+    )
     ctx = Ctx(db=db, settings=settings, clock=now, platforms=tuple(platforms))
     metrics = Metrics()
     app[appkeys.CTX] = ctx
@@ -106,7 +110,7 @@ def create_app(
             ctx,
             performers,
             metrics=metrics,
-            rate_limits=dict.fromkeys(ROBOT_PREFIXES, settings.outbox.rate_per_minute),
+            rate_limits=chat_limits(settings.outbox),
         )
         app[appkeys.WORKER] = worker
         dispatcher = Dispatcher(

@@ -176,6 +176,16 @@ def cmd_outbox_retry(args: argparse.Namespace) -> int:
     return _with_db(args, work)
 
 
+def cmd_outbox_discard(args: argparse.Namespace) -> int:
+    async def work(db: Database) -> int:
+        async with db.transaction() as session:
+            count = await outbox.discard(session, args.ids)
+        print(f"已作废 {count} 条死信，其后被暂停的消息将按序发出 / {count} discarded")
+        return 0
+
+    return _with_db(args, work)
+
+
 def cmd_console_login(args: argparse.Namespace) -> int:
     from bot.web.console_login import print_signin_link
 
@@ -263,6 +273,12 @@ def parser() -> argparse.ArgumentParser:
     retry.add_argument("--all", action="store_true", help="全部死信 / every dead letter")
     retry.add_argument("ids", nargs="*", type=int, help="要重新投递的死信 id / ids to retry")
     retry.set_defaults(func=cmd_outbox_retry)
+    discard = box_sub.add_parser(
+        "discard", help="作废死信（不再投递），放行其后被暂停的消息 / give dead letters up"
+    )
+    _config(discard)
+    discard.add_argument("ids", nargs="+", type=int, help="死信 id（见 outbox dead）/ ids")
+    discard.set_defaults(func=cmd_outbox_discard)
 
     add_bench_parser(sub)
     return p

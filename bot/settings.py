@@ -185,7 +185,8 @@ class MemberConfig:
 
 @dataclass(frozen=True)
 class RoleRoute:
-    """Where a role's cards go when not to each member directly."""
+    """A role's group chats: they get a notice of each of its cards (each member
+    still gets the card itself); see bot/platforms/wecom_chat.py."""
 
     wecom_chat_id: str = ""
     dingtalk_conversation_id: str = ""
@@ -201,9 +202,11 @@ class FilesSettings:
 
 @dataclass(frozen=True)
 class OutboxSettings:
-    max_attempts: int = 8
-    base_delay_seconds: float = 2.0
-    max_delay_seconds: float = 900.0
+    """Delivery: retry schedule (bot/outbox_retry.py), batch, robot limit, tick, lease."""
+
+    base_delay_seconds: float = 2.0  # first retry after 1-2 s, doubling per failure
+    max_delay_seconds: float = 600.0  # the cap on one wait
+    give_up_after_hours: float = 24.0  # dead-letter once failing this long (not by count)
     batch: int = 50
     rate_per_minute: int = 20  # per destination: WeCom/DingTalk group robots allow 20/min
     tick_seconds: float = 1.0

@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import logging
 import os
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -44,6 +45,16 @@ from handlers.sla_policies import SlaConfig, parse_sla
 
 log = logging.getLogger("bot.settings")
 T = TypeVar("T")
+# appchat/create: a chatid is 1-32 letters or digits, and only the app's own chats work.
+WECOM_CHAT_ID = re.compile(r"[0-9A-Za-z]{1,32}")
+CHAT_ID_RULE = (
+    "wecom_chat_id: 须为应用用 appchat/create 建的群聊 chatid（1-32 位字母或数字）"
+    " / must be a chatid made by the app's appchat/create (1-32 letters or digits)"
+)
+CHAT_NEEDS_APP = (
+    "wecom_chat_id: 群聊通知由企业微信自建应用发出，请先配置 [wecom] corp_id 与 secret"
+    " / needs the WeCom app: set [wecom] corp_id and secret"
+)
 
 
 def _positive(value: float) -> str | None:
@@ -78,8 +89,9 @@ _VALUE_CHECKS: dict[str, Callable[[Any], str | None]] = {
     ),
     "channels.generic.callback_url": _when_set(url_problem),
     "channels.generic.replay_window_seconds": _positive,
-    **{f"outbox.{k}": _positive for k in ("max_attempts", "batch", "rate_per_minute")},
+    **{f"outbox.{k}": _positive for k in ("batch", "rate_per_minute")},
     **{f"outbox.{k}": _positive for k in ("tick_seconds", "lease_seconds", "base_delay_seconds")},
+    **{f"outbox.{k}": _positive for k in ("max_delay_seconds", "give_up_after_hours")},
 }
 
 
@@ -149,7 +161,11 @@ class _Loader:
                 "roles: 应为 [roles.warehouse] 这样的表 / expected tables like [roles.warehouse]",
             )
             return {}
-        return {name: self.section(RoleRoute, "roles", name) for name in table}
+        routes = {name: self.section(RoleRoute, "roles", name) for name in table}
+        for name, route in routes.items():
+            if route.wecom_chat_id and not WECOM_CHAT_ID.fullmatch(route.wecom_chat_id):
+                self.report.at(("roles", name, "wecom_chat_id"), f"roles.{name}.{CHAT_ID_RULE}")
+        return routes
 
     def members(self, known: frozenset[str]) -> tuple[MemberConfig, ...]:
         tables = self.data.get("members", [])
@@ -179,6 +195,8 @@ class _Loader:
                     self.report.at(("members", i, "roles"), f"{where}: {msg}")
             for key in ("wecom_userid", "dingtalk_staff_id"):
                 value = getattr(member, key)
+                if value and key == "wecom_userid":  # 企业微信 userid 不区分大小写
+                    value = value.lower()
                 if value and f"{key}={value}" in seen:
                     other = seen[f"{key}={value}"]
                     self.report.at(
@@ -189,6 +207,9 @@ class _Loader:
         return tuple(members)
 
     def check_values(self, settings: Settings) -> None:
+        for name, route in settings.roles.items():
+            if route.wecom_chat_id and not settings.wecom.enabled:  # else never used
+                self.report.at(("roles", name, "wecom_chat_id"), f"roles.{name}.{CHAT_NEEDS_APP}")
         for key, check in _VALUE_CHECKS.items():
             if problem := check(functools.reduce(getattr, key.split("."), settings)):
                 self.report.at(tuple(key.split(".")), f"{key}: {problem}")
@@ -252,6 +273,7 @@ def _load(path: str | Path | None, env: Mapping[str, str]) -> Settings:
     for key in data or {}:
         if key not in ("channels", "members", "roles", *SECTIONS):
             report.at((key,), f"未知配置段 / unknown section [{key}]")
+    _retired_keys(data or {})
     ld = _Loader(data or {}, report, main.parent if main else config_dir())
     sections: dict[str, Any] = {name: ld.section(cls, name) for name, cls in SECTIONS.items()}
     channels, roles = ld.channels(), ld.roles()
@@ -280,3 +302,19 @@ def _load(path: str | Path | None, env: Mapping[str, str]) -> Settings:
     if errors:
         raise ConfigError(_by_file_and_line(errors))
     return settings
+
+
+# Keys earlier releases wrote into returnhub.toml that no longer mean anything: a
+# config copied from an old example must still start, told what replaced them.
+RETIRED = {
+    ("outbox", "max_attempts"): "重试不再按次数计，改为 outbox.give_up_after_hours（默认 24 小时）"
+    " / retries are bounded by outbox.give_up_after_hours now",
+}
+
+
+def _retired_keys(data: dict[str, Any]) -> None:
+    for (section, key), instead in RETIRED.items():
+        table = data.get(section)
+        if isinstance(table, dict) and key in table:
+            del table[key]
+            log.warning("配置项 %s.%s 已停用并被忽略：%s", section, key, instead)

@@ -14,7 +14,7 @@ from bot.events import CardAction, Sender
 from handlers import approvals, notify, tokens, warehouse
 from handlers.context import Ctx
 from handlers.inbox import once
-from handlers.people import NOT_A_MEMBER, member_for
+from handlers.people import NOT_A_MEMBER, member_for, same_user
 from handlers.workflow import Actor, audit
 from storage.models import CardRecord, Member
 
@@ -41,11 +41,15 @@ async def _handle(session: AsyncSession, ctx: Ctx, event: CardAction) -> None:
     # Lock the case before writing the card row: every decision locks the case, then
     # closes its cards. Taking the card first deadlocks two clicks on PostgreSQL.
     await approvals.load_case(session, ctx, record.case_id)
-    mine = (event.sender.platform, event.sender.user_id) == (record.platform, record.recipient)
+    mine = event.sender.platform == record.platform and same_user(
+        record.platform, event.sender.user_id, record.recipient
+    )
     if event.platform_ref and mine:
         # WeCom hands out a fresh single-use update code with each click, for the
         # clicker's own copy: someone else's click (a forwarded card) must not take it.
         record.platform_ref = event.platform_ref
+        if record.state == "closed":  # a stale copy (its update found no usable code)
+            await notify.show_again(session, ctx, record)
     member = await member_for(session, event.sender)
     if member is None:
         session.add(

@@ -6,6 +6,7 @@ can be updated later) and enqueue what the delivery worker must do.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.cards import Card
+from bot.cards import ASSIGNEES, SEND_NONCE, Card
 from bot.events import Sender
 from bot.money import yuan
 from handlers.context import Ctx
@@ -22,6 +23,7 @@ from storage import outbox
 from storage.models import CardRecord, Case, Evidence, Member
 
 REFUND_KIND = "channel.refund"  # the outbox row that moves money
+ROLE_CHAT = "wecom-chat"  # a role's WeCom group chat (bot/platforms/wecom_chat.py)
 MEDIA_FETCH_KIND = "media.fetch"  # keep a chat photo before the platform forgets it
 
 
@@ -81,38 +83,83 @@ async def send_cards(
     kind: str,
     build: Callable[[int], Card],
     step_id: int | None = None,
+    *,
+    role: str | None = None,
 ) -> int:
-    """One card per member per platform; `build(card_id)` makes it (tokens bind the id)."""
+    """One card per member per platform; `build(card_id)` makes it (tokens bind the id).
+
+    Each send gets a nonce (`extra["send"]`) drawn here, once, so every retry of its
+    outbox row shows the platform the same card (WeCom: the same task_id). When
+    `role`'s `[roles.X] wecom_chat_id` is set, the role's group chat gets a notice
+    naming the assignees as well (ROLE_CHAT), once at least one of them got the card.
+    """
     sent = 0
-    now = ctx.now()
+    reached: list[Member] = []
     for member in members:
-        for platform in ctx.platforms:
-            user = address(member, platform)
-            if not user:
-                continue
-            record = CardRecord(
-                case_id=case.id,
-                step_id=step_id,
-                kind=kind,
-                platform=platform,
-                recipient=user,
-                created_at=now,
-                updated_at=now,
-            )
-            session.add(record)
-            await session.flush()
-            card = build(record.id)
-            record.card = card.to_dict()
-            outbox.enqueue(
-                session,
-                kind="card.send",
-                destination=f"{platform}:{user}",
-                payload={"card_id": record.id, "card": card.to_dict()},
-                now=now,
-                case_id=case.id,
-            )
-            sent += 1
+        users = [(p, u) for p in ctx.platforms if (u := address(member, p))]
+        for platform, user in users:
+            await _queue_card(session, ctx, case, kind, build, step_id, platform, user)
+        sent += len(users)
+        if users:
+            reached.append(member)
+    chat = ctx.settings.roles.get(role or "")
+    if reached and chat and chat.wecom_chat_id and ROLE_CHAT in ctx.platforms:
+        names = "、".join(m.name for m in reached)
+        await _queue_card(
+            session, ctx, case, kind, build, step_id, ROLE_CHAT, chat.wecom_chat_id, names
+        )
     return sent
+
+
+async def _queue_card(
+    session: AsyncSession,
+    ctx: Ctx,
+    case: Case,
+    kind: str,
+    build: Callable[[int], Card],
+    step_id: int | None,
+    platform: str,
+    recipient: str,
+    assignees: str = "",
+) -> None:
+    now = ctx.now()
+    record = CardRecord(
+        case_id=case.id,
+        step_id=step_id,
+        kind=kind,
+        platform=platform,
+        recipient=recipient,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(record)
+    await session.flush()
+    card = build(record.id)
+    extra = {**card.extra, SEND_NONCE: secrets.token_hex(4)}
+    if assignees:
+        extra[ASSIGNEES] = assignees
+    record.card = replace(card, extra=extra).to_dict()
+    outbox.enqueue(
+        session,
+        kind="card.send",
+        destination=f"{platform}:{recipient}",
+        payload={"card_id": record.id, "card": record.card},
+        now=now,
+        case_id=case.id,
+    )
+
+
+async def show_again(session: AsyncSession, ctx: Ctx, record: CardRecord) -> None:
+    """Queue the card as it now stands to its recipient again (a closed card that was
+    clicked: its update may have found no usable handle, see bot/platforms/wecom.py)."""
+    outbox.enqueue(
+        session,
+        kind="card.update",
+        destination=f"{record.platform}:{record.recipient}",
+        payload={"card_id": record.id, "card": record.card},
+        now=ctx.now(),
+        case_id=record.case_id,
+    )
 
 
 async def close_cards(

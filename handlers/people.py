@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.events import Sender
@@ -28,19 +28,34 @@ _ID_COLUMN = {
     "wecom": Member.wecom_userid,
     "dingtalk": Member.dingtalk_staff_id,
 }
+# WeCom userids are unique case-insensitively in a corp, and WeCom may hand back
+# another case than the config's (it lower-cases `invaliduser`): match them so.
+# (Config load refuses two members whose userids differ only in case.)
+CASE_INSENSITIVE = frozenset({"wecom"})
 
 
 def role_zh(role: str) -> str:
     return ROLE_ZH.get(role, role)
 
 
+def _matches(platform: str, user_id: str) -> ColumnElement[bool]:
+    column = _ID_COLUMN[platform]
+    if platform in CASE_INSENSITIVE:
+        return func.lower(column) == user_id.lower()
+    return column == user_id
+
+
+def same_user(platform: str, a: str, b: str) -> bool:
+    """Whether two user ids of `platform` name the same person."""
+    return a.lower() == b.lower() if platform in CASE_INSENSITIVE else a == b
+
+
 async def member_for(session: AsyncSession, sender: Sender) -> Member | None:
     """The active member behind a chat user, or None for a stranger."""
-    column = _ID_COLUMN.get(sender.platform)
-    if column is None:
+    if sender.platform not in _ID_COLUMN:
         return None
     found = await session.scalars(
-        select(Member).where(column == sender.user_id, Member.active.is_(True))
+        select(Member).where(_matches(sender.platform, sender.user_id), Member.active.is_(True))
     )
     return found.first()
 
@@ -48,9 +63,9 @@ async def member_for(session: AsyncSession, sender: Sender) -> Member | None:
 async def member_named(session: AsyncSession, name: str) -> Member | None:
     """By name, or by any platform user id (a transfer target typed as @userid)."""
     name = name.strip().lstrip("@")
-    for column in _ID_COLUMN.values():
+    for platform in _ID_COLUMN:
         found = await session.scalars(
-            select(Member).where(column == name, Member.active.is_(True))
+            select(Member).where(_matches(platform, name), Member.active.is_(True))
         )
         member = found.first()
         if member is not None:

@@ -55,6 +55,7 @@ async def open_step(
         "approval",
         lambda card_id: views.approval_card(ctx, case, step, card_id, history),
         step_id=step.id,
+        role=step.role,
     )
     if sent == 0:
         log.warning("case %s: nobody can receive the %s card", case.id, step.role)

@@ -186,6 +186,7 @@ def summary_text(ctx: Ctx, case: Case, hold: tuple[str, ...] = ()) -> str:
         f"【{case.id}】{STATUS_ZH[Status(case.status)]}",
         f"{KIND_ZH.get(case.kind, case.kind)} {yuan_zh(case.amount_fen)} · 订单 {case.order_id}",
         f"原因：{reason_zh(case)}",
+        *(f"· {line}" for line in item_lines(case)),  # all of them: cards may show fewer
     ]
     if case.refund_fen is not None:
         lines.append(f"退款金额：{yuan_zh(case.refund_fen)}")

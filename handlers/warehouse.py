@@ -141,6 +141,7 @@ async def inspect(
             case,
             "risk",
             lambda card_id: views.risk_card(ctx, case, card_id, label, member.name),
+            role="risk",
         )
         await notify.send_text(
             session,

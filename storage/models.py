@@ -230,7 +230,7 @@ class OutboxMessage(Base):
     destination: Mapped[str] = mapped_column(String(128))
     case_id: Mapped[str | None] = mapped_column(String(20), nullable=True, index=True)
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    # pending | sent | dead
+    # pending | sent | dead | void
     status: Mapped[str] = mapped_column(String(8), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_at: Mapped[datetime] = mapped_column(DateTime)
@@ -238,6 +238,12 @@ class OutboxMessage(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # Far-side messages the delivery used (a long text is several, coalesced texts
+    # after the first none): what the per-destination rate limits add up.
+    sends: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # The first failed attempt since the row was written or revived: retries give
+    # up `give_up_after_hours` after it, however many attempts that took.
+    failing_since: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class Timer(Base):

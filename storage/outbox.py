@@ -9,6 +9,11 @@ performing and marking leaves the lease to expire and the row is performed again
 Every `mark_*` is fenced on the lease the row was claimed with (`locked_until`),
 so a worker whose lease ran out cannot overwrite the outcome recorded by the
 worker that re-claimed the row.
+
+One case's rows to one destination leave in the order written: a row is not
+claimed while an elder is backing off or leased elsewhere, and on the money path
+(`strict` destination prefixes: the shop channels) not while an elder is dead
+either, until an operator revives or discards it (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, false, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -68,8 +73,21 @@ def enqueue(
     return msg
 
 
+def _under(prefixes: tuple[str, ...]) -> Any:
+    """Rows whose destination starts with one of `prefixes` (none: no row)."""
+    if not prefixes:
+        return false()
+    return or_(*(OutboxMessage.destination.startswith(p, autoescape=True) for p in prefixes))
+
+
 async def claim_due(
-    db: Database, now: datetime, limit: int, lease_seconds: int
+    db: Database,
+    now: datetime,
+    limit: int,
+    lease_seconds: int,
+    *,
+    strict: tuple[str, ...] = (),
+    exclusive: tuple[str, ...] = (),
 ) -> list[OutboxMessage]:
     """Lease up to `limit` due rows, oldest first, in one short transaction.
 
@@ -82,6 +100,11 @@ async def claim_due(
     leases the previous claim committed, so it neither takes a row past an elder
     another replica is claiming right now (SKIP LOCKED would pass over that elder
     unseen) nor fills its batch with rows that must wait.
+
+    Under a `strict` prefix a dead elder holds the younger rows too (the money path
+    keeps its order until a person decides). Under an `exclusive` prefix (the
+    rate-limited ones) a destination with a row leased by any worker is left alone,
+    so one worker at a time sends to it and the counts it checks are complete.
     """
     at = naive(now)
     # One case's messages to one destination leave in the order they were written
@@ -94,11 +117,26 @@ async def claim_due(
     waits = (
         select(elder.id)
         .where(
-            elder.status == PENDING,
             elder.destination == OutboxMessage.destination,
             elder.case_id == OutboxMessage.case_id,
             elder.id < OutboxMessage.id,
-            or_(elder.next_at > at, elder.locked_until >= at),
+            or_(
+                and_(
+                    elder.status == PENDING,
+                    or_(elder.next_at > at, elder.locked_until >= at),
+                ),
+                and_(elder.status == DEAD, _under(strict)),
+            ),
+        )
+        .exists()
+    )
+    busy = aliased(OutboxMessage)
+    in_flight = (
+        select(busy.id)
+        .where(
+            busy.destination == OutboxMessage.destination,
+            busy.status == PENDING,
+            busy.locked_until >= at,
         )
         .exists()
     )
@@ -110,6 +148,7 @@ async def claim_due(
                 OutboxMessage.next_at <= at,
                 or_(OutboxMessage.locked_until.is_(None), OutboxMessage.locked_until < at),
                 ~waits,
+                ~and_(_under(exclusive), in_flight),
             )
             .order_by(OutboxMessage.id)
             .limit(limit)
@@ -140,28 +179,40 @@ async def _finish(session: AsyncSession, msg: OutboxMessage, **values: Any) -> b
     return bool(result.rowcount)
 
 
-async def mark_sent(session: AsyncSession, msg: OutboxMessage, *, now: datetime) -> bool:
-    """The far side accepted it. `attempts` counts performances, successful or not."""
+async def mark_sent(
+    session: AsyncSession, msg: OutboxMessage, *, now: datetime, sends: int = 1
+) -> bool:
+    """The far side accepted it, using `sends` of its messages (0: coalesced into
+    another row's). `attempts` counts performances, successful or not."""
     return await _finish(
         session,
         msg,
         status=SENT,
         sent_at=naive(now),
+        sends=sends,
         attempts=OutboxMessage.attempts + 1,
         locked_until=None,
     )
 
 
 async def mark_retry(
-    session: AsyncSession, msg: OutboxMessage, *, next_at: datetime, error: str
+    session: AsyncSession,
+    msg: OutboxMessage,
+    *,
+    next_at: datetime,
+    error: str,
+    failing_since: datetime,
 ) -> bool:
-    """A transient failure: count the attempt and come back at `next_at`."""
+    """A transient failure: count the attempt and come back at `next_at`.
+
+    `failing_since` is when this run of failures began (the give-up clock)."""
     return await _finish(
         session,
         msg,
         next_at=naive(next_at),
         last_error=error[:ERROR_MAX_CHARS],
         attempts=OutboxMessage.attempts + 1,
+        failing_since=naive(failing_since),
         locked_until=None,
     )
 
@@ -206,26 +257,48 @@ async def void_pending(session: AsyncSession, case_id: str, kind: str, *, now: d
     return int(result.rowcount or 0)
 
 
-async def sent_in_window(session: AsyncSession, destination: str, since: datetime) -> int:
-    """How many messages went to `destination` since `since` (per-robot rate limits)."""
-    stmt = select(func.count()).where(
+def _sent_to(destination: str, since: datetime) -> Any:
+    return and_(
         OutboxMessage.destination == destination,
         OutboxMessage.status == SENT,
-        OutboxMessage.sent_at >= naive(since),
+        OutboxMessage.sent_at > naive(since),
+        OutboxMessage.sends > 0,
+    )
+
+
+async def sends_since(session: AsyncSession, destination: str, since: datetime) -> int:
+    """Far-side messages sent to `destination` after `since` (per-destination rate limits)."""
+    stmt = select(func.coalesce(func.sum(OutboxMessage.sends), 0)).where(
+        _sent_to(destination, since)
     )
     return int((await session.scalar(stmt)) or 0)
 
 
-async def oldest_sent_since(
+async def sends_log(
     session: AsyncSession, destination: str, since: datetime
-) -> datetime | None:
-    """When the oldest send in the window happened: the window reopens 60 s after it."""
-    stmt = select(func.min(OutboxMessage.sent_at)).where(
-        OutboxMessage.destination == destination,
-        OutboxMessage.status == SENT,
-        OutboxMessage.sent_at >= naive(since),
+) -> list[tuple[datetime, int]]:
+    """(sent_at, sends) to `destination` after `since`, oldest first: when a full
+    window frees enough room, each send leaving it `span` after it went."""
+    stmt = (
+        select(OutboxMessage.sent_at, OutboxMessage.sends)
+        .where(_sent_to(destination, since))
+        .order_by(OutboxMessage.sent_at)
     )
-    return await session.scalar(stmt)
+    return [(at, n) for at, n in (await session.execute(stmt)).all() if at is not None]
+
+
+async def held_behind(session: AsyncSession, msg: OutboxMessage) -> int:
+    """Pending rows of `msg`'s case and destination written after it (held on a strict
+    destination while `msg` is dead)."""
+    if msg.case_id is None:
+        return 0
+    stmt = select(func.count()).where(
+        OutboxMessage.case_id == msg.case_id,
+        OutboxMessage.destination == msg.destination,
+        OutboxMessage.status == PENDING,
+        OutboxMessage.id > msg.id,
+    )
+    return int((await session.scalar(stmt)) or 0)
 
 
 async def depth(session: AsyncSession) -> dict[str, int]:
@@ -253,12 +326,26 @@ async def dead_letters(session: AsyncSession, limit: int = 100) -> list[OutboxMe
 
 
 async def revive(session: AsyncSession, ids: list[int] | None, *, now: datetime) -> int:
-    """Give dead rows (all, or `ids`) a fresh set of attempts once the fault is fixed."""
+    """Give dead rows (all, or `ids`) a fresh retry period once the fault is fixed.
+
+    They go out before the rows their death held, in the order written."""
     stmt = update(OutboxMessage).where(OutboxMessage.status == DEAD)
     if ids is not None:
         stmt = stmt.where(OutboxMessage.id.in_(ids))
     stmt = stmt.values(
-        status=PENDING, attempts=0, next_at=naive(now), locked_until=None
+        status=PENDING, attempts=0, next_at=naive(now), locked_until=None, failing_since=None
     ).execution_options(synchronize_session=False)
+    result: Any = await session.execute(stmt)
+    return int(result.rowcount or 0)
+
+
+async def discard(session: AsyncSession, ids: list[int]) -> int:
+    """Give up on dead rows `ids` for good (void): the rows their death held go on."""
+    stmt = (
+        update(OutboxMessage)
+        .where(OutboxMessage.status == DEAD, OutboxMessage.id.in_(ids))
+        .values(status=VOID)
+        .execution_options(synchronize_session=False)
+    )
     result: Any = await session.execute(stmt)
     return int(result.rowcount or 0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from bot.cards import Card
+from bot.cards import Card, clean_text
 from bot.outbox import Performer, PermanentError
 from storage.db import Database
 from storage.models import CardRecord, OutboxMessage
@@ -72,7 +72,8 @@ def chat_performers(platforms: Mapping[str, Platform], db: Database) -> dict[str
 
     async def send_text(msg: OutboxMessage) -> dict[str, Any]:
         platform, recipient = adapter(msg)
-        await platform.send_text(recipient, msg.payload["text"], outbox_id=msg.id)
+        text = clean_text(msg.payload["text"], multiline=True)  # as cards: no \u00XX (40033)
+        await platform.send_text(recipient, text, outbox_id=msg.id)
         return {}
 
     return {"card.send": send_card, "card.update": update_card, "text.send": send_text}

@@ -10,10 +10,12 @@ Anything we refuse gets a 4xx with a logged reason and touches nothing.
 
 Outbound, `WecomPlatform` is what the outbox drives (bot/platforms/base.py):
 cards are `template_card`s (wecom_cards.py), their `platform_ref` is
-"<task_id>|<response_code>", and a decided card is replaced for each recipient
-with `message/update_template_card`. `WecomRobotPlatform` (wecom_robot.py) posts to robots
-(destination `wecom-robot:<robot name>`, 20 a minute each, enforced by the
-outbox's per-prefix rate limit).
+"<task_id>|<response_code>" ("<task_id>|" once the code is used up), and a
+decided card is replaced for each recipient with `message/update_template_card`.
+`WecomRobotPlatform` (wecom_robot.py) posts to robots (destination
+`wecom-robot:<robot name>`, 20 a minute each, enforced by the outbox's per-prefix
+rate limit); `WecomChatPlatform` (wecom_chat.py) posts notices to a role's group
+chat (destination `wecom-chat:<chatid>`).
 
 This module never imports `handlers`: bot/app.py passes the handler functions.
 """
@@ -32,12 +34,15 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from bot.appkeys import CTX, DISPATCH
 from bot.cards import Card, CardRenderer
-from bot.outbox import PermanentError, RetryableError
+from bot.outbox import RetryableError
 from bot.platforms import wecom_cards
+from bot.platforms.wecom_chat import CHAT_PLATFORM, WecomChatPlatform
 from bot.platforms.wecom_client import WecomClient, split_text
 from bot.platforms.wecom_crypto import CallbackRejected, WecomCrypto
+from bot.platforms.wecom_errors import WecomApiError
 from bot.platforms.wecom_events import NOT_UPDATABLE, make_ref, parse, split_ref
 from bot.platforms.wecom_media import Media, download
+from bot.platforms.wecom_outage import Alert
 from bot.platforms.wecom_robot import ROBOT_PLATFORM, WecomRobotPlatform
 from bot.settings import WecomSettings
 
@@ -47,6 +52,7 @@ NAME = "wecom"
 PATH = "/callbacks/wecom"
 MAX_BODY = 64 * 1024  # callbacks are a few KB; the app-wide limit is far larger
 TEXT_BYTES = 2048  # message/send text: longer is cut by WeCom, so we split
+CODE_SPENT = frozenset({60140})  # update_template_card: response_code used or expired
 
 
 # --- inbound ------------------------------------------------------------------------------
@@ -164,30 +170,63 @@ class WecomPlatform:
         )
 
     async def send_card(self, recipient: str, card: Card, *, card_id: int, outbox_id: int) -> str:
-        """message/send a template_card; the ref is "<task_id>|<response_code>"."""
-        task_id = wecom_cards.task_id_for(card_id)
+        """message/send a template_card; the ref is "<task_id>|<response_code>".
+
+        The task_id is the same on every attempt of this send (wecom_cards.task_id_for),
+        so a retry after a timeout that WeCom had in fact accepted is refused as a
+        known task_id, which the client reports as delivered, without a code: the ref
+        is then "<task_id>|" and the member's first click brings one.
+        """
+        task_id = wecom_cards.task_id_for(card, card_id, outbox_id)
         sent = await self.client.send_template_card(recipient, self._card(card, task_id))
-        if not sent.response_code:
-            log.info("wecom card %s to %s: no response_code, not updatable", card_id, recipient)
+        if sent.response_code:
+            return make_ref(task_id, sent.response_code)
+        if not card.buttons:  # a text_notice: nothing to click, so never updatable
             return NOT_UPDATABLE
-        return make_ref(task_id, sent.response_code)
+        log.info(
+            "wecom card %s to %s: no response_code yet; a click brings one", card_id, recipient
+        )
+        return make_ref(task_id, "")
 
     async def update_card(
         self, recipient: str, platform_ref: str, card: Card, *, card_id: int
     ) -> str | None:
-        """Replace `recipient`'s copy with the decided card; the code is then used up.
+        """Replace `recipient`'s copy with the card as it now stands; the code is used up.
 
         A full card (not `button.replace_name`) so the card itself says who decided
-        and when; `replace_text` greys its buttons out.
+        and when; `replace_text` greys its buttons out. A response_code lives 72 h
+        and works once: with none left (used, expired, or never given) the update
+        is not a failure to dead-letter but waits for the member. The card record
+        then holds no code ("<task_id>|"), and a click on the stale card, which
+        carries a fresh code, shows the closed card again at once
+        (handlers/actions.py, notify.show_again).
         """
         if platform_ref == NOT_UPDATABLE:
             return None
         task_id, code = split_ref(platform_ref)
         if not task_id:
             raise RetryableError(f"wecom card {card_id} for {recipient} is not shown yet")
-        if not code:
-            raise PermanentError(f"wecom card {card_id}: its response_code was already used")
-        await self.client.update_template_card([recipient], code, card=self._card(card, task_id))
+        if not code:  # also a second update of a copy a click just fixed: nothing to do
+            log.info(
+                "wecom card %s for %s: no response_code left; shown again on its next click",
+                card_id,
+                recipient,
+            )
+            return None  # the record keeps any code a click stored meanwhile
+        try:
+            await self.client.update_template_card(
+                [recipient], code, card=self._card(card, task_id)
+            )
+        except WecomApiError as exc:
+            if exc.errcode not in CODE_SPENT:
+                raise
+            log.warning(
+                "wecom card %s for %s: response_code used or expired (errcode %s); "
+                "shown again on its next click",
+                card_id,
+                recipient,
+                exc.errcode,
+            )
         return make_ref(task_id, "")
 
     async def send_text(self, recipient: str, text: str, *, outbox_id: int) -> None:
@@ -205,15 +244,18 @@ def build_platforms(
     http: Callable[[], aiohttp.ClientSession],
     *,
     link: str = "",
-) -> dict[str, WecomPlatform | WecomRobotPlatform]:
-    """The enabled WeCom platforms by name: the app (corp_id + secret) and its robots.
+    alert: Alert | None = None,
+) -> dict[str, WecomPlatform | WecomRobotPlatform | WecomChatPlatform]:
+    """The enabled WeCom platforms by name: the app (corp_id + secret), its group chats
+    (used by roles with a `wecom_chat_id`) and its robots.
 
     `robots` ({name: webhook key}) is read from settings once they carry it.
     """
-    client = WecomClient(settings, http)
-    platforms: dict[str, WecomPlatform | WecomRobotPlatform] = {}
+    client = WecomClient(settings, http, alert=alert)  # alert: setup faults, once per outage
+    platforms: dict[str, WecomPlatform | WecomRobotPlatform | WecomChatPlatform] = {}
     if settings.enabled:
         platforms[NAME] = WecomPlatform(client, renderer, link=link)
+        platforms[CHAT_PLATFORM] = WecomChatPlatform(client, renderer)
     if settings.robots:
         platforms[ROBOT_PLATFORM] = WecomRobotPlatform(client, renderer, settings.robots)
     return platforms

@@ -6,21 +6,24 @@ field: at most 6 `horizontal_content_list` items and 6 buttons, titles of a few
 dozen characters (longer text is cut by the client, or the call is refused).
 
 - Fields beyond six go into `sub_title_text` as "名称：值" lines, with the SKU
-  lines, so nothing is lost; the SLA due time is kept among the six.
+  lines; the SLA due time is kept among the six. What the sub-title's length
+  cannot hold is never dropped unmarked: a last line counts the SKU lines left
+  out and names `/查单 RC-…`, which lists them all.
 - Customer history (director tier) goes into `quote_area`: a separate grey block
   with its own title, so the history reads as a report beside the case, not as
   part of it, and it does not eat into the sub-title's length.
-- A closed card shows its status line as the main description and sets
-  `replace_text`, which turns the buttons into one grey, unclickable button.
+- A closed card says what happened everywhere: the title ends with the outcome
+  ("· 已同意"), the status line is the main description (and the first sub-title
+  line when longer), the open card's prompt ("待…审批") is gone, and
+  `replace_text` (the outcome) turns the buttons into one grey, unclickable button.
 """
 
 from __future__ import annotations
 
 import re
-import secrets
 from typing import Any
 
-from bot.cards import Card, CardRenderer
+from bot.cards import OUTCOME_FALLBACK, SEND_NONCE, Card, CardRenderer, clean_card
 from bot.outbox import PermanentError
 
 NAME = "wecom"
@@ -28,7 +31,7 @@ MAX_FIELDS = 6
 MAX_BUTTONS = 6
 TITLE_MAX = 36
 DESC_MAX = 44
-SUB_TITLE_MAX = 160
+SUB_TITLE_MAX = 112  # WeCom: 建议不超过112个字; the client cuts the rest unmarked
 KEYNAME_MAX = 5
 VALUE_MAX = 26
 QUOTE_MAX = 160
@@ -42,6 +45,8 @@ PRIORITY = ("申请金额", "处理时限", "订单号", "原因", "验货结果
 # style 1-4; the colours (1 blue, 2 red, 3 green, 4 grey) are UNCONFIRMED.
 STYLES = {"primary": 1, "danger": 2, "default": 4}
 _TASK_ID = re.compile(r"[0-9A-Za-z_\-@]{1,128}")
+_NOT_TASK_CHAR = re.compile(r"[^0-9A-Za-z_\-@]")
+_CARD_PART = re.compile(r"-c(\d+)-")
 
 
 def clip(text: str, limit: int) -> str:
@@ -50,18 +55,27 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def task_id_for(card_id: int) -> str:
-    """`rh-<card_id>-<random>`: unique per send, so a reset database or a second
-    deployment on the same app never collides with an old task id."""
-    return f"rh-{card_id}-{secrets.token_hex(4)}"
+def task_id_for(card: Card, card_id: int, outbox_id: int) -> str:
+    """The card's `task_id`: "<case>-s<step>-c<card record>-<send nonce>".
+
+    The same for every attempt of one send, so a `message/send` retried after a
+    timeout is the same card to WeCom (which refuses a task_id it has seen: the
+    client reads that as delivered) and the copy the member got can still be
+    updated. The card record names the recipient; the nonce (`extra["send"]`,
+    drawn once when the card is queued) keeps a reset database or a second
+    deployment on the same app from reusing an old task id. WeCom allows digits,
+    letters and "_-@", at most 128 bytes; other characters of a case id become "_".
+    """
+    case = _NOT_TASK_CHAR.sub("_", card.case_id)[:48] or "case"
+    step = _NOT_TASK_CHAR.sub("_", card.extra.get("step", "0"))[:8]
+    send = _NOT_TASK_CHAR.sub("_", card.extra.get(SEND_NONCE, ""))[:32] or f"o{outbox_id}"
+    return f"{case}-s{step}-c{card_id}-{send}"
 
 
 def card_of(task_id: str) -> int | None:
     """The card record id a `TaskId` names (for logs; the button token decides)."""
-    parts = task_id.split("-")
-    if len(parts) == 3 and parts[0] == "rh" and parts[1].isdigit():
-        return int(parts[1])
-    return None
+    found = _CARD_PART.search(task_id)
+    return int(found.group(1)) if found else None
 
 
 def _split_fields(card: Card) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -74,22 +88,59 @@ def _split_fields(card: Card) -> tuple[list[tuple[str, str]], list[tuple[str, st
     return keep, [f for f in fields if f not in keep]
 
 
+def _more(count: int, case_id: str) -> str:
+    return f"…另有 {count} 个商品，发送 /查单 {case_id} 查看全部"
+
+
+def fit_sub_title(head: list[str], items: list[str], case_id: str) -> str:
+    """`head` lines, then as many SKU lines as fit in SUB_TITLE_MAX; the ones that do
+    not fit are counted in a last line that says where the full list is (/查单)."""
+    reserve = len(_more(len(items), case_id)) + 1 if items else 0
+    text = clip("\n".join(head), SUB_TITLE_MAX - reserve) if head else ""
+    for i, line in enumerate(items):
+        after = len(items) - i - 1
+        tail = "\n" + _more(after, case_id) if after else ""
+        joined = f"{text}\n{line}" if text else line
+        if len(joined) + len(tail) <= SUB_TITLE_MAX:
+            text = joined
+            continue
+        room = SUB_TITLE_MAX - len(text) - (1 if text else 0) - len(tail)
+        if i == 0 and room >= 8:  # the first item at least in part, its cut marked
+            return (f"{text}\n" if text else "") + clip(line, room) + tail
+        return (f"{text}\n" if text else "") + _more(len(items) - i, case_id)
+    return text
+
+
+def _title(card: Card) -> str:
+    if not card.closed:
+        return clip(card.title, TITLE_MAX)
+    suffix = f" · {card.outcome}"
+    return clip(card.title, max(TITLE_MAX - len(suffix), 1)) + suffix
+
+
 def view(card: Card) -> dict[str, Any]:
-    """What the template shows, every string already within WeCom's limits."""
+    """What the template shows, every string already within WeCom's limits.
+
+    Open, the description is the card's prompt (`summary`); closed, it is the
+    status line, the title ends with the outcome and the prompt is gone, so a
+    decided card never still asks for a decision.
+    """
+    card = clean_card(card)  # one line per value, before lengths are counted and joined
     shown, overflow = _split_fields(card)
-    sub_lines = [f"{label}：{value}" for label, value in overflow] + list(card.lines)
-    if card.closed and card.summary:
-        sub_lines.insert(0, card.summary)
+    status = card.status or OUTCOME_FALLBACK
+    desc = status if card.closed else card.summary
+    head = [status] if card.closed and len(status) > DESC_MAX else []
+    head += [f"{label}：{value}" for label, value in overflow]
     buttons = list(card.buttons)[:MAX_BUTTONS]
     for button in buttons:
         if len(button.token.encode()) > KEY_BYTES:
             raise PermanentError(f"button key for {button.action} exceeds {KEY_BYTES} bytes")
-    status = card.status or "已处理"
+    outcome = card.outcome
     return {
         "source": SOURCE,
-        "title": clip(card.title, TITLE_MAX),
-        "desc": clip(status if card.closed else card.summary, DESC_MAX),
-        "sub_title": clip("\n".join(sub_lines), SUB_TITLE_MAX),
+        "title": _title(card),
+        "desc": clip(desc, DESC_MAX),
+        "sub_title": fit_sub_title(head, list(card.lines), card.case_id),
         "fields": [(clip(k, KEYNAME_MAX), clip(v, VALUE_MAX)) for k, v in shown],
         "quote_title": "客户历史",
         "quote_text": clip("\n".join(card.history), QUOTE_MAX),
@@ -98,7 +149,7 @@ def view(card: Card) -> dict[str, Any]:
             for b in buttons
         ],
         "closed": card.closed,
-        "replace_text": clip(status if len(status) <= REPLACE_MAX else "已处理", REPLACE_MAX),
+        "replace_text": outcome if len(outcome) <= REPLACE_MAX else OUTCOME_FALLBACK,
     }
 
 

@@ -10,7 +10,13 @@ refetches the token and recurses with no bound. Here:
   left to the outbox's backoff;
 - every failure maps onto the outbox's two kinds: `RetryableError` (network,
   timeouts, 5xx, -1 busy, frequency limits, token trouble) or `PermanentError`
-  (invalid user, card validation, used/expired response_code, anything else).
+  (invalid user, card validation, used/expired response_code, anything else);
+- setup faults (refused secret or CorpID, 60020 untrusted IP, 43012 no callback URL)
+  are `WecomSetupError`s (retryable): they park the client and alert the admins
+  once per outage (wecom_outage.py), so a wrong secret costs one gettoken per
+  backoff window, not one per waiting delivery;
+- 42014 for a well-formed task_id means WeCom already has that card (a retry of a
+  send whose answer was lost): delivered, not failed.
 
 Error texts never carry the access token, the corp secret or a robot key: the
 outbox stores them in `last_error`.
@@ -30,63 +36,41 @@ from typing import Any
 import aiohttp
 
 from bot.outbox import PermanentError, RetryableError
+from bot.platforms.wecom_errors import SetupFault, TokenRejected, WecomApiError, check, scrub
+from bot.platforms.wecom_outage import (
+    CALLBACK,
+    IP,
+    SECRET,
+    Alert,
+    OutageGate,
+    WecomSetupError,
+    kind_of,
+)
 from bot.settings import WecomSettings
 
 log = logging.getLogger(__name__)
 
-TOKEN_ERRORS = frozenset({40001, 40014, 42001})  # invalid credential / token, expired
-BUSY_ERRORS = frozenset({-1, 45009, 45011, 45033})  # system busy, frequency, concurrency
 REFRESH_EARLY = 300.0  # seconds before expires_in that a token counts as stale
 MAX_JSON = 1 << 20
-_SECRETS = re.compile(r"(access_token|corpsecret|key)=[^&\s'\"]+")
-
-
-def scrub(text: str) -> str:
-    """Remove credentials from anything that may end up in a log or `last_error`."""
-    return _SECRETS.sub(r"\1=***", text)
-
-
-class WecomApiError(PermanentError):
-    """WeCom refused the call for good (`errcode` kept for callers and tests)."""
-
-    def __init__(self, path: str, errcode: int, errmsg: str) -> None:
-        super().__init__(f"wecom {path}: errcode {errcode}: {scrub(errmsg)[:200]}")
-        self.errcode = errcode
-
-
-class WecomBusy(RetryableError):
-    def __init__(self, path: str, errcode: int, errmsg: str) -> None:
-        super().__init__(f"wecom {path}: errcode {errcode} (busy): {scrub(errmsg)[:200]}")
-        self.errcode = errcode
-
-
-class TokenRejected(Exception):
-    """The call failed because of its token (40001/40014/42001); refresh once, retry once."""
+# "taskid has existed or empty or exceed max len" (message/send, quoted from a WeCom
+# developer-community answer): for an id that is neither empty nor too long, "existed".
+TASK_ID_EXISTS = 42014
+_TASK_ID = re.compile(r"[0-9A-Za-z_\-@]{1,128}")  # what the doc allows (<=128 bytes)
 
 
 @dataclass(frozen=True, slots=True)
 class SentMessage:
     msgid: str
     response_code: str
-
-
-def check(path: str, data: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Map a JSON answer's errcode onto our errors (token errors are raised separately)."""
-    errcode = data.get("errcode", 0)
-    if not isinstance(errcode, int):
-        raise RetryableError(f"wecom {path}: answer without an integer errcode")
-    errmsg = str(data.get("errmsg", ""))
-    if errcode == 0:
-        return data
-    if errcode in TOKEN_ERRORS:
-        raise TokenRejected(errcode)
-    if errcode in BUSY_ERRORS:
-        raise WecomBusy(path, errcode, errmsg)
-    raise WecomApiError(path, errcode, errmsg)
+    duplicate: bool = False  # WeCom already had this task_id: sent before, answer lost
 
 
 class WecomClient:
-    """The WeCom API of one self-built app. `http()` returns the app's shared session."""
+    """The WeCom API of one self-built app. `http()` returns the app's shared session.
+
+    `alert(text)` tells the admins about a setup fault (once per outage); `clock`
+    (seconds) times the token's life and the setup-fault backoff.
+    """
 
     def __init__(
         self,
@@ -94,10 +78,12 @@ class WecomClient:
         http: Callable[[], aiohttp.ClientSession],
         *,
         clock: Callable[[], float] = time.monotonic,
+        alert: Alert | None = None,
     ) -> None:
         self.settings = settings
         self.http = http
         self.clock = clock
+        self.gate = OutageGate(clock, alert)
         self.base = settings.api_base.rstrip("/") + "/cgi-bin/"
         self._token = ""
         self._fresh_until = 0.0
@@ -110,29 +96,46 @@ class WecomClient:
 
         `stale` is the token a call was just refused with: if another task has
         refreshed it meanwhile, its new token is reused instead of fetching again.
+        While a setup fault parks the client, waiters fail fast without a gettoken.
         """
         async with self._lock:
             usable = self._token and self.clock() < self._fresh_until
             if usable and (stale is None or self._token != stale):
                 return self._token
+            self.gate.check("gettoken")
             params = {"corpid": self.settings.corp_id, "corpsecret": self.settings.secret}
-            try:
-                status, _, raw = await self.fetch("GET", "gettoken", params=params)
-                data = check("gettoken", self.decode("gettoken", status, raw))
-            except (TokenRejected, PermanentError) as exc:
-                # A wrong secret is 40001: still retryable, an operator can fix the env.
-                raise RetryableError(
-                    f"wecom gettoken refused ({exc}); "
-                    "check wecom.corp_id and RETURNHUB__WECOM__SECRET"
-                ) from None
-            token = data.get("access_token")
-            if not isinstance(token, str) or not token:
-                raise RetryableError("wecom gettoken: answer has no access_token")
-            expires_in = float(data.get("expires_in") or 7200)
-            margin = min(REFRESH_EARLY, expires_in / 2)
-            self._token, self._fresh_until = token, self.clock() + expires_in - margin
-            log.info("wecom access token refreshed (valid %d s)", int(expires_in))
-            return token
+            status, _, raw = await self.fetch("GET", "gettoken", params=params)
+            data = self.decode("gettoken", status, raw)
+            errcode = data.get("errcode", 0)
+            kind = kind_of(errcode, gettoken=True) if isinstance(errcode, int) else None
+            if kind is None:
+                return self._keep_token(data)
+            fault = SetupFault(errcode, scrub(str(data.get("errmsg", "")))[:200], kind)
+        # Outside the lock: the alert writes to the database, waiters need not wait on it.
+        raise await self.fault("gettoken", fault)
+
+    def _keep_token(self, data: Mapping[str, Any]) -> str:
+        try:
+            data = check("gettoken", data)
+        except (TokenRejected, PermanentError) as exc:
+            raise RetryableError(
+                f"wecom gettoken refused ({exc}); check wecom.corp_id and RETURNHUB__WECOM__SECRET"
+            ) from None
+        token = data.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise RetryableError("wecom gettoken: answer has no access_token")
+        expires_in = float(data.get("expires_in") or 7200)
+        margin = min(REFRESH_EARLY, expires_in / 2)
+        self._token, self._fresh_until = token, self.clock() + expires_in - margin
+        self.gate.recovered(SECRET)
+        log.info("wecom access token refreshed (valid %d s)", int(expires_in))
+        return token
+
+    async def fault(self, path: str, fault: SetupFault) -> WecomSetupError:
+        """Park (unless 43012), alert the admins once per outage; the error to raise."""
+        error = self.gate.fault(path, fault.errcode, fault.errmsg, fault.kind)
+        await self.gate.announce(error, fault.kind, fault.errmsg)
+        return error
 
     # --- JSON API -----------------------------------------------------------------------
 
@@ -140,13 +143,20 @@ class WecomClient:
         self, method: str, path: str, *, body: Mapping[str, Any] | None = None
     ) -> Mapping[str, Any]:
         """Call `/cgi-bin/<path>` with the token; one refresh and one retry on token errors."""
+        self.gate.check(path)
         token = await self.access_token()
         for attempt in (1, 2):
             status, _, raw = await self.fetch(
                 method, path, params={"access_token": token}, body=body
             )
+            data = self.decode(path, status, raw)
+            errcode = data.get("errcode")
+            if not (isinstance(errcode, int) and kind_of(errcode, gettoken=False) == IP):
+                self.gate.recovered(IP)  # WeCom answered this IP: it is trusted (again)
             try:
-                return check(path, self.decode(path, status, raw))
+                return check(path, data)
+            except SetupFault as fault:
+                raise await self.fault(path, fault) from None
             except TokenRejected as exc:
                 if attempt == 2:
                     raise RetryableError(
@@ -164,7 +174,19 @@ class WecomClient:
             "agentid": self.settings.agent_id,
             msgtype: content,
         }
-        data = await self.call("POST", "message/send", body=body)
+        try:
+            data = await self.call("POST", "message/send", body=body)
+        except WecomApiError as exc:
+            task_id = content.get("task_id") if msgtype == "template_card" else None
+            if exc.errcode != TASK_ID_EXISTS or not _TASK_ID.fullmatch(str(task_id or "")):
+                raise
+            # Our task_id is well-formed, so 42014 can only mean WeCom has this card: an
+            # earlier attempt was accepted and its answer lost. Its code is gone with it;
+            # the next click on the card brings a fresh one.
+            log.info("wecom card %s to %s was already delivered (42014)", task_id, touser)
+            return SentMessage("", "", duplicate=True)
+        if msgtype == "template_card":
+            self.gate.recovered(CALLBACK)
         invalid = str(data.get("invaliduser") or "")
         if touser in invalid.split("|"):
             raise WecomApiError("message/send", 81013, f"invalid user {touser}")
@@ -202,6 +224,7 @@ class WecomClient:
         else:
             body["button"] = {"replace_name": replace_name or "已处理"}
         await self.call("POST", "message/update_template_card", body=body)
+        self.gate.recovered(CALLBACK)
 
     # --- group robot ----------------------------------------------------------------------
 

@@ -8,6 +8,13 @@ Idempotency keys (DESIGN.md §6): `wecom:msg:<MsgId>` for messages;
 `wecom:card:<FromUserName>:<CreateTime>:<EventKey>:<TaskId>` for card events,
 which carry no MsgId. The inbox column holds 255 characters: a longer key keeps
 its prefix and replaces the rest with a SHA-256 digest, still one key per event.
+
+WeCom's own values (ResponseCode, MediaId, EventKey, TaskId, OptionId) are opaque:
+the docs promise no alphabet and WeCom may change their shape, and a 400 makes
+WeCom re-send three times and then drop the click. So any printable value of
+1-1024 characters is taken (FromUserName: 1-120, see USERID_MAX); a control
+character, a line break or an over-long value is refused with a logged reason
+naming the field.
 """
 
 from __future__ import annotations
@@ -25,14 +32,13 @@ log = logging.getLogger(__name__)
 NAME = "wecom"
 KEY_MAX = 255
 TEXT_MAX = 4000
-EVENT_KEY_MAX = 1024  # a button key is at most 1024 bytes
+OPAQUE_MAX = 1024  # generous: a button key is at most 1024 bytes, a task_id 128
+# Userids are 1-64 bytes; a linked corp's member is "corpid/userid". 120 characters fit
+# the outbox destination ("wecom:<userid>", 128).
+USERID_MAX = 120
 REF_SEPARATOR = "|"  # platform_ref = "<task_id>|<response_code>"; task ids have no "|"
 NOT_UPDATABLE = "-"  # platform_ref of a card WeCom gave no response_code for
-_USERID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_\-@.]{0,63}")
 _DIGITS = re.compile(r"\d{1,20}")
-_TASK_ID = re.compile(r"[0-9A-Za-z_\-@]{1,128}")
-_OPTION = re.compile(r"[0-9A-Za-z_\-@.]{1,128}")
-_CODE = re.compile(r"[0-9A-Za-z_\-@.=+/]{1,512}")
 
 # Question keys of select-type cards (multiple_interaction / button_selection) and
 # what their option ids mean: a reject reason from this list, or a member userid.
@@ -84,6 +90,25 @@ def _match(pattern: re.Pattern[str], value: str, name: str) -> str:
     return value
 
 
+def is_opaque(value: str, limit: int) -> bool:
+    """1 to `limit` characters, all printable (no control characters, no line breaks)."""
+    return 0 < len(value) <= limit and value.isprintable()
+
+
+def _opaque(value: str, name: str, limit: int = OPAQUE_MAX) -> str:
+    """`value` if it is an acceptable opaque WeCom value, else a 400 saying why."""
+    if is_opaque(value, limit):
+        return value
+    why = (
+        f"{len(value)} characters, over {limit}"
+        if len(value) > limit
+        else "empty"
+        if not value
+        else "has a control character or line break"
+    )
+    raise CallbackRejected(400, f"malformed {name}: {why}")
+
+
 def parse(xml: str, *, agent_id: int = 0) -> Inbound | None:
     """The neutral event for a decrypted callback, or None for what we do not handle.
 
@@ -91,7 +116,7 @@ def parse(xml: str, *, agent_id: int = 0) -> Inbound | None:
     """
     root = parse_xml(xml, force_list=("SelectedItem", "OptionId"))
     msg_type = _text(root, "MsgType").lower()
-    user = _match(_USERID, _text(root, "FromUserName"), "FromUserName")
+    user = _opaque(_text(root, "FromUserName"), "FromUserName", USERID_MAX)
     agent = root.get("AgentID")
     if agent_id and agent is not None and str(agent).strip() != str(agent_id):
         log.warning("wecom callback for agent %s ignored (ours is %s)", agent, agent_id)
@@ -103,7 +128,7 @@ def parse(xml: str, *, agent_id: int = 0) -> Inbound | None:
         return ChatMessage(key=f"{NAME}:msg:{msg_id}", sender=sender, text=text)
     if msg_type == "image":
         msg_id = _match(_DIGITS, _text(root, "MsgId"), "MsgId")
-        media_id = _match(_CODE, _text(root, "MediaId"), "MediaId")
+        media_id = _opaque(_text(root, "MediaId"), "MediaId")
         return ImageMessage(key=f"{NAME}:msg:{msg_id}", sender=sender, media_id=media_id)
     if msg_type == "event" and _text(root, "Event", required=False).lower() == (
         "template_card_event"
@@ -115,17 +140,17 @@ def parse(xml: str, *, agent_id: int = 0) -> Inbound | None:
 
 def _card_event(root: dict[str, Any], sender: Sender) -> CardAction:
     created = _match(_DIGITS, _text(root, "CreateTime"), "CreateTime")
-    event_key = _text(root, "EventKey")
-    if not event_key or len(event_key.encode()) > EVENT_KEY_MAX:
-        raise CallbackRejected(400, "malformed EventKey")
-    task_id = _match(_TASK_ID, _text(root, "TaskId"), "TaskId")
+    event_key = _opaque(_text(root, "EventKey"), "EventKey")
+    task_id = _opaque(_text(root, "TaskId"), "TaskId")
+    if REF_SEPARATOR in task_id:  # never in ours (wecom_cards.task_id_for): not our card
+        raise CallbackRejected(400, f"malformed TaskId: contains {REF_SEPARATOR!r}")
     code = _text(root, "ResponseCode", required=False)
     if code:
-        _match(_CODE, code, "ResponseCode")
+        _opaque(code, "ResponseCode")
     selected = selections(root.get("SelectedItems"))
     reason_ids = selected.get(REASON_QUESTION, [])
     reason = "；".join(REJECT_REASONS[i] for i in reason_ids if i in REJECT_REASONS)
-    targets = [t for t in selected.get(TARGET_QUESTION, []) if _USERID.fullmatch(t)]
+    targets = [t for t in selected.get(TARGET_QUESTION, []) if is_opaque(t, USERID_MAX)]
     key = f"{NAME}:card:{sender.user_id}:{created}:{event_key}:{task_id}"
     return CardAction(
         key=bounded_key(key),
@@ -150,5 +175,5 @@ def selections(items: Any) -> dict[str, list[str]]:
         ids = options.get("OptionId") if isinstance(options, dict) else None
         if not isinstance(question, str) or not isinstance(ids, list):
             continue
-        found[question] = [i for i in ids if isinstance(i, str) and _OPTION.fullmatch(i)]
+        found[question] = [i for i in ids if isinstance(i, str) and is_opaque(i, OPAQUE_MAX)]
     return found

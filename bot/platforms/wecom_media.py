@@ -18,13 +18,14 @@ from typing import Any
 import aiohttp
 
 from bot.outbox import PermanentError, RetryableError
-from bot.platforms.wecom_client import TokenRejected, WecomClient, check
+from bot.platforms.wecom_client import WecomClient
+from bot.platforms.wecom_errors import SetupFault, TokenRejected, check
+from bot.platforms.wecom_events import OPAQUE_MAX, is_opaque
 
 MEDIA_MAX = 20 << 20
 MEDIA_CHUNK = 4 << 20
 MEDIA_TIMEOUT = aiohttp.ClientTimeout(total=60, connect=5)
 PATH = "media/get"
-_MEDIA_ID = re.compile(r"[0-9A-Za-z_\-@.=+/]{1,512}")
 _RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _FILENAME = re.compile(r'filename="?([^";]+)"?')
 _JSON_TYPES = ("application/json", "text/json")
@@ -46,8 +47,8 @@ async def download(
     Every 206 must move on from where the last one ended, and the number of
     requests is bounded, so an odd server cannot keep us looping.
     """
-    if not _MEDIA_ID.fullmatch(media_id):
-        raise PermanentError("wecom media/get: malformed media_id")
+    if not is_opaque(media_id, OPAQUE_MAX):  # what the callback parser accepted
+        raise PermanentError(f"wecom media/get: media_id is not 1-{OPAQUE_MAX} printable chars")
     token = await client.access_token()
     parts: list[bytes] = []
     start, refreshed, filename = 0, False, ""
@@ -66,6 +67,8 @@ async def download(
         if error is not None:
             try:
                 check(PATH, error)
+            except SetupFault as fault:
+                raise await client.fault(PATH, fault) from None
             except TokenRejected:
                 if refreshed:
                     raise RetryableError("wecom media/get: token refused twice") from None

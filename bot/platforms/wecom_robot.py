@@ -26,7 +26,7 @@ CUT_NOTE = "\n…（内容过长，已截断，请在应用中查看）"
 _DEFANG = str.maketrans({"[": "［", "]": "］", "<": "＜", ">": "＞", "`": "'", "*": "＊"})
 
 
-def _defang(card: Card) -> Card:
+def defang(card: Card) -> Card:
     """Robot markdown has links and font tags; customer text must not create them."""
 
     def clean(value: str) -> str:
@@ -81,7 +81,7 @@ class WecomRobotPlatform:
         return key
 
     async def send_card(self, recipient: str, card: Card, *, card_id: int, outbox_id: int) -> str:
-        message = self.renderer.render(ROBOT_PLATFORM, _defang(card))
+        message = self.renderer.render(ROBOT_PLATFORM, defang(card))
         markdown = message.get("markdown")
         if isinstance(markdown, dict) and isinstance(markdown.get("content"), str):
             markdown["content"] = fit_markdown(markdown["content"])

@@ -1,12 +1,21 @@
 """A fake WeCom server (qyapi.weixin.qq.com) on loopback, and a signer for callbacks.
 
-`FakeWecom` issues tokens (gettoken checks corpid/corpsecret), expires them on
-demand (the old token then gets 42001), checks `access_token` on every call,
-validates what the real API requires of message/send, update_template_card and
-webhook/send (tests/fakes/wecom_checks.py: card fields, content lengths, single-use
-response_codes bound to one member, 20 robot messages a minute on `clock`),
-records what was sent, serves media (Range honoured, at most 20 MB a chunk;
-unknown ids answer JSON 40007), and fails or slows down when told to.
+`FakeWecom` issues tokens (gettoken checks corpid/corpsecret: 40013/40001, counted
+in `token_fetches` and `token_refusals`), expires them on demand (the old token then
+gets 42001), checks `access_token` on every call, validates what the real API
+requires of message/send, update_template_card, appchat/send and webhook/send
+(tests/fakes/wecom_checks.py), records what was sent, serves media (Range honoured,
+at most 20 MB a chunk; unknown ids answer JSON 40007), and fails or slows down when
+told to. Like the real platform, on its injectable `clock` (tests/fakes/wecom_limits.py):
+
+- a response_code is single-use and expires 72 h after it was issued (60140);
+  `click_code` is the fresh one every click carries, even on a closed card;
+- one member gets at most 30 app messages a minute and 1,000 an hour: the excess is
+  answered errcode 0 and silently dropped into `dropped` (group chats: 200 / 10,000 a day);
+- a template_card's task_id is unique per app: a reused one answers 42014;
+- `distrust_ip()` makes calls answer 60020 (企业可信IP), `has_callback_url = False`
+  makes callback-capable cards answer 43012, `rotate_secret()` makes the old secret
+  answer 40001.
 
 The inbound side (what WeCom POSTs to our callback, encrypted and signed) is
 `CallbackSigner` in tests/fakes/wecom_callbacks.py; both share the test app's
@@ -28,16 +37,22 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.fakes.wecom_checks import (
+    CHAT_NOT_FOUND,
     INTERACTIVE,
     INVALID_MEDIA,
+    INVALID_MSGTYPE,
     INVALID_PARAM,
+    IP_NOT_TRUSTED,
+    NO_CALLBACK_URL,
     TEXT_BYTES,
     Refusal,
+    check_appchat,
     check_card,
     check_content,
     check_robot,
     media_answer,
 )
+from tests.fakes.wecom_limits import CHAT_LIMITS, MemberWindows, issue_code, use_code
 
 CORP_ID = "ww0123456789abcdef"
 SECRET = "app-secret-for-tests-0123456789"
@@ -63,7 +78,8 @@ class FakeWecom:
     robot_keys: set[str] = field(default_factory=lambda: {"robot-key-ops"})
     range_required_over: int = 1 << 20
     tokens: dict[str, str] = field(default_factory=dict)  # token -> "ok" | "expired"
-    token_fetches: int = 0
+    token_fetches: int = 0  # every gettoken call, refused or not
+    token_refusals: int = 0  # gettoken calls refused for the corpid or secret
     calls: list[str] = field(default_factory=list)  # paths, in order (no secrets)
     messages: list[dict[str, Any]] = field(default_factory=list)
     updates: list[dict[str, Any]] = field(default_factory=list)
@@ -71,11 +87,21 @@ class FakeWecom:
     robot_times: dict[str, list[float]] = field(default_factory=dict)
     media: dict[str, tuple[bytes, str, str]] = field(default_factory=dict)
     ranges: list[str] = field(default_factory=list)
-    codes: dict[str, dict[str, Any]] = field(default_factory=dict)
-    task_ids: set[str] = field(default_factory=set)
+    codes: dict[str, dict[str, Any]] = field(default_factory=dict)  # code -> userid, task_id,
+    task_ids: set[str] = field(default_factory=set)  # used, issued (clock seconds)
+    dropped: list[dict[str, Any]] = field(default_factory=list)  # accepted, never delivered
+    member_windows: MemberWindows = field(default_factory=MemberWindows)
+    chats: dict[str, set[str]] = field(default_factory=dict)  # chatid -> members
+    chat_messages: list[dict[str, Any]] = field(default_factory=list)
+    chat_windows: MemberWindows = field(default_factory=lambda: MemberWindows(CHAT_LIMITS))
+    has_callback_url: bool = True  # False: callback-capable cards answer 43012
+    ip_trusted: bool = True  # False: API calls answer 60020
+    ip_checked_on_gettoken: bool = False  # with ip_trusted False: gettoken answers 60020 too
     failures: dict[str, list[Failure]] = field(default_factory=dict)
     delays: dict[str, float] = field(default_factory=dict)
-    clock: Callable[[], float] = time.monotonic  # the robots' 20-a-minute window
+    lags: dict[str, float] = field(default_factory=dict)  # after the work, before the answer
+    # Seconds: robots' 20-a-minute window, members' limits, response_code lifetimes.
+    clock: Callable[[], float] = time.monotonic
     url: str = ""
 
     # --- test controls ------------------------------------------------------------------
@@ -94,6 +120,11 @@ class FakeWecom:
     def slow(self, path: str, seconds: float) -> None:
         self.delays[path] = seconds
 
+    def slow_answer(self, path: str, seconds: float) -> None:
+        """Do the work at once, answer `seconds` later: a client that times out meanwhile
+        loses the answer to a call WeCom accepted (a sent card, its response_code)."""
+        self.lags[path] = seconds
+
     def expire_tokens(self) -> None:
         for token in self.tokens:
             self.tokens[token] = "expired"
@@ -101,9 +132,44 @@ class FakeWecom:
     def add_media(self, media_id: str, content: bytes, content_type: str = "image/jpeg") -> None:
         self.media[media_id] = (content, content_type, f"{media_id}.jpg")
 
-    def click_code(self, userid: str, task_id: str) -> str:
-        """The fresh ResponseCode WeCom puts in a template_card_event for `userid`."""
-        return self._issue_code(userid, task_id)
+    def click_code(self, userid: str, task_id: str, *, code: str | None = None) -> str:
+        """The fresh ResponseCode WeCom puts in a template_card_event for `userid`.
+
+        Every click carries a new one, also on a card whose earlier code was used or
+        has expired (doc path/94945): that is how a late decision still updates it.
+        `code` picks its text (WeCom promises no alphabet or length for it).
+        """
+        return issue_code(self.codes, userid, task_id, self.clock(), code=code)
+
+    def distrust_ip(self, *, gettoken: bool = False) -> None:
+        """Our egress IP leaves 企业可信IP: API calls (and gettoken if asked) answer 60020.
+
+        Which calls WeCom checks is UNCONFIRMED: reports show message/send refused, and
+        some show gettoken refused too; tests choose.
+        """
+        self.ip_trusted, self.ip_checked_on_gettoken = False, gettoken
+
+    def trust_ip(self) -> None:
+        self.ip_trusted = True
+
+    def rotate_secret(self, secret: str) -> None:
+        """The admin reset the app's Secret: the old one now answers 40001."""
+        self.secret = secret
+
+    def add_chat(self, chatid: str, members: set[str]) -> None:
+        """A group chat this app created (appchat/create), so appchat/send may post to it."""
+        self.chats[chatid] = set(members)
+
+    def chat_texts(self, chatid: str) -> list[str]:
+        return [
+            m[m["msgtype"]]["content"]
+            for m in self.chat_messages
+            if m["chatid"] == chatid and m["msgtype"] in ("text", "markdown")
+        ]
+
+    def dropped_for(self, userid: str) -> list[dict[str, Any]]:
+        """Messages WeCom accepted for `userid` (errcode 0) and never delivered."""
+        return [d for d in self.dropped if d["touser"].lower() == userid.lower()]
 
     def texts_to(self, userid: str) -> list[str]:
         return [
@@ -129,14 +195,10 @@ class FakeWecom:
         app.router.add_get("/cgi-bin/gettoken", self._gettoken)
         app.router.add_post("/cgi-bin/message/send", self._api(self._send))
         app.router.add_post("/cgi-bin/message/update_template_card", self._api(self._update))
+        app.router.add_post("/cgi-bin/appchat/send", self._api(self._appchat, agent=False))
         app.router.add_get("/cgi-bin/media/get", self._media)
         app.router.add_post("/cgi-bin/webhook/send", self._webhook)
         return app
-
-    def _issue_code(self, userid: str, task_id: str) -> str:
-        code = "rc_" + secrets.token_urlsafe(24)
-        self.codes[code] = {"userid": userid, "task_id": task_id, "used": False}
-        return code
 
     async def _before(self, path: str) -> web.Response | None:
         self.calls.append(path)
@@ -154,7 +216,19 @@ class FakeWecom:
             return web.Response(status=failure.status, text="upstream trouble")
         return _err(failure.errcode or -1, "injected failure")
 
+    def _ip_error(self, request: web.Request) -> web.Response | None:
+        if self.ip_trusted:
+            return None
+        return _err(
+            IP_NOT_TRUSTED,
+            f"not allow to access from your ip, hint: [{secrets.token_hex(8)}], "
+            f"from ip: {request.remote}, more info at "
+            "https://open.work.weixin.qq.com/devtool/query?e=60020",
+        )
+
     def _token_error(self, request: web.Request) -> web.Response | None:
+        if (refused := self._ip_error(request)) is not None:
+            return refused
         token = request.query.get("access_token")
         if not token:
             return _err(41001, "access_token missing")
@@ -169,17 +243,23 @@ class FakeWecom:
         self.token_fetches += 1
         if (injected := await self._before("gettoken")) is not None:
             return injected
+        if self.ip_checked_on_gettoken and (refused := self._ip_error(request)) is not None:
+            return refused
         if request.query.get("corpid") != self.corp_id:
+            self.token_refusals += 1
             return _err(40013, "invalid corpid")
         if request.query.get("corpsecret") != self.secret:
-            return _err(40001, "invalid credential")
+            # 40001 "不合法的secret参数" (errcode page path/90455); repeated, the IP is
+            # banned for about an hour (im-protocols.md 7a), which this fake does not play.
+            self.token_refusals += 1
+            return _err(40001, "invalid credential, access_token is invalid or not latest")
         token = "tok_" + secrets.token_urlsafe(32)
         self.tokens[token] = "ok"
         return web.json_response(
             {"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": 7200}
         )
 
-    def _api(self, work: Callable[[dict[str, Any]], dict[str, Any]]) -> Any:
+    def _api(self, work: Callable[[dict[str, Any]], dict[str, Any]], *, agent: bool = True) -> Any:
         async def handler(request: web.Request) -> web.Response:
             path = request.path.removeprefix("/cgi-bin/")
             if (refused := self._token_error(request)) is not None:
@@ -191,9 +271,14 @@ class FakeWecom:
                 body = json.loads(await request.read())
                 if not isinstance(body, dict):
                     raise Refusal(47001, "data format error")
-                if type(body.get("agentid")) is not int or body["agentid"] != self.agent_id:
-                    raise Refusal(40056, "invalid agentid")  # both APIs need the int agentid
-                return web.json_response({"errcode": 0, "errmsg": "ok", **work(body)})
+                if agent and (
+                    type(body.get("agentid")) is not int or body["agentid"] != self.agent_id
+                ):
+                    raise Refusal(40056, "invalid agentid")  # message/* need the int agentid
+                answer = web.json_response({"errcode": 0, "errmsg": "ok", **work(body)})
+                if self.lags.get(path):
+                    await asyncio.sleep(self.lags[path])
+                return answer
             except ValueError:
                 return _err(47001, "data format error")
             except Refusal as exc:
@@ -215,24 +300,43 @@ class FakeWecom:
             check_content(content, TEXT_BYTES)
         elif msgtype == "template_card":
             check_card(content, send=True, seen=self.task_ids)
+            if content["card_type"] in INTERACTIVE and not self.has_callback_url:
+                raise Refusal(NO_CALLBACK_URL, "app has no callback url for this template_card")
         else:
-            raise Refusal(40008, "invalid message type")
-        self.messages.append(body)
+            raise Refusal(INVALID_MSGTYPE, "invalid message type")
+        now = self.clock()
+        valid = [u for u in users if u not in invalid]
+        delivered = [u for u in valid if self.member_windows.admit(u, now)]
+        self.dropped.extend({**body, "touser": u} for u in valid if u not in delivered)
+        if delivered:
+            self.messages.append({**body, "touser": "|".join(delivered)})
         answer: dict[str, Any] = {"msgid": secrets.token_hex(8), "invaliduser": "|".join(invalid)}
         if msgtype == "template_card" and content["card_type"] in INTERACTIVE:
+            # Dropped or not, the task_id is taken and a code issued (UNCONFIRMED for drops).
             self.task_ids.add(content["task_id"])
-            answer["response_code"] = self._issue_code(users[0], content["task_id"])
+            answer["response_code"] = issue_code(self.codes, users[0], content["task_id"], now)
         return answer
+
+    def _appchat(self, body: dict[str, Any]) -> dict[str, Any]:
+        """appchat/send: no agentid; only chats this app created; no template cards."""
+        chatid = body.get("chatid")
+        if not isinstance(chatid, str) or chatid not in self.chats:
+            raise Refusal(CHAT_NOT_FOUND, "chatid not found")
+        check_appchat(body)
+        now = self.clock()
+        for member in sorted(self.chats[chatid]):
+            if not self.chat_windows.admit(member, now):
+                self.dropped.append({**body, "touser": member})
+        self.chat_messages.append(body)
+        return {}
 
     def _update(self, body: dict[str, Any]) -> dict[str, Any]:
         userids = body.get("userids")
         if not isinstance(userids, list) or not userids or len(userids) > 1000:
             raise Refusal(INVALID_PARAM, "invalid userids")
-        code = self.codes.get(str(body.get("response_code")))
-        if code is None or code["used"]:
-            raise Refusal(INVALID_PARAM, "invalid response_code: unknown or already used")
-        if any(u != code["userid"] for u in userids):  # a code updates the card it came with
-            raise Refusal(INVALID_PARAM, "response_code is for another member's card")
+        if not self.has_callback_url:
+            raise Refusal(NO_CALLBACK_URL, "app has no callback url")  # UNCONFIRMED here
+        code = use_code(self.codes, str(body.get("response_code")), userids, self.clock())
         if "template_card" in body:
             card = body["template_card"]
             check_card(card, send=False, seen=set())

@@ -3,7 +3,9 @@
 `CallbackSigner` builds the plaintext XML of a text, image or template_card_event
 message and encrypts and signs it with wechatpy's `WeChatCrypto` (the real
 algorithm, and not the code under test), as the POST query and body; it also
-builds the admin console's GET URL-check query.
+builds the admin console's GET URL-check query. `CallbackSigner.click` is a member
+clicking a card the fake sent, with the fresh ResponseCode WeCom gives every click
+(also on a card whose own code was used or has expired).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from bot.appkeys import DISPATCH, WORKER
 from bot.platforms.wecom_client import WecomClient
 from bot.settings import Settings, WecomSettings
 from storage.db import Database
-from tests.fakes.wecom import AES_KEY, AGENT_ID, CORP_ID, SECRET, TOKEN
+from tests.fakes.wecom import AES_KEY, AGENT_ID, CORP_ID, SECRET, TOKEN, FakeWecom
 from tests.support import FakeClock, make_settings
 
 
@@ -127,6 +129,26 @@ class CallbackSigner:
             + (f"<SelectedItems>{items}</SelectedItems>" if items else "")
             + "</xml>"
         )
+
+    def click(
+        self,
+        fake: FakeWecom,
+        user: str,
+        event_key: str,
+        *,
+        card_of: str | None = None,
+        task_id: str | None = None,
+        created: int | None = None,
+        code: str | None = None,
+    ) -> tuple[str, str]:
+        """(xml, code): `user` clicks `event_key` on the last card `card_of` (default:
+        `user`) received, or on card `task_id`; `code` is the fresh ResponseCode the
+        fake issued for this click (its text chosen by `code=`), valid 72 h on the
+        fake's clock."""
+        if task_id is None:
+            task_id = fake.cards_to(card_of or user)[-1]["task_id"]
+        code = fake.click_code(user, task_id, code=code)
+        return self.card_event(user, event_key, task_id, code, created=created), code
 
     def _message(self, user: str, kind: str, extra: str, msg_id: int) -> str:
         return (

@@ -14,6 +14,22 @@ from aiohttp import web
 
 INVALID_PARAM = 40058  # a real WeCom code ("不合法的参数"); used for card validation
 INVALID_MEDIA = 40007
+INVALID_MSGTYPE = 40008
+# "taskid has existed or empty or exceed max len" (WeCom developer community, a real
+# answer to message/send quoted verbatim): one code for a reused, empty or >128-byte id.
+TASK_ID_EXISTS = 42014
+# A used or expired response_code (update_template_card, doc path/94945 via
+# im-protocols.md section 7a); the errmsg wording is UNCONFIRMED.
+CODE_INVALID = 60140
+# "not allow to access from your ip, hint: [...], from ip: <ip>, more info at ..." (errcode
+# page path/90455; many user reports quote this errmsg): the trusted-IP list (企业可信IP).
+IP_NOT_TRUSTED = 60020
+# An app without a callback URL sending a callback-capable card (im-protocols.md 7a);
+# the errmsg wording is UNCONFIRMED.
+NO_CALLBACK_URL = 43012
+# appchat/send to a chatid this app did not create; code from the global errcode list,
+# UNCONFIRMED against a live answer.
+CHAT_NOT_FOUND = 86003
 CONTENT_TOO_LONG = 45002
 TEXT_BYTES = 2048  # message/send text and markdown, robot text
 ROBOT_MARKDOWN_BYTES = 4096
@@ -28,6 +44,18 @@ CARD_TYPES = {
 }
 INTERACTIVE = {"button_interaction", "vote_interaction", "multiple_interaction"}
 ROBOT_TYPES = ("text", "markdown", "image", "news", "file", "template_card")
+# appchat/send (doc path/90248): no template_card, no miniprogram_notice.
+APPCHAT_TYPES = (
+    "text",
+    "image",
+    "voice",
+    "video",
+    "file",
+    "textcard",
+    "news",
+    "mpnews",
+    "markdown",
+)
 
 
 class Refusal(Exception):
@@ -45,11 +73,22 @@ def check_content(content: Any, limit: int) -> None:
         raise Refusal(CONTENT_TOO_LONG, f"content size out of limit {limit}")
 
 
+def check_appchat(body: Any) -> None:
+    """appchat/send: a msgtype group chats take; text within 2048 bytes, markdown too."""
+    kind = body.get("msgtype")
+    if kind not in APPCHAT_TYPES:
+        raise Refusal(INVALID_MSGTYPE, "invalid message type")
+    if kind in ("text", "markdown"):
+        check_content(body.get(kind), TEXT_BYTES)
+    elif not isinstance(body.get(kind), dict):
+        raise Refusal(INVALID_PARAM, f"{kind} required")
+
+
 def check_robot(body: Any) -> None:
     """webhook/send: a known msgtype; text within 2048 bytes, markdown within 4096."""
     kind = body.get("msgtype") if isinstance(body, dict) else None
     if kind not in ROBOT_TYPES:
-        raise Refusal(40008, "invalid message type")
+        raise Refusal(INVALID_MSGTYPE, "invalid message type")
     if kind == "text":
         check_content(body.get("text"), TEXT_BYTES)
     elif kind == "markdown":
@@ -104,10 +143,12 @@ def check_card(card: Any, *, send: bool, seen: set[str]) -> None:
     kind = card["card_type"]
     task_id = card.get("task_id")
     if kind in INTERACTIVE or task_id is not None:
-        if not isinstance(task_id, str) or not _TASK_ID.fullmatch(task_id):
-            raise Refusal(INVALID_PARAM, "invalid task_id")
+        if not isinstance(task_id, str) or not task_id or len(task_id.encode()) > 128:
+            raise Refusal(TASK_ID_EXISTS, "taskid has existed or empty or exceed max len")
+        if not _TASK_ID.fullmatch(task_id):
+            raise Refusal(INVALID_PARAM, "invalid task_id")  # errcode UNCONFIRMED
         if send and task_id in seen:
-            raise Refusal(INVALID_PARAM, "task_id already exists")
+            raise Refusal(TASK_ID_EXISTS, "taskid has existed or empty or exceed max len")
     title = card.get("main_title")
     if not isinstance(title, dict) or not isinstance(title.get("title"), str):
         raise Refusal(INVALID_PARAM, "main_title.title required")

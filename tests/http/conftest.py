@@ -1,4 +1,5 @@
-"""HTTP-level fixtures: an injected clock, the fake OMS, and the app wired to both."""
+"""HTTP-level fixtures: an injected clock, the fake OMS, and the app wired to both;
+a WeCom callback signer on that clock."""
 
 from __future__ import annotations
 
@@ -10,12 +11,19 @@ import pytest
 from bot.app import create_app
 from storage.db import Database
 from tests.fakes.oms import FakeOms, running_oms
+from tests.fakes.wecom_callbacks import CallbackSigner
 from tests.support import Client, FakeClock, MakeClient, make_settings
 
 
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+def signer(clock: FakeClock) -> CallbackSigner:
+    """Seals callbacks as WeCom does, stamped with the test clock."""
+    return CallbackSigner(clock.timestamp)
 
 
 @pytest.fixture

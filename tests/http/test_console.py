@@ -253,7 +253,9 @@ async def test_messages_rejects_unknown_members_and_bad_cursors(
 
 
 def is_132(message: dict[str, Any]) -> bool:
-    return message["type"] == "card" and "132.00" in message["card"]["summary"]
+    return message["type"] == "card" and any(
+        "132.00" in f["value"] for f in message["card"]["fields"]
+    )
 
 
 async def test_decision_updates_every_copy_of_the_card(client: Client) -> None:

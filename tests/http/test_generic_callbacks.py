@@ -8,6 +8,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from bot.appkeys import CTX, WORKER
+from storage import outbox
 from storage.models import AuditEvent, Case, OutboxMessage
 from tests.fakes.oms import CLOSE, LOSE_ACK, FakeOms
 from tests.support import Client, FakeClock, post_generic, return_body
@@ -84,8 +85,14 @@ async def test_a_callback_refused_with_4xx_dead_letters_at_once(
     case_id = await submit(client, clock)
     await client.app[WORKER].drain()
     rows = await channel_rows(client)
-    assert [(r.status, r.attempts) for r in rows] == [("dead", 1), ("dead", 1)]
+    # The refund waits behind the dead approved event until an admin decides.
+    assert [(r.status, r.attempts) for r in rows] == [("dead", 1), ("pending", 0)]
     assert "400" in rows[0].last_error
+    async with client.app[CTX].db.transaction() as session:
+        assert await outbox.discard(session, [rows[0].id]) == 1
+    await client.app[WORKER].drain()
+    rows = await channel_rows(client)
+    assert [(r.status, r.attempts) for r in rows] == [("void", 1), ("dead", 1)]
     # A refund the channel refused is never marked refunded; finance is told instead.
     assert await status_of(client, case_id) == "refund_pending"
     async with client.app[CTX].db.read() as session:

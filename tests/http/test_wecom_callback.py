@@ -21,7 +21,7 @@ from handlers.context import Ctx
 from storage.db import Database
 from tests.fakes.wecom import AES_KEY, OTHER_AES_KEY, SECRET, FakeWecom, running
 from tests.fakes.wecom_callbacks import CallbackSigner, settle, wecom_app
-from tests.support import Client, FakeClock, MakeClient, table_counts
+from tests.support import Client, FakeClock, MakeClient, post_generic, return_body, table_counts
 
 PATH = "/callbacks/wecom"
 
@@ -267,3 +267,55 @@ async def test_the_answer_does_not_wait_for_the_handler(
     assert [e.key for e in seen] == ["wecom:msg:47"] and not release.is_set()
     release.set()
     await settle(app)
+
+
+ODD_CODE = "RC~" + "x" * 600 + "中文!*()'%$#"  # printable, 614 chars: was refused as "malformed"
+
+
+async def test_an_odd_but_valid_response_code_is_taken_and_updates_the_card(
+    client: Client, clock: FakeClock, fake: FakeWecom, signer: CallbackSigner
+) -> None:
+    item = {"sku": "FEEDER-2", "name": "自动喂食器", "qty": 1, "unit_price": "132.00"}
+    status, _ = await post_generic(client, return_body(amount="132.00", items=[item]), clock)
+    assert status == 202
+    await settle(client.app)
+    card = fake.cards_to("wangzuzhang")[-1]
+    approve = next(b["key"] for b in card["button_list"] if b["text"] == "同意")
+    inner, code = signer.click(fake, "wangzuzhang", approve, code=ODD_CODE)
+    query, body = signer.seal(inner)
+    resp = await client.post(PATH, params=query, data=body)
+    assert (resp.status, await resp.text()) == (200, "")
+    await settle(client.app)
+    mine = [u for u in fake.updates_for("wangzuzhang") if u["response_code"] == code]
+    assert len(mine) == 1  # the click counted, and its code updated the clicker's card
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("ResponseCode", "x" * 1025, "malformed ResponseCode: 1025 characters, over 1024"),
+        ("EventKey", "tok\u0085approve", "malformed EventKey: has a control character"),
+        ("TaskId", "rh-1|forged", "malformed TaskId: contains '|'"),
+    ],
+)
+async def test_a_truly_malformed_value_is_refused_with_a_logged_reason(
+    client: Client,
+    db: Database,
+    signer: CallbackSigner,
+    field: str,
+    value: str,
+    reason: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    parts = {"EventKey": "tok.approve", "TaskId": "rh-1-a", "ResponseCode": "CODE1"}
+    parts[field] = value
+    inner = signer.card_event(
+        "wangzuzhang", parts["EventKey"], parts["TaskId"], parts["ResponseCode"]
+    )
+    before = await table_counts(db)
+    with caplog.at_level(logging.WARNING, logger="bot.platforms.wecom"):
+        resp = await client.post(PATH, params=(sealed := signer.seal(inner))[0], data=sealed[1])
+    assert resp.status == 400 and reason in (await resp.json())["error"]
+    assert reason in " ".join(r.getMessage() for r in caplog.records)
+    await settle(client.app)
+    assert await table_counts(db) == before

@@ -161,15 +161,17 @@ async def test_card_send_update_and_single_use_codes(client: WecomClient, fake: 
     platform = WecomPlatform(client, CardRenderer(templates_dir()))
     ref = await platform.send_card("wangzuzhang", approval(), card_id=7, outbox_id=1)
     task_id, code = split_ref(ref)
-    assert task_id.startswith("rh-7-") and fake.codes[code]["used"] is False
+    assert task_id.endswith("-c7-o1") and fake.codes[code]["used"] is False
     (sent,) = fake.cards_to("wangzuzhang")
     assert [b["style"] for b in sent["button_list"]] == [1, 2, 4]
     new_ref = await platform.update_card("wangzuzhang", ref, approval(True), card_id=7)
     assert new_ref == f"{task_id}|" and fake.codes[code]["used"] is True
     (update,) = fake.updates
     assert update["template_card"]["main_title"]["desc"] == "已由 王组长 于 11-23 10:02 同意"
-    with pytest.raises(PermanentError, match="already used"):
-        await platform.update_card("wangzuzhang", new_ref or "", approval(True), card_id=7)
+    # No code left: not an error, the member's next click brings one (and shows it again).
+    assert (
+        await platform.update_card("wangzuzhang", new_ref or "", approval(True), card_id=7) is None
+    )
     with pytest.raises(WecomApiError):  # WeCom itself refuses a used code
         await client.update_template_card(["wangzuzhang"], code, replace_name="已处理")
     with pytest.raises(RetryableError, match="not shown yet"):
@@ -246,13 +248,13 @@ async def test_build_platforms_enables_what_is_configured(
     renderer = CardRenderer(templates_dir())
     settings = WecomSettings(corp_id=CORP_ID, agent_id=AGENT_ID, secret=SECRET, api_base=fake.url)
     assert build_platforms(WecomSettings(), renderer, lambda: http) == {}
-    (app,) = build_platforms(settings, renderer, lambda: http).values()
-    assert isinstance(app, WecomPlatform)
+    app, chat = build_platforms(settings, renderer, lambda: http).values()
+    assert isinstance(app, WecomPlatform) and chat.name == "wecom-chat"  # roles' group chats
     fake.add_media("MEDIA_3", b"png-bytes", "image/png")
     assert (await app.fetch_media("MEDIA_3")).content == b"png-bytes"
     with_robots = dataclasses.replace(settings, robots={"ops": "robot-key-ops"})
     both = build_platforms(with_robots, renderer, lambda: http)
-    assert set(both) == {"wecom", "wecom-robot"}
+    assert set(both) == {"wecom", "wecom-chat", "wecom-robot"}
 
 
 def _card(**changes: object) -> dict[str, object]:

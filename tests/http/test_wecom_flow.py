@@ -35,11 +35,6 @@ async def fake() -> AsyncIterator[FakeWecom]:
 
 
 @pytest.fixture
-def signer(clock: FakeClock) -> CallbackSigner:
-    return CallbackSigner(clock.timestamp)
-
-
-@pytest.fixture
 async def client(
     db: Database, tmp_path: Path, clock: FakeClock, fake: FakeWecom, aiohttp_client: MakeClient
 ) -> Client:

@@ -16,6 +16,7 @@ from aiohttp import web
 from bot.outbox import PermanentError, RetryableError
 from bot.platforms.wecom_client import WecomApiError, WecomClient
 from bot.platforms.wecom_media import download
+from bot.platforms.wecom_outage import WecomSetupError
 from tests.fakes.wecom import FakeWecom, running
 from tests.fakes.wecom_callbacks import api_client
 
@@ -41,6 +42,32 @@ async def test_media_json_error_raises(client: WecomClient, fake: FakeWecom) -> 
     with pytest.raises(WecomApiError) as caught:
         await download(client, "NO_SUCH_MEDIA")
     assert caught.value.errcode == 40007
+
+
+async def test_an_odd_but_valid_media_id_downloads(client: WecomClient, fake: FakeWecom) -> None:
+    odd = "MEDIA~1!*()#=+/" + "y" * 600  # printable, 615 chars: was refused as malformed
+    fake.add_media(odd, b"photo-bytes")
+    assert (await download(client, odd)).content == b"photo-bytes"
+    with pytest.raises(PermanentError, match="printable"):
+        await download(client, "bad\nid")
+    assert fake.calls.count("media/get") == 1
+
+
+async def test_an_untrusted_ip_on_media_get_is_a_retryable_setup_fault(
+    fake: FakeWecom, http: aiohttp.ClientSession
+) -> None:
+    alerts: list[str] = []
+
+    async def alert(text: str) -> None:
+        alerts.append(text)
+
+    client = WecomClient(api_client(fake.url, http).settings, lambda: http, alert=alert)
+    fake.add_media("MEDIA_1", b"x")
+    fake.distrust_ip()
+    with pytest.raises(WecomSetupError) as caught:
+        await download(client, "MEDIA_1")
+    assert caught.value.errcode == 60020 and isinstance(caught.value, RetryableError)
+    assert len(alerts) == 1 and "企业可信IP" in alerts[0]
 
 
 async def test_media_downloads_in_ranges(client: WecomClient, fake: FakeWecom) -> None:

@@ -54,9 +54,21 @@ async def test_a_dead_letter_alerts_the_admins_once(db: Database) -> None:
         ctx, {"channel.event": refuse, "channel.refund": refuse, "text.send": refuse}
     )
     await worker.drain()
+    approved, refund = await outbox(db, "channel.event") + await outbox(db, "channel.refund")
+    # The approved event died; the refund behind it is held, untried, so the OMS never
+    # sees refund_released without the approval it follows. The alert says so.
+    assert (approved.status, refund.status, refund.attempts) == ("dead", "pending", 0)
+    [alert] = [m for m in await outbox(db, "text.send") if m.payload.get("alert")]
+    assert alert.destination == "console:管理员"
+    assert "后续 1 条消息已暂停" in alert.payload["text"]
+    assert f"returnhub outbox discard {approved.id}" in alert.payload["text"]
+
+    async with db.transaction() as session:  # the admin gives the approved event up
+        assert await storage_outbox.discard(session, [approved.id]) == 1
+    await worker.drain()
     alerts = [m for m in await outbox(db, "text.send") if m.payload.get("alert")]
-    # The approved event, the refund, and the 退款失败 notice to finance all died:
-    # three alerts; the alerts themselves died too and raised nothing more.
+    # Then the refund, and the 退款失败 notice to finance, died too: three alerts; the
+    # alerts themselves died and raised nothing more.
     assert [m.destination for m in alerts] == ["console:管理员"] * 3
     assert all("死信" in m.payload["text"] for m in alerts)
     assert {m.status for m in alerts} == {"dead"}

@@ -6,10 +6,11 @@ from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
 from storage.db import Database
-from storage.migrate import upgrade
+from storage.migrate import MIGRATIONS, upgrade
 from storage.models import Base
 
 
@@ -26,4 +27,5 @@ async def test_upgrade_is_idempotent(db: Database) -> None:
     await upgrade(db)  # the fixture already upgraded once: a second run is a no-op
     async with db.engine.connect() as conn:
         version = await conn.exec_driver_sql("SELECT version_num FROM alembic_version")
-        assert [row[0] for row in version] == ["0002"]
+        head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+        assert [row[0] for row in version] == [head]

@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.metrics import Metrics
 from bot.outbox import OutboxWorker, PermanentError, RetryableError
+from bot.outbox_limits import RateLimit, Window
+from bot.outbox_retry import RetrySchedule
 from bot.settings import OutboxSettings
 from storage import outbox
 from storage.db import Database
@@ -38,10 +40,18 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
 
+    def set(self, now: datetime) -> None:
+        self.now = now
+
 
 class MaxRng(random.Random):
     def random(self) -> float:  # jitter at the top of its range, to see the cap itself
         return 0.999999
+
+
+class LowRng(random.Random):
+    def random(self) -> float:  # jitter at the bottom: the quickest retries allowed
+        return 0.0
 
 
 class Recorder:
@@ -138,42 +148,87 @@ async def test_transient_failures_back_off_then_succeed(db: Database, clock: Fak
     assert delays == pytest.approx([2, 4, 8], rel=1e-3)
 
 
-def test_full_jitter_is_bounded_and_capped() -> None:
-    settings = OutboxSettings(base_delay_seconds=2.0, max_delay_seconds=900.0)
-    worker = OutboxWorker(None, settings, {}, rng=random.Random(42))  # type: ignore[arg-type]
-    for attempts in range(15):
-        cap = min(900.0, 2.0 * 2**attempts)
-        seen = [worker.backoff(attempts).total_seconds() for _ in range(200)]
-        assert all(0 <= s <= cap for s in seen)
-        assert max(seen) - min(seen) > cap / 2  # jitter spreads over the range
-    top = OutboxWorker(None, settings, {}, rng=MaxRng())  # type: ignore[arg-type]
-    assert top.backoff(40).total_seconds() == pytest.approx(900.0, rel=1e-3)
+def test_the_schedule_doubles_from_the_base_up_to_the_cap_with_equal_jitter() -> None:
+    schedule = RetrySchedule(OutboxSettings(), rng=random.Random(42))  # 2 s base, 600 s cap
+    for failures in range(1, 20):
+        nominal = min(600.0, 2.0 * 2 ** (failures - 1))
+        seen = [schedule.delay(failures).total_seconds() for _ in range(200)]
+        assert all(nominal / 2 <= s <= nominal for s in seen)
+        assert max(seen) - min(seen) > nominal / 4  # jitter spreads over the range
+    top = RetrySchedule(OutboxSettings(), rng=MaxRng())
+    assert [top.delay(n).total_seconds() for n in (1, 2, 3, 9, 10, 500)] == pytest.approx(
+        [2, 4, 8, 512, 600, 600], rel=1e-3
+    )
 
 
-async def test_dead_letter_after_max_attempts(db: Database, clock: FakeClock) -> None:
+def test_the_schedule_outlasts_a_day_and_gives_up_by_time() -> None:
+    settings = OutboxSettings(base_delay_seconds=2.0, max_delay_seconds=600.0)
+    low = RetrySchedule(settings, rng=LowRng())  # the shortest waits jitter allows
+    start = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
+    now, since, failures = start, None, 0
+    while True:
+        failures += 1
+        retry = low.after_failure(now, failures, since)
+        assert retry.failing_since == start  # the clock runs from the first failure
+        if retry.at is None:
+            break
+        assert now < retry.at <= start + timedelta(hours=24)
+        now, since = retry.at, retry.failing_since
+    # Not a minute of quick attempts: retried until the full day had passed (the last
+    # retry lands on the deadline itself), every wait at most the 10-minute cap.
+    assert now == start + timedelta(hours=24)
+    assert 24 * 60 / 10 < failures < 24 * 60 / 5 + 20
+    # A row failing for the first time gets the whole period, however old it is.
+    fresh = low.after_failure(start + timedelta(days=3), 1, None)
+    assert fresh.at == start + timedelta(days=3, seconds=1)
+
+
+async def test_dead_letter_after_the_give_up_time(db: Database, clock: FakeClock) -> None:
     [msg_id] = await add(db, clock)
-    perform, dead, metrics = Recorder(fail=99), [], Metrics()
+    perform, dead, metrics = Recorder(fail=10**6), [], Metrics()
 
     async def on_dead(_: AsyncSession, msg: OutboxMessage) -> None:
-        dead.append((msg.id, msg.status, msg.attempts))
+        dead.append((msg.id, msg.status))
 
-    settings = OutboxSettings(max_attempts=3)
+    settings = OutboxSettings(give_up_after_hours=1.0)
     worker = OutboxWorker(
         db, settings, {"text": perform}, clock=clock, metrics=metrics, on_dead=on_dead
     )
-    for _ in range(5):
+    first = clock()
+    while clock() < first + timedelta(minutes=59, seconds=30):
         await worker.run_once()
-        clock.advance(3600)
-    assert len(perform.calls) == 3
-    assert dead == [(msg_id, "dead", 3)]
+        clock.advance(30)
     [row] = await rows(db)
-    assert (row.status, row.attempts) == ("dead", 3)
-    assert "502 from far side" in row.last_error and "gave up after 3" in row.last_error
-    for result, count in (("dead", 1), ("retry", 2)):
-        assert sample(metrics, DELIVERIES, kind="text", result=result) == count
-    assert sample(metrics, "returnhub_outbox_delivery_failures_total", kind="text") == 3
+    assert (row.status, dead) == ("pending", [])  # a quick run of attempts gives nothing up
+    assert row.failing_since == outbox.naive(first)
+    clock.set(first + timedelta(hours=1))
+    await worker.run_once()
+    [row] = await rows(db)
+    assert dead == [(msg_id, "dead")]
+    assert (row.status, row.attempts) == ("dead", len(perform.calls))
+    assert "502 from far side" in row.last_error and "gave up" in row.last_error
+    assert sample(metrics, DELIVERIES, kind="text", result="dead") == 1
+    assert sample(metrics, DELIVERIES, kind="text", result="retry") == len(perform.calls) - 1
     async with db.read() as session:
         assert await outbox.depth(session) == {"pending": 0, "dead": 1}
+
+
+async def test_a_revived_row_gets_a_fresh_retry_period(db: Database, clock: FakeClock) -> None:
+    await add(db, clock)
+    worker = OutboxWorker(
+        db, OutboxSettings(give_up_after_hours=1.0), {"text": Recorder(fail=10**6)}, clock=clock
+    )
+    for _ in range(30):
+        await worker.run_once()
+        clock.advance(600)
+    [row] = await rows(db)
+    assert row.status == "dead"
+    async with db.transaction() as session:
+        assert await outbox.revive(session, [row.id], now=clock()) == 1
+    await worker.run_once()
+    [row] = await rows(db)
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert row.failing_since == outbox.naive(clock())
 
 
 async def test_permanent_error_is_dead_at_once(db: Database, clock: FakeClock) -> None:
@@ -240,7 +295,11 @@ async def test_rate_limit_defers_without_burning_attempts(db: Database, clock: F
     other = await add(db, clock, 3, dest="dingtalk:chat-1")
     perform = Recorder()
     worker = OutboxWorker(
-        db, OutboxSettings(), {"text": perform}, clock=clock, rate_limits={"wecom-robot:": 2}
+        db,
+        OutboxSettings(),
+        {"text": perform},
+        clock=clock,
+        rate_limits={"wecom-robot:": RateLimit((Window(2, 60),))},
     )
     await worker.drain()
     assert sorted(perform.calls) == sorted(ids[:2] + other)  # unlisted prefix: unlimited
@@ -271,7 +330,9 @@ async def test_lease_expiry_redelivers_after_a_crash(db: Database, clock: FakeCl
     clock.advance(31)  # the lease ran out: another replica re-claims, and crashes too
     await outbox.claim_due(db, clock(), 10, lease_seconds=60)
     async with db.transaction() as session:  # the first worker's late mark is fenced off
-        assert not await outbox.mark_retry(session, stale, next_at=clock(), error="late")
+        assert not await outbox.mark_retry(
+            session, stale, next_at=clock(), error="late", failing_since=clock()
+        )
 
     clock.advance(61)
     perform = Recorder()
@@ -360,3 +421,76 @@ async def test_a_hook_aborted_by_a_deadlock_runs_again(db: Database, clock: Fake
     assert calls == [msg_id, msg_id]
     sent, note = await rows(db)
     assert (sent.status, note.kind) == ("sent", "note")  # the hook's write, once
+
+
+async def _dead_elder(db: Database, clock: FakeClock, dest: str) -> tuple[list[int], Recorder]:
+    """Three rows of one case to `dest`; the first is refused for good, the rest are fine."""
+    ids = await add(db, clock, 3, dest=dest)
+    perform = Recorder(fail=1, error=PermanentError("HTTP 400 schema"))
+    worker = OutboxWorker(
+        db, OutboxSettings(), {"text": perform}, clock=clock, strict=("channel:",)
+    )
+    await worker.drain()
+    clock.advance(3600)
+    await worker.drain()
+    return ids, perform
+
+
+async def test_on_the_money_path_a_dead_row_holds_its_case_until_an_admin_decides(
+    db: Database, clock: FakeClock
+) -> None:
+    ids, perform = await _dead_elder(db, clock, "channel:generic")
+    assert perform.calls == [ids[0]]  # the later two are held, untried
+    assert [(r.status, r.attempts) for r in await rows(db)] == [
+        ("dead", 1),
+        ("pending", 0),
+        ("pending", 0),
+    ]
+    async with db.read() as session:
+        assert await outbox.held_behind(session, (await rows(db))[0]) == 2
+    worker = OutboxWorker(
+        db, OutboxSettings(), {"text": perform}, clock=clock, strict=("channel:",)
+    )
+    async with db.transaction() as session:  # fixed: revived, it goes first, then the rest
+        assert await outbox.revive(session, [ids[0]], now=clock()) == 1
+    await worker.drain()
+    assert perform.calls == [ids[0], *ids]
+    assert {r.status for r in await rows(db)} == {"sent"}
+
+
+async def test_a_discarded_dead_row_releases_the_rows_it_held(
+    db: Database, clock: FakeClock
+) -> None:
+    ids, perform = await _dead_elder(db, clock, "channel:generic")
+    async with db.transaction() as session:
+        assert await outbox.discard(session, [ids[1]]) == 0  # only dead rows are discarded
+        assert await outbox.discard(session, [ids[0]]) == 1
+    worker = OutboxWorker(
+        db, OutboxSettings(), {"text": perform}, clock=clock, strict=("channel:",)
+    )
+    await worker.drain()
+    assert perform.calls == ids
+    assert [r.status for r in await rows(db)] == ["void", "sent", "sent"]
+
+
+async def test_in_chat_a_dead_row_releases_the_rest_of_its_case(
+    db: Database, clock: FakeClock
+) -> None:
+    # A card update past its response_code's life must not hide the member's next cards.
+    ids, perform = await _dead_elder(db, clock, "wecom:xiaozhou")
+    assert perform.calls == ids
+    assert [r.status for r in await rows(db)] == ["dead", "sent", "sent"]
+
+
+async def test_a_younger_row_waits_while_its_elder_backs_off(
+    db: Database, clock: FakeClock
+) -> None:
+    ids = await add(db, clock, 2, dest="channel:generic")
+    perform = Recorder(fail=1)
+    worker = OutboxWorker(db, OutboxSettings(), {"text": perform}, clock=clock)
+    await worker.drain()
+    assert perform.calls == [ids[0]]
+    assert [(r.status, r.attempts) for r in await rows(db)] == [("pending", 1), ("pending", 0)]
+    clock.advance(600)
+    await worker.drain()
+    assert perform.calls == [ids[0], ids[0], ids[1]]

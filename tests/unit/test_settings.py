@@ -92,7 +92,7 @@ def test_env_overrides(tmp_path: Path) -> None:
         "RETURNHUB__CONSOLE__ENABLED": "1",
         "RETURNHUB__OUTBOX__BASE_DELAY_SECONDS": "0.5",
         "RETURNHUB__SERVER__SECRET": "card-key",
-        "RETURNHUB__ROLES__WAREHOUSE__WECOM_CHAT_ID": "wrk-chat",
+        "RETURNHUB__ROLES__WAREHOUSE__WECOM_CHAT_ID": "wrkchat",
         "RETURNHUB__CHANNELS__TAOBAO__POLL_SECONDS": "15",
         "RETURNHUB_CONFIG": "/ignored/when/path/given.toml",
     }
@@ -104,7 +104,7 @@ def test_env_overrides(tmp_path: Path) -> None:
     assert settings.console.enabled is True
     assert settings.outbox.base_delay_seconds == 0.5
     assert settings.server.secret == "card-key"
-    assert settings.roles["warehouse"].wecom_chat_id == "wrk-chat"
+    assert settings.roles["warehouse"].wecom_chat_id == "wrkchat"
     assert settings.channels.taobao["poll_seconds"] == 15
     assert load(path, env={**env, "RETURNHUB__SERVER__DEMO": "0"}).server.demo is False
 
@@ -248,7 +248,7 @@ def test_member_roles_must_be_known_or_declared(tmp_path: Path) -> None:
         wecom_userid = "laozhang"
 
         [roles.packer]
-        wecom_chat_id = "chat-1"
+        dingtalk_conversation_id = "chat1"
         """,
     )
     assert errors_of(path) == [
@@ -292,7 +292,7 @@ def test_routing_errors_name_routing_file_and_line(tmp_path: Path) -> None:
 
 
 def test_custom_role_in_routing_when_declared(tmp_path: Path) -> None:
-    main = write(tmp_path, "returnhub.toml", "[roles.cs_leed]\nwecom_chat_id = 'c'\n")
+    main = write(tmp_path, "returnhub.toml", "[roles.cs_leed]\ndingtalk_conversation_id = 'c'\n")
     text = ROUTING.replace("quick", "first_review").replace(
         'name = "lead2"', 'name = "lead2"\nchannels = ["jd"]'
     )

@@ -8,6 +8,7 @@ show, open and closed.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from wechatpy.utils import WeChatSigner
@@ -78,14 +79,55 @@ def test_an_approval_card_fits_wecom_limits_and_loses_nothing() -> None:
     assert "replace_text" not in tc
 
 
-def test_a_closed_card_shows_who_decided_and_greys_its_buttons() -> None:
+def test_a_closed_card_says_what_happened_and_no_longer_asks() -> None:
     tc = render(card(closed=True, status="已由 李总监 于 11-23 10:02 同意"))
     assert tc["main_title"] == {
-        "title": "售后审批 · RC-261123-0001",
+        "title": "售后审批 · RC-261123-0001 · 已同意",
         "desc": "已由 李总监 于 11-23 10:02 同意",
     }
-    assert tc["replace_text"] == "已处理"
-    assert render(card(closed=True, status="已同意"))["replace_text"] == "已同意"
+    assert tc["replace_text"] == "已同意"
+    assert "待" not in json.dumps(tc, ensure_ascii=False)  # the open card's "待运营总监审批"
+    assert "待运营总监审批" in json.dumps(render(card()), ensure_ascii=False)
+    reason = "凭证不足，请补充开箱视频和外包装照片，并说明签收时外包装是否完好"
+    rejected = render(card(closed=True, status=f"已由 李总监 于 11-23 10:02 驳回：{reason}"))
+    assert rejected["main_title"]["title"].endswith(" · 已驳回")
+    assert rejected["main_title"]["desc"].endswith("…")  # the status is longer than 44
+    assert (
+        rejected["sub_title_text"].split("\n")[0] == f"已由 李总监 于 11-23 10:02 驳回：{reason}"
+    )
+    assert rejected["replace_text"] == "已驳回"
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [
+        ("已由 王组长 于 11-21 14:03 同意", "已同意"),
+        ("已由 王组长 于 11-21 14:03 驳回：商品已使用：同意换货不同意退款", "已驳回"),
+        ("已由 王组长 于 11-21 14:03 转交给 刘组长", "已转交"),
+        ("已由 小周 于 11-21 14:03 验货：破损", "已验货：破损"),
+        ("已由 陈风控 于 11-21 14:03 全额退款", "已全额退款"),
+        ("已由 陈风控 于 11-21 14:03 驳回退款", "已驳回退款"),
+        ("已关闭：买家撤销申请（同意）", "已关闭"),
+        ("", "已处理"),
+    ],
+)
+def test_the_outcome_is_read_from_the_status_line(status: str, outcome: str) -> None:
+    assert card(closed=True, status=status).outcome == outcome
+
+
+def test_sku_lines_cut_for_length_are_counted_and_point_to_the_full_list() -> None:
+    skus = tuple(f"猫砂盆 {i} 号（LITTER-{i}）×1  ¥{i}9.00" for i in range(12))
+    tc = render(card(lines=skus))
+    sub = tc["sub_title_text"]
+    assert len(sub) <= wecom_cards.SUB_TITLE_MAX
+    *shown, note = sub.split("\n")
+    listed = [line for line in shown if "LITTER-" in line]
+    assert listed == list(skus[: len(listed)]) and listed  # whole lines, in order
+    assert note == f"…另有 {12 - len(listed)} 个商品，发送 /查单 RC-261123-0001 查看全部"
+    assert "买家：喵星人" in sub  # the overflow fields come first and stay
+    one = render(card(lines=("超长商品名" * 40 + "（SKU-1）×1",)))["sub_title_text"]
+    assert len(one) <= wecom_cards.SUB_TITLE_MAX and one.endswith("…")  # cut, and marked
+    assert "另有" not in render(card())["sub_title_text"]  # nothing cut, nothing said
 
 
 def test_operator_text_cannot_break_the_json() -> None:
@@ -105,9 +147,22 @@ def test_limits_on_buttons_titles_keys_and_task_ids() -> None:
         render(card(buttons=(Button("同意", "approve", "k" * 1025),)))
     with pytest.raises(PermanentError):
         render(card(), task_id="rh 1")
-    task_id = wecom_cards.task_id_for(123)
-    assert wecom_cards.card_of(task_id) == 123 and len(task_id) <= 128
-    assert wecom_cards.task_id_for(123) != task_id  # unique per send
+
+
+def test_the_task_id_is_the_same_for_every_attempt_of_one_send() -> None:
+    sent = card(extra={"step": "2", "send": "9f3a1b2c"})
+    task_id = wecom_cards.task_id_for(sent, 123, outbox_id=7)
+    assert task_id == "RC-261123-0001-s2-c123-9f3a1b2c"
+    assert wecom_cards.task_id_for(sent, 123, outbox_id=8) == task_id  # a retry: same card
+    assert wecom_cards.card_of(task_id) == 123
+    again = card(extra={"step": "2", "send": "0c1d2e3f"})  # the same step sent once more
+    assert wecom_cards.task_id_for(again, 123, outbox_id=7) != task_id
+    odd = card(case_id="RC/26 11:23#" + "长" * 200, extra={"send": "ab"})
+    weird = wecom_cards.task_id_for(odd, 5, outbox_id=1)
+    assert len(weird.encode()) <= 128 and re.fullmatch(r"[0-9A-Za-z_\-@]+", weird)
+    assert render(odd, task_id=weird)["task_id"] == weird  # WeCom's rule holds
+    # A row queued before sends carried a nonce: stable per outbox row all the same.
+    assert wecom_cards.task_id_for(card(), 5, outbox_id=41) == "RC-261123-0001-s0-c5-o41"
 
 
 def test_a_notice_without_buttons_is_a_text_notice() -> None:
@@ -158,7 +213,7 @@ def test_a_long_card_event_key_still_fits_the_inbox() -> None:
     "inner",
     [
         "<xml><MsgType>text</MsgType><FromUserName>u1</FromUserName></xml>",  # no MsgId
-        "<xml><MsgType>text</MsgType><FromUserName>u 1</FromUserName><MsgId>1</MsgId></xml>",
+        "<xml><MsgType>text</MsgType><FromUserName>u\t1</FromUserName><MsgId>1</MsgId></xml>",
         "<xml><MsgType>image</MsgType><FromUserName>u1</FromUserName><MsgId>1</MsgId></xml>",
         "<xml><MsgType>text</MsgType><FromUserName><a>b</a></FromUserName></xml>",
     ],

@@ -1,0 +1,146 @@
+"""Per-destination rate limits and text coalescing for the delivery worker.
+
+The far sides drop what exceeds their limits without a word (WeCom: 30 app
+messages a minute and 1,000 an hour per member per app; group robots 20 a
+minute), so the worker never sends past them: a row that would exceed any window
+waits, untouched, until that window has room. The counts come from the database
+(`outbox.sends` of the rows sent), so they hold across replicas; the claim lets
+one worker at a time send to a rate-limited destination, so no two check the same
+count at once.
+
+Where a destination allows it, consecutive plain texts waiting for it go out as
+one message (within the platform's text size), spending one message of the limit
+for all of them. A text is moved ahead only past rows of other cases: one case's
+rows still reach the destination in the order written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage import outbox as repo
+from storage.models import OutboxMessage
+
+TEXT_KIND = "text.send"
+TEXT_KEYS = frozenset({"text", "alert"})  # a text row with anything else is sent alone
+JOINER = "\n\n"
+
+
+def one_each(msg: OutboxMessage) -> int:
+    """Every row is one message (the default cost)."""
+    return 1
+
+
+@dataclass(frozen=True)
+class Window:
+    """At most `limit` messages in any `seconds`-long span."""
+
+    limit: int
+    seconds: int
+
+    @property
+    def span(self) -> timedelta:
+        return timedelta(seconds=self.seconds)
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """What one destination under a prefix may receive: every window holds at once.
+
+    `cost(msg)` is how many far-side messages `msg` takes (0: not a message, e.g. a
+    card update, never limited). `text_bytes` > 0 coalesces waiting plain texts up
+    to that many UTF-8 bytes per message.
+    """
+
+    windows: tuple[Window, ...]
+    cost: Callable[[OutboxMessage], int] = field(default=one_each)
+    text_bytes: int = 0
+
+
+def _mergeable(msg: OutboxMessage) -> bool:
+    return msg.kind == TEXT_KIND and set(msg.payload) <= TEXT_KEYS and "text" in msg.payload
+
+
+def _joined(msgs: Sequence[OutboxMessage]) -> str:
+    return JOINER.join(str(m.payload["text"]) for m in msgs)
+
+
+def plan(msgs: Sequence[OutboxMessage], text_bytes: int) -> list[list[OutboxMessage]]:
+    """One destination's rows (in id order) as the sends to make, in order.
+
+    Each send is one row, or plain texts coalesced into the first of them. A text
+    joins the open run only if it fits and no row of its case was passed on the way
+    (that row would then arrive after it).
+    """
+    sends: list[list[OutboxMessage]] = []
+    run: list[OutboxMessage] | None = None
+    passed: set[str | None] = set()  # cases with a row between the run's head and here
+    for msg in msgs:
+        if (
+            text_bytes > 0
+            and run is not None
+            and _mergeable(msg)
+            and msg.case_id not in passed
+            and len(_joined([*run, msg]).encode()) <= text_bytes
+        ):
+            run.append(msg)
+            continue
+        send = [msg]
+        sends.append(send)
+        if text_bytes > 0 and _mergeable(msg):
+            run, passed = send, set()
+        elif run is not None:
+            passed.add(msg.case_id)
+    return sends
+
+
+def merged(send: Sequence[OutboxMessage]) -> OutboxMessage:
+    """The row the performer sees: the head itself, or a detached copy of the head
+    carrying every text of the send."""
+    head = send[0]
+    if len(send) == 1:
+        return head
+    return OutboxMessage(
+        id=head.id,
+        kind=head.kind,
+        destination=head.destination,
+        case_id=head.case_id,
+        payload={"text": _joined(send)},
+        status=head.status,
+        attempts=head.attempts,
+        next_at=head.next_at,
+        locked_until=head.locked_until,
+        last_error=head.last_error,
+        created_at=head.created_at,
+        failing_since=head.failing_since,
+    )
+
+
+async def reopens_at(
+    session: AsyncSession, destination: str, cost: int, windows: Sequence[Window], now: datetime
+) -> datetime | None:
+    """None if `cost` more messages fit every window now; else when they all will.
+
+    A cost above a window's limit waits for that window to be empty (the platform
+    then cuts nothing it would not cut anyway).
+    """
+    later: datetime | None = None
+    for window in windows:
+        since = now - window.span
+        need = min(cost, window.limit)
+        used = await repo.sends_since(session, destination, since)
+        excess = used + need - window.limit
+        if excess <= 0:
+            continue
+        freed = 0
+        for at, sends in await repo.sends_log(session, destination, since):
+            freed += sends
+            if freed >= excess:  # the window is strict: at + span no longer counts
+                reopen = at + window.span
+                later = reopen if later is None else max(later, reopen)
+                break
+    return later
