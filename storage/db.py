@@ -14,6 +14,17 @@ connection; `statement_timeout` bounds each statement (PostgreSQL's
 `statement_timeout` on the server, asyncpg's `command_timeout` on the client for a
 server that went silent) and, on SQLite, the busy timeout and the wait for the
 writer lock. A statement timeout of 0 means none (e.g. for a long migration).
+
+Reads never wait for the writer: `read()` sessions come from their own engine, a
+fixed pool of connections that only read. On SQLite they are WAL readers
+(`PRAGMA query_only`), which see the last commit while the writer holds its lock;
+the pool never overflows, so a burst of `/healthz` reuses its connections (and
+aiosqlite's thread per connection) instead of opening and closing more. On
+PostgreSQL, where MVCC already lets readers past writers, the separate pool is what
+keeps a read from queueing behind write transactions that hold every pooled
+connection; its sessions are `default_transaction_read_only`. A read session sees
+one snapshot on both engines (SQLite: BEGIN on the reader; PostgreSQL: REPEATABLE
+READ), so a page assembled from several SELECTs is consistent.
 """
 
 from __future__ import annotations
@@ -39,6 +50,9 @@ from sqlalchemy.orm import Mapped
 
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_STATEMENT_TIMEOUT = 10.0
+# Connections the read pool keeps (fixed: no overflow). Reads are short; more
+# concurrent readers than this queue for `timeout` seconds at most.
+DEFAULT_READ_POOL = 4
 
 
 class DatabaseBusy(TimeoutError):
@@ -55,6 +69,7 @@ class Database:
         echo: bool = False,
         timeout: float = DEFAULT_TIMEOUT,
         statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT,
+        read_pool_size: int = DEFAULT_READ_POOL,
     ) -> None:
         self.url = url
         self.timeout = timeout
@@ -80,6 +95,41 @@ class Database:
             )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._write_lock = asyncio.Lock()
+        self.read_engine: AsyncEngine = self._reader(echo, read_pool_size)
+        self.read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
+
+    def _reader(self, echo: bool, size: int) -> AsyncEngine:
+        """The read pool's engine (see the module docstring); in-memory SQLite has one
+        connection for everything, so there it is the writer's engine."""
+        parsed = make_url(self.url)
+        kwargs: dict[str, Any] = {
+            "echo": echo,
+            "pool_size": size,
+            "max_overflow": 0,
+            "pool_timeout": self.timeout,
+        }
+        if not self.is_sqlite:
+            connect_args = _pg_timeouts(self.timeout, self.statement_timeout)
+            settings = connect_args.setdefault("server_settings", {})
+            settings["default_transaction_read_only"] = "on"
+            return create_async_engine(
+                self.url,
+                **kwargs,
+                pool_pre_ping=True,
+                isolation_level="REPEATABLE READ",
+                connect_args=connect_args,
+            )
+        if not parsed.database or parsed.database == ":memory:":
+            return self.engine
+        engine = create_async_engine(
+            self.url, **kwargs, connect_args={"timeout": self.statement_timeout or 3600}
+        )
+        busy_ms = int((self.statement_timeout or 0) * 1000)
+        event.listen(
+            engine.sync_engine, "connect", lambda conn, _record: _sqlite_reader(conn, busy_ms)
+        )
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
+        return engine
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -108,8 +158,10 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        """A read-only session; in WAL mode readers never wait for the writer."""
-        async with self.sessions() as session:
+        """A read-only session from the read pool: it never waits for the writer (the
+        SQLite lock, or PostgreSQL write transactions holding the writer's pool), and a
+        write through it fails instead of bypassing the writer."""
+        async with self.read_sessions() as session:
             yield session
 
     def for_update(self, skip_locked: bool = False) -> dict[str, Any]:
@@ -117,15 +169,18 @@ class Database:
         return {"skip_locked": skip_locked} if not self.is_sqlite else {}
 
     async def ping(self) -> bool:
-        """Whether the database answers `SELECT 1` within `timeout` seconds."""
+        """Whether the database answers `SELECT 1` within `timeout` seconds, through the
+        read pool: a busy writer does not make a healthy database look down."""
         try:
-            async with asyncio.timeout(self.timeout), self.engine.connect() as conn:
+            async with asyncio.timeout(self.timeout), self.read_engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
         except Exception:  # noqa: BLE001 - any failure means "unreachable" to /healthz
             return False
         return True
 
     async def dispose(self) -> None:
+        if self.read_engine is not self.engine:
+            await self.read_engine.dispose()
         await self.engine.dispose()
 
 
@@ -180,6 +235,21 @@ def _sqlite_pragmas(dbapi_conn: Any, busy_ms: int) -> None:
     cur.execute(f"PRAGMA busy_timeout={busy_ms or 3_600_000}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def _sqlite_reader(dbapi_conn: Any, busy_ms: int) -> None:
+    """A reader: the driver leaves transactions to us (`_sqlite_begin`), and it may not
+    write. WAL is the file's mode, set by the writer's first connection."""
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout={busy_ms or 3_600_000}")
+    cur.execute("PRAGMA query_only=ON")
+    cur.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    """One snapshot per read session: the sqlite3 driver would run each SELECT alone."""
+    conn.exec_driver_sql("BEGIN")
 
 
 def dialect_insert(db: Database, table: Any) -> Any:
