@@ -34,9 +34,9 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event, text
+from sqlalchemy import Boolean, ColumnElement, event, text
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as SaTimeoutError
@@ -46,7 +46,12 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Mapped
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
+
+T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_STATEMENT_TIMEOUT = 10.0
@@ -250,6 +255,58 @@ def _sqlite_reader(dbapi_conn: Any, busy_ms: int) -> None:
 def _sqlite_begin(conn: Any) -> None:
     """One snapshot per read session: the sqlite3 driver would run each SELECT alone."""
     conn.exec_driver_sql("BEGIN")
+
+
+class _Selective(FunctionElement[bool]):
+    type = Boolean()
+    inherit_cache = True
+    name = "selective"
+    _is_implicitly_boolean = True  # a comparison inside: no "= 1" where booleans are ints
+
+
+@compiles(_Selective)
+def _plain_condition(element: _Selective, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(_Selective, "sqlite")
+def _likely_rare(element: _Selective, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"likelihood({compiler.process(element.clauses, **kw)}, 0.01)"
+
+
+def selective(condition: ColumnElement[bool]) -> ColumnElement[bool]:
+    """`condition`, marked as one few rows meet (a recent `updated_at >= since`).
+
+    PostgreSQL knows from its statistics; SQLite keeps none on values, so it is told
+    with `likelihood()`, which leaves the index on the column usable."""
+    return _Selective(condition)
+
+
+class _Unindexed(FunctionElement[Any]):
+    inherit_cache = True
+    name = "unindexed"
+
+    def __init__(self, column: ColumnElement[Any]) -> None:
+        super().__init__(column)
+        self.type = column.type
+
+
+@compiles(_Unindexed)
+def _plain_column(element: _Unindexed, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(_Unindexed, "sqlite")
+def _no_index(element: _Unindexed, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"+{compiler.process(element.clauses, **kw)}"
+
+
+def unindexed(column: ColumnElement[T]) -> ColumnElement[T]:
+    """`column`, as a filter only: on SQLite (unary `+`) its indexes may not drive the
+    query. SQLite takes any equality on an index for a rare value (it keeps no
+    statistics), so `channel = 'generic'` would beat a range that is truly selective;
+    PostgreSQL, which knows, sees the plain column."""
+    return _Unindexed(column)
 
 
 def dialect_insert(db: Database, table: Any) -> Any:
