@@ -11,6 +11,7 @@ inbox key included, and the result carries the reason for a 409.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -21,7 +22,7 @@ from bot.events import ReturnRequest
 from handlers import notify
 from handlers.context import Ctx
 from handlers.create import create_case
-from handlers.inbox import Duplicate, once
+from handlers.inbox import Duplicate, claim, retrying
 from handlers.notify import REFUND_KIND
 from handlers.revise import Refused, revise
 from handlers.versions import Unordered, newer
@@ -43,7 +44,7 @@ class IntakeResult:
 async def on_return_request(event: ReturnRequest, ctx: Ctx) -> IntakeResult:
     """Apply one channel event once; a redelivery answers with the case it made."""
     try:
-        result = await once(ctx, event.key, event.channel, lambda s: _apply(s, ctx, event))
+        result = await retrying(ctx, event.key, lambda s: apply_requests(s, ctx, [event]))
     except Refused as exc:
         log.warning("channel event %s refused: %s", event.key, exc.message)
         async with ctx.db.read() as session:
@@ -51,11 +52,35 @@ async def on_return_request(event: ReturnRequest, ctx: Ctx) -> IntakeResult:
         return IntakeResult(
             case.id if case else None, False, case.status if case else "", exc.message
         )
-    if isinstance(result, Duplicate):
+    if isinstance(result, Duplicate):  # a concurrent delivery of the same event won
         async with ctx.db.read() as session:
-            case = await _find(session, ctx, event, lock=False)
-        return IntakeResult(case.id if case else None, True, case.status if case else "")
-    return result
+            return await _duplicate(session, ctx, event)
+    return result[0]
+
+
+async def apply_requests(
+    session: AsyncSession, ctx: Ctx, events: Sequence[ReturnRequest]
+) -> list[IntakeResult]:
+    """Apply `events` in order in the caller's transaction, each key once.
+
+    A key handled before, or earlier in the same batch, yields a duplicate result
+    naming its case. Any event that fails (`Refused` included) raises: the caller
+    rolls the whole batch back and may retry its events one by one.
+    """
+    seen: set[str] = set()
+    results: list[IntakeResult] = []
+    for event in events:
+        if event.key in seen or not await claim(session, ctx, event.key, event.channel):
+            results.append(await _duplicate(session, ctx, event))
+            continue
+        seen.add(event.key)
+        results.append(await _apply(session, ctx, event))
+    return results
+
+
+async def _duplicate(session: AsyncSession, ctx: Ctx, event: ReturnRequest) -> IntakeResult:
+    case = await _find(session, ctx, event, lock=False)
+    return IntakeResult(case.id if case else None, True, case.status if case else "")
 
 
 async def _find(
