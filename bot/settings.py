@@ -54,6 +54,8 @@ class ServerSettings:
     secret_grace_days: int = 7
     demo: bool = False
     max_body_bytes: int = 1_048_576
+    # `returnhub serve` processes (bot/workers.py); 0: one per core on PostgreSQL, 1 on SQLite.
+    workers: int = 0
 
 
 @dataclass(frozen=True)
