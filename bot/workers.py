@@ -15,6 +15,14 @@ so a restarted worker takes over its slot's queued connections instead of them
 being reset. Workers are fresh interpreters (subprocess with pass_fds), not
 forks of a parent that has run an event loop and database threads.
 
+What each worker keeps to itself, and why that is safe: the signing keyring (read
+from the database at start; concurrent first starts settle on one stored secret),
+the WeCom access token (each worker fetches its own; WeCom returns the same token
+while it is valid) and outage state (each worker parks and alerts once), its pool
+and dispatcher slots. Rate limits count sent rows in the database. Counters in
+/metrics are summed across workers through PROMETHEUS_MULTIPROC_DIR, a directory
+the parent makes and removes (bot/metrics.py).
+
 Signals: SIGTERM/SIGINT are forwarded once to every worker, which does the usual
 shutdown (stop intake, drain, stop the clock, flush); the parent exits 0 when all
 exit 0. A worker that dies is restarted after a doubling delay; one that keeps
@@ -27,14 +35,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from types import FrameType
 
+from bot.metrics import MULTIPROCESS_DIR
 from bot.settings import Settings
 from bot.settings_load import workers_problem
 from storage.db import Database
@@ -119,10 +130,14 @@ class Slot:
 class Supervisor:
     """Starts the workers, restarts the ones that die, forwards the stop signal."""
 
-    def __init__(self, sockets: list[socket.socket], config: str | None) -> None:
+    def __init__(
+        self, sockets: list[socket.socket], config: str | None, env: dict[str, str] | None = None
+    ) -> None:
         self.slots = [Slot(i + 1, sock) for i, sock in enumerate(sockets)]
         self.config = config
+        self.env = env
         self.stop_since: float | None = None
+        self.requested = 0  # the stop signal received, if any
         self.code = 0
 
     def command(self, slot: Slot) -> list[str]:
@@ -132,7 +147,7 @@ class Supervisor:
 
     def start(self, slot: Slot) -> None:
         fd = slot.sock.fileno()
-        slot.proc = subprocess.Popen(self.command(slot), pass_fds=(fd,))  # noqa: S603
+        slot.proc = subprocess.Popen(self.command(slot), pass_fds=(fd,), env=self.env)  # noqa: S603
         slot.started, slot.restart_at = time.monotonic(), None
         log.info(
             "工作进程 %d 已启动 / worker %d started (pid %d)",
@@ -142,11 +157,9 @@ class Supervisor:
         )
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        if self.stop_since is None:
-            log.info(
-                "收到 %s，通知工作进程停止 / stopping the workers", signal.Signals(signum).name
-            )
-            self.stop(0)
+        # Only noted here: the loop acts on it between starts and polls, so a worker
+        # being started as the signal lands still gets told to stop.
+        self.requested = self.requested or signum
 
     def stop(self, code: int) -> None:
         """Tell every worker to drain and exit; the server then exits with `code` (or worse)."""
@@ -202,9 +215,12 @@ class Supervisor:
 
     def _supervise(self) -> int:
         for slot in self.slots:
-            if self.stop_since is None:
-                self.start(slot)
+            self.start(slot)
         while True:
+            if self.requested and self.stop_since is None:
+                name = signal.Signals(self.requested).name
+                log.info("收到 %s，通知工作进程停止 / %s: stopping the workers", name, name)
+                self.stop(0)
             now = time.monotonic()
             for slot in self.slots:
                 if slot.proc is not None and (code := slot.proc.poll()) is not None:
@@ -255,4 +271,10 @@ def serve(
         "在 http://%s:%d 上启动 %d 个工作进程 / starting %d workers (parent pid %d)",
         host, sockets[0].getsockname()[1], workers, workers, os.getpid(),
     )  # fmt: skip
-    return Supervisor(sockets, config).run()
+    # The workers' counters, summed by whichever answers /metrics (bot/metrics.py).
+    shared = tempfile.mkdtemp(prefix="returnhub-metrics-")
+    try:
+        env = {**os.environ, MULTIPROCESS_DIR: shared}
+        return Supervisor(sockets, config, env).run()
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)

@@ -2,7 +2,8 @@
 
 On PostgreSQL two workers share the port and the database: every outbox row reaches
 the fake OMS once, every acknowledged-but-unhandled event is recovered once, both
-workers answer requests, and SIGTERM drains both and exits 0. A killed worker is
+workers answer requests, /metrics counts the requests of both whichever answers, and
+SIGTERM drains both and exits 0. A killed worker is
 restarted; workers that cannot start end the server with a non-zero exit.
 """
 
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import ColumnElement, func, select, text
 
 from bot.events import ChatMessage, Sender
@@ -165,6 +167,22 @@ async def push_cases(port: int, count: int) -> set[int]:
     return pids
 
 
+async def webhooks_counted(port: int, scrapes: int = 6) -> set[float]:
+    """The accepted-webhook counter as each of `scrapes` /metrics answers has it."""
+    seen: set[float] = set()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+        for _ in range(scrapes):
+            async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
+                page = await resp.text()
+            for family in text_string_to_metric_families(page):
+                for sample in family.samples:
+                    if sample.name == "returnhub_http_requests_total" and sample.labels == {
+                        "method": "POST", "route": "/webhooks/generic", "status": "202"
+                    }:  # fmt: skip
+                        seen.add(sample.value)
+    return seen
+
+
 async def seed_inbound(db: Database, count: int) -> list[str]:
     """Events acknowledged but never handled (as a crash leaves them), due for recovery."""
     now = datetime.now(UTC).replace(tzinfo=None)
@@ -224,6 +242,7 @@ async def test_two_workers_share_the_work_and_do_each_piece_once(tmp_path: Path)
                 OutboxMessage.kind == "text.send",
             )
             assert await count(db, *replies) == len(keys), "each recovered event handled once"
+            assert await webhooks_counted(port) == {40}, "every worker's /metrics sums both"
 
             server.proc.send_signal(signal.SIGTERM)
             assert await server.wait() == 0, server.output
