@@ -23,7 +23,7 @@ import socket
 
 from aiohttp import web
 
-from bot.web.access_log import AccessLog
+from bot.web.edge import server_kwargs
 
 log = logging.getLogger("returnhub.workers")
 
@@ -53,7 +53,7 @@ async def _serve(
         loop.add_signal_handler(signum, stop.set)  # set twice is set once
     if early:  # asked to stop while importing: start, then stop at once
         stop.set()
-    runner = web.AppRunner(app, access_log_class=AccessLog)
+    runner = web.AppRunner(app, **server_kwargs(app))  # as `serve` with one process
     try:
         await runner.setup()  # the app's start-up: keyring, members, the clock
     except Exception:

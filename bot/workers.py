@@ -243,8 +243,13 @@ class Supervisor:
                 slot.proc.wait()
 
 
-async def _migrate(url: str) -> None:
-    db = Database(url)
+async def _migrate(settings: Settings) -> None:
+    """What `create_app` would run at start-up, with the same database bounds."""
+    db = Database(
+        settings.database.url,
+        timeout=settings.database.timeout_seconds,
+        statement_timeout=settings.database.statement_timeout_seconds,
+    )
     try:
         await upgrade(db)
     finally:
@@ -257,7 +262,7 @@ def serve(
     """The parent: migrate once, bind, supervise `workers` processes; its exit code."""
     if migrate:
         try:
-            asyncio.run(_migrate(settings.database.url))
+            asyncio.run(_migrate(settings))
         except Exception:
             log.exception("数据库迁移失败 / migrations failed")
             return 1
