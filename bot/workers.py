@@ -53,7 +53,7 @@ from storage.migrate import upgrade
 
 log = logging.getLogger("returnhub.workers")
 
-QUICK_SECONDS = 10.0  # a worker dying sooner than this after its start is crash-looping
+QUICK_SECONDS = 30.0  # a worker dying sooner than this after its start is crash-looping
 MAX_QUICK_FAILURES = 5
 FIRST_DELAY = 0.5  # before the first restart; doubles per quick failure
 MAX_DELAY = 10.0

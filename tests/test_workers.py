@@ -303,3 +303,27 @@ async def test_workers_that_cannot_start_end_the_server_with_an_error(tmp_path: 
     assert "crash-looped" in server.output
     assert len(server.workers()) >= 5  # restarted with a delay, then given up
     assert not any(alive(pid) for pid in server.workers())
+
+
+@pytest.mark.pg
+async def test_workers_whose_parent_was_killed_stop_by_themselves(tmp_path: Path) -> None:
+    url = _pg_or_skip()
+    await empty_schema(url)
+    port = free_port()
+    make_settings(tmp_path, url)
+    server = await Server.start(tmp_path, *serve_args(str(tmp_path / "returnhub.toml"), port))
+    pids: set[int] = set()
+    try:
+        pids |= await wait_for_workers(port, 2)
+        await server.kill()  # SIGKILL: the parent forwards nothing
+
+        async def gone() -> bool:
+            return not any(alive(pid) for pid in pids)
+
+        await until(gone, "the orphaned workers to stop")
+    finally:
+        await server.kill()
+        for pid in pids:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert "the parent is gone: stopping" in server.output
