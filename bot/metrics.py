@@ -40,22 +40,21 @@ class DatabaseGauges:
         self.depth: dict[str, int] = {}
 
     def collect(self) -> Iterator[Metric]:
-        cases = GaugeMetricFamily(
-            f"{NAMESPACE}_cases",
+        yield _by_status(
+            "cases",
             "Return cases by workflow status, read from the database on scrape.",
-            labels=["status"],
+            self.cases,
         )
-        for status, count in self.cases.items():
-            cases.add_metric([status], count)
-        depth = GaugeMetricFamily(
-            f"{NAMESPACE}_outbox_depth",
-            "Outbox rows waiting (pending) or dead-lettered (dead).",
-            labels=["status"],
+        yield _by_status(
+            "outbox_depth", "Outbox rows waiting (pending) or dead-lettered (dead).", self.depth
         )
-        for status, count in self.depth.items():
-            depth.add_metric([status], count)
-        yield cases
-        yield depth
+
+
+def _by_status(name: str, documentation: str, counts: dict[str, int]) -> Metric:
+    family = GaugeMetricFamily(f"{NAMESPACE}_{name}", documentation, labels=["status"])
+    for status, count in counts.items():
+        family.add_metric([status], count)
+    return family
 
 
 class Metrics:
