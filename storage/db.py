@@ -330,10 +330,11 @@ def dialect_insert(db: Database, table: Any) -> Any:
     return insert(table)
 
 
-def next_counter_stmt(db: Database, table: Any, name: str) -> Any:
-    """`INSERT … ON CONFLICT DO UPDATE value+1 RETURNING value`, atomic on both engines."""
+def next_counter_stmt(db: Database, table: Any, name: str, by: int = 1) -> Any:
+    """`INSERT … ON CONFLICT DO UPDATE value+by RETURNING value`, atomic on both engines:
+    the caller owns the `by` values up to the one returned."""
     value: Mapped[int] = table.value
-    stmt = dialect_insert(db, table).values(name=name, value=1)
+    stmt = dialect_insert(db, table).values(name=name, value=by)
     return stmt.on_conflict_do_update(
-        index_elements=[table.name], set_={"value": value + 1}
+        index_elements=[table.name], set_={"value": value + by}
     ).returning(table.value)

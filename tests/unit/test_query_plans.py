@@ -48,7 +48,7 @@ from bot.web.api import Filters, fetch_page, load_case
 from bot.web.console_poll import poll_rows
 from storage import inbound, outbox, timers
 from storage.db import Database
-from storage.history import customer_history
+from storage.history import customer_history, histories
 from storage.models import (
     ApprovalStep,
     AuditEvent,
@@ -345,10 +345,15 @@ async def test_the_case_detail_uses_indexes(seeded: Database) -> None:
 
 
 async def test_the_customer_history_uses_indexes(seeded: Database) -> None:
+    """One buyer, and a batch's buyers in the grouped queries intake runs."""
+    buyers = [("generic", f"buyer-{b}") for b in (7, 8, 9, 11)]
+
     async def run() -> None:
         async with seeded.read() as session:
             found = await customer_history(session, "generic", "buyer-7", NOW, "RC-000007")
+            many = await histories(session, buyers, NOW, exclude=("RC-000008",))
         assert found.returns > 0 and found.orders > 0
+        assert all(h.returns > 0 for h in many.values()) and set(many) == set(buyers)
 
     await assert_indexed(seeded, run)
 
