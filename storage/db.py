@@ -44,6 +44,7 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._write_lock = asyncio.Lock()
 
@@ -101,6 +102,29 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+# Execution option set by `allow_savepoints`: emit BEGIN as the transaction starts.
+REAL_BEGIN = "returnhub_real_begin"
+
+
+async def allow_savepoints(session: AsyncSession) -> None:
+    """Call first in a write transaction that uses `session.begin_nested()`.
+
+    The sqlite3 driver's legacy mode (aiosqlite too, before Python 3.12's
+    `autocommit`) emits BEGIN only before INSERT/UPDATE/DELETE, never before SELECT
+    or SAVEPOINT, so a savepoint opened first would escape the transaction (its
+    RELEASE commits). Following SQLAlchemy's "Transactions with SQLite and the
+    sqlite3 driver", we emit BEGIN ourselves, IMMEDIATE since this is a write
+    transaction (its reads then never go stale). Only these transactions change:
+    the driver's mode stays as it is for every other one. PostgreSQL needs nothing.
+    """
+    await session.connection(execution_options={REAL_BEGIN: True})
+
+
+def _sqlite_begin(conn: Any) -> None:
+    if conn.get_execution_options().get(REAL_BEGIN):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def dialect_insert(db: Database, table: Any) -> Any:
