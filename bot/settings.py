@@ -59,6 +59,10 @@ class ServerSettings:
 @dataclass(frozen=True)
 class DatabaseSettings:
     url: str = "sqlite+aiosqlite:///./var/returnhub.db"
+    # Group commit (bot/writer.py): at most this many inbound events per transaction,
+    # and on PostgreSQL this many such transactions at once (SQLite has one writer).
+    write_batch: int = 200
+    write_concurrency: int = 4
 
 
 @dataclass(frozen=True)
