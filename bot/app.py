@@ -36,12 +36,13 @@ from bot.settings import Settings, templates_dir
 from bot.web import api, edge, health
 from bot.web import console as console_web
 from bot.writer import Writer
-from handlers import intake_batch
+from handlers import intake_submit
 from handlers.actions import on_card_action
 from handlers.approvals import resend_unseen
 from handlers.commands import on_chat_message
 from handlers.context import Ctx, utcnow
-from handlers.intake_batch import apply_requests, via_writer
+from handlers.intake import apply_requests
+from handlers.intake_submit import via_writer
 from handlers.people import sync_members
 from handlers.warehouse import on_image_message
 from storage.db import Database
@@ -124,7 +125,7 @@ def create_app(
             kick=lambda: ticker.kick(),
         )
         writer.register(
-            intake_batch.KIND, lambda session, events: apply_requests(session, ctx, events)
+            intake_submit.KIND, lambda session, events: apply_requests(session, ctx, events)
         )
         dispatcher = Dispatcher(
             ctx,

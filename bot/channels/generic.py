@@ -46,7 +46,7 @@ TIMESTAMP_HEADER = "X-Returnhub-Timestamp"
 SIGNATURE_HEADER = "X-Returnhub-Signature"
 RETRYABLE_STATUS = frozenset({408, 425, 429})
 
-# The intake (the group-commit writer's, handlers/intake_batch.py `via_writer`), passed
+# The intake (the group-commit writer's, handlers/intake_submit.py `via_writer`), passed
 # in by bot/app.py: adapters never import handlers. It answers once the event's batch
 # committed. Its result is used duck-typed (.case_id, .duplicate,
 # .refused: why the event conflicts with the case, answered 409 with nothing stored).

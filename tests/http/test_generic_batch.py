@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.appkeys import CTX, DISPATCH, WRITER
 from bot.events import ReturnRequest
-from handlers.intake_batch import KIND, apply_requests
+from handlers.intake import apply_requests
+from handlers.intake_submit import KIND
 from storage.models import Case, InboxKey
 from tests.support import Client, FakeClock, post_generic, return_body, table_counts
 from tests.unit.test_writer import commits
