@@ -8,10 +8,13 @@ delay), opens ONE transaction, and hands each kind's items to the kind's batch
 function inside a SAVEPOINT. When that raises, the savepoint is rolled back and
 the items run one by one, each in its own savepoint, so a failing item fails
 alone and the rest still commit. A transaction that fails as a whole (its
-COMMIT, a lost connection) is run again item by item, each in a transaction of
-its own. Races the database reports (a deadlock, a unique key another
-transaction took first, an optimistic-lock conflict) send the item round again,
-as handlers/inbox.py `once` does, so an acknowledged event is never dropped.
+COMMIT) is run again item by item, each in a transaction of its own, unless
+the database is unavailable (storage/db.py `is_unavailable`: unreachable, too
+slow, locked): then every item fails at once, so the edges answer 503 within
+the bound instead of waiting it out once per item. Races the database reports
+(a deadlock, a unique key another transaction took first, an optimistic-lock
+conflict) send the item round again, as handlers/inbox.py `once` does, so an
+acknowledged event is never dropped.
 
 SQLite has one writer: exactly one task, whose batch takes the write lock once.
 PostgreSQL takes `concurrency` batches at a time (row locks order them).
@@ -30,7 +33,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
-from storage.db import Database, allow_savepoints, is_retryable
+from storage.db import Database, allow_savepoints, is_retryable, is_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +136,9 @@ class Writer:
         try:
             await self._transaction(batch)
         except Exception as exc:  # noqa: BLE001 - the COMMIT or the connection failed
-            if len(batch) == 1:
-                batch[0].outcome = (False, exc)
+            if len(batch) == 1 or is_unavailable(exc):
+                for item in batch:
+                    item.outcome = (False, exc)
             else:
                 log.warning("writer: a batch of %d failed (%r); one by one", len(batch), exc)
                 for item in batch:
@@ -162,6 +166,8 @@ class Writer:
                         if len(results) != len(items):
                             raise RuntimeError(f"{kind}: {len(results)} results for {len(items)}")
                 except Exception as exc:  # noqa: BLE001 - one of them failed: find which
+                    if is_unavailable(exc):
+                        raise  # each alone would wait out the same bound: answer 503 now
                     if len(items) == 1:
                         items[0].outcome = (False, exc)
                         continue

@@ -2,37 +2,32 @@
 
 The writer's "return_request" kind runs `handlers.intake.apply_requests` on each
 batch, in its shared transaction. `via_writer` hands one event over and answers
-once its batch committed; an event that conflicts with its case (`Refused`: the
-writer rolled its savepoint back, inbox key included, and nothing was stored)
-answers with the case and the reason, for the edge's 409.
+once its batch committed.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot.events import ReturnRequest
 from handlers.context import Ctx
-from handlers.intake import IntakeResult, _find
+from handlers.intake import IntakeResult, on_return_request
 from handlers.revise import Refused
-
-log = logging.getLogger(__name__)
 
 KIND = "return_request"
 Submit = Callable[[str, Any], Awaitable[Any]]
 
 
 async def via_writer(submit: Submit, ctx: Ctx, event: ReturnRequest) -> IntakeResult:
-    """Hand `event` to the writer; its result once committed, or why it was refused."""
+    """Hand `event` to the writer; its result once committed, or why it was refused.
+
+    A refused event (it conflicts with its case) was rolled back in its savepoint,
+    inbox key included. Run alone, as a retry would, it answers the refusal with
+    the case it conflicts with, for the edge's 409, and stores nothing.
+    """
     try:
         result: IntakeResult = await submit(KIND, event)
-    except Refused as exc:
-        log.warning("channel event %s refused: %s", event.key, exc.message)
-        async with ctx.db.read() as session:
-            case = await _find(session, ctx, event, lock=False)
-        return IntakeResult(
-            case.id if case else None, False, case.status if case else "", exc.message
-        )
+    except Refused:
+        return await on_return_request(event, ctx)
     return result

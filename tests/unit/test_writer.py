@@ -204,3 +204,22 @@ async def test_an_unknown_kind_is_refused_at_once(db: Database) -> None:
     writer = Writer(db)
     with pytest.raises(KeyError):
         await writer.submit("nope", 1)
+
+
+async def test_an_unavailable_database_fails_the_batch_at_once(db: Database) -> None:
+    """Each item alone would wait out the same bound: all answer 503 in one go."""
+    calls: list[list[str]] = []
+
+    async def stalls(session: AsyncSession, items: Sequence[str]) -> list[str]:
+        calls.append(list(items))
+        raise TimeoutError("statement timeout")
+
+    writer = Writer(db)
+    writer.register("key", stalls)
+    results = await asyncio.gather(
+        *(writer.submit("key", item) for item in "abc"), return_exceptions=True
+    )
+    await writer.close()
+    assert all(isinstance(r, TimeoutError) for r in results)
+    assert calls == [["a", "b", "c"]], "not retried one by one"
+    assert await stored(db) == set()
