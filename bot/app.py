@@ -1,7 +1,8 @@
 """The composition root: `create_app(settings)` wires everything; nothing connects at import.
 
 Start-up (cleanup_ctx): migrate, sync members from config, start the clock.
-Shutdown, in order: stop intake, drain accepted work, stop the scheduler (which
+Shutdown, in order: stop intake, commit and answer what the writer holds, drain
+accepted work, stop the scheduler (which
 flushes the outbox once more), close HTTP clients, dispose the engine.
 """
 
@@ -34,11 +35,14 @@ from bot.platforms.evidence import media_performers
 from bot.settings import Settings, templates_dir
 from bot.web import api, edge, health
 from bot.web import console as console_web
+from bot.writer import Writer
+from handlers import intake_submit
 from handlers.actions import on_card_action
 from handlers.approvals import resend_unseen
 from handlers.commands import on_chat_message
 from handlers.context import Ctx, utcnow
-from handlers.intake import on_return_request
+from handlers.intake import apply_requests
+from handlers.intake_submit import via_writer
 from handlers.people import sync_members
 from handlers.warehouse import on_image_message
 from storage.db import Database
@@ -113,6 +117,16 @@ def create_app(
             rate_limits=chat_limits(settings.outbox),
         )
         app[appkeys.WORKER] = worker
+        # One group-commit writer for every edge (bot/writer.py); each batch wakes the outbox.
+        writer = app[appkeys.WRITER] = Writer(
+            db,
+            max_batch=settings.database.write_batch,
+            concurrency=settings.database.write_concurrency,
+            kick=lambda: ticker.kick(),
+        )
+        writer.register(
+            intake_submit.KIND, lambda session, events: apply_requests(session, ctx, events)
+        )
         dispatcher = Dispatcher(
             ctx,
             {
@@ -121,6 +135,7 @@ def create_app(
                 ImageMessage: on_image_message,
             },
             kick=lambda: ticker.kick(),
+            writer=writer,
         )
         ticker = Clock(worker, None, db, settings.outbox, recover=dispatcher.recover)
         app[appkeys.DISPATCH] = dispatcher
@@ -139,7 +154,7 @@ def create_app(
     app.cleanup_ctx.append(resources)
     health.setup(app)
     api.setup(app)
-    generic.setup(app, on_return_request)
+    generic.setup(app, lambda event, ctx: via_writer(app[appkeys.WRITER].submit, ctx, event))
     if settings.console.enabled:
         console_web.setup(app)
     if settings.wecom.enabled:

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from bot.dispatch import Dispatcher
     from bot.metrics import Metrics
     from bot.outbox import OutboxWorker
+    from bot.writer import Writer
     from handlers.context import Ctx
 
 CTX: web.AppKey[Ctx] = web.AppKey("ctx")
@@ -18,3 +19,4 @@ DISPATCH: web.AppKey[Dispatcher] = web.AppKey("dispatch")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 RENDERER: web.AppKey[CardRenderer] = web.AppKey("renderer")
 WORKER: web.AppKey[OutboxWorker] = web.AppKey("worker")
+WRITER: web.AppKey[Writer] = web.AppKey("writer")

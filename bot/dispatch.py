@@ -1,8 +1,9 @@
 """Ack, then work: the edge hands neutral events here and answers the platform at once.
 
-`accept` first records the event (storage/inbound.py) in a short transaction, so
-an acknowledged event survives a crash; then the handler runs in a tracked task
-(never fire-and-forget). The handler's own transaction deletes the record; what
+`accept` first records the event (storage/inbound.py), in a batch the writer
+commits with whatever else arrived meanwhile (bot/writer.py), so an acknowledged
+event survives a crash; then, after that commit, the handler runs in a tracked
+task (never fire-and-forget). The handler's own transaction deletes the record; what
 a crash, a failed handler or an unfinished shutdown leaves behind, `recover`
 (ticked by the clock) runs again, with backoff, until it is handled or dead.
 """
@@ -15,9 +16,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy.exc import IntegrityError
-
 from bot.events import Deferrable, decode, encode
+from bot.writer import Closed, Writer
 from handlers import notify
 from handlers.context import Ctx
 from handlers.people import holders
@@ -31,6 +31,7 @@ Handler = Callable[[E, Ctx], Awaitable[Any]]
 GRACE = timedelta(seconds=30)
 LEASE = timedelta(seconds=120)
 MAX_ATTEMPTS = 8
+INBOUND = "inbound"  # the writer's kind for recording acknowledged events
 
 
 class Dispatcher:
@@ -41,8 +42,11 @@ class Dispatcher:
         kick: Callable[[], None] | None = None,
         *,
         concurrency: int = 16,
+        writer: Writer | None = None,
     ) -> None:
         self.ctx = ctx
+        self.writer = writer or Writer(ctx.db)
+        self.writer.register(INBOUND, inbound.put_many)
         self.handlers = dict(handlers)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._kick = kick
@@ -69,18 +73,11 @@ class Dispatcher:
             return False
         handler = self.handlers[type(event)]
         kind, payload = encode(event)
+        received = inbound.Received(event.key, kind, payload, self.ctx.clock(), GRACE)
         try:
-            async with self.ctx.db.transaction() as session:
-                fresh = await inbound.put(
-                    session,
-                    key=event.key,
-                    kind=kind,
-                    payload=payload,
-                    now=self.ctx.clock(),
-                    grace=GRACE,
-                )
-        except IntegrityError:  # the same delivery, racing in on another connection
-            fresh = False
+            fresh = await self.writer.submit(INBOUND, received)
+        except Closed:
+            return False
         if not fresh:
             log.info("redelivery of %s acknowledged and dropped", event.key)
             return True
@@ -138,8 +135,10 @@ class Dispatcher:
     async def drain(self, grace: float = 10.0) -> None:
         """Stop intake and wait for the work already accepted.
 
-        Whatever is still running after `grace` is recorded: the next start recovers it.
+        The writer commits and answers what is queued first (its handlers then start);
+        whatever is still running after `grace` is recorded: the next start recovers it.
         """
         self.accepting = False
+        await self.writer.close()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=grace)

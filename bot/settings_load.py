@@ -80,6 +80,7 @@ _VALUE_CHECKS: dict[str, Callable[[Any], str | None]] = {
         if v.startswith(DB_SCHEMES)
         else f"必须以 {' 或 '.join(DB_SCHEMES)} 开头 / must start with " + " or ".join(DB_SCHEMES)
     ),
+    **{f"database.{k}": _positive for k in ("write_batch", "write_concurrency")},
     "wecom.encoding_aes_key": _when_set(aes_key_problem),
     "wecom.replay_window_seconds": _positive,
     "dingtalk.event_aes_key": _when_set(aes_key_problem),

@@ -98,6 +98,7 @@ class Database:
                 "connect",
                 lambda conn, _record: _sqlite_pragmas(conn, busy_ms),
             )
+            event.listen(self.engine.sync_engine, "begin", _sqlite_write_begin)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._write_lock = asyncio.Lock()
         self.read_engine: AsyncEngine = self._reader(echo, read_pool_size)
@@ -137,7 +138,7 @@ class Database:
         event.listen(
             engine.sync_engine, "connect", lambda conn, _record: _sqlite_reader(conn, busy_ms)
         )
-        event.listen(engine.sync_engine, "begin", _sqlite_begin)
+        event.listen(engine.sync_engine, "begin", _sqlite_read_begin)
         return engine
 
     @asynccontextmanager
@@ -255,7 +256,7 @@ def _sqlite_pragmas(dbapi_conn: Any, busy_ms: int) -> None:
 
 
 def _sqlite_reader(dbapi_conn: Any, busy_ms: int) -> None:
-    """A reader: the driver leaves transactions to us (`_sqlite_begin`), and it may not
+    """A reader: the driver leaves transactions to us (`_sqlite_read_begin`), and it may not
     write. WAL is the file's mode, set by the writer's first connection."""
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
@@ -264,7 +265,7 @@ def _sqlite_reader(dbapi_conn: Any, busy_ms: int) -> None:
     cur.close()
 
 
-def _sqlite_begin(conn: Any) -> None:
+def _sqlite_read_begin(conn: Any) -> None:
     """One snapshot per read session: the sqlite3 driver would run each SELECT alone."""
     conn.exec_driver_sql("BEGIN")
 
@@ -319,6 +320,29 @@ def unindexed(column: ColumnElement[T]) -> ColumnElement[T]:
     statistics), so `channel = 'generic'` would beat a range that is truly selective;
     PostgreSQL, which knows, sees the plain column."""
     return _Unindexed(column)
+
+
+# Execution option set by `allow_savepoints`: emit BEGIN as the transaction starts.
+REAL_BEGIN = "returnhub_real_begin"
+
+
+async def allow_savepoints(session: AsyncSession) -> None:
+    """Call first in a write transaction that uses `session.begin_nested()`.
+
+    The sqlite3 driver's legacy mode (aiosqlite too, before Python 3.12's
+    `autocommit`) emits BEGIN only before INSERT/UPDATE/DELETE, never before SELECT
+    or SAVEPOINT, so a savepoint opened first would escape the transaction (its
+    RELEASE commits). Following SQLAlchemy's "Transactions with SQLite and the
+    sqlite3 driver", we emit BEGIN ourselves, IMMEDIATE since this is a write
+    transaction (its reads then never go stale). Only these transactions change:
+    the driver's mode stays as it is for every other one. PostgreSQL needs nothing.
+    """
+    await session.connection(execution_options={REAL_BEGIN: True})
+
+
+def _sqlite_write_begin(conn: Any) -> None:
+    if conn.get_execution_options().get(REAL_BEGIN):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def dialect_insert(db: Database, table: Any) -> Any:

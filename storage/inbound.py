@@ -8,10 +8,14 @@ so two replicas never run one event at the same time.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import Database
@@ -21,35 +25,58 @@ from storage.outbox import naive
 PENDING, DEAD = "pending", "dead"
 
 
-async def put(
-    session: AsyncSession,
-    *,
-    key: str,
-    kind: str,
-    payload: dict[str, Any],
-    now: datetime,
-    grace: timedelta,
-) -> bool:
-    """Record an event as received; False when it is already known (handled or waiting)."""
-    if await session.get(InboxKey, key) is not None:
-        return False
-    if await session.get(InboundEvent, key) is not None:
-        return False
-    at = naive(now)
-    session.add(
-        InboundEvent(
-            key=key,
-            kind=kind,
-            payload=payload,
-            status=PENDING,
-            attempts=0,
-            next_at=at + grace,
-            received_at=at,
-            last_error="",
+@dataclass(frozen=True, slots=True)
+class Received:
+    """An acknowledged event to record: `grace` is how long its own handler has."""
+
+    key: str
+    kind: str
+    payload: dict[str, Any]
+    now: datetime
+    grace: timedelta
+
+
+async def put_many(session: AsyncSession, events: Sequence[Received]) -> list[bool]:
+    """Record a batch of events as received; per event, True when it is new.
+
+    One check against the handled keys and ONE `INSERT … ON CONFLICT DO NOTHING
+    RETURNING key` for the rest: a key already waiting, or taken by a concurrent
+    transaction, comes back as not new. A key repeated inside the batch is new
+    once, at its first place.
+    """
+    keys = list(dict.fromkeys(event.key for event in events))
+    handled = set(await session.scalars(select(InboxKey.key).where(InboxKey.key.in_(keys))))
+    first: dict[str, Received] = {}
+    for event in events:
+        if event.key not in handled:
+            first.setdefault(event.key, event)
+    fresh: set[str] = set()
+    if first:
+        stmt = _insert(session).values(
+            [
+                {
+                    "key": event.key,
+                    "kind": event.kind,
+                    "payload": event.payload,
+                    "status": PENDING,
+                    "attempts": 0,
+                    "next_at": naive(event.now + event.grace),
+                    "received_at": naive(event.now),
+                    "last_error": "",
+                }
+                for event in first.values()
+            ]
         )
-    )
-    await session.flush()
-    return True
+        stmt = stmt.on_conflict_do_nothing(index_elements=["key"]).returning(InboundEvent.key)
+        fresh = set(await session.scalars(stmt))
+    return [first.get(event.key) is event and event.key in fresh for event in events]
+
+
+def _insert(session: AsyncSession) -> Any:
+    """The engine's INSERT construct (both have ON CONFLICT … RETURNING)."""
+    if session.get_bind().dialect.name == "sqlite":
+        return sqlite_insert(InboundEvent)
+    return pg_insert(InboundEvent)
 
 
 async def done(session: AsyncSession, key: str) -> None:

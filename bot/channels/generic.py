@@ -6,8 +6,9 @@ body is read up to `server.max_body_bytes` and no further, the timestamp must be
 inside the replay window (both directions; the clock is injected) and the
 HMAC-SHA256 signature over `timestamp + "." + raw body` must match
 (`hmac.compare_digest`). Only then is the JSON validated (generic_body.py) and
-handed to the intake handler, which dedupes, stores and routes in one short
-transaction; the answer (202) goes after that commit, or 409 when the event
+handed to the intake, which dedupes, stores and routes it in a transaction shared
+with the other events that arrived meanwhile (bot/writer.py); the answer (202)
+goes after that commit, or 409 when the event
 conflicts with the case (intake rolled it back). Every refusal is a 4xx/503
 with a JSON `{"error": ...}`, logged with its reason, and stores nothing.
 
@@ -36,6 +37,7 @@ from bot.events import ReturnRequest
 from bot.outbox import PermanentError, RetryableError
 from bot.settings import GenericChannelSettings
 from bot.web.body import BodyTooLarge, read_body
+from bot.writer import Closed
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +46,9 @@ TIMESTAMP_HEADER = "X-Returnhub-Timestamp"
 SIGNATURE_HEADER = "X-Returnhub-Signature"
 RETRYABLE_STATUS = frozenset({408, 425, 429})
 
-# The intake handler (handlers.intake.on_return_request), passed in by bot/app.py:
-# adapters never import handlers. Its result is used duck-typed (.case_id, .duplicate,
+# The intake (the group-commit writer's, handlers/intake_submit.py `via_writer`), passed
+# in by bot/app.py: adapters never import handlers. It answers once the event's batch
+# committed. Its result is used duck-typed (.case_id, .duplicate,
 # .refused: why the event conflicts with the case, answered 409 with nothing stored).
 OnRequest = Callable[[ReturnRequest, Any], Awaitable[Any]]
 INTAKE: web.AppKey[OnRequest] = web.AppKey("generic_intake")
@@ -107,12 +110,14 @@ async def receive(request: web.Request) -> web.Response:
             "generic webhook from %s refused (%d): %s", request.remote, exc.status, exc.message
         )
         return _answer(exc.status, {"error": exc.message})
-    dispatch = request.app[DISPATCH]
-    if not dispatch.accepting:
+    if not request.app[DISPATCH].accepting:
         log.warning("generic webhook %s refused: shutting down", event.key)
         return _answer(503, {"error": "shutting down; retry later"})
     try:
-        result = await dispatch.run(request.app[INTAKE], event)
+        result = await request.app[INTAKE](event, ctx)
+    except Closed:
+        log.warning("generic webhook %s refused: shutting down", event.key)
+        return _answer(503, {"error": "shutting down; retry later"})
     except Exception:
         log.exception("generic webhook %s: intake failed", event.key)
         return _answer(503, {"error": "could not store the request; retry later"})

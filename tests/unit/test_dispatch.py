@@ -13,10 +13,12 @@ from bot.dispatch import GRACE, MAX_ATTEMPTS, Dispatcher
 from bot.events import ChatMessage, Sender
 from handlers.commands import on_chat_message
 from handlers.context import Ctx
+from storage import inbound
 from storage.db import Database
 from storage.models import InboundEvent, InboxKey, OutboxMessage
 from tests.conftest import ONLY_PG, PG_URL
 from tests.unit.test_flow import setup
+from tests.unit.test_writer import commits
 
 
 class Clock:
@@ -194,3 +196,53 @@ async def test_the_same_delivery_racing_in_twice_is_recorded_once(db: Database) 
     await dispatcher.idle()
     assert answers == [True] * 5
     assert await counts(db) == (0, 1, 1)
+
+
+async def test_concurrent_accepts_are_recorded_in_fewer_transactions(db: Database) -> None:
+    ctx, _ = await ticking(db)
+    ran: list[str] = []
+
+    async def noted(event: ChatMessage, ctx: Ctx) -> None:  # commits nothing itself
+        ran.append(event.key)
+
+    dispatcher = Dispatcher(ctx, {ChatMessage: noted})
+    with commits(db) as seen:
+        answers = await asyncio.gather(*(dispatcher.accept(help_message(n)) for n in range(20)))
+        await dispatcher.idle()
+    assert answers == [True] * 20
+    assert len(seen) < 20
+    assert sorted(ran) == sorted(help_message(n).key for n in range(20))
+    assert await counts(db) == (20, 0, 0), "each recorded, for recovery, before the ack"
+
+
+async def test_a_batch_records_each_new_key_once(db: Database) -> None:
+    ctx, clock = await ticking(db)
+
+    def received(key: str) -> inbound.Received:
+        return inbound.Received(key, "chat", {"n": key}, clock(), GRACE)
+
+    async with db.transaction() as session:
+        session.add(InboxKey(key="handled", source="wecom", received_at=ctx.now()))
+        assert await inbound.put_many(session, [received("waiting")]) == [True]
+    async with db.transaction() as session:
+        fresh = await inbound.put_many(
+            session,
+            [received(k) for k in ("new", "new", "handled", "waiting", "other")],
+        )
+    assert fresh == [True, False, False, False, True]
+    async with db.read() as session:
+        rows = {row.key: row for row in await session.scalars(select(InboundEvent))}
+    assert set(rows) == {"waiting", "new", "other"}
+    assert rows["new"].payload == {"n": "new"} and rows["new"].status == "pending"
+    assert rows["new"].next_at == ctx.now() + GRACE and rows["new"].attempts == 0
+
+
+async def test_shutdown_records_what_the_writer_held_then_refuses(db: Database) -> None:
+    ctx, _ = await ticking(db)
+    dispatcher = Dispatcher(ctx, {ChatMessage: on_chat_message})
+    pending = [asyncio.ensure_future(dispatcher.accept(help_message(n))) for n in range(3)]
+    await asyncio.sleep(0)  # queued in the writer, not yet committed
+    await dispatcher.drain()
+    assert [p.result() for p in pending] == [True] * 3
+    assert not await dispatcher.accept(help_message(9))
+    assert await counts(db) == (0, 3, 3), "recorded, acked and handled before the stop"
