@@ -3,13 +3,14 @@
 SQLite allows one writer at a time: we run it in WAL mode with a busy timeout
 and serialize write transactions inside the process with an asyncio lock, so
 concurrent webhooks queue instead of failing with "database is locked".
+The lock serves its lanes in turn (storage/writelock.py), so the outbox and the
+clock get the writer promptly while intake floods it.
 PostgreSQL needs no such lock: row locks (FOR UPDATE / SKIP LOCKED) do the job
 across any number of replicas.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,6 +26,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import Mapped
+
+from storage.writelock import DEFAULT_LANE, WriteLock
 
 
 class Database:
@@ -44,14 +47,18 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        self._write_lock = asyncio.Lock()
+        self.write_lock = WriteLock()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A write transaction: everything inside commits together or not at all."""
+    async def transaction(self, lane: str = DEFAULT_LANE) -> AsyncIterator[AsyncSession]:
+        """A write transaction: everything inside commits together or not at all.
+
+        `lane` names the kind of writer queueing for SQLite's one writer (the outbox
+        and the clock have their own, so intake cannot starve them)."""
         if self.is_sqlite:
-            async with self._write_lock, self.sessions() as session, session.begin():
+            async with self.write_lock.turn(lane), self.sessions() as session, session.begin():
                 yield session
         else:
             async with self.sessions() as session, session.begin():
@@ -101,6 +108,29 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+# Execution option set by `allow_savepoints`: emit BEGIN as the transaction starts.
+REAL_BEGIN = "returnhub_real_begin"
+
+
+async def allow_savepoints(session: AsyncSession) -> None:
+    """Call first in a write transaction that uses `session.begin_nested()`.
+
+    The sqlite3 driver's legacy mode (aiosqlite too, before Python 3.12's
+    `autocommit`) emits BEGIN only before INSERT/UPDATE/DELETE, never before SELECT
+    or SAVEPOINT, so a savepoint opened first would escape the transaction (its
+    RELEASE commits). Following SQLAlchemy's "Transactions with SQLite and the
+    sqlite3 driver", we emit BEGIN ourselves, IMMEDIATE since this is a write
+    transaction (its reads then never go stale). Only these transactions change:
+    the driver's mode stays as it is for every other one. PostgreSQL needs nothing.
+    """
+    await session.connection(execution_options={REAL_BEGIN: True})
+
+
+def _sqlite_begin(conn: Any) -> None:
+    if conn.get_execution_options().get(REAL_BEGIN):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def dialect_insert(db: Database, table: Any) -> Any:
