@@ -121,23 +121,32 @@ def merged(send: Sequence[OutboxMessage]) -> OutboxMessage:
 
 
 async def reopens_at(
-    session: AsyncSession, destination: str, cost: int, windows: Sequence[Window], now: datetime
+    session: AsyncSession,
+    destination: str,
+    cost: int,
+    windows: Sequence[Window],
+    now: datetime,
+    unrecorded: Sequence[tuple[datetime, int]] = (),
 ) -> datetime | None:
     """None if `cost` more messages fit every window now; else when they all will.
 
-    A cost above a window's limit waits for that window to be empty (the platform
-    then cuts nothing it would not cut anyway).
+    `unrecorded` are (sent_at, sends) the worker made this round and has not
+    written yet (a round records its outcomes at its end): they count like the
+    stored ones. A cost above a window's limit waits for that window to be empty
+    (the platform then cuts nothing it would not cut anyway).
     """
     later: datetime | None = None
     for window in windows:
         since = now - window.span
         need = min(cost, window.limit)
-        used = await repo.sends_since(session, destination, since)
+        recent = [(at, n) for at, n in unrecorded if at > since and n > 0]
+        used = await repo.sends_since(session, destination, since) + sum(n for _, n in recent)
         excess = used + need - window.limit
         if excess <= 0:
             continue
         freed = 0
-        for at, sends in await repo.sends_log(session, destination, since):
+        log = sorted([*await repo.sends_log(session, destination, since), *recent])
+        for at, sends in log:
             freed += sends
             if freed >= excess:  # the window is strict: at + span no longer counts
                 reopen = at + window.span
