@@ -65,12 +65,13 @@ class OutboxWorker:
 
     `performers` maps a row kind to an async callable; it returns optional result
     info (e.g. the platform's card handle) handed to `on_done`.
-    `on_done(session, msg, result)` and `on_dead(session, msg)` run in the transaction
-    that marks the row sent or dead, so a crash keeps both or neither (the row is then
-    performed again): a confirmed refund cannot be marked sent without the case
-    learning it, nor a dead letter buried without its alert. They run only when this
-    worker still holds the lease, so once per recorded outcome. If a hook raises, its
-    writes roll back, the outcome is recorded alone and the error is logged. `on_dead`
+    `on_done(session, msg, result)` and `on_dead(session, msg)` run in the round's
+    outcome transaction, each in its own savepoint, so a crash keeps a mark and its
+    hook both or neither (the row is then performed again): a confirmed refund cannot
+    be marked sent without the case learning it, nor a dead letter buried without its
+    alert. They run only when this worker still holds the lease, so once per recorded
+    outcome. If a hook raises, its writes roll back, the outcome is recorded alone and
+    the error is logged. `on_dead`
     must not alert about a dead alert, or a broken alert channel dead-letters forever.
     `rate_limits` maps a destination prefix (e.g. `"wecom:"`) to the RateLimit of
     each destination under it; the longest matching prefix wins and destinations
