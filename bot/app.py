@@ -32,7 +32,7 @@ from bot.platforms import console, wecom
 from bot.platforms.base import Platform, chat_performers
 from bot.platforms.evidence import media_performers
 from bot.settings import Settings, templates_dir
-from bot.web import api, health
+from bot.web import api, edge, health
 from bot.web import console as console_web
 from handlers.actions import on_card_action
 from handlers.approvals import resend_unseen
@@ -61,9 +61,13 @@ def create_app(
     """Build the app. `background=False` leaves the scheduler off (tests drive the worker)."""
     app = web.Application(
         client_max_size=settings.server.max_body_bytes,
-        middlewares=[health.metrics_middleware],
+        middlewares=[health.metrics_middleware, edge.edge_middleware],
     )
-    db = Database(settings.database.url)
+    db = Database(
+        settings.database.url,
+        timeout=settings.database.timeout_seconds,
+        statement_timeout=settings.database.statement_timeout_seconds,
+    )
     renderer = CardRenderer(templates_dir())
     now = clock or utcnow
     platforms: dict[str, Platform] = {}

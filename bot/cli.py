@@ -18,7 +18,7 @@ from aiohttp import web
 from bot import settings as config
 from bot.bench.main import add_parser as add_bench_parser
 from bot.startup_report import log_report, render
-from bot.web.access_log import AccessLog
+from bot.web.edge import server_kwargs
 from storage import outbox
 from storage.db import Database
 from storage.migrate import upgrade
@@ -55,7 +55,7 @@ def _run(app: web.Application, host: str, port: int) -> None:
         app,
         host=host,
         port=port,
-        access_log_class=AccessLog,
+        **server_kwargs(app),
         print=lambda text: log.info("%s", text.strip()),
     )
 
@@ -186,6 +186,12 @@ def cmd_outbox_discard(args: argparse.Namespace) -> int:
     return _with_db(args, work)
 
 
+def cmd_console_login(args: argparse.Namespace) -> int:
+    from bot.web.console_login import print_signin_link
+
+    return print_signin_link(_load(args.config), args.name, args.hours)
+
+
 CONFIG_HELP = "配置文件；默认 $RETURNHUB_CONFIG，再是 ./returnhub.toml / config file"
 
 
@@ -238,6 +244,17 @@ def parser() -> argparse.ArgumentParser:
     )
     _config(check)
     check.set_defaults(func=cmd_check_config)
+
+    signin = sub.add_parser(
+        "console-login",
+        help="成员的一次性控制台登录链接 / a member's one-time console sign-in link",
+    )
+    signin.add_argument("name", help="成员姓名（[[members]] name）/ member name")
+    signin.add_argument(
+        "--hours", type=float, default=24, help="有效小时数；默认 24，最多 168 / hours valid"
+    )
+    _config(signin)
+    signin.set_defaults(func=cmd_console_login)
 
     db = sub.add_parser("db", help="数据库命令 / database commands")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="命令/command")

@@ -25,7 +25,7 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import func, select
 
-from bot import demo_oms
+from bot import demo_oms, keys
 from bot import settings as config
 from bot.appkeys import CTX
 from bot.events import Item, ReturnRequest
@@ -208,7 +208,7 @@ def _request(
 ) -> ReturnRequest:
     """What a shop channel would push; v2 with a waybill is "the buyer shipped it"."""
     return ReturnRequest(
-        key=f"demo:{ext}:v{version}", channel=CHANNEL, shop=SHOP, external_id=ext,
+        key=keys.key("demo", ext, f"v{version}"), channel=CHANNEL, shop=SHOP, external_id=ext,
         order_id=f"SO{ext[2:]}", kind=kind, amount_fen=item.qty * item.unit_price_fen,
         status="buyer_shipped" if waybill else "requested", version=str(version),
         occurred_at=ctx.clock(), reason_code=reason[0], reason_text=reason[1],

@@ -7,7 +7,7 @@ as its effects (DESIGN.md §6 "Inbox").
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -20,6 +20,15 @@ class Item:
     category: str = ""
 
 
+def time_version(moment: datetime) -> str:
+    """An event time as a channel version: ISO 8601 in UTC, the year always 4 digits.
+
+    "0999-…" rather than strftime's "999-…", so that handlers.versions reads it back
+    as a datetime (and so a year below 1000 sorts before 2026 even as text).
+    """
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
 @dataclass(frozen=True, slots=True)
 class ReturnRequest:
     """A return request or a status update from a shop channel."""
@@ -30,9 +39,9 @@ class ReturnRequest:
     external_id: str
     order_id: str
     kind: str  # refund_only | return_refund | exchange
-    status: str  # requested | buyer_shipped | cancelled
+    status: str  # requested | buyer_shipped | cancelled | refunded
     amount_fen: int
-    version: str
+    version: str  # ASCII digits, or time_version(occurred_at); see handlers.versions
     occurred_at: datetime
     currency: str = "CNY"
     reason_code: str = ""

@@ -54,11 +54,14 @@ class ServerSettings:
     secret_grace_days: int = 7
     demo: bool = False
     max_body_bytes: int = 1_048_576
+    body_timeout_seconds: float = 10.0  # a body not complete by then gets 408
 
 
 @dataclass(frozen=True)
 class DatabaseSettings:
     url: str = "sqlite+aiosqlite:///./var/returnhub.db"
+    timeout_seconds: float = 5.0  # connect, pooled-connection wait, /healthz
+    statement_timeout_seconds: float = 10.0  # per statement; SQLite lock waits; 0 = none
 
 
 @dataclass(frozen=True)

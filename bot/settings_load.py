@@ -70,7 +70,10 @@ _VALUE_CHECKS: dict[str, Callable[[Any], str | None]] = {
     "server.public_url": _when_set(url_problem),
     "server.timezone": zone_problem,
     "server.max_body_bytes": _positive,
+    "server.body_timeout_seconds": _positive,
     "server.secret_grace_days": lambda v: None if v >= 0 else "must be 0 or more",
+    "database.timeout_seconds": _positive,
+    "database.statement_timeout_seconds": lambda v: None if v >= 0 else "must be 0 or more",
     "database.url": lambda v: (
         None
         if v.startswith(DB_SCHEMES)

@@ -7,16 +7,16 @@ same transaction as the case row, like everything intake writes.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.events import ReturnRequest
-from handlers import steps
+from bot.events import Item, ReturnRequest
+from handlers import routing, steps
 from handlers.context import Ctx
 from handlers.people import member_named
-from handlers.routing import RouteInput
-from handlers.routing import route as route_case
+from handlers.routing import Decision, RouteInput
 from handlers.workflow import SYSTEM_ACTOR, Actor, Status, audit, fire, must
 from storage.db import next_counter_stmt
 from storage.models import ApprovalStep, Case, CaseItem, Customer, Evidence, Sequence
@@ -61,16 +61,7 @@ async def create_case(
         updated_at=now,
         attachments=[],
         steps=[],
-        items=[
-            CaseItem(
-                sku=i.sku,
-                name=i.name,
-                qty=i.qty,
-                unit_price_fen=i.unit_price_fen,
-                category=i.category,
-            )
-            for i in event.items
-        ],
+        items=case_items(event.items),
     )
     session.add(case)
     for url in event.evidence:
@@ -88,25 +79,58 @@ async def create_case(
     )
     if not route:
         return case
-    decision = route_case(
+    flagged = bool(customer and customer.flagged)
+    await route_case(session, ctx, case, decide(ctx, case, flagged=flagged))
+    return case
+
+
+def case_items(items: Iterable[Item]) -> list[CaseItem]:
+    """The rows for a request's line items."""
+    return [
+        CaseItem(
+            sku=i.sku, name=i.name, qty=i.qty, unit_price_fen=i.unit_price_fen, category=i.category
+        )
+        for i in items
+    ]
+
+
+def decide(ctx: Ctx, case: Case, *, flagged: bool) -> Decision:
+    """The tier the case's current amount, kind, reason and items route to."""
+    return routing.route(
         RouteInput(
-            amount_fen=event.amount_fen,
-            channel=event.channel,
-            kind=event.kind,
-            reason_code=event.reason_code,
-            categories=frozenset(i.category for i in event.items if i.category),
-            customer_flagged=bool(customer and customer.flagged),
+            amount_fen=case.amount_fen,
+            channel=case.channel,
+            kind=case.kind,
+            reason_code=case.reason_code,
+            categories=frozenset(i.category for i in case.items if i.category),
+            customer_flagged=flagged,
         ),
         ctx.settings.routing,
     )
+
+
+async def route_case(session: AsyncSession, ctx: Ctx, case: Case, decision: Decision) -> None:
+    """A `requested` case -> its tier: auto-approved, or step 1's card sent.
+
+    `case.steps` must be empty: a new case, or one whose old chain handlers.revise
+    took out. The new steps are inserted in the flush that deletes such old rows,
+    and SQLAlchemy inserts before it deletes.
+    """
+    now = ctx.now()
     label = ctx.settings.routing.label(decision.tier)
     case.tier, case.sla_policy, case.attachments = (
         decision.tier,
         decision.sla,
         list(decision.attach),
     )
+    if not decision.auto_approve:
+        case.steps.extend(
+            ApprovalStep(seq=n, role=role, state="waiting")
+            for n, role in enumerate(decision.steps, start=1)
+        )
     await session.flush()
     if decision.auto_approve:
+        case.current_step = 0
         session.add(
             must(
                 fire(
@@ -119,11 +143,7 @@ async def create_case(
             )
         )
         await steps.after_approval(session, ctx, case)
-        return case
-    case.steps.extend(
-        ApprovalStep(seq=n, role=role, state="waiting")
-        for n, role in enumerate(decision.steps, start=1)
-    )
+        return
     session.add(
         must(
             fire(
@@ -143,7 +163,6 @@ async def create_case(
             case.id,
             decision.steps[0],
         )
-    return case
 
 
 async def _customer(session: AsyncSession, event: ReturnRequest) -> Customer | None:

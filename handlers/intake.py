@@ -1,7 +1,11 @@
 """A return request or status update from a channel -> one case, routed.
 
 The hot path: dedupe, store, route and enqueue in one short transaction. An
-event applies only when its channel version is newer than the stored one.
+event applies only when its channel version is newer than the stored one
+(handlers/versions.py); a newer one that changes the request is applied by
+handlers/revise.py. An event that conflicts with the case (versions of two
+kinds, a change after approval) is refused: the transaction rolls back, its
+inbox key included, and the result carries the reason for a 409.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
 
 from bot.events import ReturnRequest
 from handlers import notify
@@ -18,6 +23,8 @@ from handlers.context import Ctx
 from handlers.create import create_case
 from handlers.inbox import Duplicate, once
 from handlers.notify import REFUND_KIND
+from handlers.revise import Refused, revise
+from handlers.versions import Unordered, newer
 from handlers.workflow import OPEN, Actor, Refusal, Status, audit, fire, must
 from storage import outbox, timers
 from storage.models import ApprovalStep, Case
@@ -30,18 +37,20 @@ class IntakeResult:
     case_id: str | None
     duplicate: bool
     status: str = ""
-
-
-def newer(candidate: str, stored: str) -> bool:
-    """Channel versions: integers compare as numbers, anything else (timestamps) as text."""
-    if all(v.isascii() and v.isdigit() for v in (candidate, stored)):
-        return int(candidate) > int(stored)
-    return candidate > stored
+    refused: str = ""  # why the event was refused (409); nothing was stored
 
 
 async def on_return_request(event: ReturnRequest, ctx: Ctx) -> IntakeResult:
     """Apply one channel event once; a redelivery answers with the case it made."""
-    result = await once(ctx, event.key, event.channel, lambda s: _apply(s, ctx, event))
+    try:
+        result = await once(ctx, event.key, event.channel, lambda s: _apply(s, ctx, event))
+    except Refused as exc:
+        log.warning("channel event %s refused: %s", event.key, exc.message)
+        async with ctx.db.read() as session:
+            case = await _find(session, ctx, event, lock=False)
+        return IntakeResult(
+            case.id if case else None, False, case.status if case else "", exc.message
+        )
     if isinstance(result, Duplicate):
         async with ctx.db.read() as session:
             case = await _find(session, ctx, event, lock=False)
@@ -58,7 +67,9 @@ async def _find(
         Case.external_id == event.external_id,
     )
     if lock:
-        query = query.with_for_update(**ctx.db.for_update())
+        query = query.with_for_update(**ctx.db.for_update()).options(
+            selectinload(Case.items), selectinload(Case.steps)
+        )
     return (await session.scalars(query)).first()
 
 
@@ -76,7 +87,11 @@ async def _apply(session: AsyncSession, ctx: Ctx, event: ReturnRequest) -> Intak
         if event.status == "cancelled":
             await cancel(session, ctx, case, Actor("channel", event.channel), "买家取消售后申请")
         return IntakeResult(case.id, False, case.status)
-    if not newer(event.version, case.channel_version):
+    try:
+        is_newer = newer(event.version, case.channel_version)
+    except Unordered as exc:
+        raise Refused(f"售后单 {case.id}：{exc}") from None
+    if not is_newer:
         log.info(
             "case %s: channel version %s is not newer than %s; ignored",
             case.id,
@@ -86,13 +101,18 @@ async def _apply(session: AsyncSession, ctx: Ctx, event: ReturnRequest) -> Intak
         return IntakeResult(case.id, True, case.status)
     case.channel_version = event.version
     channel = Actor("channel", event.channel)
+    # Only a request or a shipment restates the request; a cancel or a refund report
+    # ends the case whatever it carries.
+    revised = event.status in ("requested", "buyer_shipped") and await revise(
+        session, ctx, case, event, channel
+    )
     if event.status == "buyer_shipped":
         await _buyer_shipped(session, ctx, case, event, channel)
     elif event.status == "cancelled":
         await cancel(session, ctx, case, channel, "买家取消售后申请")
     elif event.status == "refunded":
         await _refunded(session, ctx, case, channel)
-    else:
+    elif not revised:
         session.add(
             audit(
                 case.id,

@@ -71,6 +71,8 @@ def _t(sources: set[Status] | frozenset[Status], target: Status, *by: str) -> Tr
 S = Status
 TRANSITIONS: dict[str, Transition] = {
     "route": _t({S.REQUESTED}, S.PENDING_APPROVAL, SYSTEM),
+    # A newer channel version changed the tier: back to requested, routed afresh.
+    "reroute": _t({S.PENDING_APPROVAL}, S.REQUESTED, CHANNEL),
     "auto_approve": _t({S.REQUESTED}, S.APPROVED, SYSTEM),
     # An intermediate step of a multi-step approval keeps the case pending.
     "approve_step": _t({S.PENDING_APPROVAL}, S.PENDING_APPROVAL, APPROVER),

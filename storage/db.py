@@ -7,10 +7,21 @@ The lock serves its lanes in turn (storage/writelock.py), so the outbox and the
 clock get the writer promptly while intake floods it.
 PostgreSQL needs no such lock: row locks (FOR UPDATE / SKIP LOCKED) do the job
 across any number of replicas.
+
+Every wait is bounded, so a database that stops answering (a partition that holds
+packets, a lock held for ever) turns into an error in seconds, which the edge
+answers with 503 and the sender retries, instead of a request that hangs past every
+platform's deadline: `timeout` bounds connecting and waiting for a pooled
+connection; `statement_timeout` bounds each statement (PostgreSQL's
+`statement_timeout` on the server, asyncpg's `command_timeout` on the client for a
+server that went silent) and, on SQLite, the busy timeout and the wait for the
+writer lock. A statement timeout of 0 means none (e.g. for a long migration).
 """
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,7 +29,8 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine.url import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as SaTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -29,24 +41,47 @@ from sqlalchemy.orm import Mapped
 
 from storage.writelock import DEFAULT_LANE, WriteLock
 
+DEFAULT_TIMEOUT = 5.0
+DEFAULT_STATEMENT_TIMEOUT = 10.0
+
+
+class DatabaseBusy(TimeoutError):
+    """The database did not let us in within the bound (the SQLite writer lock)."""
+
 
 class Database:
     """One engine, one session factory and (for SQLite) the writer lock."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        echo: bool = False,
+        timeout: float = DEFAULT_TIMEOUT,
+        statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT,
+    ) -> None:
         self.url = url
+        self.timeout = timeout
+        self.statement_timeout = statement_timeout or None
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         kwargs: dict[str, Any] = {"echo": echo}
         if self.is_sqlite:
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"timeout": 30}
+                kwargs["pool_timeout"] = timeout  # in memory: one static connection
+            kwargs["connect_args"] = {"timeout": self.statement_timeout or 3600}
         else:
-            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True, pool_timeout=timeout)
+            kwargs["connect_args"] = _pg_timeouts(timeout, self.statement_timeout)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            busy_ms = int((self.statement_timeout or 0) * 1000)
+            event.listen(
+                self.engine.sync_engine,
+                "connect",
+                lambda conn, _record: _sqlite_pragmas(conn, busy_ms),
+            )
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.write_lock = WriteLock()
@@ -58,11 +93,26 @@ class Database:
         `lane` names the kind of writer queueing for SQLite's one writer (the outbox
         and the clock have their own, so intake cannot starve them)."""
         if self.is_sqlite:
-            async with self.write_lock.turn(lane), self.sessions() as session, session.begin():
+            async with self._writer(lane), self.sessions() as session, session.begin():
                 yield session
         else:
             async with self.sessions() as session, session.begin():
                 yield session
+
+    @asynccontextmanager
+    async def _writer(self, lane: str) -> AsyncIterator[None]:
+        """The in-process SQLite writer lock, waited for no longer than a statement may run."""
+        try:
+            async with asyncio.timeout(self.statement_timeout):
+                await self.write_lock.acquire(lane)
+        except TimeoutError:
+            raise DatabaseBusy(
+                f"waited {self.statement_timeout} s for the SQLite writer"
+            ) from None
+        try:
+            yield
+        finally:
+            self.write_lock.release()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -75,8 +125,9 @@ class Database:
         return {"skip_locked": skip_locked} if not self.is_sqlite else {}
 
     async def ping(self) -> bool:
+        """Whether the database answers `SELECT 1` within `timeout` seconds."""
         try:
-            async with self.engine.connect() as conn:
+            async with asyncio.timeout(self.timeout), self.engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
         except Exception:  # noqa: BLE001 - any failure means "unreachable" to /healthz
             return False
@@ -101,11 +152,40 @@ def is_retryable(exc: BaseException) -> bool:
     )
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+# SQLSTATE classes that mean "the database is not answering", not "the query is wrong":
+# 08 connection exception, 53 insufficient resources, 57 operator intervention (57014
+# is statement_timeout cancelling us), 58 system error.
+_UNAVAILABLE_CLASSES = ("08", "53", "57", "58")
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database is unreachable, overloaded or too slow (a retry
+    later may succeed), as opposed to a bug or a constraint: the edge answers 503."""
+    if isinstance(exc, TimeoutError | ConnectionError | socket.gaierror | SaTimeoutError):
+        return True  # connect / statement / pool-checkout / writer-lock bounds, refused, DNS
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated or isinstance(exc, OperationalError):
+        return True  # SQLite: database is locked, unable to open, disk I/O error
+    state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or ""
+    return str(state)[:2] in _UNAVAILABLE_CLASSES
+
+
+def _pg_timeouts(timeout: float, statement_timeout: float | None) -> dict[str, Any]:
+    """asyncpg connect arguments: connect bound, and the statement bound both server-side
+    (the server cancels a slow statement) and client-side (a server that went silent)."""
+    args: dict[str, Any] = {"timeout": timeout}
+    if statement_timeout:
+        args["command_timeout"] = statement_timeout + 1  # let the server's cancel win
+        args["server_settings"] = {"statement_timeout": str(int(statement_timeout * 1000))}
+    return args
+
+
+def _sqlite_pragmas(dbapi_conn: Any, busy_ms: int) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={busy_ms or 3_600_000}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 

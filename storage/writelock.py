@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 DEFAULT_LANE = "default"
 
@@ -37,16 +35,8 @@ class WriteLock:
     def locked(self) -> bool:
         return self._held
 
-    @asynccontextmanager
-    async def turn(self, lane: str = DEFAULT_LANE) -> AsyncIterator[None]:
-        """Hold the writer for the `async with` body."""
-        await self._acquire(lane)
-        try:
-            yield
-        finally:
-            self._release()
-
-    async def _acquire(self, lane: str) -> None:
+    async def acquire(self, lane: str = DEFAULT_LANE) -> None:
+        """Wait for `lane`'s turn; the caller must `release()` (try/finally)."""
         queue = self._lanes.setdefault(lane, deque())
         if not self._held:
             self._grant(lane)
@@ -57,7 +47,7 @@ class WriteLock:
             await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
-                self._release()  # handed the lock just as we were cancelled: pass it on
+                self.release()  # handed the lock just as we were cancelled: pass it on
             elif waiter in queue:
                 queue.remove(waiter)
             raise
@@ -67,7 +57,8 @@ class WriteLock:
         self._last = lane
         self.turns[lane] = self.turns.get(lane, 0) + 1
 
-    def _release(self) -> None:
+    def release(self) -> None:
+        """Hand the writer to the next lane with a waiter, in turn (or free it)."""
         names = list(self._lanes)
         start = names.index(self._last) + 1 if self._last in self._lanes else 0
         for name in names[start:] + names[:start]:

@@ -60,7 +60,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     app = bare_app() if args.mode == "bare" else sink_app()
-    web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None)
+    # reuse_port: several bare processes share the port, like `serve --workers N`.
+    web.run_app(
+        app, host="127.0.0.1", port=args.port, access_log=None, print=None, reuse_port=True
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ import asyncio
 import json
 import logging
 import os
+import pstats
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -27,12 +29,20 @@ QUICK = {"seconds": 1.0, "rounds": 1, "sizes": (200, 2_000),
 
 def options(args: argparse.Namespace) -> Options:
     preset: dict[str, Any] = dict(QUICK if args.quick else FULL)
+    profile = Path(args.profile).resolve() if args.profile else None
+    if profile:
+        profile.parent.mkdir(parents=True, exist_ok=True)
     if args.seconds:
         preset["seconds"] = args.seconds
     if args.rounds:
         preset["rounds"] = args.rounds
     return Options(
-        client=pick_client(args.client), db=args.db, connections=args.connections, **preset
+        client=pick_client(args.client),
+        db=args.db,
+        connections=args.connections,
+        workers=args.workers,
+        profile=profile,
+        **preset,
     )
 
 
@@ -50,14 +60,17 @@ async def bench(opts: Options) -> dict[str, Any]:
             await upgrade(db)
             await seed_cases(db, 0, opts.sizes[0])
             sink = await procs.start_helper("sink", tmp)
-            bare = await procs.start_helper("bare", tmp)
+            bare = await procs.start_helper("bare", tmp, copies=opts.workers)
             port = procs.free_port()
             config = procs.write_config(tmp, port=port, db_url=url, sink=sink.base)
 
             async def restart() -> procs.Child:
-                return await procs.start_server(config, port, tmp)
+                return await procs.start_server(config, port, tmp, workers=opts.workers)
 
-            server = await restart()
+            # Only the first server (the A/B rounds) runs under the profiler.
+            server = await procs.start_server(
+                config, port, tmp, workers=opts.workers, profile=opts.profile
+            )
             try:
                 run = Run(opts, opts.client, db, progress)
                 loaded = await scenarios.intake_under_load(run, bare, server)
@@ -73,7 +86,7 @@ async def bench(opts: Options) -> dict[str, Any]:
         "engine": "postgresql" if opts.db else "sqlite",
         "client": opts.client,
         "connections": opts.connections,
-        "workers": 1,
+        "workers": opts.workers,
         "cpus": os.cpu_count(),
         "seconds_per_round": opts.seconds,
         "ab": run.summary(),
@@ -87,8 +100,16 @@ async def bench(opts: Options) -> dict[str, Any]:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one migration per temp database
-    result = asyncio.run(bench(options(args)))
+    opts = options(args)
+    result = asyncio.run(bench(opts))
     print(json.dumps(result, ensure_ascii=False, indent=2) if args.json else table(result))
+    if opts.profile:
+        summary = opts.profile.with_suffix(".txt")
+        with summary.open("w") as out:
+            stats = pstats.Stats(str(opts.profile), stream=out)
+            stats.sort_stats("tottime").print_stats(40)
+            stats.sort_stats("cumulative").print_stats(40)
+        print(f"profile: {opts.profile} ({summary})", file=sys.stderr)
     return 0
 
 
@@ -105,4 +126,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--connections", type=int, default=64, help="并发连接数（默认 64）")
     p.add_argument("--seconds", type=float, help="每轮时长（秒）/ seconds per round")
     p.add_argument("--rounds", type=int, help="每个场景的 A/B 轮数 / A/B rounds per scenario")
+    p.add_argument(
+        "--workers", type=int, default=1,
+        help="服务进程数，裸端点同样开这么多 / server workers (the ceiling gets as many)",
+    )  # fmt: skip
+    p.add_argument(
+        "--profile", metavar="FILE",
+        help="用 cProfile 记录服务端（会变慢，数字不可比）/ profile the server into FILE",
+    )  # fmt: skip
     p.set_defaults(func=cmd_bench)

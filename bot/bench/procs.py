@@ -92,46 +92,69 @@ evidence = "{directory / "evidence"}"
 
 @dataclass
 class Child:
-    """A started child process and the base URL it serves."""
+    """Started child processes (one, or several sharing a port) and the URL they serve."""
 
     name: str
-    proc: subprocess.Popen[bytes]
+    procs: list[subprocess.Popen[bytes]]
     base: str
     log: IO[bytes]
 
     def rss_mib(self) -> float:
-        """Resident memory now, from /proc (Linux); 0 where there is no /proc."""
-        try:
-            status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        except OSError:
-            return 0.0
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+        """Resident memory of the processes and all their descendants, from /proc (Linux)."""
+        return sum(_rss_kib(pid) for p in self.procs for pid in _tree(p.pid)) / 1024
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
             try:
-                self.proc.wait(timeout=20)
+                proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                proc.kill()
+                proc.wait()
         self.log.close()
 
 
-async def start(name: str, argv: list[str], base: str, ready: str, logs: Path) -> Child:
-    """Start `argv`, wait (bounded) until GET `base + ready` answers 200."""
+def _tree(pid: int) -> list[int]:
+    """`pid` and its descendants (a pre-forked server's workers), via /proc children."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            with suppress(OSError):
+                todo += [int(c) for c in task.read_text().split()]
+    return found
+
+
+def _rss_kib(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def start(
+    name: str, argv: list[str], base: str, ready: str, logs: Path, *, copies: int = 1
+) -> Child:
+    """Start `copies` of `argv`, wait (bounded) until GET `base + ready` answers 200."""
     log = (logs / f"{name}.log").open("wb")
     env = dict(os.environ, RETURNHUB_LOG_LEVEL=os.environ.get("RETURNHUB_LOG_LEVEL", "WARNING"))
     # Popen returns at once (it does not wait for the child): fine on the loop.
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)  # noqa: S603, ASYNC220
-    child = Child(name, proc, base, log)
+    procs = [
+        subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)  # noqa: S603, ASYNC220
+        for _ in range(copies)
+    ]
+    child = Child(name, procs, base, log)
     deadline = time.monotonic() + 60
     async with aiohttp.ClientSession() as http:
         while time.monotonic() < deadline:
-            if proc.poll() is not None:
+            if any(p.poll() is not None for p in procs):
                 break
             with suppress(aiohttp.ClientError, OSError):
                 async with http.get(base + ready) as resp:
@@ -147,14 +170,20 @@ def python(*args: str) -> list[str]:
     return [sys.executable, *args]
 
 
-async def start_server(config: Path, port: int, logs: Path) -> Child:
-    argv = python(
-        "-c", "import sys, bot.cli; sys.exit(bot.cli.main())", "serve", "--config", str(config)
-    )
+async def start_server(
+    config: Path, port: int, logs: Path, *, workers: int = 1, profile: Path | None = None
+) -> Child:
+    """`returnhub serve`; with `profile`, under cProfile (written when it exits cleanly)."""
+    run = ("-m", "cProfile", "-o", str(profile)) if profile else ()
+    argv = python(*run, "-m", "bot.cli", "serve", "--config", str(config))
+    if workers > 1:
+        argv += ["--workers", str(workers)]
     return await start("server", argv, f"http://127.0.0.1:{port}", "/healthz", logs)
 
 
-async def start_helper(mode: str, logs: Path) -> Child:
+async def start_helper(mode: str, logs: Path, *, copies: int = 1) -> Child:
+    """The sink, or the bare ceiling (`copies` processes sharing the port, SO_REUSEPORT)."""
     port = free_port()
     argv = python("-m", "bot.bench.ceiling", "--mode", mode, "--port", str(port))
-    return await start(mode, argv, f"http://127.0.0.1:{port}", "/", logs)
+    base = f"http://127.0.0.1:{port}"
+    return await start(mode, argv, base, "/", logs, copies=copies)

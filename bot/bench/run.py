@@ -32,6 +32,8 @@ class Options:
     client: str
     db: str | None
     connections: int
+    workers: int
+    profile: Path | None
     seconds: float
     rounds: int
     sizes: tuple[int, ...]

@@ -7,7 +7,8 @@ inside the replay window (both directions; the clock is injected) and the
 HMAC-SHA256 signature over `timestamp + "." + raw body` must match
 (`hmac.compare_digest`). Only then is the JSON validated (generic_body.py) and
 handed to the intake handler, which dedupes, stores and routes in one short
-transaction; the answer (202) goes after that commit. Every refusal is a 4xx/503
+transaction; the answer (202) goes after that commit, or 409 when the event
+conflicts with the case (intake rolled it back). Every refusal is a 4xx/503
 with a JSON `{"error": ...}`, logged with its reason, and stores nothing.
 
 Outbound (`GenericClient`): case events and refund commands are POSTed to
@@ -44,7 +45,8 @@ SIGNATURE_HEADER = "X-Returnhub-Signature"
 RETRYABLE_STATUS = frozenset({408, 425, 429})
 
 # The intake handler (handlers.intake.on_return_request), passed in by bot/app.py:
-# adapters never import handlers. Its result is used duck-typed (.case_id, .duplicate).
+# adapters never import handlers. Its result is used duck-typed (.case_id, .duplicate,
+# .refused: why the event conflicts with the case, answered 409 with nothing stored).
 OnRequest = Callable[[ReturnRequest, Any], Awaitable[Any]]
 INTAKE: web.AppKey[OnRequest] = web.AppKey("generic_intake")
 
@@ -114,6 +116,9 @@ async def receive(request: web.Request) -> web.Response:
     except Exception:
         log.exception("generic webhook %s: intake failed", event.key)
         return _answer(503, {"error": "could not store the request; retry later"})
+    if result.refused:
+        log.warning("generic webhook %s refused (409): %s", event.key, result.refused)
+        return _answer(409, {"error": result.refused, "case_id": result.case_id})
     log.info(
         "generic webhook %s (%s %s) -> case %s%s",
         event.key,

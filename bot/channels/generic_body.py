@@ -17,8 +17,9 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-from bot.events import Item, ReturnRequest
-from bot.money import parse_yuan
+from bot import keys
+from bot.events import Item, ReturnRequest, time_version
+from bot.money import parse_yuan, yuan
 from bot.web.body import unsafe_text
 
 CHANNEL = "generic"
@@ -35,6 +36,7 @@ FIELDS = frozenset(
 BUYER_FIELDS = frozenset({"ref", "nick"})
 ITEM_FIELDS = frozenset({"sku", "name", "qty", "unit_price"})
 MAX_ITEMS, MAX_QTY, MAX_EVIDENCE, MAX_URL = 200, 100_000, 50, 2048
+MAX_VERSION_DIGITS = 32  # cases.channel_version holds 32 characters
 _DECIMAL = re.compile(r"(0|[1-9][0-9]*)(\.[0-9]{1,2})?")
 
 
@@ -215,18 +217,43 @@ def _occurred_at(value: object, now: datetime) -> datetime:
 
 
 def _version(value: object, occurred: datetime) -> str:
-    """The channel version; without one, the event time orders updates (as text)."""
+    """The channel version: a non-negative integer, compared as a number by intake.
+
+    Without one, the event time orders updates: stored as `time_version` so that
+    intake parses it back and compares datetimes (never text, where "999-…" sorts
+    after "2026-…"). Anything else is refused, so no two versions of different
+    kinds are ever compared (docs/generic-channel.md "版本顺序").
+    """
     if value is None:
-        return occurred.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return time_version(occurred)
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         value = str(value)
     if not isinstance(value, str):
-        _fail(f"version must be a string or a non-negative integer, got {_type(value)}")
-    # ASCII only: intake compares all-digit versions as integers, and "²".isdigit()
-    # is true while int("²") raises, so every later update would fail.
-    if not value.strip() or len(value) > 32 or unsafe_text(value) or not value.isascii():
-        _fail("version must be 1 to 32 printable ASCII characters")
+        _fail(f"version must be a non-negative integer or a string of digits, got {_type(value)}")
+    # ASCII only: "²".isdigit() is true while int("²") raises.
+    if not (value.isascii() and value.isdigit() and len(value) <= MAX_VERSION_DIGITS):
+        _fail(
+            f"version must be a non-negative integer of 1 to {MAX_VERSION_DIGITS} digits, "
+            f"got {value[:40]!r}; leave it out to order updates by occurred_at"
+        )
     return value
+
+
+def _amount(value: object, kind: str, items: tuple[Item, ...]) -> int:
+    """The requested amount: at most the items' total (less is a partial refund).
+
+    A refund (refund_only, return_refund) must ask for money; an exchange may be 0.
+    """
+    amount = _yuan(value, "amount", allow_zero=True)
+    if amount == 0 and kind != "exchange":
+        _fail(f"amount must be greater than 0 for kind {kind}; only an exchange may carry 0")
+    total = sum(item.qty * item.unit_price_fen for item in items)
+    if amount > total:
+        _fail(
+            f"amount {yuan(amount)} exceeds the items' total {yuan(total)} "
+            "(sum of items[].qty × items[].unit_price)"
+        )
+    return amount
 
 
 def parse(raw: bytes, *, default_shop: str, now: datetime) -> ReturnRequest:
@@ -248,15 +275,16 @@ def parse(raw: bytes, *, default_shop: str, now: datetime) -> ReturnRequest:
     if status == "buyer_shipped" and waybill is None:
         _fail("return_waybill is required when status is buyer_shipped")
     occurred = _occurred_at(data.get("occurred_at"), now)
+    items = _items(data.get("items"))
     return ReturnRequest(
-        key=f"{CHANNEL}:{shop}:{event_id}",
+        key=keys.key(CHANNEL, shop, event_id),
         channel=CHANNEL,
         shop=shop,
         external_id=_required(data, "external_id", 64),
         order_id=_required(data, "order_id", 64),
         kind=kind,
         status=status,
-        amount_fen=_yuan(data.get("amount"), "amount", allow_zero=kind == "exchange"),
+        amount_fen=_amount(data.get("amount"), kind, items),
         version=_version(data.get("version"), occurred),
         occurred_at=occurred,
         currency=currency,
@@ -264,7 +292,7 @@ def parse(raw: bytes, *, default_shop: str, now: datetime) -> ReturnRequest:
         reason_text=_text(data, "reason_text", 2000, multiline=True) or "",
         buyer_ref=_text(buyer, "ref", 64, field="buyer.ref") or "",
         buyer_nick=_text(buyer, "nick", 64, field="buyer.nick") or "",
-        items=_items(data.get("items")),
+        items=items,
         return_waybill=waybill,
         carrier=_text(data, "carrier", 32) or None,
         evidence=_evidence(data.get("evidence")),

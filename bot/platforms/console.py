@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot import keys
 from bot.cards import Card, CardRenderer
 from bot.events import CardAction, ChatMessage, Sender
 from bot.outbox import RetryableError
@@ -191,14 +192,14 @@ def parse_chat(data: object) -> ChatMessage:
     """`{user, text, uuid}` -> ChatMessage keyed `console:msg:<uuid>`."""
     body, user, uuid = _common(data)
     text = _field(body, "text", required=True, limit=TEXT_MAX, lines=True)
-    return ChatMessage(key=f"{NAME}:msg:{uuid}", sender=Sender(NAME, user), text=text)
+    return ChatMessage(key=keys.key(NAME, "msg", uuid), sender=Sender(NAME, user), text=text)
 
 
 def parse_click(data: object) -> CardAction:
     """`{user, token, reason?, target?, uuid}` -> CardAction keyed `console:click:<uuid>`."""
     body, user, uuid = _common(data)
     return CardAction(
-        key=f"{NAME}:click:{uuid}",
+        key=keys.key(NAME, "click", uuid),
         sender=Sender(NAME, user),
         token=_field(body, "token", required=True, limit=TOKEN_MAX),
         reason=_field(body, "reason", required=False, limit=REASON_MAX, lines=True),

@@ -187,8 +187,9 @@ class WecomClient:
             return SentMessage("", "", duplicate=True)
         if msgtype == "template_card":
             self.gate.recovered(CALLBACK)
-        invalid = str(data.get("invaliduser") or "")
-        if touser in invalid.split("|"):
+        # WeCom matches userids case-insensitively and may echo them lowercased.
+        invalid = str(data.get("invaliduser") or "").lower()
+        if touser.lower() in invalid.split("|"):
             raise WecomApiError("message/send", 81013, f"invalid user {touser}")
         return SentMessage(str(data.get("msgid", "")), str(data.get("response_code", "")))
 

@@ -19,18 +19,17 @@ naming the field.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from typing import Any
 
+from bot import keys
 from bot.events import CardAction, ChatMessage, ImageMessage, Sender
 from bot.platforms.wecom_crypto import CallbackRejected, parse_xml
 
 log = logging.getLogger(__name__)
 
 NAME = "wecom"
-KEY_MAX = 255
 TEXT_MAX = 4000
 OPAQUE_MAX = 1024  # generous: a button key is at most 1024 bytes, a task_id 128
 # Userids are 1-64 bytes; a linked corp's member is "corpid/userid". 120 characters fit
@@ -64,13 +63,6 @@ def split_ref(ref: str) -> tuple[str, str]:
     """(task_id, response_code) of a platform_ref; either may be empty."""
     task_id, _, code = ref.partition(REF_SEPARATOR)
     return task_id, code
-
-
-def bounded_key(key: str) -> str:
-    if len(key) <= KEY_MAX:
-        return key
-    digest = hashlib.sha256(key.encode()).hexdigest()
-    return f"{key[: KEY_MAX - len(digest) - 1]}#{digest}"
 
 
 def _text(root: dict[str, Any], name: str, *, required: bool = True) -> str:
@@ -125,11 +117,11 @@ def parse(xml: str, *, agent_id: int = 0) -> Inbound | None:
     if msg_type == "text":
         msg_id = _match(_DIGITS, _text(root, "MsgId"), "MsgId")
         text = _text(root, "Content", required=False)[:TEXT_MAX]
-        return ChatMessage(key=f"{NAME}:msg:{msg_id}", sender=sender, text=text)
+        return ChatMessage(key=keys.key(NAME, "msg", msg_id), sender=sender, text=text)
     if msg_type == "image":
         msg_id = _match(_DIGITS, _text(root, "MsgId"), "MsgId")
         media_id = _opaque(_text(root, "MediaId"), "MediaId")
-        return ImageMessage(key=f"{NAME}:msg:{msg_id}", sender=sender, media_id=media_id)
+        return ImageMessage(key=keys.key(NAME, "msg", msg_id), sender=sender, media_id=media_id)
     if msg_type == "event" and _text(root, "Event", required=False).lower() == (
         "template_card_event"
     ):
@@ -151,9 +143,8 @@ def _card_event(root: dict[str, Any], sender: Sender) -> CardAction:
     reason_ids = selected.get(REASON_QUESTION, [])
     reason = "；".join(REJECT_REASONS[i] for i in reason_ids if i in REJECT_REASONS)
     targets = [t for t in selected.get(TARGET_QUESTION, []) if is_opaque(t, USERID_MAX)]
-    key = f"{NAME}:card:{sender.user_id}:{created}:{event_key}:{task_id}"
     return CardAction(
-        key=bounded_key(key),
+        key=keys.key(NAME, "card", sender.user_id, created, event_key, task_id),
         sender=sender,
         token=event_key,
         reason=reason,

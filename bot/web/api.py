@@ -31,7 +31,7 @@ from sqlalchemy.orm import selectinload
 
 from bot.appkeys import CTX
 from bot.web import case_json
-from bot.web.auth import require_login
+from bot.web.auth import require_api
 from handlers.workflow import Status
 from storage.models import AuditEvent, Case, Evidence
 
@@ -157,7 +157,7 @@ def build_query(f: Filters) -> Select[Case]:
 
 async def list_cases(request: web.Request) -> web.Response:
     """`?status=&channel=&since=&limit=&cursor=` -> `{"cases": [...], "next_cursor": ...}`."""
-    require_login(request)
+    require_api(request)
     ctx = request.app[CTX]
     keys = [cursor_key(secret) for secret in ctx.keyring.verifying(ctx.now())]
     try:
@@ -179,7 +179,7 @@ async def list_cases(request: web.Request) -> web.Response:
 
 async def get_case(request: web.Request) -> web.Response:
     """The case with items, steps, evidence and its audit trail; 404 if unknown."""
-    require_login(request)
+    require_api(request)
     ctx = request.app[CTX]
     case_id = request.match_info["id"]
     async with ctx.db.read() as session:

@@ -1,17 +1,20 @@
-"""Who may open the console and the dashboard (DESIGN.md §7).
+"""Who may use the read API and the console, and as whom (DESIGN.md §7).
 
-A request passes with `Authorization: Bearer <api token>`, or with the login
-cookie (browsers cannot send headers on a plain page load). The cookie is set by
-the console's login form (a POST, so the token stays out of addresses and access
-logs), or once by `?token=<api token>`, which then redirects to drop it. The
-cookie holds an HMAC derived from the token, not the token, and rotating the
-token logs everyone out. In demo mode, a request straight from
-loopback needs nothing: `returnhub demo` binds 127.0.0.1 and is for trying it out.
-Proxied requests (X-Forwarded-For, X-Real-IP, Via, … see PROXY_HEADERS) and
-foreign Host headers never count as loopback, so a reverse proxy or a DNS-rebinding
-page cannot borrow it. One case no server can tell apart: a proxy that adds none of
-those headers and rewrites Host to 127.0.0.1 (nginx's bare `proxy_pass`). Never
-put `returnhub demo` behind a proxy (docs/api.md says so).
+Two different things, never mixed:
+
+- The read API (`/api/*`) takes `Authorization: Bearer <api token>`. The token is an
+  integrator's, read-only: it opens no console and can never act as a member.
+- The console acts as exactly one member: the one whose signed session cookie the
+  browser holds, got by redeeming an admin-issued sign-in code (bot/web/session.py).
+  Every post and poll must name that member; naming anyone else is refused (403).
+
+Demo mode, on a direct connection from this machine, needs neither, and the console
+may act as any member (the member picker): `returnhub demo` binds 127.0.0.1 and is
+for trying it out. Proxied requests (X-Forwarded-For, X-Real-IP, Via, … see
+PROXY_HEADERS) and foreign Host headers never count as loopback, so a reverse proxy
+or a DNS-rebinding page cannot borrow it. One case no server can tell apart: a proxy
+that adds none of those headers and rewrites Host to 127.0.0.1 (nginx's bare
+`proxy_pass`). Never put `returnhub demo` behind a proxy (docs/api.md says so).
 
 State-changing console posts also pass `require_same_origin`, so another site's
 page cannot post to a demo on loopback (where no cookie is needed).
@@ -19,21 +22,21 @@ page cannot post to a demo on loopback (where no cookie is needed).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import ipaddress
 import json
 import logging
+from datetime import UTC, datetime
 
 from aiohttp import web
-from yarl import URL
 
 from bot.appkeys import CTX
+from bot.platforms.console import is_member
+from bot.web.session import SESSION_LIFETIME, session_member, session_value
 
 log = logging.getLogger(__name__)
 
-COOKIE = "returnhub_login"
-_COOKIE_LABEL = b"returnhub console/dashboard login v1"
+SESSION_COOKIE = "returnhub_member"
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 # Any of these means a proxy (nginx, Apache, Caddy, Traefik, a CDN, a tunnel) relayed
 # the request: its peer address is the proxy's, loopback or not.
@@ -51,10 +54,6 @@ def _unauthorized(message: str) -> web.HTTPUnauthorized:
         content_type="application/json",
         headers={"WWW-Authenticate": 'Bearer realm="returnhub"'},
     )
-
-
-def cookie_value(token: str) -> str:
-    return hmac.new(token.encode(), _COOKIE_LABEL, hashlib.sha256).hexdigest()
 
 
 def _same(given: str, expected: str) -> bool:
@@ -75,60 +74,75 @@ def is_local_demo(request: web.Request) -> bool:
         return False
 
 
-def require_login(request: web.Request) -> None:
-    """Return if the request may see the console/dashboard; raise 401 (JSON) otherwise.
+def _bearer(request: web.Request) -> str:
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return given.strip() if scheme.lower() == "bearer" else ""
 
-    A valid `?token=` on a GET answers 302 to the same URL without it, setting the
-    HttpOnly cookie, so the token does not stay in the address bar or history.
-    """
-    if is_local_demo(request):
-        return
+
+def has_api_token(request: web.Request) -> bool:
+    """The request carries the configured API token (constant time; never without one)."""
     token = request.app[CTX].settings.api.token
-    if not token:
+    return bool(token) and _same(_bearer(request), token)
+
+
+def require_api(request: web.Request) -> None:
+    """Return if the request may read `/api/*`; raise 401 (JSON) otherwise."""
+    if is_local_demo(request) or has_api_token(request):
+        return
+    if not request.app[CTX].settings.api.token:
         raise _unauthorized("no API token is configured ([api] token); 未配置 API 令牌")
-    header = request.headers.get("Authorization", "")
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() == "bearer" and _same(given.strip(), token):
-        return
-    if _same(request.cookies.get(COOKIE, ""), cookie_value(token)):
-        return
-    query_token = request.query.get("token", "")
-    if _same(query_token, token):
-        if request.method != "GET":
-            return
-        raise _login_redirect(request, token)
-    log.info("login required: %s %s from %s", request.method, request.path, request.remote)
+    log.info("API token required: %s %s from %s", request.method, request.path, request.remote)
+    raise _unauthorized("Authorization: Bearer <api token> required; 需要 API 令牌")
+
+
+def _now(request: web.Request) -> datetime:
+    return request.app[CTX].now().replace(tzinfo=UTC)
+
+
+async def console_member(request: web.Request) -> str | None:
+    """The member the console acts as: None in demo mode on loopback (any member, the
+    page picks), else the signed-in member. Raises 401 without a valid session, and
+    403 for the API token, which is read-only."""
+    if is_local_demo(request):
+        return None
+    ctx = request.app[CTX]
+    value = request.cookies.get(SESSION_COOKIE, "")
+    member = session_member(ctx.keyring, value, _now(request))
+    if member is not None and await is_member(ctx.db, member):
+        return member
+    if has_api_token(request):
+        log.warning("console refused the API token from %s: it is read-only", request.remote)
+        raise _forbidden("the API token is read-only and cannot act in the console; API 令牌只读")
+    log.info("console login required: %s %s from %s", request.method, request.path, request.remote)
     raise _unauthorized(
-        "login required: Authorization: Bearer <api token>, or open the page with "
-        "?token=<api token>; 需要登录令牌"
+        "sign in first: ask an admin for a sign-in link (returnhub console-login NAME); "
+        "请先登录：向管理员索取登录链接"
     )
 
 
-def _login_redirect(request: web.Request, token: str) -> web.HTTPFound:
-    url = URL(request.path_qs)
-    clean = url.with_query({k: v for k, v in url.query.items() if k != "token"})
-    redirect = web.HTTPFound(location=str(clean))
-    set_login_cookie(redirect, request, token)
-    return redirect
+def acting_as(me: str | None, user: str) -> None:
+    """Raise 403 unless a signed-in member (`me`) names themselves; demo (None) passes."""
+    if me is not None and user != me:
+        log.warning("console: %s tried to act as %s", me, user[:64])
+        raise _forbidden(f"signed in as {me}; you can act only as yourself; 只能以本人身份操作")
 
 
-def is_api_token(request: web.Request, given: str) -> bool:
-    """`given` is the configured API token (constant time; never true when none is set)."""
-    token = request.app[CTX].settings.api.token
-    return bool(token) and _same(given, token)
-
-
-def set_login_cookie(response: web.StreamResponse, request: web.Request, token: str) -> None:
-    """The HttpOnly, SameSite=Strict login cookie: an HMAC of the token, not the token."""
+def set_session_cookie(response: web.StreamResponse, request: web.Request, member: str) -> None:
+    """The HttpOnly, SameSite=Strict session cookie naming `member`, signed and expiring."""
+    ctx = request.app[CTX]
     response.set_cookie(
-        COOKIE,
-        cookie_value(token),
+        SESSION_COOKIE,
+        session_value(ctx.keyring, member, _now(request)),
         httponly=True,
         samesite="Strict",
         secure=request.secure,
         path="/",
-        max_age=30 * 24 * 3600,
+        max_age=int(SESSION_LIFETIME.total_seconds()),
     )
+
+
+def clear_session_cookie(response: web.StreamResponse) -> None:
+    response.del_cookie(SESSION_COOKIE, path="/")
 
 
 def require_same_origin(request: web.Request) -> None:
@@ -143,7 +157,10 @@ def require_same_origin(request: web.Request) -> None:
     if site is not None:
         if site.lower() in _SAME_SITE:
             return
-        raise _forbidden(f"cross-site request refused (Sec-Fetch-Site: {site[:20]})")
+        log.warning("cross-site request refused (Sec-Fetch-Site: %s)", site[:20])
+        raise _forbidden(
+            f"cross-site request refused (Sec-Fetch-Site: {site[:20]}); 跨站请求已拒绝"
+        )
     origin = request.headers.get("Origin")
     if origin is None:
         return
@@ -151,12 +168,12 @@ def require_same_origin(request: web.Request) -> None:
     hosts = {request.host, request.headers.get("X-Forwarded-Host", "")}
     if authority and authority.lower() in {h.lower() for h in hosts if h}:
         return
-    raise _forbidden("cross-origin request refused")
+    log.warning("cross-origin request refused (Origin: %s)", origin[:60])
+    raise _forbidden("cross-origin request refused; 跨站请求已拒绝")
 
 
 def _forbidden(message: str) -> web.HTTPForbidden:
-    log.warning("%s", message)
     return web.HTTPForbidden(
-        text=json.dumps({"error": f"{message}; 跨站请求已拒绝"}, ensure_ascii=False),
+        text=json.dumps({"error": message}, ensure_ascii=False),
         content_type="application/json",
     )

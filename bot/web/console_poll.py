@@ -24,7 +24,7 @@ from sqlalchemy import select
 
 from bot.appkeys import CTX
 from bot.platforms.console import is_member
-from bot.web.auth import require_login
+from bot.web.auth import acting_as, console_member
 from handlers.context import Ctx
 from storage.models import ConsoleMessage
 
@@ -83,10 +83,13 @@ def _since(raw: str) -> datetime | None:
 
 
 async def messages(request: web.Request) -> web.Response:
-    """`?user=&after=&since=` -> new rows, late or changed rows, and the next cursor."""
-    require_login(request)
+    """`?user=&after=&since=` -> new rows, late or changed rows, and the next cursor.
+
+    A signed-in member reads only their own chat (403 for anyone else's)."""
+    me = await console_member(request)
     ctx = request.app[CTX]
     user = request.query.get("user", "")
+    acting_as(me, user)
     try:
         after = _after(request.query.get("after", ""))
         since = _since(request.query.get("since", ""))

@@ -26,11 +26,12 @@ from bot.platforms.console import (
     parse_chat,
     parse_click,
 )
-from bot.web.auth import require_login, require_same_origin
+from bot.web.auth import acting_as, console_member, require_same_origin
 from bot.web.body import BodyTooLarge, read_body
 from bot.web.console_poll import dumps, error
 from handlers.actions import on_card_action
 from handlers.commands import on_chat_message
+from storage.db import is_unavailable
 
 log = logging.getLogger(__name__)
 E = TypeVar("E", ChatMessage, CardAction)
@@ -57,11 +58,15 @@ async def read_json(request: web.Request) -> Any:
         raise ConsoleInputError("请求体不是合法的 JSON") from None
 
 
-async def _parse(request: web.Request, parse: Callable[[object], E]) -> tuple[Any, E]:
-    """Body and event, or ConsoleInputError (also for a name that is no member)."""
+async def _parse(
+    request: web.Request, parse: Callable[[object], E], me: str | None
+) -> tuple[Any, E]:
+    """Body and event, or ConsoleInputError (also for a name that is no member); 403 if a
+    signed-in member names someone else."""
     data = await read_json(request)
     event = parse(data)
     user = event.sender.user_id
+    acting_as(me, user)
     if not await is_member(request.app[CTX].db, user):
         raise ConsoleInputError(f"未知成员：{user}")
     return data, event
@@ -76,7 +81,9 @@ async def _deliver(
     shown = await platform.record_inbound(user, note)
     try:
         await run()
-    except Exception:
+    except Exception as exc:
+        if is_unavailable(exc):
+            raise  # the edge answers 503: retry later
         log.exception("console post %s from %s failed", note["uuid"], user)
         return error(500, "处理失败，请稍后重试")
     return web.json_response({"ok": True, "id": shown})
@@ -88,11 +95,11 @@ async def _post(
     note: Callable[[dict[str, Any], E], dict[str, Any]],
     handler: Callable[[E, Any], Awaitable[Any]],
 ) -> web.Response:
-    """Origin, login, body -> event; then the person's note in the timeline and the handler."""
+    """Origin, member, body -> event; then the person's note in the timeline and the handler."""
     require_same_origin(request)
-    require_login(request)
+    me = await console_member(request)
     try:
-        data, event = await _parse(request, parse)
+        data, event = await _parse(request, parse, me)
     except ConsoleInputError as exc:
         log.info("console %s rejected: %s", request.path, exc)
         return error(400, str(exc))

@@ -8,6 +8,8 @@
 
 (() => {
   const POLL_MS = Number(document.body.dataset.pollMs) || 1000;
+  // Signed in as one member, the page acts only as them; empty in demo mode (any member).
+  const ME = document.body.dataset.me || "";
   const MEMBERS_MS = 5000;
   const ROLE_CHIPS = {
     cs_agent: ["/查单 RC-", "/记录 RC- "],
@@ -74,7 +76,7 @@
     clearInterval(state.membersTimer);
     setConn(false);
     $("conn-text").textContent = "未登录";
-    const box = el("div", "placeholder", "登录已失效（令牌可能已更换）。");
+    const box = el("div", "placeholder", "登录已失效，请向管理员索取新的登录链接。");
     const again = el("a", null, "重新登录");
     again.href = "/console";
     box.append(again);
@@ -111,6 +113,7 @@
     const box = $("members");
     box.replaceChildren();
     for (const m of state.members) {
+      if (ME && m.name !== ME) continue; // the others are only transfer targets
       const item = el("button", "member");
       item.type = "button";
       item.dataset.name = m.name;
@@ -144,7 +147,7 @@
 
   function selectMember(name) {
     const m = memberByName(name);
-    if (!m) return;
+    if (!m || (ME && name !== ME)) return;
     state.user = name;
     state.generation += 1;
     state.lastId = 0;
@@ -498,10 +501,17 @@
     loadMembers().then(() => {
       const wanted = decodeURIComponent(location.hash.slice(1)) || localStorage.getItem("returnhub.user");
       const first = state.members[0] && state.members[0].name;
-      const pick = memberByName(wanted) ? wanted : first;
+      const pick = ME || (memberByName(wanted) ? wanted : first);
       if (pick) selectMember(pick);
     });
     state.membersTimer = setInterval(loadMembers, MEMBERS_MS);
+    const logout = $("logout");
+    if (logout) {
+      logout.addEventListener("click", async () => {
+        try { await api("/console/logout", {}); } catch (_) { /* signed out either way */ }
+        location.href = "/console";
+      });
+    }
   }
 
   start();

@@ -8,9 +8,11 @@ the clock ticks the outbox, so a click travels page -> event -> handler -> outbo
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import socket
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,7 @@ from bot.app import create_app
 from bot.appkeys import CTX, WORKER
 from bot.demo import demo_settings, seed
 from bot.events import Item, ReturnRequest
+from bot.web.console_login import signin_link
 from handlers.intake import on_return_request
 from tests.support import add_console_row
 
@@ -255,3 +258,45 @@ async def test_switching_member_during_a_poll_still_loads_the_new_chat(
     await page.locator(".member", has_text="王组长").click()
     release.set()
     await expect(page.locator(".card", has_text="132.00").first).to_be_visible()
+
+
+async def test_a_member_signs_in_with_a_link_and_acts_only_as_themselves(
+    tmp_path: Path,
+) -> None:
+    """Outside demo mode: the admin's sign-in link, the login page, then a console locked
+    to that member (no picker), who can still pick transfer targets and sign out."""
+    port = free_port()
+    base = demo_settings(port, tmp_path / "var")
+    settings = dataclasses.replace(base, server=dataclasses.replace(base.server, demo=False))
+    app = create_app(settings)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        await seed(app[CTX])
+        await app[WORKER].drain()
+        link = signin_link(
+            settings, app[CTX].keyring, "王组长", timedelta(hours=1), datetime.now(UTC)
+        )
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                page = await browser.new_page()
+                await page.goto(f"http://127.0.0.1:{port}/console")
+                await expect(page.locator("#code")).to_be_visible()  # not signed in
+                await page.goto(link)
+                await expect(page.locator(".login-who")).to_contain_text("王组长")
+                await page.locator(".login-button").click()
+                await expect(page.locator("#chat-title")).to_have_text("王组长")
+                await expect(page.locator(".member")).to_have_count(1)
+                card = page.locator(".card:not(.closed)", has_text="38.00").first
+                await card.locator(".btn", has_text="转交").click()
+                await expect(
+                    card.locator("select.prompt-input option", has_text="刘组长")
+                ).to_have_count(1)
+                await page.locator("#logout").click()
+                await expect(page.locator("#code")).to_be_visible()
+            finally:
+                await browser.close()
+    finally:
+        await runner.cleanup()

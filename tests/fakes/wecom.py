@@ -291,7 +291,9 @@ class FakeWecom:
         if not isinstance(touser, str) or not touser:
             raise Refusal(40031, "invalid touser")
         users = touser.split("|")
-        invalid = [u for u in users if self.users is not None and u not in self.users]
+        # WeCom matches userids case-insensitively and echoes the invalid ones lowercased.
+        known = {u.lower() for u in self.users} if self.users is not None else None
+        invalid = [u for u in users if known is not None and u.lower() not in known]
         if len(invalid) == len(users):
             raise Refusal(81013, "user & party & tag all invalid")
         msgtype = body.get("msgtype")
@@ -310,7 +312,10 @@ class FakeWecom:
         self.dropped.extend({**body, "touser": u} for u in valid if u not in delivered)
         if delivered:
             self.messages.append({**body, "touser": "|".join(delivered)})
-        answer: dict[str, Any] = {"msgid": secrets.token_hex(8), "invaliduser": "|".join(invalid)}
+        answer: dict[str, Any] = {
+            "msgid": secrets.token_hex(8),
+            "invaliduser": "|".join(u.lower() for u in invalid),
+        }
         if msgtype == "template_card" and content["card_type"] in INTERACTIVE:
             # Dropped or not, the task_id is taken and a code issued (UNCONFIRMED for drops).
             self.task_ids.add(content["task_id"])

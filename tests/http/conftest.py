@@ -11,7 +11,8 @@ import pytest
 from bot.app import create_app
 from storage.db import Database
 from tests.fakes.oms import FakeOms, running_oms
-from tests.fakes.wecom_callbacks import CallbackSigner
+from tests.fakes.wecom import FakeWecom
+from tests.fakes.wecom_callbacks import CallbackSigner, wecom_app
 from tests.support import Client, FakeClock, MakeClient, make_settings
 
 
@@ -39,3 +40,15 @@ async def client(
     """The app on the `db` engine, its generic channel calling back to the fake OMS."""
     settings = make_settings(tmp_path, db.url, callback_url=oms.url)
     return await aiohttp_client(create_app(settings, clock=clock, background=False))
+
+
+@pytest.fixture
+async def wecom_client(
+    db: Database,
+    tmp_path: Path,
+    clock: FakeClock,
+    fake: FakeWecom,
+    aiohttp_client: MakeClient,
+) -> Client:
+    """The app wired to the module's `fake` WeCom (each WeCom test module defines `fake`)."""
+    return await aiohttp_client(wecom_app(db, tmp_path, clock, fake.url))

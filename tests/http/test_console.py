@@ -8,6 +8,7 @@ import json
 import random
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ from bot.app import create_app
 from bot.appkeys import CTX, WORKER
 from bot.demo import demo_settings, demo_stream_job, seed
 from bot.settings import Settings
-from bot.web.auth import COOKIE
+from bot.web.auth import SESSION_COOKIE
+from bot.web.session import issue_code
 from storage.db import Database
 from storage.models import Case, ConsoleMessage, InboxKey
 from tests.support import add_console_row
@@ -92,7 +94,7 @@ async def test_members_are_listed_with_zh_roles(client: Client) -> None:
     assert members["小周"]["role_labels"] == ["仓管"]
 
 
-async def test_private_server_requires_the_api_token(
+async def test_private_server_requires_a_member_sign_in(
     settings: Settings, aiohttp_client: MakeClient
 ) -> None:
     client = await aiohttp_client(create_app(private(settings), background=False))
@@ -104,13 +106,8 @@ async def test_private_server_requires_the_api_token(
     assert status == 401
     wrong = await client.get("/console", headers={"Authorization": "Bearer nope"})
     assert wrong.status == 401
-    bearer = await client.get("/console/api/members", headers={"Authorization": f"Bearer {TOKEN}"})
-    assert bearer.status == 200
-    login = await client.get(f"/console?token={TOKEN}", allow_redirects=False)
-    assert login.status == 302 and login.headers["Location"] == "/console"
-    cookie = login.cookies[COOKIE]
-    assert cookie["httponly"] and cookie.value != TOKEN
-    assert (await client.get("/console")).status == 200  # the jar now holds the cookie
+    assert (await client.get(f"/console?token={TOKEN}", allow_redirects=False)).status == 401
+    assert SESSION_COOKIE not in client.session.cookie_jar.filter_cookies(client.make_url("/"))
     assert await counts(client) == (0, 0)
 
 
@@ -358,30 +355,35 @@ async def test_the_demo_stream_covers_every_tier(client: Client) -> None:
     assert tiers == {"auto", "flagged_small", "cs_lead", "director", "director_finance"}
 
 
-async def test_a_browser_without_login_gets_a_login_form(
+async def test_a_browser_without_login_gets_the_sign_in_form(
     settings: Settings, aiohttp_client: MakeClient
 ) -> None:
-    """A person opening /console on a private server sees a page asking for the token
-    (posted, so it never lands in the address bar or an access log), not raw JSON."""
+    """A person opening /console on a private server sees a page asking for the sign-in
+    code an admin gave them (posted, so it never lands in an access log), not raw JSON."""
     client = await aiohttp_client(create_app(private(settings), background=False))
     html = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
     resp = await client.get("/console", headers=html)
     assert resp.status == 401 and resp.content_type == "text/html"
     page = await resp.text()
-    assert 'action="/console/login"' in page and 'name="token"' in page
+    assert 'action="/console/login"' in page and 'name="code"' in page
     assert "form-action 'self'" in resp.headers["Content-Security-Policy"]
 
-    wrong = await client.post("/console/login", data={"token": "nope"}, allow_redirects=False)
+    wrong = await client.post("/console/login", data={"code": "nope"}, allow_redirects=False)
     assert wrong.status == 401 and wrong.content_type == "text/html"
-    assert "令牌不正确" in await wrong.text() and COOKIE not in wrong.cookies
+    assert "登录码无效" in await wrong.text() and SESSION_COOKIE not in wrong.cookies
+    token = await client.post("/console/login", data={"code": TOKEN}, allow_redirects=False)
+    assert token.status == 401  # the API token is no sign-in code
 
+    code = issue_code(client.app[CTX].keyring, "小美", datetime.now(UTC))
     evil = await client.post(
-        "/console/login", data={"token": TOKEN}, headers={"Origin": "http://evil.example"}
+        "/console/login", data={"code": code}, headers={"Origin": "http://evil.example"}
     )
     assert evil.status == 403
 
-    ok = await client.post("/console/login", data={"token": TOKEN}, allow_redirects=False)
+    ok = await client.post("/console/login", data={"code": code}, allow_redirects=False)
     assert ok.status == 303 and ok.headers["Location"] == "/console"
-    assert ok.cookies[COOKIE]["httponly"] and ok.cookies[COOKIE].value != TOKEN
-    assert (await client.get("/console", headers=html)).status == 200
-    assert (await client.get("/console/api/members")).status == 200
+    cookie = ok.cookies[SESSION_COOKIE]
+    assert cookie["httponly"] and cookie["samesite"] == "Strict"
+    signed_in = await client.get("/console", headers=html)
+    assert signed_in.status == 200 and 'data-me="小美"' in await signed_in.text()
+    assert (await (await client.get("/console/api/members")).json())["me"] == "小美"

@@ -108,6 +108,23 @@ def bad_requests(now: int) -> list[tuple[str, bytes, dict[str, str], int, str]]:
         case("buyer not an object", return_body(buyer="buyer-8812"), 422, "buyer"),
         case("unknown field", return_body(reasoncode="x"), 422, "reasoncode"),
         case("version as a float", return_body(version=1.5), 422, "version"),
+        # One order for versions (issue 6 E): integers only, never compared as text
+        case("version with letters", return_body(version="10a"), 422, "version"),
+        case("version with a sign", return_body(version="-1"), 422, "version"),
+        case("version with spaces", return_body(version=" 1"), 422, "version"),
+        case(
+            "version as a timestamp", return_body(version="2026-11-21T10:00:00Z"), 422, "version"
+        ),
+        case("version too long", return_body(version="9" * 33), 422, "version"),
+        # The amount against the items (issue 6 D)
+        case("amount above the items", return_body(amount="29.91"), 422, "items' total"),
+        case("refund of 0", return_body(amount="0.00"), 422, "greater than 0"),
+        case(
+            "return_refund of 0",
+            return_body(kind="return_refund", amount="0"),
+            422,
+            "only an exchange",
+        ),
         # int("²") raises although "²".isdigit(): a later update could never be compared
         case("version with a non-ASCII digit", return_body(version="²"), 422, "version"),
         case(

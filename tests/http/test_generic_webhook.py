@@ -6,59 +6,20 @@ down and comes back. Every test runs on SQLite and (with RETURNHUB_TEST_PG) Post
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
 
 from bot.appkeys import CTX, WORKER
-from bot.events import Sender
-from handlers.approvals import decide
-from handlers.people import member_named
 from storage.db import Database
-from storage.models import AuditEvent, CardRecord, Case, Customer, CustomerOrder, OutboxMessage
+from storage.models import AuditEvent, Case, Customer, CustomerOrder, OutboxMessage
 from tests.fakes.oms import FakeOms
+from tests.http.generic_cases import approve, cards, load, request, submit
 from tests.support import (
     Client,
     FakeClock,
     post_generic,
     return_body,
 )
-
-
-def request(n: int, amount: str, **fields: Any) -> dict[str, Any]:
-    """A one-item request numbered `n` for `amount` yuan."""
-    item = {"sku": f"SKU-{n}", "name": "自动喂食器", "qty": 1, "unit_price": amount}
-    defaults = {"event_id": f"oms-evt-{n:04d}", "external_id": f"AS{n:06d}"}
-    return return_body(**{**defaults, "amount": amount, "items": [item], **fields})
-
-
-async def submit(client: Client, clock: FakeClock, body: dict[str, Any]) -> str:
-    status, answer = await post_generic(client, body, clock)
-    assert status == 202, answer
-    assert answer["duplicate"] is False
-    case_id: str = answer["case_id"]
-    return case_id
-
-
-async def load(client: Client, case_id: str) -> Case:
-    async with client.app[CTX].db.read() as session:
-        query = select(Case).where(Case.id == case_id).options(selectinload(Case.steps))
-        return (await session.scalars(query)).one()
-
-
-async def cards(client: Client, case_id: str) -> list[CardRecord]:
-    async with client.app[CTX].db.read() as session:
-        query = select(CardRecord).where(CardRecord.case_id == case_id).order_by(CardRecord.id)
-        return list(await session.scalars(query))
-
-
-async def approve(client: Client, case_id: str, name: str) -> None:
-    ctx = client.app[CTX]
-    async with ctx.db.transaction() as session:
-        member = await member_named(session, name)
-        assert member is not None
-        await decide(session, ctx, case_id, member, "approve", Sender("console", name))
 
 
 async def test_small_refund_is_auto_approved_and_refunded_via_the_oms(
@@ -250,3 +211,15 @@ async def test_a_minimal_body_takes_the_defaults(client: Client, clock: FakeCloc
         "pending_approval",
     )
     assert case.channel_version == "2026-11-23T02:00:00.000000Z"
+
+
+async def test_event_ids_that_collide_when_joined_make_two_cases(
+    client: Client, clock: FakeClock
+) -> None:
+    """Issue 6 A: shop "main" + event "k1:1" and shop "main:k1" + event "1" are two events."""
+    first = await submit(client, clock, request(8, "132.00", shop="main", event_id="k1:1"))
+    second = await submit(client, clock, request(9, "132.00", shop="main:k1", event_id="1"))
+    assert first != second
+    async with client.app[CTX].db.read() as session:
+        shops = set(await session.scalars(select(Case.shop)))
+    assert shops == {"main", "main:k1"}

@@ -127,6 +127,10 @@ async def test_unknown_user_is_permanent(client: WecomClient) -> None:
     with pytest.raises(WecomApiError) as caught:
         await client.send_text("nobody", "hi")
     assert caught.value.errcode == 81013
+    # WeCom echoes the invalid userid lowercased: still recognised as this recipient.
+    with pytest.raises(WecomApiError) as caught:
+        await client.send_text("NoBody", "hi")
+    assert caught.value.errcode == 81013
 
 
 async def test_network_trouble_is_retryable_and_never_shows_the_token(

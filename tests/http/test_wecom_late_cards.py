@@ -35,10 +35,8 @@ async def fake(clock: FakeClock) -> AsyncIterator[FakeWecom]:
 
 
 @pytest.fixture
-async def client(
-    db: Database, tmp_path: Path, clock: FakeClock, fake: FakeWecom, aiohttp_client: MakeClient
-) -> Client:
-    return await aiohttp_client(wecom_app(db, tmp_path, clock, fake.url))
+def client(wecom_client: Client) -> Client:
+    return wecom_client
 
 
 async def clicks(

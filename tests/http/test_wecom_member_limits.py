@@ -6,17 +6,15 @@ Forty scans' cards and texts all reach the fake WeCom, none is dropped, on both 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from bot.appkeys import CTX
-from storage.db import Database
 from storage.models import OutboxMessage
 from tests.fakes.wecom import FakeWecom, running
-from tests.fakes.wecom_callbacks import CallbackSigner, settle, wecom_app
-from tests.support import Client, FakeClock, MakeClient, post_generic, return_body
+from tests.fakes.wecom_callbacks import CallbackSigner, settle
+from tests.support import Client, FakeClock, post_generic, return_body
 
 SCANS = 40
 WAREHOUSE = "xiaozhou"
@@ -29,10 +27,8 @@ async def fake(clock: FakeClock) -> AsyncIterator[FakeWecom]:
 
 
 @pytest.fixture
-async def client(
-    db: Database, tmp_path: Path, clock: FakeClock, fake: FakeWecom, aiohttp_client: MakeClient
-) -> Client:
-    return await aiohttp_client(wecom_app(db, tmp_path, clock, fake.url))
+def client(wecom_client: Client) -> Client:
+    return wecom_client
 
 
 async def test_a_burst_of_forty_scans_loses_nothing_at_wecom(

@@ -60,5 +60,6 @@ def test_two_members_whose_wecom_userids_differ_only_in_case_is_a_config_error(
     with pytest.raises(ConfigError) as caught:
         load(path, env={})
     assert caught.value.errors == [
-        f"{path}:9: members[1] (王小组): wecom_userid already used by 王组长"
+        f"{path}:9: members[1] (王小组): wecom_userid 已被 王组长 使用"
+        " / wecom_userid already used by 王组长"
     ]

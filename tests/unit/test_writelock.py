@@ -4,6 +4,8 @@ their transaction on both engines (storage/db.py `allow_savepoints`)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import pytest
@@ -16,8 +18,17 @@ from storage.models import Timer
 from storage.writelock import WriteLock
 
 
+@asynccontextmanager
+async def turn(lock: WriteLock, lane: str) -> AsyncIterator[None]:
+    await lock.acquire(lane)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 async def hold(lock: WriteLock, lane: str, order: list[str], gate: asyncio.Event) -> None:
-    async with lock.turn(lane):
+    async with turn(lock, lane):
         order.append(lane)
         await gate.wait()
 
@@ -30,7 +41,7 @@ async def settle() -> None:
 async def test_waiters_of_one_lane_are_served_in_arrival_order() -> None:
     lock, order, gate = WriteLock(), [], asyncio.Event()
     gate.set()
-    async with lock.turn("a"):
+    async with turn(lock, "a"):
         tasks = []
         for i in range(5):
             tasks.append(asyncio.create_task(hold(lock, f"a{i}", order, gate)))
@@ -43,7 +54,7 @@ async def test_waiters_of_one_lane_are_served_in_arrival_order() -> None:
 async def test_a_flooded_lane_cannot_starve_another() -> None:
     """20 intake writers queue first; the outbox, arriving last, is next but one."""
     lock, order, gate = WriteLock(), [], asyncio.Event()
-    async with lock.turn("default"):
+    async with turn(lock, "default"):
         flood = [asyncio.create_task(hold(lock, "default", order, gate)) for _ in range(20)]
         await settle()
         outbox = asyncio.create_task(hold(lock, "outbox", order, gate))
@@ -58,7 +69,7 @@ async def test_a_flooded_lane_cannot_starve_another() -> None:
 async def test_lanes_take_turns_while_each_has_waiters() -> None:
     lock, order, gate = WriteLock(), [], asyncio.Event()
     gate.set()
-    async with lock.turn("default"):
+    async with turn(lock, "default"):
         tasks = [asyncio.create_task(hold(lock, lane, order, gate)) for lane in ["default"] * 3]
         tasks += [asyncio.create_task(hold(lock, lane, order, gate)) for lane in ["outbox"] * 2]
         tasks += [asyncio.create_task(hold(lock, "clock", order, gate))]
@@ -70,7 +81,7 @@ async def test_lanes_take_turns_while_each_has_waiters() -> None:
 async def test_a_cancelled_waiter_gives_its_turn_away() -> None:
     lock, order, gate = WriteLock(), [], asyncio.Event()
     gate.set()
-    async with lock.turn("default"):
+    async with turn(lock, "default"):
         gone = asyncio.create_task(hold(lock, "outbox", order, gate))
         stays = asyncio.create_task(hold(lock, "default", order, gate))
         await settle()
@@ -85,12 +96,11 @@ async def test_a_cancelled_waiter_gives_its_turn_away() -> None:
 async def test_a_waiter_cancelled_as_it_is_handed_the_lock_passes_it_on() -> None:
     lock, order, gate = WriteLock(), [], asyncio.Event()
     gate.set()
-    holder = lock.turn("default")
-    await holder.__aenter__()
+    await lock.acquire("default")
     handed = asyncio.create_task(hold(lock, "outbox", order, gate))
     after = asyncio.create_task(hold(lock, "default", order, gate))
     await settle()
-    await holder.__aexit__(None, None, None)  # hands the lock to `handed`...
+    lock.release()  # hands the lock to `handed`...
     handed.cancel()  # ...which is cancelled before it runs
     await after
     with pytest.raises(asyncio.CancelledError):
