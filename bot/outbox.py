@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from bot.outbox_limits import RateLimit, merged, plan, reopens_at
+from bot.outbox_limits import RateLimit, SendLog, merged, plan
 from bot.outbox_outcomes import DeadHook, DoneHook, Ledger, Outcomes, ids_of
 from bot.outbox_retry import RetrySchedule
 from storage import outbox as repo
@@ -169,6 +169,7 @@ class OutboxWorker:
         performed = 0
         held: set[str] = set()
         limit = self.limit_for(msgs[0].destination)
+        sends = SendLog(msgs[0].destination, limit) if limit else None
         ordered = sorted(msgs, key=lambda m: m.id)
         async with self._slots:
             for send in plan(ordered, limit.text_bytes if limit else 0):
@@ -178,13 +179,16 @@ class OutboxWorker:
                     send = [m for m in send if m not in waiting]
                     if not send:
                         continue
-                done = await self._handle(send, limit, ledger)
-                performed += done
+                performed += await self._handle(send, limit, sends, ledger)
                 held.update(m.case_id for m in send if m.case_id is not None)
         return performed
 
     async def _handle(
-        self, send: list[OutboxMessage], limit: RateLimit | None, ledger: Ledger
+        self,
+        send: list[OutboxMessage],
+        limit: RateLimit | None,
+        sends: SendLog | None,
+        ledger: Ledger,
     ) -> int:
         """Perform one send (a row, or texts coalesced into one message) and note its
         outcome in `ledger`; returns how many rows were performed."""
@@ -195,7 +199,7 @@ class OutboxWorker:
             return 0
         msg = merged(send)
         cost = limit.cost(msg) if limit else 1
-        if limit and cost > 0 and await self._rate_limited(send, limit, cost, ledger):
+        if sends and cost > 0 and await self._rate_limited(send, sends, cost, ledger):
             return 0
         # A performer must finish well inside the lease, or another replica re-claims
         # the row while it is still in flight. Rows queued behind slow ones in this
@@ -223,25 +227,18 @@ class OutboxWorker:
             )
             self.outcomes.retry(ledger, send, _describe(exc))
         else:
-            self.outcomes.sent(ledger, send, result or {}, cost)
+            sent_at = self.outcomes.sent(ledger, send, result or {}, cost)
+            if sends:
+                sends.add(sent_at, cost)
         return len(send)
 
     async def _rate_limited(
-        self, send: list[OutboxMessage], limit: RateLimit, cost: int, ledger: Ledger
+        self, send: list[OutboxMessage], sends: SendLog, cost: int, ledger: Ledger
     ) -> bool:
         """Defer (without burning an attempt) when a window has no room for `cost`."""
-        destination = send[0].destination
-        async with self.db.read() as session:
-            reopens = await reopens_at(
-                session,
-                destination,
-                cost,
-                limit.windows,
-                repo.naive(self.clock()),
-                ledger.unrecorded.get(destination, ()),
-            )
+        reopens = await sends.reopens_at(self.db, cost, repo.naive(self.clock()))
         if reopens is None:
             return False
         self.outcomes.defer(ledger, send, reopens)
-        log.info("outbox %s to %s rate limited until %s", ids_of(send), destination, reopens)
+        log.info("outbox %s to %s rate limited until %s", ids_of(send), sends.destination, reopens)
         return True

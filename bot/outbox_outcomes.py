@@ -58,8 +58,6 @@ class Ledger:
     """A round's outcomes, in the order they happened; written by `Outcomes.record`."""
 
     entries: list[Entry] = field(default_factory=list)
-    # (sent_at, sends) per destination not yet written: the rate limits count them.
-    unrecorded: dict[str, list[tuple[datetime, int]]] = field(default_factory=dict)
 
 
 class Outcomes:
@@ -85,7 +83,8 @@ class Outcomes:
 
     def sent(
         self, ledger: Ledger, send: list[OutboxMessage], result: dict[str, Any], cost: int
-    ) -> None:
+    ) -> datetime:
+        """Note a send that went out; returns its `sent_at` (naive UTC)."""
         now = repo.naive(self.clock())
         on_done = self.on_done
         hook: Hook | None = None
@@ -99,8 +98,7 @@ class Outcomes:
             values = {"sent_at": now, "sends": sends}
             seen = {"status": repo.SENT, **values, "attempts": msg.attempts + 1}
             self._add(ledger, msg, repo.SENT, values, seen, hook, "on_done", self._sent_report)
-        if cost:
-            ledger.unrecorded.setdefault(send[0].destination, []).append((now, cost))
+        return now
 
     def retry(self, ledger: Ledger, send: list[OutboxMessage], error: str) -> None:
         """Come back later on the schedule, or dead-letter what has failed too long."""

@@ -281,14 +281,6 @@ def _sent_to(destination: str, since: datetime) -> Any:
     )
 
 
-async def sends_since(session: AsyncSession, destination: str, since: datetime) -> int:
-    """Far-side messages sent to `destination` after `since` (per-destination rate limits)."""
-    stmt = select(func.coalesce(func.sum(OutboxMessage.sends), 0)).where(
-        _sent_to(destination, since)
-    )
-    return int((await session.scalar(stmt)) or 0)
-
-
 async def sends_log(
     session: AsyncSession, destination: str, since: datetime
 ) -> list[tuple[datetime, int]]:
