@@ -40,10 +40,12 @@ def _error_count(errors: list[str]) -> str:
     return f"配置有 {len(errors)} 处错误，请修改后重试 / {len(errors)} config error(s)"
 
 
-def _logging() -> None:
+def _logging(worker: str = "") -> None:
+    """Log to stderr; a worker of `serve --workers N` tags its lines `[w<slot>:<pid>]`."""
+    tag = f"[{worker}:%(process)d] " if worker else ""
     logging.basicConfig(
         level=os.environ.get("RETURNHUB_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s {tag}%(name)s: %(message)s",
     )
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # two INFO lines per tick
 
@@ -61,13 +63,35 @@ def _run(app: web.Application, host: str, port: int) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from bot import workers as prefork
     from bot.app import create_app
 
     settings = _load(args.config)
+    try:
+        count = prefork.resolve(settings, args.workers)
+    except prefork.WorkersRefused as err:
+        print(err, file=sys.stderr)
+        return 2
     log_report(settings, log)
+    host, port = args.host or settings.server.host, args.port or settings.server.port
+    if count > 1:  # a parent process supervising `count` workers (bot/workers.py)
+        return prefork.serve(
+            settings,
+            config=args.config,
+            workers=count,
+            host=host,
+            port=port,
+            migrate=not args.no_migrate,
+        )
     app = create_app(settings, migrate=not args.no_migrate)
-    _run(app, args.host or settings.server.host, args.port or settings.server.port)
+    _run(app, host, port)
     return 0
+
+
+def _worker_count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"须为正整数 / must be a positive integer: {text!r}")
+    return int(text)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -219,6 +243,13 @@ def parser() -> argparse.ArgumentParser:
         "--no-migrate",
         action="store_true",
         help="启动时不执行数据库迁移 / skip migrations at start",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_worker_count,
+        metavar="N",
+        help="工作进程数；默认 [server] workers，未设置时 PostgreSQL 每核一个、SQLite 为 1"
+        " / server processes (default: one per core on PostgreSQL, 1 on SQLite)",
     )
     serve.set_defaults(func=cmd_serve)
 

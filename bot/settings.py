@@ -55,6 +55,8 @@ class ServerSettings:
     demo: bool = False
     max_body_bytes: int = 1_048_576
     body_timeout_seconds: float = 10.0  # a body not complete by then gets 408
+    # `returnhub serve` processes (bot/workers.py); 0: one per core on PostgreSQL, 1 on SQLite.
+    workers: int = 0
 
 
 @dataclass(frozen=True)

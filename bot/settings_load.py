@@ -72,6 +72,7 @@ _VALUE_CHECKS: dict[str, Callable[[Any], str | None]] = {
     "server.max_body_bytes": _positive,
     "server.body_timeout_seconds": _positive,
     "server.secret_grace_days": lambda v: None if v >= 0 else "must be 0 or more",
+    "server.workers": lambda v: None if v >= 0 else "须为 0（自动）或正整数 / must be 0 or more",
     "database.timeout_seconds": _positive,
     "database.statement_timeout_seconds": lambda v: None if v >= 0 else "must be 0 or more",
     "database.url": lambda v: (
@@ -207,6 +208,8 @@ class _Loader:
         return tuple(members)
 
     def check_values(self, settings: Settings) -> None:
+        if problem := workers_problem(settings.server.workers, settings.database.url):
+            self.report.at(("server", "workers"), f"server.workers: {problem}")
         for name, route in settings.roles.items():
             if route.wecom_chat_id and not settings.wecom.enabled:  # else never used
                 self.report.at(("roles", name, "wecom_chat_id"), f"roles.{name}.{CHAT_NEEDS_APP}")
@@ -302,6 +305,26 @@ def _load(path: str | Path | None, env: Mapping[str, str]) -> Settings:
     if errors:
         raise ConfigError(_by_file_and_line(errors))
     return settings
+
+
+def workers_problem(workers: int, database_url: str) -> str | None:
+    """Why `workers` server processes cannot run on this database, or None.
+
+    SQLite has one writer, and storage/db.py serializes write transactions with an
+    asyncio lock that covers only its own process. SQLite ignores FOR UPDATE, so the
+    claims of the outbox, the timers and inbound recovery are atomic only under that
+    lock: two processes could read the same due row and both claim it (a duplicate
+    delivery), and a transaction that read before writing can fail with "database is
+    locked" instead of waiting. A second process would not write any faster either:
+    the file takes one writer at a time. See docs/operations.md "多进程".
+    """
+    if workers > 1 and database_url.startswith("sqlite"):
+        return (
+            f"SQLite 只能由一个进程写入，不能用 {workers} 个工作进程；请设为 1，"
+            "或改用 PostgreSQL / SQLite allows one writer process: use 1 worker, "
+            "or PostgreSQL for more"
+        )
+    return None
 
 
 # Keys earlier releases wrote into returnhub.toml that no longer mean anything: a

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from bot.settings import Settings
+from handlers.people import Roster
 from storage.db import Database
 from storage.secrets import Keyring
 
@@ -28,6 +29,9 @@ class Ctx:
     clock: Callable[[], datetime] = utcnow
     platforms: tuple[str, ...] = ("console",)
     keyring: Keyring = Keyring()  # the real one is loaded from the database at start-up
+    # Members and roles in memory for the hot path (handlers/people.py); shared by the
+    # copies `dataclasses.replace` makes, so one sync rebuilds it for all of them.
+    people: Roster = field(default_factory=Roster, compare=False)
 
     def now(self) -> datetime:
         """Naive UTC now, the form every stored timestamp takes."""

@@ -1,46 +1,52 @@
-"""A new case from a channel's first event: its number, its customer, its route.
+"""A new case from a channel's first event: its number, its row, its route.
 
-The first approval step's card goes out (or the case is auto-approved) in the
-same transaction as the case row, like everything intake writes.
+Pure decisions: `new_case` makes the case (a transient model object, its items
+and evidence) and `routed` decides its tier and what that sends, into an
+`Effects` list. Batch intake (handlers/intake.py) writes them with Core
+statements (storage/intake_rows.py); `route_case`, for a case handlers/revise.py
+re-routes, writes them through the ORM session. The first approval step's card
+goes out (or the case is auto-approved) in the same transaction as the case row.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.events import Item, ReturnRequest
 from handlers import routing, steps
 from handlers.context import Ctx
-from handlers.people import member_named
+from handlers.effects import Effects
+from handlers.people import Roster
+from handlers.risk import history_lines
 from handlers.routing import Decision, RouteInput
 from handlers.workflow import SYSTEM_ACTOR, Actor, Status, audit, fire, must
-from storage.db import next_counter_stmt
-from storage.models import ApprovalStep, Case, CaseItem, Customer, Evidence, Sequence
+from storage.history import customer_history
+from storage.models import ApprovalStep, Case, CaseItem, Evidence
 
 log = logging.getLogger(__name__)
 
 
-async def _next_id(session: AsyncSession, ctx: Ctx) -> str:
-    day = f"{ctx.local(ctx.now()):%y%m%d}"
-    value = (
-        await session.execute(next_counter_stmt(ctx.db, Sequence, f"case-{day}"))
-    ).scalar_one()
+def counter(ctx: Ctx, now: datetime) -> tuple[str, str]:
+    """The day's case-number counter name and the day as case ids show it."""
+    day = f"{ctx.local(now):%y%m%d}"
+    return f"case-{day}", day
+
+
+def case_number(day: str, value: int) -> str:
     return f"RC-{day}-{value:04d}"
 
 
-async def create_case(
-    session: AsyncSession, ctx: Ctx, event: ReturnRequest, *, route: bool = True
-) -> Case:
-    """Store the case, its items and evidence; with `route`, route it to its tier."""
-    now = ctx.now()
-    customer = await _customer(session, event)
-    raised_by = await member_named(session, event.operator) if event.operator else None
+def new_case(
+    fx: Effects, event: ReturnRequest, case_id: str, raised_by: int | None
+) -> tuple[Case, list[Evidence]]:
+    """The case `event` opens, not routed yet, and its evidence."""
+    now = fx.now
     case = Case(
-        id=await _next_id(session, ctx),
+        id=case_id,
         channel=event.channel,
         shop=event.shop,
         external_id=event.external_id,
@@ -56,32 +62,33 @@ async def create_case(
         carrier=event.carrier,
         status=Status.REQUESTED.value,
         channel_version=event.version,
-        raised_by=raised_by.id if raised_by else None,
+        raised_by=raised_by,
         created_at=now,
         updated_at=now,
         attachments=[],
         steps=[],
         items=case_items(event.items),
     )
-    session.add(case)
-    for url in event.evidence:
-        session.add(Evidence(case_id=case.id, kind="url", ref=url, added_by=event.channel, at=now))
-    session.add(
+    evidence = [
+        Evidence(case_id=case_id, kind="url", ref=url, added_by=event.channel, at=now)
+        for url in event.evidence
+    ]
+    return case, evidence
+
+
+def created(fx: Effects, event: ReturnRequest, case: Case) -> None:
+    """The audit row of the case `event` opened, before any of its routing."""
+    fx.audit(
         audit(
             case.id,
             Actor("channel", event.channel),
             "created",
-            now,
+            fx.now,
             "",
-            case.status,
+            Status.REQUESTED.value,
             detail={"event": event.key, "amount_fen": event.amount_fen},
         )
     )
-    if not route:
-        return case
-    flagged = bool(customer and customer.flagged)
-    await route_case(session, ctx, case, decide(ctx, case, flagged=flagged))
-    return case
 
 
 def case_items(items: Iterable[Item]) -> list[CaseItem]:
@@ -109,73 +116,67 @@ def decide(ctx: Ctx, case: Case, *, flagged: bool) -> Decision:
     )
 
 
-async def route_case(session: AsyncSession, ctx: Ctx, case: Case, decision: Decision) -> None:
+def wants_history(decision: Decision, case: Case) -> bool:
+    """Whether step 1's card shows the buyer's history (the director tier)."""
+    return (
+        not decision.auto_approve
+        and "customer_history" in decision.attach
+        and bool(case.buyer_ref)
+    )
+
+
+def routed(
+    ctx: Ctx,
+    fx: Effects,
+    case: Case,
+    decision: Decision,
+    roster: Roster,
+    history: tuple[str, ...] = (),
+) -> None:
     """A `requested` case -> its tier: auto-approved, or step 1's card sent.
 
     `case.steps` must be empty: a new case, or one whose old chain handlers.revise
-    took out. The new steps are inserted in the flush that deletes such old rows,
-    and SQLAlchemy inserts before it deletes.
+    took out. `history` is what step 1's card shows when `wants_history`.
     """
-    now = ctx.now()
     label = ctx.settings.routing.label(decision.tier)
     case.tier, case.sla_policy, case.attachments = (
         decision.tier,
         decision.sla,
         list(decision.attach),
     )
-    if not decision.auto_approve:
-        case.steps.extend(
-            ApprovalStep(seq=n, role=role, state="waiting")
-            for n, role in enumerate(decision.steps, start=1)
-        )
-    await session.flush()
     if decision.auto_approve:
         case.current_step = 0
-        session.add(
-            must(
-                fire(
-                    case,
-                    "auto_approve",
-                    SYSTEM_ACTOR,
-                    now,
-                    why=f"档位「{label}」自动通过",
-                )
-            )
-        )
-        await steps.after_approval(session, ctx, case)
+        why = f"档位「{label}」自动通过"
+        fx.audit(must(fire(case, "auto_approve", SYSTEM_ACTOR, fx.now, why=why)))
+        steps.approved(ctx, fx, case)
         return
-    session.add(
-        must(
-            fire(
-                case,
-                "route",
-                SYSTEM_ACTOR,
-                now,
-                why=f"档位「{label}」：{' → '.join(decision.steps)}",
-            )
-        )
+    case.steps.extend(
+        ApprovalStep(seq=n, role=role, state="waiting")
+        for n, role in enumerate(decision.steps, start=1)
     )
-    await session.flush()
-    sent = await steps.open_step(session, ctx, case, case.steps[0])
-    if sent == 0:
+    why = f"档位「{label}」：{' → '.join(decision.steps)}"
+    fx.audit(must(fire(case, "route", SYSTEM_ACTOR, fx.now, why=why)))
+    first = case.steps[0]
+    admins = roster.holders("admin")
+    if steps.opened(ctx, fx, case, first, roster.holders(first.role), admins, history) == 0:
         log.warning(
-            "case %s: nobody holds role %s; the card waits for a member",
-            case.id,
-            decision.steps[0],
+            "case %s: nobody holds role %s; the card waits for a member", case.id, first.role
         )
 
 
-async def _customer(session: AsyncSession, event: ReturnRequest) -> Customer | None:
-    if not event.buyer_ref:
-        return None
-    found = (
-        await session.scalars(
-            select(Customer).where(
-                Customer.channel == event.channel, Customer.buyer_ref == event.buyer_ref
-            )
-        )
-    ).first()
-    if found is None:
-        found = Customer(channel=event.channel, buyer_ref=event.buyer_ref, nick=event.buyer_nick)
-        session.add(found)
-    return found
+async def route_case(session: AsyncSession, ctx: Ctx, case: Case, decision: Decision) -> None:
+    """`routed`, written through the ORM session (a case handlers.revise re-routes).
+
+    The new steps are inserted in the flush that deletes the old chain's rows, and
+    SQLAlchemy inserts before it deletes.
+    """
+    fx = Effects(ctx.now())
+    history: tuple[str, ...] = ()
+    with session.no_autoflush:  # the old chain's rows go in the flush that adds the new one
+        roster = await ctx.people.load(session)
+        if wants_history(decision, case):
+            found = await customer_history(session, case.channel, case.buyer_ref, fx.now, case.id)
+            history = history_lines(found)
+    routed(ctx, fx, case, decision, roster, history)
+    await session.flush()
+    await fx.apply(session)

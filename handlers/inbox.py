@@ -48,15 +48,40 @@ async def once(
     Returns DUPLICATE when `key` was already handled. Races lost to concurrent
     events are retried up to RETRIES times in a fresh transaction.
     """
+
+    async def claimed(session: AsyncSession) -> T | Duplicate:
+        if not await claim(session, ctx, key, source):
+            return DUPLICATE
+        return await work(session)
+
+    return await retrying(ctx, key, claimed)
+
+
+async def claim(session: AsyncSession, ctx: Ctx, key: str, source: str) -> bool:
+    """In the caller's transaction: write `key`'s inbox row, or False if it was handled.
+
+    The acknowledged inbound record (storage/inbound.py) goes in the same transaction.
+    """
+    await inbound.done(session, key)  # acknowledged earlier: handled now
+    if await session.get(InboxKey, key) is not None:
+        log.info("duplicate delivery %s dropped", key)
+        return False
+    session.add(InboxKey(key=key, source=source, received_at=ctx.now()))
+    await session.flush()
+    return True
+
+
+async def retrying(
+    ctx: Ctx, key: str, work: Callable[[AsyncSession], Awaitable[T]]
+) -> T | Duplicate:
+    """Run `work` in a transaction of its own, again on a lost race (see the module doc).
+
+    `work` claims `key` itself (`claim`); a unique-key conflict after which `key` is
+    found handled was a concurrent duplicate: DUPLICATE.
+    """
     for attempt in range(1, RETRIES + 1):
         try:
             async with ctx.db.transaction() as session:
-                await inbound.done(session, key)  # acknowledged earlier: handled now
-                if await session.get(InboxKey, key) is not None:
-                    log.info("duplicate delivery %s dropped", key)
-                    return DUPLICATE
-                session.add(InboxKey(key=key, source=source, received_at=ctx.now()))
-                await session.flush()
                 return await work(session)
         except IntegrityError:
             if await _seen(ctx, key):

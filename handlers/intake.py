@@ -11,7 +11,9 @@ inbox key included, and the result carries the reason for a 409.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,12 +22,13 @@ from sqlalchemy.orm import selectinload
 from bot.events import ReturnRequest
 from handlers import notify
 from handlers.context import Ctx
-from handlers.create import create_case
-from handlers.inbox import Duplicate, once
+from handlers.inbox import Duplicate, retrying
 from handlers.notify import REFUND_KIND
+from handlers.opening import open_cases
 from handlers.revise import Refused, revise
 from handlers.versions import Unordered, newer
 from handlers.workflow import OPEN, Actor, Refusal, Status, audit, fire, must
+from storage import intake_rows as rows
 from storage import outbox, timers
 from storage.models import ApprovalStep, Case
 
@@ -43,7 +46,7 @@ class IntakeResult:
 async def on_return_request(event: ReturnRequest, ctx: Ctx) -> IntakeResult:
     """Apply one channel event once; a redelivery answers with the case it made."""
     try:
-        result = await once(ctx, event.key, event.channel, lambda s: _apply(s, ctx, event))
+        result = await retrying(ctx, event.key, lambda s: apply_requests(s, ctx, [event]))
     except Refused as exc:
         log.warning("channel event %s refused: %s", event.key, exc.message)
         async with ctx.db.read() as session:
@@ -51,11 +54,102 @@ async def on_return_request(event: ReturnRequest, ctx: Ctx) -> IntakeResult:
         return IntakeResult(
             case.id if case else None, False, case.status if case else "", exc.message
         )
-    if isinstance(result, Duplicate):
+    if isinstance(result, Duplicate):  # a concurrent delivery of the same event won
         async with ctx.db.read() as session:
             case = await _find(session, ctx, event, lock=False)
         return IntakeResult(case.id if case else None, True, case.status if case else "")
-    return result
+    return result[0]
+
+
+async def apply_requests(
+    session: AsyncSession, ctx: Ctx, events: Sequence[ReturnRequest]
+) -> list[IntakeResult]:
+    """Apply `events` in order in the caller's transaction, each key once.
+
+    A key handled before, or earlier in the same batch, yields a duplicate result
+    naming its case. New cases (the common case) are opened together with Core
+    statements (handlers/opening.py); an event for a stored case, or one opened
+    earlier in the batch, goes through the ORM after them, in event order. Any
+    event that fails (`Refused` included) raises: the caller rolls the whole
+    batch back and may retry its events one by one.
+    """
+    now = ctx.now()
+    keys = [e.key for e in events]
+    await rows.inbound_done(session, keys)  # acknowledged earlier: handled now
+    known = await rows.known_keys(session, keys)
+    fresh: dict[str, ReturnRequest] = {}
+    for event in events:
+        if event.key not in known:
+            fresh.setdefault(event.key, event)
+    await rows.claim_keys(session, [(k, e.channel) for k, e in fresh.items()], now)
+    stored = set(await rows.case_states(session, map(_channel_key, fresh.values())))
+    results: dict[int, IntakeResult] = {}
+    opening: list[tuple[int, ReturnRequest]] = []
+    for n, event in enumerate(events):
+        if fresh.get(event.key) is not event:
+            continue  # a duplicate, answered below
+        if _channel_key(event) in stored or event.status == "refunded":
+            await _open(session, ctx, opening, results, now)
+            results[n] = await _apply(session, ctx, event)
+            continue
+        stored.add(_channel_key(event))
+        opening.append((n, event))
+        if event.status == "cancelled":
+            await _open(session, ctx, opening, results, now)
+            results[n] = await _cancel_new(session, ctx, event)
+    await _open(session, ctx, opening, results, now)
+    return await _with_duplicates(session, events, results)
+
+
+def _channel_key(event: ReturnRequest) -> rows.Triple:
+    return event.channel, event.shop, event.external_id
+
+
+async def _open(
+    session: AsyncSession,
+    ctx: Ctx,
+    opening: list[tuple[int, ReturnRequest]],
+    results: dict[int, IntakeResult],
+    now: datetime,
+) -> None:
+    """Open the new cases collected so far, after the earlier events' ORM changes."""
+    if not opening:
+        return
+    await session.flush()
+    cases = await open_cases(session, ctx, [e for _, e in opening], now)
+    for (n, _), case in zip(opening, cases, strict=True):
+        results[n] = IntakeResult(case.id, False, case.status)
+    opening.clear()
+
+
+async def _cancel_new(session: AsyncSession, ctx: Ctx, event: ReturnRequest) -> IntakeResult:
+    """A cancel that overtook its request still makes a (closed) case, so the late
+    request, carrying an older version, cannot open it again."""
+    case = await _find(session, ctx, event, lock=True)
+    if case is None:
+        raise AssertionError(f"case for {event.key} not opened")
+    await cancel(session, ctx, case, Actor("channel", event.channel), "买家取消售后申请")
+    return IntakeResult(case.id, False, case.status)
+
+
+async def _with_duplicates(
+    session: AsyncSession, events: Sequence[ReturnRequest], results: dict[int, IntakeResult]
+) -> list[IntakeResult]:
+    """`results` in event order, a duplicate naming the case as the batch leaves it."""
+    repeats = [e for n, e in enumerate(events) if n not in results]
+    states: dict[rows.Triple, tuple[str, str]] = {}
+    if repeats:
+        await session.flush()
+        states = await rows.case_states(session, map(_channel_key, repeats))
+    out = []
+    for n, event in enumerate(events):
+        if n in results:
+            out.append(results[n])
+            continue
+        log.info("duplicate delivery %s dropped", event.key)
+        found = states.get(_channel_key(event))
+        out.append(IntakeResult(found[0], True, found[1]) if found else IntakeResult(None, True))
+    return out
 
 
 async def _find(
@@ -81,12 +175,7 @@ async def _apply(session: AsyncSession, ctx: Ctx, event: ReturnRequest) -> Intak
         )
         return IntakeResult(None, False, "")
     if case is None:
-        # A cancel that overtook its request still makes a (closed) case, so the
-        # late request, carrying an older version, cannot open it again.
-        case = await create_case(session, ctx, event, route=event.status != "cancelled")
-        if event.status == "cancelled":
-            await cancel(session, ctx, case, Actor("channel", event.channel), "买家取消售后申请")
-        return IntakeResult(case.id, False, case.status)
+        raise AssertionError(f"case for {event.key} not opened")
     try:
         is_newer = newer(event.version, case.channel_version)
     except Unordered as exc:

@@ -6,7 +6,6 @@ can be updated later) and enqueue what the delivery worker must do.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
@@ -14,17 +13,26 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.cards import ASSIGNEES, SEND_NONCE, Card
+from bot.cards import Card
 from bot.events import Sender
 from bot.money import yuan
 from handlers.context import Ctx
-from handlers.people import NOT_A_MEMBER, address, member_for
+from handlers.effects import CardSend, Effects, Message
+from handlers.people import NOT_A_MEMBER, Recipient, address, member_for
 from storage import outbox
-from storage.models import CardRecord, Case, Evidence, Member
+from storage.models import ApprovalStep, CardRecord, Case, Evidence, Member
 
 REFUND_KIND = "channel.refund"  # the outbox row that moves money
 ROLE_CHAT = "wecom-chat"  # a role's WeCom group chat (bot/platforms/wecom_chat.py)
 MEDIA_FETCH_KIND = "media.fetch"  # keep a chat photo before the platform forgets it
+
+
+def text_message(to: Sender, text: str, case_id: str | None = None, *, alert: bool) -> Message:
+    """A chat text to one platform user; `alert` marks admin alerts (never re-alerted)."""
+    payload: dict[str, Any] = {"text": text}
+    if alert:
+        payload["alert"] = True
+    return Message("text.send", f"{to.platform}:{to.user_id}", payload, case_id)
 
 
 async def send_text(
@@ -36,18 +44,15 @@ async def send_text(
     *,
     alert: bool = False,
 ) -> None:
-    """A chat text to one platform user; `alert` marks admin alerts (never re-alerted)."""
-    payload: dict[str, Any] = {"text": text}
-    if alert:
-        payload["alert"] = True
-    outbox.enqueue(
-        session,
-        kind="text.send",
-        destination=f"{to.platform}:{to.user_id}",
-        payload=payload,
-        now=ctx.now(),
-        case_id=case_id,
-    )
+    """A chat text to one platform user, in the caller's transaction."""
+    await _write(session, ctx, text_message(to, text, case_id, alert=alert))
+
+
+async def _write(session: AsyncSession, ctx: Ctx, *items: CardSend | Message) -> None:
+    fx = Effects(ctx.now())
+    for item in items:
+        fx.send(item)
+    await fx.apply(session)
 
 
 async def known_member(session: AsyncSession, ctx: Ctx, sender: Sender) -> Member | None:
@@ -58,10 +63,10 @@ async def known_member(session: AsyncSession, ctx: Ctx, sender: Sender) -> Membe
     return member
 
 
-async def tell(
-    session: AsyncSession,
+def texts(
     ctx: Ctx,
-    members: Iterable[Member],
+    fx: Effects,
+    members: Iterable[Recipient],
     text: str,
     case_id: str | None = None,
     *,
@@ -72,13 +77,66 @@ async def tell(
         for platform in ctx.platforms:
             user = address(member, platform)
             if user:
-                await send_text(session, ctx, Sender(platform, user), text, case_id, alert=alert)
+                fx.send(text_message(Sender(platform, user), text, case_id, alert=alert))
+
+
+async def tell(
+    session: AsyncSession,
+    ctx: Ctx,
+    members: Iterable[Recipient],
+    text: str,
+    case_id: str | None = None,
+    *,
+    alert: bool = False,
+) -> None:
+    """`texts`, written in the caller's transaction."""
+    fx = Effects(ctx.now())
+    texts(ctx, fx, members, text, case_id, alert=alert)
+    await fx.apply(session)
+
+
+def cards(
+    ctx: Ctx,
+    fx: Effects,
+    members: Iterable[Recipient],
+    case: Case,
+    kind: str,
+    build: Callable[[int], Card],
+    step: ApprovalStep | None = None,
+    *,
+    role: str | None = None,
+    step_id: int | None = None,
+) -> int:
+    """One card per member per platform; `build(card_id)` makes it (tokens bind the id).
+
+    When `role`'s `[roles.X] wecom_chat_id` is set, the role's group chat gets a notice
+    naming the assignees as well (ROLE_CHAT), once at least one of them got the card.
+    Returns how many members' platform users get one.
+    """
+    sent = 0
+    reached: list[Recipient] = []
+    for member in members:
+        users = [(p, u) for p in ctx.platforms if (u := address(member, p))]
+        for platform, user in users:
+            fx.send(CardSend(case.id, step, kind, platform, user, build, step_id=step_id))
+        sent += len(users)
+        if users:
+            reached.append(member)
+    chat = ctx.settings.roles.get(role or "")
+    if reached and chat and chat.wecom_chat_id and ROLE_CHAT in ctx.platforms:
+        names = "、".join(m.name for m in reached)
+        fx.send(
+            CardSend(
+                case.id, step, kind, ROLE_CHAT, chat.wecom_chat_id, build, names, step_id=step_id
+            )
+        )
+    return sent
 
 
 async def send_cards(
     session: AsyncSession,
     ctx: Ctx,
-    members: Iterable[Member],
+    members: Iterable[Recipient],
     case: Case,
     kind: str,
     build: Callable[[int], Card],
@@ -86,67 +144,11 @@ async def send_cards(
     *,
     role: str | None = None,
 ) -> int:
-    """One card per member per platform; `build(card_id)` makes it (tokens bind the id).
-
-    Each send gets a nonce (`extra["send"]`) drawn here, once, so every retry of its
-    outbox row shows the platform the same card (WeCom: the same task_id). When
-    `role`'s `[roles.X] wecom_chat_id` is set, the role's group chat gets a notice
-    naming the assignees as well (ROLE_CHAT), once at least one of them got the card.
-    """
-    sent = 0
-    reached: list[Member] = []
-    for member in members:
-        users = [(p, u) for p in ctx.platforms if (u := address(member, p))]
-        for platform, user in users:
-            await _queue_card(session, ctx, case, kind, build, step_id, platform, user)
-        sent += len(users)
-        if users:
-            reached.append(member)
-    chat = ctx.settings.roles.get(role or "")
-    if reached and chat and chat.wecom_chat_id and ROLE_CHAT in ctx.platforms:
-        names = "、".join(m.name for m in reached)
-        await _queue_card(
-            session, ctx, case, kind, build, step_id, ROLE_CHAT, chat.wecom_chat_id, names
-        )
+    """`cards`, written in the caller's transaction."""
+    fx = Effects(ctx.now())
+    sent = cards(ctx, fx, members, case, kind, build, role=role, step_id=step_id)
+    await fx.apply(session)
     return sent
-
-
-async def _queue_card(
-    session: AsyncSession,
-    ctx: Ctx,
-    case: Case,
-    kind: str,
-    build: Callable[[int], Card],
-    step_id: int | None,
-    platform: str,
-    recipient: str,
-    assignees: str = "",
-) -> None:
-    now = ctx.now()
-    record = CardRecord(
-        case_id=case.id,
-        step_id=step_id,
-        kind=kind,
-        platform=platform,
-        recipient=recipient,
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(record)
-    await session.flush()
-    card = build(record.id)
-    extra = {**card.extra, SEND_NONCE: secrets.token_hex(4)}
-    if assignees:
-        extra[ASSIGNEES] = assignees
-    record.card = replace(card, extra=extra).to_dict()
-    outbox.enqueue(
-        session,
-        kind="card.send",
-        destination=f"{platform}:{recipient}",
-        payload={"card_id": record.id, "card": record.card},
-        now=now,
-        case_id=case.id,
-    )
 
 
 async def show_again(session: AsyncSession, ctx: Ctx, record: CardRecord) -> None:
@@ -193,6 +195,35 @@ async def close_cards(
     return records
 
 
+def event_message(case: Case, event: str, *, kind: str = "channel.event", **extra: Any) -> Message:
+    """What the shop channel is told (generic: POST to callback_url) about the case."""
+    return Message(
+        kind,
+        f"channel:{case.channel}",
+        {
+            "event": event,
+            "case_id": case.id,
+            "external_id": case.external_id,
+            "shop": case.shop,
+            "status": case.status,
+            **extra,
+        },
+        case.id,
+    )
+
+
+def refund_message(case: Case) -> Message:
+    """The refund command; the channel's refund id is the case id, so a retry is a no-op."""
+    return event_message(
+        case,
+        "refund_released",
+        kind=REFUND_KIND,
+        amount=yuan(case.refund_fen or 0),
+        deduction=yuan(case.deduction_fen),
+        refund_id=case.id,
+    )
+
+
 async def channel_event(
     session: AsyncSession,
     ctx: Ctx,
@@ -202,36 +233,8 @@ async def channel_event(
     kind: str = "channel.event",
     **extra: Any,
 ) -> None:
-    """Tell the shop channel (generic: POST to callback_url) what happened to the case."""
-    outbox.enqueue(
-        session,
-        kind=kind,
-        destination=f"channel:{case.channel}",
-        payload={
-            "event": event,
-            "case_id": case.id,
-            "external_id": case.external_id,
-            "shop": case.shop,
-            "status": case.status,
-            **extra,
-        },
-        now=ctx.now(),
-        case_id=case.id,
-    )
-
-
-async def refund(session: AsyncSession, ctx: Ctx, case: Case) -> None:
-    """The refund command; the channel's refund id is the case id, so a retry is a no-op."""
-    await channel_event(
-        session,
-        ctx,
-        case,
-        "refund_released",
-        kind=REFUND_KIND,
-        amount=yuan(case.refund_fen or 0),
-        deduction=yuan(case.deduction_fen),
-        refund_id=case.id,
-    )
+    """`event_message`, written in the caller's transaction."""
+    await _write(session, ctx, event_message(case, event, kind=kind, **extra))
 
 
 def fetch_media(

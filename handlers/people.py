@@ -1,8 +1,15 @@
-"""Members and roles: who a chat user is, who holds a role, where their cards go."""
+"""Members and roles: who a chat user is, who holds a role, where their cards go.
+
+Members come from the config (`sync_members` at start), identical in every
+replica, so the hot path reads them from a `Roster` held in memory: rebuilt from
+the table, in the caller's session, after each sync in the process.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -84,7 +91,87 @@ async def holders(session: AsyncSession, role: str) -> list[Member]:
     return list(found)
 
 
-def address(member: Member, platform: str) -> str | None:
+class Recipient(Protocol):
+    """A member as cards and texts need one: a `Member` row or a roster `Person`."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def wecom_userid(self) -> str | None: ...
+    @property
+    def dingtalk_staff_id(self) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """An active member as the roster keeps it (not bound to any session)."""
+
+    id: int
+    name: str
+    wecom_userid: str | None
+    dingtalk_staff_id: str | None
+    roles: frozenset[str]
+
+
+_synced = 0  # bumped by every sync_members in this process: rosters rebuild
+
+
+class Roster:
+    """The active members and their roles in memory, for the intake path.
+
+    `load`s on first use after a `sync_members` (in the caller's session, so a sync
+    earlier in the same transaction is seen); until the next sync, lookups do no I/O.
+    """
+
+    def __init__(self) -> None:
+        self._loaded = -1
+        self._people: tuple[Person, ...] = ()
+        self._by_role: Mapping[str, tuple[Person, ...]] = {}
+
+    async def load(self, session: AsyncSession) -> Roster:
+        if self._loaded == _synced:
+            return self
+        loaded = _synced
+        rows = await session.execute(
+            select(Member.id, Member.name, Member.wecom_userid, Member.dingtalk_staff_id)
+            .where(Member.active.is_(True))
+            .order_by(Member.id)
+        )
+        roles: dict[int, set[str]] = {}
+        for member_id, role in await session.execute(
+            select(MemberRole.member_id, MemberRole.role)
+        ):
+            roles.setdefault(member_id, set()).add(role)
+        people = tuple(
+            Person(i, name, w, d, frozenset(roles.get(i, ()))) for i, name, w, d in rows
+        )
+        by_role: dict[str, list[Person]] = {}
+        for person in people:
+            for role in person.roles:
+                by_role.setdefault(role, []).append(person)
+        self._people = people
+        self._by_role = {role: tuple(found) for role, found in by_role.items()}
+        self._loaded = loaded
+        return self
+
+    def holders(self, role: str) -> tuple[Person, ...]:
+        """Like `holders`: active members holding `role`, by id."""
+        return self._by_role.get(role, ())
+
+    def named(self, name: str) -> Person | None:
+        """Like `member_named`: by name, or by any platform user id."""
+        name = name.strip().lstrip("@")
+        for platform in _ID_COLUMN:
+            for person in self._people:
+                user = address(person, platform)
+                if user is not None and same_user(platform, user, name):
+                    return person
+        return None
+
+
+def address(member: Recipient, platform: str) -> str | None:
     """The member's user id on `platform`, or None if they are not on it."""
     if platform == "console":
         return member.name
@@ -102,6 +189,8 @@ async def sync_members(session: AsyncSession, configured: Iterable[MemberConfig]
     A deactivated member gives up their platform ids, which are unique: the same
     person renamed in the config is a new row that takes them over.
     """
+    global _synced
+    _synced += 1
     wanted = {m.name: m for m in configured}
     existing = {m.name: m for m in await session.scalars(select(Member))}
     for name, member in existing.items():

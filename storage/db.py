@@ -16,6 +16,17 @@ connection; `statement_timeout` bounds each statement (PostgreSQL's
 `statement_timeout` on the server, asyncpg's `command_timeout` on the client for a
 server that went silent) and, on SQLite, the busy timeout and the wait for the
 writer lock. A statement timeout of 0 means none (e.g. for a long migration).
+
+Reads never wait for the writer: `read()` sessions come from their own engine, a
+fixed pool of connections that only read. On SQLite they are WAL readers
+(`PRAGMA query_only`), which see the last commit while the writer holds its lock;
+the pool never overflows, so a burst of `/healthz` reuses its connections (and
+aiosqlite's thread per connection) instead of opening and closing more. On
+PostgreSQL, where MVCC already lets readers past writers, the separate pool is what
+keeps a read from queueing behind write transactions that hold every pooled
+connection; its sessions are `default_transaction_read_only`. A read session sees
+one snapshot on both engines (SQLite: BEGIN on the reader; PostgreSQL: REPEATABLE
+READ), so a page assembled from several SELECTs is consistent.
 """
 
 from __future__ import annotations
@@ -25,9 +36,9 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event, text
+from sqlalchemy import Boolean, ColumnElement, event
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as SaTimeoutError
@@ -37,12 +48,20 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Mapped
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from storage.writelock import DEFAULT_LANE, WriteLock
 
+T = TypeVar("T")
+
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_STATEMENT_TIMEOUT = 10.0
+# Connections the read pool keeps (fixed: no overflow). Reads are short; more
+# concurrent readers than this queue for `timeout` seconds at most.
+DEFAULT_READ_POOL = 4
 
 
 class DatabaseBusy(TimeoutError):
@@ -59,6 +78,7 @@ class Database:
         echo: bool = False,
         timeout: float = DEFAULT_TIMEOUT,
         statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT,
+        read_pool_size: int = DEFAULT_READ_POOL,
     ) -> None:
         self.url = url
         self.timeout = timeout
@@ -82,9 +102,48 @@ class Database:
                 "connect",
                 lambda conn, _record: _sqlite_pragmas(conn, busy_ms),
             )
-            event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
+            event.listen(self.engine.sync_engine, "begin", _sqlite_real_begin)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.write_lock = WriteLock()
+        self.read_engine: AsyncEngine = self._reader(echo, read_pool_size)
+        self.read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
+
+    def _reader(self, echo: bool, size: int) -> AsyncEngine:
+        """The read pool's engine (see the module docstring); in-memory SQLite has one
+        connection for everything, so there it is the writer's engine."""
+        parsed = make_url(self.url)
+        kwargs: dict[str, Any] = {
+            "echo": echo,
+            "pool_size": size,
+            "max_overflow": 0,
+            "pool_timeout": self.timeout,
+            # A session or connection always ends its transaction before it checks the
+            # connection in, and nothing else starts one: the reset's ROLLBACK (a round
+            # trip to aiosqlite's thread) would be one more hop per read.
+            "pool_reset_on_return": None,
+        }
+        if not self.is_sqlite:
+            connect_args = _pg_timeouts(self.timeout, self.statement_timeout)
+            settings = connect_args.setdefault("server_settings", {})
+            settings["default_transaction_read_only"] = "on"
+            return create_async_engine(
+                self.url,
+                **kwargs,
+                pool_pre_ping=True,
+                isolation_level="REPEATABLE READ",
+                connect_args=connect_args,
+            )
+        if not parsed.database or parsed.database == ":memory:":
+            return self.engine
+        engine = create_async_engine(
+            self.url, **kwargs, connect_args={"timeout": self.statement_timeout or 3600}
+        )
+        busy_ms = int((self.statement_timeout or 0) * 1000)
+        event.listen(
+            engine.sync_engine, "connect", lambda conn, _record: _sqlite_reader(conn, busy_ms)
+        )
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
+        return engine
 
     @asynccontextmanager
     async def transaction(self, lane: str = DEFAULT_LANE) -> AsyncIterator[AsyncSession]:
@@ -116,8 +175,10 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        """A read-only session; in WAL mode readers never wait for the writer."""
-        async with self.sessions() as session:
+        """A read-only session from the read pool: it never waits for the writer (the
+        SQLite lock, or PostgreSQL write transactions holding the writer's pool), and a
+        write through it fails instead of bypassing the writer."""
+        async with self.read_sessions() as session:
             yield session
 
     def for_update(self, skip_locked: bool = False) -> dict[str, Any]:
@@ -125,15 +186,26 @@ class Database:
         return {"skip_locked": skip_locked} if not self.is_sqlite else {}
 
     async def ping(self) -> bool:
-        """Whether the database answers `SELECT 1` within `timeout` seconds."""
+        """Whether the database answers `SELECT 1` within `timeout` seconds, through the
+        read pool: a busy writer does not make a healthy database look down.
+
+        The statement goes straight to the driver, outside any transaction: one round
+        trip (not BEGIN, SELECT, ROLLBACK), as the load balancer asks every few seconds
+        and a health check under load should cost next to nothing."""
         try:
-            async with asyncio.timeout(self.timeout), self.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+            async with asyncio.timeout(self.timeout), self.read_engine.connect() as conn:
+                driver: Any = (await conn.get_raw_connection()).driver_connection
+                if self.is_sqlite:
+                    await driver.execute_fetchall("SELECT 1")
+                else:
+                    await driver.fetchval("SELECT 1")
         except Exception:  # noqa: BLE001 - any failure means "unreachable" to /healthz
             return False
         return True
 
     async def dispose(self) -> None:
+        if self.read_engine is not self.engine:
+            await self.read_engine.dispose()
         await self.engine.dispose()
 
 
@@ -190,6 +262,73 @@ def _sqlite_pragmas(dbapi_conn: Any, busy_ms: int) -> None:
     cur.close()
 
 
+def _sqlite_reader(dbapi_conn: Any, busy_ms: int) -> None:
+    """A reader: the driver leaves transactions to us (`_sqlite_begin`), and it may not
+    write. WAL is the file's mode, set by the writer's first connection."""
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout={busy_ms or 3_600_000}")
+    cur.execute("PRAGMA query_only=ON")
+    cur.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    """One snapshot per read session: the sqlite3 driver would run each SELECT alone."""
+    conn.exec_driver_sql("BEGIN")
+
+
+class _Selective(FunctionElement[bool]):
+    type = Boolean()
+    inherit_cache = True
+    name = "selective"
+    _is_implicitly_boolean = True  # a comparison inside: no "= 1" where booleans are ints
+
+
+@compiles(_Selective)
+def _plain_condition(element: _Selective, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(_Selective, "sqlite")
+def _likely_rare(element: _Selective, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"likelihood({compiler.process(element.clauses, **kw)}, 0.01)"
+
+
+def selective(condition: ColumnElement[bool]) -> ColumnElement[bool]:
+    """`condition`, marked as one few rows meet (a recent `updated_at >= since`).
+
+    PostgreSQL knows from its statistics; SQLite keeps none on values, so it is told
+    with `likelihood()`, which leaves the index on the column usable."""
+    return _Selective(condition)
+
+
+class _Unindexed(FunctionElement[Any]):
+    inherit_cache = True
+    name = "unindexed"
+
+    def __init__(self, column: ColumnElement[Any]) -> None:
+        super().__init__(column)
+        self.type = column.type
+
+
+@compiles(_Unindexed)
+def _plain_column(element: _Unindexed, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(_Unindexed, "sqlite")
+def _no_index(element: _Unindexed, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"+{compiler.process(element.clauses, **kw)}"
+
+
+def unindexed(column: ColumnElement[T]) -> ColumnElement[T]:
+    """`column`, as a filter only: on SQLite (unary `+`) its indexes may not drive the
+    query. SQLite takes any equality on an index for a rare value (it keeps no
+    statistics), so `channel = 'generic'` would beat a range that is truly selective;
+    PostgreSQL, which knows, sees the plain column."""
+    return _Unindexed(column)
+
+
 # Execution option set by `allow_savepoints`: emit BEGIN as the transaction starts.
 REAL_BEGIN = "returnhub_real_begin"
 
@@ -208,7 +347,7 @@ async def allow_savepoints(session: AsyncSession) -> None:
     await session.connection(execution_options={REAL_BEGIN: True})
 
 
-def _sqlite_begin(conn: Any) -> None:
+def _sqlite_real_begin(conn: Any) -> None:
     if conn.get_execution_options().get(REAL_BEGIN):
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
@@ -222,10 +361,11 @@ def dialect_insert(db: Database, table: Any) -> Any:
     return insert(table)
 
 
-def next_counter_stmt(db: Database, table: Any, name: str) -> Any:
-    """`INSERT … ON CONFLICT DO UPDATE value+1 RETURNING value`, atomic on both engines."""
+def next_counter_stmt(db: Database, table: Any, name: str, by: int = 1) -> Any:
+    """`INSERT … ON CONFLICT DO UPDATE value+by RETURNING value`, atomic on both engines:
+    the caller owns the `by` values up to the one returned."""
     value: Mapped[int] = table.value
-    stmt = dialect_insert(db, table).values(name=name, value=1)
+    stmt = dialect_insert(db, table).values(name=name, value=by)
     return stmt.on_conflict_do_update(
-        index_elements=[table.name], set_={"value": value + 1}
+        index_elements=[table.name], set_={"value": value + by}
     ).returning(table.value)

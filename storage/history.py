@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
@@ -25,50 +26,89 @@ class History:
     recent_returns: int = 0  # those inside WINDOW, the period `orders` counts
 
 
+Buyer = tuple[str, str]  # channel, buyer_ref
+
+
 async def customer_history(
     session: AsyncSession, channel: str, buyer_ref: str, now: datetime, exclude_case: str
 ) -> History:
     """Orders and spend over the last year, the first order ever, and earlier returns
     (all of them, and those in that year for the return rate)."""
-    customer = (
-        await session.scalars(
-            select(Customer).where(Customer.channel == channel, Customer.buyer_ref == buyer_ref)
+    found = await histories(session, [(channel, buyer_ref)], now, exclude=(exclude_case,))
+    return found[(channel, buyer_ref)]
+
+
+async def histories(
+    session: AsyncSession, buyers: Iterable[Buyer], now: datetime, exclude: Iterable[str] = ()
+) -> dict[Buyer, History]:
+    """`customer_history` for many buyers in three grouped queries (the customers, their
+    orders, their returns), leaving out the cases in `exclude`."""
+    wanted = set(buyers)
+    if not wanted:
+        return {}
+    channels, refs = {b[0] for b in wanted}, {b[1] for b in wanted}
+    customers = {
+        (c.channel, c.buyer_ref): c
+        for c in await session.scalars(
+            select(Customer).where(Customer.channel.in_(channels), Customer.buyer_ref.in_(refs))
         )
-    ).first()
-    orders, spent, first = 0, 0, None
+        if (c.channel, c.buyer_ref) in wanted
+    }
     since = now - WINDOW
-    if customer is not None:
-        row = (
-            await session.execute(
-                select(
-                    func.count(CustomerOrder.id).filter(CustomerOrder.ordered_at >= since),
-                    func.coalesce(
-                        func.sum(CustomerOrder.amount_fen).filter(
-                            CustomerOrder.ordered_at >= since
-                        ),
-                        0,
-                    ),
-                    func.min(CustomerOrder.ordered_at),  # the first order ever
-                ).where(CustomerOrder.customer_id == customer.id)
-            )
-        ).one()
-        orders, spent, first = int(row[0]), int(row[1]), row[2]
-    returns = (
-        await session.execute(
+    orders: dict[int, tuple[int, int, datetime | None]] = {}
+    if customers:
+        rows = await session.execute(
             select(
-                func.count(Case.id),
-                func.coalesce(func.sum(Case.amount_fen), 0),
-                func.count(Case.id).filter(Case.created_at >= since),
-            ).where(Case.channel == channel, Case.buyer_ref == buyer_ref, Case.id != exclude_case)
+                CustomerOrder.customer_id,
+                func.count(CustomerOrder.id).filter(CustomerOrder.ordered_at >= since),
+                func.coalesce(
+                    func.sum(CustomerOrder.amount_fen).filter(CustomerOrder.ordered_at >= since),
+                    0,
+                ),
+                func.min(CustomerOrder.ordered_at),  # the first order ever
+            )
+            .where(CustomerOrder.customer_id.in_([c.id for c in customers.values()]))
+            .group_by(CustomerOrder.customer_id)
         )
-    ).one()
-    return History(
-        orders=orders,
-        spent_fen=spent,
-        first_order=first,
-        returns=int(returns[0]),
-        returned_fen=int(returns[1]),
-        flagged=bool(customer and customer.flagged),
-        flag_reason=customer.flag_reason if customer else "",
-        recent_returns=int(returns[2]),
+        orders = {r[0]: (int(r[1]), int(r[2]), r[3]) for r in rows}
+    returns: dict[Buyer, tuple[int, int, int]] = {}
+    returns_query = (
+        select(
+            Case.channel,
+            Case.buyer_ref,
+            func.count(Case.id),
+            func.coalesce(func.sum(Case.amount_fen), 0),
+            func.count(Case.id).filter(Case.created_at >= since),
+        )
+        .where(Case.channel.in_(channels), Case.buyer_ref.in_(refs), Case.id.not_in(list(exclude)))
+        .group_by(Case.channel, Case.buyer_ref)
+    )
+    for row in await session.execute(returns_query):
+        returns[(row[0], row[1])] = (int(row[2]), int(row[3]), int(row[4]))
+    found = {}
+    for buyer in wanted:
+        customer = customers.get(buyer)
+        spent = orders.get(customer.id, (0, 0, None)) if customer is not None else (0, 0, None)
+        back = returns.get(buyer, (0, 0, 0))
+        found[buyer] = History(
+            orders=spent[0],
+            spent_fen=spent[1],
+            first_order=spent[2],
+            returns=back[0],
+            returned_fen=back[1],
+            flagged=bool(customer and customer.flagged),
+            flag_reason=customer.flag_reason if customer else "",
+            recent_returns=back[2],
+        )
+    return found
+
+
+def with_returns(history: History, count: int, amount_fen: int) -> History:
+    """`history` with `count` more returns worth `amount_fen`, made just now (so inside
+    the window): the cases earlier in the same batch, not stored yet when it was read."""
+    return replace(
+        history,
+        returns=history.returns + count,
+        returned_fen=history.returned_fen + amount_fen,
+        recent_returns=history.recent_returns + count,
     )

@@ -37,7 +37,13 @@ class Case(Base):
     __tablename__ = "cases"
     __table_args__ = (
         UniqueConstraint("channel", "shop", "external_id", name="uq_case_external"),
-        Index("ix_case_status", "status"),
+        # The API's newest-first pages, each filter walking an index in (created_at, id)
+        # order from its equality; `since=` polls range over updated_at (bot/web/api.py).
+        Index("ix_case_created", "created_at", "id"),
+        Index("ix_case_status_created", "status", "created_at", "id"),
+        Index("ix_case_channel_created", "channel", "created_at", "id"),
+        Index("ix_case_updated", "updated_at"),
+        Index("ix_case_buyer", "channel", "buyer_ref"),  # the customer history
         Index("ix_case_order", "order_id"),
         Index("ix_case_waybill", "return_waybill"),
     )
@@ -126,9 +132,10 @@ class AuditEvent(Base):
     """The audit trail: who, when, from, to, why. Refusals are recorded too."""
 
     __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_case", "case_id", "at", "id"),)  # a case's trail, in order
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    case_id: Mapped[str | None] = mapped_column(String(20), index=True, nullable=True)
+    case_id: Mapped[str | None] = mapped_column(String(20), nullable=True)
     at: Mapped[datetime] = mapped_column(DateTime)
     actor: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(32))
@@ -204,7 +211,8 @@ class InboundEvent(Base):
     deletes the row; the clock re-runs rows left behind."""
 
     __tablename__ = "inbound_events"
-    __table_args__ = (Index("ix_inbound_due", "status", "next_at"),)
+    # The claim walks pending rows oldest first (storage/inbound.py).
+    __table_args__ = (Index("ix_inbound_claim", "status", "received_at", "key"),)
 
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
@@ -221,8 +229,10 @@ class OutboxMessage(Base):
 
     __tablename__ = "outbox"
     __table_args__ = (
-        Index("ix_outbox_due", "status", "next_at"),
-        Index("ix_outbox_rate", "destination", "sent_at"),  # per-destination rate limit
+        # The claim walks pending rows in id order; dead letters and the depth gauge too.
+        Index("ix_outbox_claim", "status", "id"),
+        # A destination's rows in flight (the claim) and sent lately (its rate limit).
+        Index("ix_outbox_rate", "destination", "status", "sent_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -250,7 +260,7 @@ class Timer(Base):
     """A durable timer (SLA reminder, escalation); the clock claims due rows."""
 
     __tablename__ = "timers"
-    __table_args__ = (Index("ix_timer_due", "status", "due_at"),)
+    __table_args__ = (Index("ix_timer_due", "status", "due_at", "id"),)  # claims, in order
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     case_id: Mapped[str] = mapped_column(String(20), index=True)
@@ -264,9 +274,10 @@ class Timer(Base):
 
 class Evidence(Base):
     __tablename__ = "evidence"
+    __table_args__ = (Index("ix_evidence_case", "case_id", "at", "id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(16))  # photo | url | note
     ref: Mapped[str] = mapped_column(Text)
     added_by: Mapped[str] = mapped_column(String(64))
@@ -297,7 +308,10 @@ class ConsoleMessage(Base):
     """The local console platform's chat log (what the bot showed each member)."""
 
     __tablename__ = "console_messages"
-    __table_args__ = (Index("ix_console_user", "user_id", "id"),)
+    __table_args__ = (
+        Index("ix_console_user", "user_id", "id"),
+        Index("ix_console_changed", "user_id", "updated_at"),  # the poll's changed rows
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     user_id: Mapped[str] = mapped_column(String(64))

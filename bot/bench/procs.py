@@ -175,9 +175,10 @@ async def start_server(
 ) -> Child:
     """`returnhub serve`; with `profile`, under cProfile (written when it exits cleanly)."""
     run = ("-m", "cProfile", "-o", str(profile)) if profile else ()
-    argv = python(*run, "-m", "bot.cli", "serve", "--config", str(config))
-    if workers > 1:
-        argv += ["--workers", str(workers)]
+    # Always explicit: serve's own default is one worker per core on PostgreSQL.
+    argv = python(
+        *run, "-m", "bot.cli", "serve", "--config", str(config), "--workers", str(workers)
+    )
     return await start("server", argv, f"http://127.0.0.1:{port}", "/healthz", logs)
 
 

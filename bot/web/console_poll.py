@@ -21,11 +21,13 @@ from typing import Any
 
 from aiohttp import web
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.appkeys import CTX
 from bot.platforms.console import is_member
 from bot.web.auth import acting_as, console_member
 from handlers.context import Ctx
+from storage.db import selective
 from storage.models import ConsoleMessage
 
 PAGE_LIMIT = 200
@@ -82,6 +84,35 @@ def _since(raw: str) -> datetime | None:
     return cursor
 
 
+async def poll_rows(
+    session: AsyncSession, user: str, after: int, since: datetime | None
+) -> tuple[list[ConsoleMessage], list[ConsoleMessage]]:
+    """The rows after `after` (the newest page on a first load), and the rows at or
+    below it changed since `since` (minus the look-back), both oldest first.
+
+    The first come in id order from `ix_console_user`; the second are found through
+    `ix_console_changed` and ordered here: they are the few rows touched in the last
+    seconds, where an id-ordered walk would read the member's whole chat every poll.
+    """
+    mine = ConsoleMessage.user_id == user
+    if after == 0:
+        # First load: the newest page of the chat, oldest first.
+        query = select(ConsoleMessage).where(mine).order_by(ConsoleMessage.id.desc())
+        fresh = list(await session.scalars(query.limit(PAGE_LIMIT)))[::-1]
+    else:
+        query = select(ConsoleMessage).where(mine, ConsoleMessage.id > after)
+        fresh = list(await session.scalars(query.order_by(ConsoleMessage.id).limit(PAGE_LIMIT)))
+    changed: list[ConsoleMessage] = []
+    if since is not None and after > 0:
+        query = select(ConsoleMessage).where(
+            mine,
+            selective(ConsoleMessage.updated_at >= since - LOOKBACK),
+            ConsoleMessage.id <= after,
+        )
+        changed = sorted(await session.scalars(query), key=lambda row: row.id)
+    return fresh, changed
+
+
 async def messages(request: web.Request) -> web.Response:
     """`?user=&after=&since=` -> new rows, late or changed rows, and the next cursor.
 
@@ -97,23 +128,8 @@ async def messages(request: web.Request) -> web.Response:
         return error(400, str(exc))
     if not user or not await is_member(ctx.db, user):
         return error(400, "未知成员或参数不正确")
-    mine = ConsoleMessage.user_id == user
     async with ctx.db.read() as session:
-        if after == 0:
-            # First load: the newest page of the chat, oldest first.
-            query = select(ConsoleMessage).where(mine).order_by(ConsoleMessage.id.desc())
-            fresh = list(await session.scalars(query.limit(PAGE_LIMIT)))[::-1]
-        else:
-            query = select(ConsoleMessage).where(mine, ConsoleMessage.id > after)
-            fresh = list(
-                await session.scalars(query.order_by(ConsoleMessage.id).limit(PAGE_LIMIT))
-            )
-        changed: list[ConsoleMessage] = []
-        if since is not None and after > 0:
-            query = select(ConsoleMessage).where(
-                mine, ConsoleMessage.id <= after, ConsoleMessage.updated_at >= since - LOOKBACK
-            )
-            changed = list(await session.scalars(query.order_by(ConsoleMessage.id)))
+        fresh, changed = await poll_rows(session, user, after, since)
     cursor = max(
         [r.updated_at for r in (*fresh, *changed)] + ([since] if since else []), default=None
     )

@@ -2,9 +2,11 @@
 
 `/healthz` answers 503 when the database does not answer a `SELECT 1` within
 `database.timeout_seconds`, so a replica that lost its database leaves the pool instead of
-accepting webhooks it cannot store. `/metrics` refreshes the database-backed
-gauges (cases by status, outbox depth) on every scrape; those are the truth
-shared by all replicas.
+accepting webhooks it cannot store. It asks through the read pool (storage/db.py), as
+`/metrics` does, so a writer that is busy (the SQLite lock held, PostgreSQL's write
+connections all in transactions) neither slows it nor makes a healthy database look down.
+`/metrics` refreshes the database-backed gauges (cases by status, outbox depth) on
+every scrape; those are the truth shared by all replicas.
 
 The middleware labels requests by the route's template (`/api/cases/{id}`), never
 the raw path, and by a fixed set of methods: a scanner probing random URLs or

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from datetime import datetime, timedelta
@@ -12,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.app import create_app
-from bot.appkeys import WORKER
+from bot.appkeys import CTX, WORKER
 from storage.db import Database
 from tests.support import (
     Client,
@@ -22,6 +23,7 @@ from tests.support import (
     post_generic,
     return_body,
 )
+from tests.unit.test_read_pool import HANG, writer_held
 
 TOKEN = "api-test-token-0123456789"
 # A hand-made cursor in the shape the API once used: [created_at, case id] as base64 JSON.
@@ -167,6 +169,41 @@ async def test_list_filters(client: Client, clock: FakeClock) -> None:
     assert {c["id"] for c in (await resp.json())["cases"]} == set(ids[3:])
     later = (fourth + timedelta(days=1)).isoformat()
     assert (await get(client, "/api/cases", since=later))[1]["cases"] == []
+
+
+async def test_several_statuses_page_as_one_list(client: Client, clock: FakeClock) -> None:
+    """Each status is its own indexed query, merged: the pages still run newest first,
+    through the creation-time tie, without a repeat or a gap, filters and all."""
+    ids = await seven_cases(client, clock)
+    seen: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        params = {"status": "refund_pending,pending_approval", "channel": "generic"}
+        params |= {"limit": "2", **({"cursor": cursor} if cursor else {})}
+        status, page = await get(client, "/api/cases", **params)
+        assert status == 200 and len(page["cases"]) <= 2
+        seen += page["cases"]
+        if (cursor := page["next_cursor"]) is None:
+            break
+    assert len(seen) == 7 and {c["id"] for c in seen} == set(ids)
+    order = [(c["created_at"], c["id"]) for c in seen]
+    assert order == sorted(order, reverse=True)
+    assert {c["status"] for c in seen} == {"refund_pending", "pending_approval"}
+
+
+async def test_reads_answer_while_the_writer_is_held(client: Client, clock: FakeClock) -> None:
+    """Health, metrics and the API read through their own pool: with the SQLite writer
+    lock held, or every PostgreSQL writer connection in an open write transaction (one
+    of them changing every case), they answer from the last commit."""
+    ids = await seven_cases(client, clock)
+    async with writer_held(client.app[CTX].db):
+        for path in ("/healthz", "/metrics", "/api/cases?status=pending_approval"):
+            resp = await asyncio.wait_for(client.get(path, headers=AUTH), HANG)
+            assert resp.status == 200, path
+        status, detail = await asyncio.wait_for(get(client, f"/api/cases/{ids[1]}"), HANG)
+        assert (status, detail["status"]) == (200, "pending_approval")  # not the held write
+        status, page = await get(client, "/api/cases", status="approved")
+        assert (status, page["cases"]) == (200, [])
 
 
 @pytest.mark.parametrize(

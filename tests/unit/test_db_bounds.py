@@ -1,16 +1,18 @@
-"""The database's bounds (storage/db.py): what counts as "unavailable", and that a
-statement over the bound is cut off by the server on PostgreSQL."""
+"""The database's bounds (storage/db.py): what counts as "unavailable", that a
+statement over the bound is cut off by the server on PostgreSQL, and that the read
+pool's wait for a connection is bounded too."""
 
 from __future__ import annotations
 
 import socket
+from contextlib import AsyncExitStack
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from storage.db import Database, DatabaseBusy, is_unavailable
+from storage.db import DEFAULT_READ_POOL, Database, DatabaseBusy, is_unavailable
 from tests.conftest import ONLY_PG, PG_URL
 
 
@@ -55,5 +57,24 @@ async def test_a_statement_over_the_bound_is_cancelled(db: Database) -> None:
             async with bounded.read() as session:
                 await session.execute(text("SELECT pg_sleep(5)"))
         assert is_unavailable(caught.value)
+    finally:
+        await bounded.dispose()
+
+
+async def test_a_read_waits_for_a_pooled_connection_a_bounded_time(db: Database) -> None:
+    """Every read connection busy: the next read gives up after `timeout` (a 503 at the
+    edge) and the health check says unreachable, instead of queueing without end."""
+    bounded = Database(db.url, timeout=0.2)
+    try:
+        async with AsyncExitStack() as stack:
+            for _ in range(DEFAULT_READ_POOL):
+                session = await stack.enter_async_context(bounded.read())
+                await session.execute(text("SELECT 1"))  # holds its connection
+            with pytest.raises(PoolTimeout) as caught:
+                async with bounded.read() as session:
+                    await session.execute(text("SELECT 1"))
+            assert is_unavailable(caught.value)
+            assert not await bounded.ping()
+        assert await bounded.ping()  # released: the pool serves again
     finally:
         await bounded.dispose()

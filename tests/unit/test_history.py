@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from handlers.risk import history_lines
 from storage.db import Database
-from storage.history import customer_history
+from storage.history import customer_history, histories
 from storage.models import Case, Customer, CustomerOrder
 
 NOW = datetime(2026, 11, 21, 2, 0, tzinfo=UTC).replace(tzinfo=None)
@@ -60,3 +60,28 @@ async def test_the_return_rate_compares_the_same_year(db: Database) -> None:
     assert "售后率 100%" in lines  # 1 return in the year of 1 order, not 3 of 1
     assert lines[0] == "近一年订单 1 笔，累计消费 ¥200.00"
     assert "首单时间 2024-06-04" in lines  # the first order ever, not the first this year
+
+
+async def test_histories_of_many_buyers_match_each_buyers_own(db: Database) -> None:
+    async with db.transaction() as session:
+        customer = Customer(channel="generic", buyer_ref="buyer-1", nick="喵星人", flagged=True)
+        session.add(customer)
+        await session.flush()
+        session.add(
+            CustomerOrder(
+                customer_id=customer.id, order_id="SO-1", amount_fen=20000, ordered_at=NOW
+            )
+        )
+        other = a_case(5, NOW - timedelta(days=3))
+        other.buyer_ref = "buyer-2"
+        session.add_all([a_case(1, NOW - timedelta(days=30)), a_case(2, NOW), other])
+    buyers = [("generic", "buyer-1"), ("generic", "buyer-2"), ("generic", "buyer-3")]
+    async with db.read() as session:
+        together = await histories(session, buyers, NOW, exclude=["RC-261121-0002"])
+        alone = {
+            b: await customer_history(session, b[0], b[1], NOW, "RC-261121-0002") for b in buyers
+        }
+    assert together == alone
+    assert (together[buyers[0]].returns, together[buyers[0]].orders) == (1, 1)
+    assert together[buyers[0]].flagged and together[buyers[1]].returns == 1
+    assert together[buyers[2]].returns == 0

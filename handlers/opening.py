@@ -1,0 +1,109 @@
+"""Open a batch of new cases with a handful of Core statements, whatever its size.
+
+Per batch: the buyers (one lookup, one insert of the unknown ones), the case
+numbers (one counter update reserving them all), the director tier's customer
+histories (grouped queries), then one executemany per table. What each case
+writes is decided by handlers/create.py, the same decisions the ORM path writes
+for a re-routed case, so a case opened here is the case one event at a time
+would make.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.events import ReturnRequest
+from handlers import create
+from handlers.context import Ctx
+from handlers.effects import CardSend, Effects
+from handlers.risk import history_lines
+from handlers.routing import Decision
+from storage import intake_rows as rows
+from storage.history import Buyer, histories, with_returns
+from storage.models import ApprovalStep, AuditEvent, Case, CaseItem, Evidence
+
+
+async def open_cases(
+    session: AsyncSession, ctx: Ctx, events: Sequence[ReturnRequest], now: datetime
+) -> list[Case]:
+    """A case per event (all for unknown channel keys), in order; a `cancelled` event's
+    case is opened but not routed (the caller cancels it)."""
+    roster = await ctx.people.load(session)
+    nicks: dict[Buyer, str] = {}
+    for event in events:
+        if event.buyer_ref:
+            nicks.setdefault((event.channel, event.buyer_ref), event.buyer_nick)
+    flags = await rows.customer_flags(session, nicks)
+    name, day = create.counter(ctx, now)
+    first = await rows.reserve(session, ctx.db, name, len(events))
+    fx = Effects(now)
+    cases: list[Case] = []
+    evidence: list[Evidence] = []
+    routes: list[Decision | None] = []
+    for n, event in enumerate(events):
+        raised = roster.named(event.operator) if event.operator else None
+        number = create.case_number(day, first + n)
+        case, proofs = create.new_case(fx, event, number, raised.id if raised else None)
+        cases.append(case)
+        evidence += proofs
+        flagged = flags.get((case.channel, case.buyer_ref), False)
+        routes.append(
+            None if event.status == "cancelled" else create.decide(ctx, case, flagged=flagged)
+        )
+    wanted = {
+        (c.channel, c.buyer_ref)
+        for c, d in zip(cases, routes, strict=True)
+        if d is not None and create.wants_history(d, c)
+    }
+    found = await histories(session, wanted, now)
+    earlier: dict[Buyer, tuple[int, int]] = {}  # this batch's cases so far, per buyer
+    for event, case, decision in zip(events, cases, routes, strict=True):
+        create.created(fx, event, case)
+        buyer = (case.channel, case.buyer_ref)
+        count, fen = earlier.get(buyer, (0, 0))
+        if decision is not None:
+            history: tuple[str, ...] = ()
+            if create.wants_history(decision, case):
+                history = history_lines(with_returns(found[buyer], count, fen))
+            create.routed(ctx, fx, case, decision, roster, history)
+        earlier[buyer] = (count + 1, fen + case.amount_fen)
+    await _write(session, cases, evidence, fx)
+    return cases
+
+
+async def _write(
+    session: AsyncSession, cases: list[Case], evidence: list[Evidence], fx: Effects
+) -> None:
+    items: list[CaseItem] = []
+    chain: list[ApprovalStep] = []
+    for case in cases:
+        for item in case.items:
+            item.case_id = case.id
+            items.append(item)
+        for step in case.steps:
+            step.case_id = case.id
+            chain.append(step)
+    await rows.insert_rows(session, Case, rows.rows_of(cases, version=1))
+    await rows.insert_rows(session, CaseItem, rows.rows_of(items))
+    await rows.insert_rows(session, Evidence, rows.rows_of(evidence))
+    step_rows = rows.rows_of(chain)
+    step_ids = await rows.insert_ids(session, ApprovalStep, step_rows, ("case_id", "seq"))
+    for step, step_id in zip(chain, step_ids, strict=True):
+        step.id = step_id
+    sends = [s for s in fx.sends if isinstance(s, CardSend)]
+    card_ids = await rows.insert_cards(session, [s.record(fx.now) for s in sends])
+    built = {id(s): (i, s.card(i)) for s, i in zip(sends, card_ids, strict=True)}
+    await rows.set_cards(session, list(built.values()))
+    await rows.insert_rows(session, AuditEvent, rows.rows_of(fx.audits))
+    outbox = []
+    for send in fx.sends:
+        message = send.message(*built[id(send)]) if isinstance(send, CardSend) else send
+        outbox.append(
+            rows.outbox_row(
+                message.kind, message.destination, message.payload, message.case_id, fx.now
+            )
+        )
+    await rows.insert_outbox(session, outbox)

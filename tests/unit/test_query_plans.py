@@ -1,0 +1,398 @@
+"""Every query the read API, the customer history, the console poll, the metrics and the
+claims run is served by an index: EXPLAIN on both engines, against a seeded database,
+fails on a full scan of a large table or on a sort for ORDER BY.
+
+The statements are not copies: each real function runs once under a recorder
+(`before_cursor_execute` on both of the database's engines), and every SELECT, UPDATE
+and DELETE it sent is explained with the parameters it was sent with. So the test
+follows the code when a query changes shape.
+
+SQLite is explained with no ANALYZE, as production runs it (nothing there runs
+ANALYZE). Its plans then do not depend on the table's size, so a few thousand rows
+show what 100k get; and since it knows nothing of how rare a value is, a walk of a
+whole index that filters as it goes (`SCAN t USING INDEX` with a WHERE) fails too.
+
+PostgreSQL's planner rightly prefers a sequential scan, or reading every match and
+sorting it, on a table of a few thousand rows: what it picks there is not what it picks
+at 100k. So its seeded tables are ANALYZEd (real statistics choose between indexes) and
+each statement is explained with `enable_seqscan`, `enable_sort` and
+`enable_incremental_sort` off: the question is "can an index serve this query, in
+order?" A query no index serves still shows its Seq Scan, and an order no index gives
+still shows its Sort.
+
+The one sort allowed is the one `since=` asks for: the cases changed since the poll's
+cursor are found through `ix_case_updated`, then ordered by creation (a range on one
+column cannot come out in another's order), which sorts only the changed rows. There
+PostgreSQL keeps its sorts enabled and chooses on its statistics.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import event, insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.delivery import STRICT, chat_limits
+from bot.metrics import Metrics
+from bot.settings import OutboxSettings
+from bot.web.api import Filters, fetch_page, load_case
+from bot.web.console_poll import poll_rows
+from storage import inbound, outbox, timers
+from storage.db import Database
+from storage.history import customer_history, histories
+from storage.models import (
+    ApprovalStep,
+    AuditEvent,
+    Case,
+    CaseItem,
+    ConsoleMessage,
+    Customer,
+    CustomerOrder,
+    Evidence,
+    InboundEvent,
+    OutboxMessage,
+    Timer,
+)
+from tests.conftest import ENGINES, fresh_database
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+CASES = 3000
+BUYERS = 600
+T0 = datetime(2026, 1, 1, tzinfo=UTC).replace(tzinfo=None)  # naive UTC, as stored
+NOW = T0 + timedelta(hours=2 * CASES + 1)  # a case every two hours, then now
+OPEN = 240  # the newest cases are still open; the year before them is done
+# Tables that stay a handful of rows (configuration): a scan of them is the right plan.
+SMALL = frozenset({"members", "member_roles", "sequences", "server_secrets", "alembic_version"})
+DONE = ("refunded",) * 6 + ("closed", "rejected")
+OPEN_STATUSES = ("pending_approval", "approved", "awaiting_return", "requested")
+
+
+def _cases() -> Iterator[dict[str, Any]]:
+    for n in range(CASES):
+        at = T0 + timedelta(hours=2 * n)
+        status = OPEN_STATUSES[n % 4] if n >= CASES - OPEN else DONE[n % len(DONE)]
+        yield {
+            "id": f"RC-{n:06d}", "channel": "taobao" if n % 10 == 0 else "generic",
+            "shop": "s", "external_id": f"E{n}", "order_id": f"O{n}", "kind": "refund_only",
+            "amount_fen": 1000 + n, "buyer_ref": f"buyer-{n % BUYERS}", "status": status,
+            "created_at": at, "updated_at": min(at + timedelta(days=n % 15), NOW),
+            "version": 1, "attachments": [],
+        }  # fmt: skip
+
+
+def _children() -> dict[type, list[dict[str, Any]]]:
+    rows: dict[type, list[dict[str, Any]]] = {k: [] for k in (CaseItem, ApprovalStep, AuditEvent)}
+    rows[Evidence] = []
+    for n in range(CASES):
+        case_id, at = f"RC-{n:06d}", T0 + timedelta(hours=2 * n)
+        rows[CaseItem].append(
+            {"case_id": case_id, "sku": "S", "name": "n", "qty": 1, "unit_price_fen": 1000}
+        )
+        rows[ApprovalStep].append({"case_id": case_id, "seq": 1, "role": "cs_lead"})
+        for k in range(2):
+            rows[AuditEvent].append(
+                {"case_id": case_id, "at": at + timedelta(seconds=k), "actor": "system",
+                 "action": "created", "detail": ""}
+            )  # fmt: skip
+        if n % 3 == 0:
+            rows[Evidence].append(
+                {"case_id": case_id, "kind": "note", "ref": "r", "added_by": "x", "at": at}
+            )
+    return rows
+
+
+def _customers() -> dict[type, list[dict[str, Any]]]:
+    customers = [
+        {"id": b + 1, "channel": "generic", "buyer_ref": f"buyer-{b}"} for b in range(BUYERS)
+    ]
+    orders = [
+        {"customer_id": b + 1, "order_id": f"O{b}-{k}", "amount_fen": 5000,
+         "ordered_at": T0 - timedelta(days=30 * k)}
+        for b in range(BUYERS) for k in range(3)
+    ]  # fmt: skip
+    return {Customer: customers, CustomerOrder: orders}
+
+
+def _queues() -> dict[type, list[dict[str, Any]]]:
+    """Mostly history (fired timers, sent rows, dead events), a few due: as they pile up."""
+    timer_rows = [
+        {"case_id": f"RC-{n % CASES:06d}", "kind": "remind",
+         "status": ("fired", "fired", "cancelled", "pending")[n % 4],
+         "due_at": NOW + timedelta(minutes=n - 100), "payload": {}}
+        for n in range(3000)
+    ]  # fmt: skip
+    destinations = ("wecom:u1", "wecom:u2", "wecom:robot:ops", "channel:generic")
+    outbox_rows = []
+    for n in range(3000):
+        status = "pending" if n % 20 == 0 else ("dead" if n % 97 == 0 else "sent")
+        outbox_rows.append(
+            {"kind": "card.send", "destination": destinations[n % 4],
+             "case_id": f"RC-{n % CASES:06d}", "payload": {}, "status": status,
+             "attempts": 1, "next_at": NOW + timedelta(minutes=(n % 3) - 1),
+             "created_at": NOW - timedelta(minutes=3000 - n),
+             "sent_at": NOW - timedelta(minutes=3000 - n) if status == "sent" else None}
+        )  # fmt: skip
+    inbound_rows = [
+        {"key": f"k{n:05d}", "kind": "generic", "payload": {},
+         "status": "dead" if n % 3 else "pending",
+         "next_at": NOW + timedelta(seconds=n - 500),
+         "received_at": NOW + timedelta(seconds=n - 600)}
+        for n in range(1500)
+    ]  # fmt: skip
+    console_rows = [
+        {"user_id": f"user{n % 20}", "direction": "out", "body": {"type": "text", "text": "t"},
+         "created_at": NOW - timedelta(minutes=3000 - n),
+         "updated_at": NOW - timedelta(minutes=3000 - n)}
+        for n in range(3000)
+    ]  # fmt: skip
+    return {
+        Timer: timer_rows,
+        OutboxMessage: outbox_rows,
+        InboundEvent: inbound_rows,
+        ConsoleMessage: console_rows,
+    }
+
+
+async def _seed(db: Database) -> None:
+    async with db.engine.begin() as conn:
+        await conn.execute(insert(Case), list(_cases()))
+        for group in (_children(), _customers(), _queues()):
+            for model, rows in group.items():
+                await conn.execute(insert(model), rows)
+        if not db.is_sqlite:
+            await conn.exec_driver_sql("ANALYZE")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=ENGINES)
+async def seeded(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Database]:
+    db = await fresh_database(request.param, Path(tmp_path_factory.mktemp("plans")))
+    await _seed(db)
+    yield db
+    await db.dispose()
+
+
+@contextmanager
+def recorded(db: Database) -> Iterator[list[tuple[str, Any]]]:
+    """The statements (and their parameters) sent through either of `db`'s engines."""
+    seen: list[tuple[str, Any]] = []
+
+    def before(
+        conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool
+    ) -> None:
+        if statement.lstrip().split(None, 1)[0].upper() in ("SELECT", "UPDATE", "DELETE"):
+            seen.append((statement, params[0] if many else params))
+
+    engines = {db.engine.sync_engine, db.read_engine.sync_engine}
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", before)
+    try:
+        yield seen
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", before)
+
+
+def _sqlite_problems(sql: str, details: list[str], sorted_after: str | None) -> list[str]:
+    """SQLite keeps no statistics on values, so a walk of a whole index that filters as it
+    goes (`SCAN t USING INDEX` with a WHERE) reads the table when the filter is rare."""
+    problems = []
+    for detail in details:
+        scan = re.fullmatch(r"SCAN (\w+)( USING (COVERING )?INDEX \w+)?", detail)
+        if scan and re.sub(r"_\d+$", "", scan.group(1)) not in SMALL:
+            if not scan.group(2):
+                problems.append(f"full scan: {detail}")
+            elif re.search(r"\bWHERE\b", sql):
+                problems.append(f"whole index walked through a filter: {detail}")
+        if "TEMP B-TREE" in detail and not (
+            sorted_after and any(f"INDEX {sorted_after} " in d for d in details)
+        ):
+            problems.append(f"sort: {detail}")
+    if sorted_after and not any(f"INDEX {sorted_after} " in d for d in details):
+        problems.append(f"not found through {sorted_after}")  # the range the sort is for
+    return problems
+
+
+def _nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield node
+    for child in node.get("Plans", []):
+        yield from _nodes(child)
+
+
+def _outline(node: dict[str, Any]) -> str:
+    """`Limit > Index Scan Backward ix_case_created on cases`, children in brackets."""
+    name = node["Node Type"]
+    if node.get("Scan Direction") == "Backward":
+        name += " Backward"
+    name += "".join(f" {node[k]}" for k in ("Index Name", "Relation Name") if k in node)
+    if "Sort Key" in node:
+        name += f" ({', '.join(node['Sort Key'])})"
+    children = [
+        ("subplan: " if child.get("Parent Relationship") in ("SubPlan", "InitPlan") else "")
+        + _outline(child)
+        for child in node.get("Plans", [])
+    ]
+    if not children:
+        return name
+    return f"{name} > {children[0]}" if len(children) == 1 else f"{name} > [{'; '.join(children)}]"
+
+
+def _pg_problems(plan: dict[str, Any], sorted_after: str | None) -> list[str]:
+    problems = []
+    for node in _nodes(plan):
+        kind = node["Node Type"]
+        if kind == "Seq Scan" and node["Relation Name"] not in SMALL:
+            problems.append(f"full scan: Seq Scan on {node['Relation Name']}")
+        if kind in ("Sort", "Incremental Sort") and not (
+            sorted_after and any(n.get("Index Name") == sorted_after for n in _nodes(node))
+        ):
+            problems.append(f"sort: {kind} by {', '.join(node.get('Sort Key', []))}")
+    return problems
+
+
+async def problems(
+    db: Database, statements: list[tuple[str, Any]], sorted_after: str | None = None
+) -> list[str]:
+    """For each statement that scans a large table or sorts, the statement and why."""
+    assert statements, "the function under test ran no query"
+    found = []
+    async with db.engine.begin() as conn:
+        if not db.is_sqlite:
+            off = ["enable_seqscan"]
+            if sorted_after is None:  # else the planner may choose that sort, on the stats
+                off += ["enable_sort", "enable_incremental_sort"]
+            for setting in off:
+                await conn.exec_driver_sql(f"SET LOCAL {setting} = off")
+        for sql, params in statements:
+            if db.is_sqlite:
+                rows = await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params)
+                details = [str(row[3]) for row in rows]
+                why, shown = _sqlite_problems(sql, details, sorted_after), "; ".join(details)
+            else:
+                raw = (await conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {sql}", params)).scalar()
+                plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
+                why, shown = _pg_problems(plan, sorted_after), _outline(plan)
+            found += [f"{w}\n  in: {sql}\n  plan: {shown}" for w in why]
+    return found
+
+
+async def assert_indexed(
+    db: Database, run: Callable[[], Awaitable[object]], sorted_after: str | None = None
+) -> None:
+    """Run `run` once, then explain every statement it sent; fail naming each offender."""
+    with recorded(db) as statements:
+        await run()
+    found = await problems(db, statements, sorted_after)
+    assert not found, "\n\n".join(found)
+
+
+def _list_id(statuses: tuple[str, ...], channel: str | None, since: bool, cursor: bool) -> str:
+    return "-".join(
+        ("+".join(statuses) or "all", channel or "any", "since" if since else "ever",
+         "cursor" if cursor else "top")
+    )  # fmt: skip
+
+
+LIST_FILTERS = [
+    pytest.param(statuses, channel, since, cursor, id=_list_id(statuses, channel, since, cursor))
+    for statuses in ((), ("pending_approval",), ("pending_approval", "approved"))
+    for channel in (None, "taobao")
+    for since in (False, True)
+    for cursor in (False, True)
+]
+
+
+@pytest.mark.parametrize(("statuses", "channel", "since", "cursor"), LIST_FILTERS)
+async def test_the_case_list_uses_an_index_for_every_filter(
+    seeded: Database, statuses: tuple[str, ...], channel: str | None, since: bool, cursor: bool
+) -> None:
+    filters = Filters(
+        statuses=frozenset(statuses),
+        channel=channel,
+        since=NOW - timedelta(days=3) if since else None,
+        limit=50,
+        after=(T0 + timedelta(hours=2 * (CASES - 100)), f"RC-{CASES - 100:06d}")
+        if cursor
+        else None,
+    )
+    page: list[Case] = []
+
+    async def run() -> None:
+        async with seeded.read() as session:
+            page[:], _ = await fetch_page(session, filters)
+
+    await assert_indexed(seeded, run, sorted_after="ix_case_updated" if since else None)
+    assert page  # the seed has rows for every combination: the plans ran on real work
+
+
+async def test_the_case_detail_uses_indexes(seeded: Database) -> None:
+    async def run() -> None:
+        async with seeded.read() as session:
+            assert await load_case(session, "RC-000300") is not None
+
+    await assert_indexed(seeded, run)
+
+
+async def test_the_customer_history_uses_indexes(seeded: Database) -> None:
+    """One buyer, and a batch's buyers in the grouped queries intake runs."""
+    buyers = [("generic", f"buyer-{b}") for b in (7, 8, 9, 11)]
+
+    async def run() -> None:
+        async with seeded.read() as session:
+            found = await customer_history(session, "generic", "buyer-7", NOW, "RC-000007")
+            many = await histories(session, buyers, NOW, exclude=("RC-000008",))
+        assert found.returns > 0 and found.orders > 0
+        assert all(h.returns > 0 for h in many.values()) and set(many) == set(buyers)
+
+    await assert_indexed(seeded, run)
+
+
+async def test_the_console_poll_uses_indexes(seeded: Database) -> None:
+    async def run() -> None:
+        async with seeded.read() as session:
+            first, _ = await poll_rows(session, "user3", 0, None)
+            await poll_rows(session, "user3", first[-10].id, NOW - timedelta(minutes=30))
+
+    await assert_indexed(seeded, run)
+
+
+async def test_the_metrics_read_indexes_only(seeded: Database) -> None:
+    await assert_indexed(seeded, lambda: Metrics().refresh(seeded))
+
+
+async def test_the_timer_claim_uses_an_index(seeded: Database) -> None:
+    async def hook(session: AsyncSession, timer: Timer) -> None:
+        return None
+
+    await assert_indexed(seeded, lambda: timers.claim_due(seeded, NOW, 3, hook))
+
+
+async def test_the_outbox_claim_and_rate_limits_use_indexes(seeded: Database) -> None:
+    exclusive = tuple(chat_limits(OutboxSettings()))
+
+    async def run() -> None:
+        rows = await outbox.claim_due(seeded, NOW, 20, 60, strict=STRICT, exclusive=exclusive)
+        assert rows
+        async with seeded.read() as session:
+            await outbox.sends_log(session, "wecom:u1", NOW - timedelta(hours=1))
+            await outbox.held_behind(session, rows[0])
+
+    await assert_indexed(seeded, run)
+
+
+async def test_the_inbound_claim_uses_an_index(seeded: Database) -> None:
+    async def run() -> None:
+        assert await inbound.claim_due(seeded, NOW, 20, timedelta(minutes=1))
+
+    await assert_indexed(seeded, run)
