@@ -1,11 +1,19 @@
-"""The clock: APScheduler ticks that drive the outbox worker and fire due timers.
+"""The clock: the outbox worker's loop, and APScheduler ticks that fire due timers
+and recover unhandled inbound events.
 
-The scheduler holds no state worth keeping: what is due lives in database rows
+Nothing here holds state worth keeping: what is due lives in database rows
 (outbox, timers), claimed with SKIP LOCKED on PostgreSQL, so every replica runs
-the same two jobs and each row is still handled once. As in python-telegram-bot's
-JobQueue, the jobs are module-level functions with deterministic ids and
-`replace_existing=True`; `max_instances=1` with `coalesce=True` means a slow tick
-is never overlapped by the next one and missed ticks collapse into one run.
+the same loop and jobs and each row is still handled once.
+
+The outbox runs as one long-lived task per process, woken by `kick()` (an
+asyncio.Event a handler sets once it committed work a person waits for) or by
+its interval. Kicks that arrive while a round runs coalesce into one more round;
+a kick costs no scheduler call, so a burst of requests never piles up job runs
+(APScheduler's "maximum number of running instances reached", once per request).
+The periodic jobs stay on APScheduler as in python-telegram-bot's JobQueue:
+module-level functions with deterministic ids and `replace_existing=True`;
+`max_instances=1` with `coalesce=True` means a slow tick is never overlapped by
+the next one and missed ticks collapse into one run.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -28,15 +36,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-OUTBOX_JOB_ID = "outbox-tick"
 TIMER_JOB_ID = "timer-tick"
 INBOX_JOB_ID = "inbox-tick"
+ROUND_GAP = 0.05  # seconds between outbox round starts: a person never notices
 INBOX_EVERY_SECONDS = 5.0  # acknowledged events are retried 30 s on; no need to hurry
-
-
-async def outbox_tick(clock: Clock) -> None:
-    """Job function: one outbox round. Errors are logged; the next tick tries again."""
-    await clock.tick_outbox()
 
 
 async def timer_tick(clock: Clock) -> None:
@@ -76,10 +79,11 @@ class Clock:
         self.settings = settings
         self.drain_seconds = drain_seconds
         self._scheduler: AsyncIOScheduler | None = None
+        self._outbox: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
         self._stopping = False
         # Held while a tick runs, so stop() can wait for it: the scheduler's own
         # shutdown would cancel an in-flight job coroutine mid-delivery.
-        self._outbox_busy = asyncio.Lock()
         self._timer_busy = asyncio.Lock()
         self._inbox_busy = asyncio.Lock()
 
@@ -88,16 +92,13 @@ class Clock:
         return self._scheduler is not None and self._scheduler.running
 
     async def start(self) -> None:
-        """Create the scheduler on the running loop and add the two interval jobs."""
+        """Start the outbox loop and the scheduler's interval jobs on the running loop."""
         if self._scheduler is not None:
             return
         self._stopping = False
         scheduler = AsyncIOScheduler(timezone=UTC)
         seconds = self.settings.tick_seconds
         common = {"replace_existing": True, "max_instances": 1, "coalesce": True}
-        scheduler.add_job(
-            outbox_tick, "interval", seconds=seconds, id=OUTBOX_JOB_ID, args=[self], **common
-        )
         if self.timer_hook is not None:
             scheduler.add_job(
                 timer_tick, "interval", seconds=seconds, id=TIMER_JOB_ID, args=[self], **common
@@ -109,12 +110,35 @@ class Clock:
             )
         scheduler.start()
         self._scheduler = scheduler
+        self._outbox = asyncio.get_running_loop().create_task(self._outbox_loop())
         log.info("clock started: ticking every %s s", seconds)
 
     def kick(self) -> None:
-        """Run the outbox tick now (a handler just committed work a person waits for)."""
-        if self._scheduler is not None and not self._stopping:
-            self._scheduler.modify_job(OUTBOX_JOB_ID, next_run_time=datetime.now(UTC))
+        """Wake the outbox now (a handler just committed work a person waits for).
+
+        Cheap and safe to call once per request: kicks during a round coalesce."""
+        if self._outbox is not None and not self._stopping:
+            self._wake.set()
+
+    async def _outbox_loop(self) -> None:
+        """Wait for a kick or the interval, then run rounds while they find work.
+
+        Rounds start at most every ROUND_GAP seconds: under a stream of kicks each
+        round would otherwise carry a row or two, and every round costs a claim and
+        an outcome write (and the event loop's time, which intake needs too)."""
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            try:
+                async with asyncio.timeout(self.settings.tick_seconds):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            while not self._stopping:
+                started = loop.time()
+                self._wake.clear()  # before the round: a kick while it runs asks for one more
+                if not await self.tick_outbox():
+                    break
+                await asyncio.sleep(max(0.0, started + ROUND_GAP - loop.time()))
 
     async def stop(self) -> None:
         """Stop ticking, wait for in-flight ticks, shut the scheduler down, flush the outbox."""
@@ -123,7 +147,11 @@ class Clock:
             return
         self._stopping = True
         scheduler.pause()
-        async with self._outbox_busy, self._timer_busy, self._inbox_busy:
+        outbox, self._outbox = self._outbox, None
+        if outbox is not None:
+            self._wake.set()  # the loop ends after the round in flight, never mid-delivery
+            await outbox
+        async with self._timer_busy, self._inbox_busy:
             scheduler.shutdown(wait=False)
         # AsyncIOScheduler.shutdown is scheduled with call_soon: let it run now.
         await asyncio.sleep(0)
@@ -138,15 +166,16 @@ class Clock:
             log.exception("outbox flush at shutdown failed")
         log.info("clock stopped")
 
-    async def tick_outbox(self) -> None:
-        """One outbox round, unless stopping; a failure is logged and the next tick retries."""
+    async def tick_outbox(self) -> int:
+        """One outbox round, unless stopping; returns the rows it performed. A failure
+        is logged and returns 0: the loop waits for the next kick or interval."""
         if self._stopping:
-            return
-        async with self._outbox_busy:
-            try:
-                await self.worker.run_once()
-            except Exception:
-                log.exception("outbox tick failed")
+            return 0
+        try:
+            return await self.worker.run_once()
+        except Exception:
+            log.exception("outbox tick failed")
+            return 0
 
     async def tick_inbox(self) -> None:
         """Recover acknowledged events left unhandled (dispatch.Dispatcher.recover)."""
@@ -159,7 +188,7 @@ class Clock:
                 log.exception("inbox tick failed")
 
     async def tick_timers(self) -> None:
-        """Fire the due timers through the hook, one transaction each (storage/timers.py)."""
+        """Fire the due timers through the hook, one transaction a batch (storage/timers.py)."""
         if self._stopping or self.timer_hook is None:
             return
         async with self._timer_busy:

@@ -8,9 +8,14 @@ between performing and recording leaves the lease to expire and the row is
 performed again, so performers pass the far side's idempotency key where the API
 has one (the channel refund id).
 
-Rows of one destination run in claim order, one at a time, so a card is sent
-before its update and the destination's rate limits (bot/outbox_limits.py) are
-checked against what was just sent; different destinations run concurrently.
+A round claims a batch in one short transaction, delivers it and records every
+outcome in one more (bot/outbox_outcomes.py), so under load the outbox takes two
+turns at SQLite's writer per batch, not one per row. Rows of one destination run
+in claim order, one at a time, so the destination's rate limits
+(bot/outbox_limits.py) are checked against what was just sent; one case's later
+row to it waits for the next round, after its elder's outcome is written (a card
+is sent, and its handle stored, before its update); different destinations run
+concurrently, at most `concurrency` at once.
 """
 
 from __future__ import annotations
@@ -18,12 +23,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from bot.outbox_limits import RateLimit, merged, plan, reopens_at
-from bot.outbox_outcomes import DeadHook, DoneHook, Outcomes, ids_of
+from bot.outbox_limits import RateLimit, SendLog, merged, plan
+from bot.outbox_outcomes import DeadHook, DoneHook, Ledger, Outcomes, ids_of
 from bot.outbox_retry import RetrySchedule
 from storage import outbox as repo
 from storage.db import Database
@@ -60,12 +65,13 @@ class OutboxWorker:
 
     `performers` maps a row kind to an async callable; it returns optional result
     info (e.g. the platform's card handle) handed to `on_done`.
-    `on_done(session, msg, result)` and `on_dead(session, msg)` run in the transaction
-    that marks the row sent or dead, so a crash keeps both or neither (the row is then
-    performed again): a confirmed refund cannot be marked sent without the case
-    learning it, nor a dead letter buried without its alert. They run only when this
-    worker still holds the lease, so once per recorded outcome. If a hook raises, its
-    writes roll back, the outcome is recorded alone and the error is logged. `on_dead`
+    `on_done(session, msg, result)` and `on_dead(session, msg)` run in the round's
+    outcome transaction, each in its own savepoint, so a crash keeps a mark and its
+    hook both or neither (the row is then performed again): a confirmed refund cannot
+    be marked sent without the case learning it, nor a dead letter buried without its
+    alert. They run only when this worker still holds the lease, so once per recorded
+    outcome. If a hook raises, its writes roll back, the outcome is recorded alone and
+    the error is logged. `on_dead`
     must not alert about a dead alert, or a broken alert channel dead-letters forever.
     `rate_limits` maps a destination prefix (e.g. `"wecom:"`) to the RateLimit of
     each destination under it; the longest matching prefix wins and destinations
@@ -124,6 +130,10 @@ class OutboxWorker:
         return None
 
     async def _round(self) -> tuple[int, int]:
+        """Claim a batch, deliver it, record every outcome in one transaction.
+
+        A crash (or a failed write) after delivering leaves the leases to expire:
+        the rows are performed again, at least once as DESIGN.md §6 promises."""
         s = self.settings
         batch = await repo.claim_due(
             self.db,
@@ -133,55 +143,64 @@ class OutboxWorker:
             strict=self.strict,
             exclusive=tuple(prefix for prefix, _ in self._limits),
         )
+        if not batch:
+            return 0, 0
         groups: dict[str, list[OutboxMessage]] = {}
         for msg in batch:
             groups.setdefault(msg.destination, []).append(msg)
-        counts = await asyncio.gather(*(self._run_group(g) for g in groups.values()))
+        ledger = Ledger()
+        counts = await asyncio.gather(*(self._run_group(g, ledger) for g in groups.values()))
+        try:
+            await self.outcomes.record(ledger)
+        except Exception:
+            log.exception(
+                "outbox %s: recording the round failed; the rows are performed again "
+                "once their lease expires",
+                ids_of(batch),
+            )
         return len(batch), sum(counts)
 
-    async def _run_group(self, msgs: list[OutboxMessage]) -> int:
+    async def _run_group(self, msgs: list[OutboxMessage], ledger: Ledger) -> int:
         """One destination's rows, in the order written (texts coalesced where its
-        limit allows); a case whose earlier row did not go out holds its later rows
-        back (they go back to the queue untouched)."""
+        limit allows). A case whose earlier row did not go out holds its later rows
+        back, and so does one whose earlier row went out this round: its outcome
+        (and hook, e.g. a card's handle an update needs) is not written yet. Either
+        way they go back to the queue untouched, for the next round."""
         performed = 0
         held: set[str] = set()
         limit = self.limit_for(msgs[0].destination)
+        sends = SendLog(msgs[0].destination, limit) if limit else None
         ordered = sorted(msgs, key=lambda m: m.id)
         async with self._slots:
             for send in plan(ordered, limit.text_bytes if limit else 0):
                 waiting = [m for m in send if m.case_id is not None and m.case_id in held]
                 if waiting:
-                    await self._defer(waiting, self.clock())
+                    self.outcomes.defer(ledger, waiting, self.clock())
                     send = [m for m in send if m not in waiting]
                     if not send:
                         continue
-                sent = False
-                try:
-                    done, sent = await self._handle(send, limit)
-                    performed += done
-                except Exception:
-                    # Recording the outcome failed (database down?): the lease expires
-                    # and the rows are performed again.
-                    log.exception(
-                        "outbox %s (case %s): handling failed", ids_of(send), send[0].case_id
-                    )
-                if not sent:
-                    held.update(m.case_id for m in send if m.case_id is not None)
+                performed += await self._handle(send, limit, sends, ledger)
+                held.update(m.case_id for m in send if m.case_id is not None)
         return performed
 
     async def _handle(
-        self, send: list[OutboxMessage], limit: RateLimit | None
-    ) -> tuple[int, bool]:
-        """(performed, sent) for one send: a row, or texts coalesced into one message."""
+        self,
+        send: list[OutboxMessage],
+        limit: RateLimit | None,
+        sends: SendLog | None,
+        ledger: Ledger,
+    ) -> int:
+        """Perform one send (a row, or texts coalesced into one message) and note its
+        outcome in `ledger`; returns how many rows were performed."""
         head = send[0]
         performer = self.performers.get(head.kind)
         if performer is None:
-            await self.outcomes.dead(send, f"no performer for kind {head.kind!r}")
-            return 0, False
+            self.outcomes.dead(ledger, send, f"no performer for kind {head.kind!r}")
+            return 0
         msg = merged(send)
         cost = limit.cost(msg) if limit else 1
-        if limit and cost > 0 and await self._rate_limited(send, limit, cost):
-            return 0, False
+        if sends and cost > 0 and await self._rate_limited(send, sends, cost, ledger):
+            return 0
         # A performer must finish well inside the lease, or another replica re-claims
         # the row while it is still in flight. Rows queued behind slow ones in this
         # batch go back if their lease is too short to start them safely.
@@ -190,15 +209,15 @@ class OutboxWorker:
             head.locked_until is not None
             and repo.naive(self.clock()) + timedelta(seconds=budget) > head.locked_until
         ):
-            await self._defer(send, self.clock())
-            return 0, False
+            self.outcomes.defer(ledger, send, self.clock())
+            return 0
         try:
             async with asyncio.timeout(budget):
                 result = await performer(msg)
         except PermanentError as exc:
-            await self.outcomes.dead(send, _describe(exc))
+            self.outcomes.dead(ledger, send, _describe(exc))
         except (RetryableError, TimeoutError) as exc:
-            await self.outcomes.retry(send, _describe(exc))
+            self.outcomes.retry(ledger, send, _describe(exc))
         except Exception as exc:
             log.exception(
                 "outbox %s (%s, case %s): unexpected performer error, will retry",
@@ -206,26 +225,20 @@ class OutboxWorker:
                 head.kind,
                 head.case_id,
             )
-            await self.outcomes.retry(send, _describe(exc))
+            self.outcomes.retry(ledger, send, _describe(exc))
         else:
-            await self.outcomes.sent(send, result or {}, cost)
-            return len(send), True
-        return len(send), False
+            sent_at = self.outcomes.sent(ledger, send, result or {}, cost)
+            if sends:
+                sends.add(sent_at, cost)
+        return len(send)
 
-    async def _defer(self, msgs: Sequence[OutboxMessage], next_at: datetime) -> None:
-        async with self.db.transaction() as session:
-            for msg in msgs:
-                await repo.defer(session, msg, next_at=next_at)
-
-    async def _rate_limited(self, send: list[OutboxMessage], limit: RateLimit, cost: int) -> bool:
+    async def _rate_limited(
+        self, send: list[OutboxMessage], sends: SendLog, cost: int, ledger: Ledger
+    ) -> bool:
         """Defer (without burning an attempt) when a window has no room for `cost`."""
-        destination = send[0].destination
-        async with self.db.read() as session:
-            reopens = await reopens_at(
-                session, destination, cost, limit.windows, repo.naive(self.clock())
-            )
+        reopens = await sends.reopens_at(self.db, cost, repo.naive(self.clock()))
         if reopens is None:
             return False
-        await self._defer(send, reopens)
-        log.info("outbox %s to %s rate limited until %s", ids_of(send), destination, reopens)
+        self.outcomes.defer(ledger, send, reopens)
+        log.info("outbox %s to %s rate limited until %s", ids_of(send), sends.destination, reopens)
         return True

@@ -4,9 +4,9 @@ The far sides drop what exceeds their limits without a word (WeCom: 30 app
 messages a minute and 1,000 an hour per member per app; group robots 20 a
 minute), so the worker never sends past them: a row that would exceed any window
 waits, untouched, until that window has room. The counts come from the database
-(`outbox.sends` of the rows sent), so they hold across replicas; the claim lets
-one worker at a time send to a rate-limited destination, so no two check the same
-count at once.
+(`outbox.sends` of the rows sent, read once a round) plus the round's own sends,
+so they hold across replicas; the claim lets one worker at a time send to a
+rate-limited destination, so no two check the same count at once.
 
 Where a destination allows it, consecutive plain texts waiting for it go out as
 one message (within the platform's text size), spending one message of the limit
@@ -20,9 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from storage import outbox as repo
+from storage.db import Database
 from storage.models import OutboxMessage
 
 TEXT_KIND = "text.send"
@@ -120,27 +119,55 @@ def merged(send: Sequence[OutboxMessage]) -> OutboxMessage:
     )
 
 
-async def reopens_at(
-    session: AsyncSession, destination: str, cost: int, windows: Sequence[Window], now: datetime
+def reopens_at(
+    log: Sequence[tuple[datetime, int]], cost: int, windows: Sequence[Window], now: datetime
 ) -> datetime | None:
     """None if `cost` more messages fit every window now; else when they all will.
 
-    A cost above a window's limit waits for that window to be empty (the platform
-    then cuts nothing it would not cut anyway).
+    `log` is (sent_at, sends) to the destination, oldest first, covering the longest
+    window. A cost above a window's limit waits for that window to be empty (the
+    platform then cuts nothing it would not cut anyway).
     """
     later: datetime | None = None
     for window in windows:
         since = now - window.span
-        need = min(cost, window.limit)
-        used = await repo.sends_since(session, destination, since)
-        excess = used + need - window.limit
+        recent = [(at, n) for at, n in log if at > since and n > 0]
+        excess = sum(n for _, n in recent) + min(cost, window.limit) - window.limit
         if excess <= 0:
             continue
         freed = 0
-        for at, sends in await repo.sends_log(session, destination, since):
+        for at, sends in recent:
             freed += sends
             if freed >= excess:  # the window is strict: at + span no longer counts
                 reopen = at + window.span
                 later = reopen if later is None else max(later, reopen)
                 break
     return later
+
+
+class SendLog:
+    """What one rate-limited destination received lately, for one round.
+
+    Read once, at the round's first send that costs something, then kept up to
+    date in memory with the round's own sends, which are not written until the
+    round ends. The claim lets one worker at a time send to the destination, so
+    nothing else adds to it meanwhile.
+    """
+
+    def __init__(self, destination: str, limit: RateLimit) -> None:
+        self.destination = destination
+        self.limit = limit
+        self._log: list[tuple[datetime, int]] | None = None
+
+    async def reopens_at(self, db: Database, cost: int, now: datetime) -> datetime | None:
+        """As `reopens_at`, over what the destination received (see the class)."""
+        if self._log is None:
+            since = now - max(w.span for w in self.limit.windows)
+            async with db.read() as session:
+                self._log = await repo.sends_log(session, self.destination, since)
+        return reopens_at(self._log, cost, self.limit.windows, now)
+
+    def add(self, at: datetime, sends: int) -> None:
+        """Count a send made this round."""
+        if self._log is not None and sends > 0:
+            self._log.append((at, sends))

@@ -1,15 +1,19 @@
-"""Recording what became of a delivery: sent, retried later, or dead-lettered.
+"""Recording what became of a round's deliveries: sent, retried later, dead-lettered
+or put back untouched.
 
-Every outcome is fenced on the lease its rows were claimed with (storage/outbox.py)
-and written together with its hook (`on_done`, `on_dead`), so a crash keeps both
-or neither. A send may be several coalesced rows: they share one transaction, and
-only the first spends the rate limit's messages.
+A round notes each outcome in a `Ledger` while it delivers and writes them all at
+its end in ONE transaction (storage/outbox.py `record`): the rows' marks, then
+each `on_done` / `on_dead` hook in its own SAVEPOINT, so a crash keeps a row's
+mark and its hook together or neither, and a hook that raises is rolled back
+alone without undoing the others. Every mark is fenced on the row's lease. A send
+may be several coalesced rows: only the first spends the rate limit's messages.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.outbox_retry import RetrySchedule
 from storage import outbox as repo
-from storage.db import Database, is_retryable
+from storage.db import Database, allow_savepoints, is_retryable
 from storage.models import OutboxMessage
 
 if TYPE_CHECKING:
@@ -26,16 +30,34 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bot.outbox")
 
-HOOK_TRIES = 3  # a hook's transaction aborted by a deadlock is run again this often
+HOOK_TRIES = 3  # a hook (or the round's write) aborted by a deadlock is run again this often
 
 DoneHook = Callable[[AsyncSession, OutboxMessage, dict[str, Any]], Awaitable[None]]
 DeadHook = Callable[[AsyncSession, OutboxMessage], Awaitable[None]]
-Mark = Callable[[AsyncSession, OutboxMessage], Awaitable[bool]]
 Hook = Callable[[AsyncSession, OutboxMessage], Awaitable[None]]
 
 
 def ids_of(msgs: Sequence[OutboxMessage]) -> str:
     return ",".join(str(m.id) for m in msgs)
+
+
+@dataclass
+class Entry:
+    """One row's outcome: the write, what the hook sees, and the report after commit."""
+
+    msg: OutboxMessage
+    outcome: repo.Outcome
+    seen: dict[str, Any]  # the row's attributes as recorded, set before its hook runs
+    hook: Hook | None
+    hook_name: str
+    report: Callable[[OutboxMessage], None] | None  # log and tally, once recorded
+
+
+@dataclass
+class Ledger:
+    """A round's outcomes, in the order they happened; written by `Outcomes.record`."""
+
+    entries: list[Entry] = field(default_factory=list)
 
 
 class Outcomes:
@@ -59,152 +81,137 @@ class Outcomes:
         self.on_done = on_done
         self.on_dead = on_dead
 
-    async def sent(self, send: list[OutboxMessage], result: dict[str, Any], cost: int) -> None:
-        now = self.clock()
-        shares = {m.id: cost if i == 0 else 0 for i, m in enumerate(send)}
-
-        async def mark(session: AsyncSession, msg: OutboxMessage) -> bool:
-            return await repo.mark_sent(session, msg, now=now, sends=shares[msg.id])
-
-        recorded = await self._record(
-            send,
-            mark,
-            self._done_hook(result),
-            "on_done",
-            lambda m: {
-                "status": repo.SENT,
-                "sent_at": repo.naive(now),
-                "sends": shares[m.id],
-                "attempts": m.attempts + 1,
-            },
-        )
-        for msg in send:
-            if msg not in recorded:
-                log.warning(
-                    "outbox %s (case %s): lease lost before marking sent", msg.id, msg.case_id
-                )
-            self._tally(msg, "sent")
-
-    def _done_hook(self, result: dict[str, Any]) -> Hook | None:
+    def sent(
+        self, ledger: Ledger, send: list[OutboxMessage], result: dict[str, Any], cost: int
+    ) -> datetime:
+        """Note a send that went out; returns its `sent_at` (naive UTC)."""
+        now = repo.naive(self.clock())
         on_done = self.on_done
-        if on_done is None:
-            return None
+        hook: Hook | None = None
+        if on_done is not None:
 
-        async def hook(session: AsyncSession, msg: OutboxMessage) -> None:
-            await on_done(session, msg, result)
+            async def hook(session: AsyncSession, msg: OutboxMessage) -> None:
+                await on_done(session, msg, result)
 
-        return hook
+        for i, msg in enumerate(send):
+            sends = cost if i == 0 else 0
+            values = {"sent_at": now, "sends": sends}
+            seen = {"status": repo.SENT, **values, "attempts": msg.attempts + 1}
+            self._add(ledger, msg, repo.SENT, values, seen, hook, "on_done", self._sent_report)
+        return now
 
-    async def _record(
-        self,
-        msgs: list[OutboxMessage],
-        mark: Mark,
-        hook: Hook | None,
-        name: str,
-        values: Callable[[OutboxMessage], dict[str, Any]],
-    ) -> list[OutboxMessage]:
-        """Mark the rows and run the hook on each in one transaction; returns the rows
-        recorded (a row whose lease was lost is left to its new holder).
-
-        The hook sees each row with its recorded `values`. A transaction PostgreSQL
-        aborts to break a deadlock is run again; a hook that raises otherwise is
-        rolled back and logged, and the outcomes are recorded alone: a broken hook
-        must not make the rows be performed again.
-        """
-        recorded = {m.id: values(m) for m in msgs}
-
-        def apply(done: list[OutboxMessage]) -> list[OutboxMessage]:
-            for msg in done:
-                for attr, value in recorded[msg.id].items():
-                    setattr(msg, attr, value)
-            return done
-
-        for attempt in range(1, HOOK_TRIES + 1):
-            if hook is None:
-                break
-            try:
-                async with self.db.transaction() as session:
-                    done = apply([m for m in msgs if await mark(session, m)])
-                    for msg in done:
-                        await hook(session, msg)
-                return done
-            except Exception as exc:
-                if is_retryable(exc) and attempt < HOOK_TRIES:
-                    continue  # a deadlock victim: the same again on fresh data
-                log.exception(
-                    "outbox %s (case %s): %s failed", ids_of(msgs), msgs[0].case_id, name
-                )
-                break
-        async with self.db.transaction() as session:
-            done = [m for m in msgs if await mark(session, m)]
-        return apply(done)
-
-    async def retry(self, send: list[OutboxMessage], error: str) -> None:
+    def retry(self, ledger: Ledger, send: list[OutboxMessage], error: str) -> None:
         """Come back later on the schedule, or dead-letter what has failed too long."""
         now = repo.naive(self.clock())
-        plans = {
-            m.id: self.schedule.after_failure(now, m.attempts + 1, m.failing_since) for m in send
-        }
-        expired = [m for m in send if plans[m.id].at is None]
-        if expired:
-            hours = self.settings.give_up_after_hours
-            await self.dead(expired, f"{error} (gave up: still failing after {hours:g} h)")
-        retrying = [m for m in send if m not in expired]
-        if not retrying:
-            return
-        async with self.db.transaction() as session:
-            recorded = [
-                m
-                for m in retrying
-                if await repo.mark_retry(
-                    session,
-                    m,
-                    next_at=plans[m.id].at or now,
-                    error=error,
-                    failing_since=plans[m.id].failing_since,
-                )
-            ]
-        for msg in retrying:
-            if msg not in recorded:
-                log.warning("outbox %s (case %s): lease lost before retry", msg.id, msg.case_id)
+        for msg in send:
+            plan = self.schedule.after_failure(now, msg.attempts + 1, msg.failing_since)
+            if plan.at is None:
+                hours = self.settings.give_up_after_hours
+                self.dead(ledger, [msg], f"{error} (gave up: still failing after {hours:g} h)")
                 continue
-            log.warning(
-                "outbox %s (%s to %s, case %s): attempt %d failed, retry at %s: %s",
-                msg.id,
-                msg.kind,
-                msg.destination,
-                msg.case_id,
-                msg.attempts + 1,
-                plans[msg.id].at,
-                error,
-            )
-            self._tally(msg, "retry")
+            values = {"next_at": plan.at, "last_error": error, "failing_since": plan.failing_since}
 
-    async def dead(self, msgs: list[OutboxMessage], error: str) -> None:
-        async def mark(session: AsyncSession, msg: OutboxMessage) -> bool:
-            return await repo.mark_dead(session, msg, error=error)
+            def report(m: OutboxMessage, at: datetime = plan.at) -> None:
+                log.warning(
+                    "outbox %s (%s to %s, case %s): attempt %d failed, retry at %s: %s",
+                    m.id, m.kind, m.destination, m.case_id, m.attempts + 1, at, error,
+                )  # fmt: skip
+                self._tally(m, "retry")
 
-        recorded = await self._record(
-            msgs,
-            mark,
-            self.on_dead,
-            "on_dead",
-            lambda m: {"status": repo.DEAD, "last_error": error, "attempts": m.attempts + 1},
-        )
+            self._add(ledger, msg, repo.RETRY, values, {}, None, "", report)
+
+    def dead(self, ledger: Ledger, msgs: list[OutboxMessage], error: str) -> None:
+        seen_error = error[: repo.ERROR_MAX_CHARS]
         for msg in msgs:
-            if msg not in recorded:
-                log.warning("outbox %s (case %s): lease lost before dead", msg.id, msg.case_id)
-                continue
-            log.error(
-                "outbox %s (%s to %s, case %s) dead after %d attempts: %s",
-                msg.id,
-                msg.kind,
-                msg.destination,
-                msg.case_id,
-                msg.attempts,
-                error,
-            )
-            self._tally(msg, "dead")
+            seen = {"status": repo.DEAD, "last_error": seen_error, "attempts": msg.attempts + 1}
+            values = {"last_error": error}
+            self._add(ledger, msg, repo.DEAD, values, seen, self.on_dead, "on_dead", self._dead)
+
+    def defer(self, ledger: Ledger, msgs: Sequence[OutboxMessage], next_at: datetime) -> None:
+        """Put rows back untouched until `next_at`: no attempt is burned."""
+        for msg in msgs:
+            self._add(ledger, msg, repo.DEFER, {"next_at": next_at}, {}, None, "", None)
+
+    def _add(
+        self,
+        ledger: Ledger,
+        msg: OutboxMessage,
+        kind: str,
+        values: dict[str, Any],
+        seen: dict[str, Any],
+        hook: Hook | None,
+        hook_name: str,
+        report: Callable[[OutboxMessage], None] | None,
+    ) -> None:
+        if msg.locked_until is None:
+            raise ValueError(f"outbox {msg.id}: only a claimed row has an outcome")
+        outcome = repo.Outcome(msg.id, msg.locked_until, kind, values)
+        ledger.entries.append(Entry(msg, outcome, seen, hook, hook_name, report))
+
+    async def record(self, ledger: Ledger) -> None:
+        """Write the ledger in one transaction; report each row once it is recorded.
+
+        A row whose lease was lost is left to its new holder (logged). A transaction
+        PostgreSQL aborts to break a deadlock is run again on fresh data; any other
+        failure propagates, the leases expire and the rows are performed again.
+        """
+        entries = ledger.entries
+        if not entries:
+            return
+        for attempt in range(1, HOOK_TRIES + 1):
+            try:
+                written = await self._write(entries)
+                break
+            except Exception as exc:
+                if not (is_retryable(exc) and attempt < HOOK_TRIES):
+                    raise
+        for entry in entries:
+            msg = entry.msg
+            if msg.id not in written:
+                what = entry.outcome.kind
+                log.warning("outbox %s (case %s): lease lost before %s", msg.id, msg.case_id, what)
+            elif entry.report is not None:
+                entry.report(msg)
+
+    async def _write(self, entries: list[Entry]) -> set[int]:
+        async with self.db.transaction(repo.OUTBOX_LANE) as session:
+            await allow_savepoints(session)
+            written = await repo.record(session, self.db, [e.outcome for e in entries])
+            for entry in entries:
+                if entry.msg.id not in written:
+                    continue
+                for attr, value in entry.seen.items():
+                    setattr(entry.msg, attr, value)
+                if entry.hook is not None:
+                    await self._run_hook(session, entry, entry.hook)
+        return written
+
+    async def _run_hook(self, session: AsyncSession, entry: Entry, hook: Hook) -> None:
+        """The hook in its own savepoint: if it raises, its writes roll back and the
+        row's outcome stands (a broken hook must not make the row be performed again)."""
+        msg = entry.msg
+        for attempt in range(1, HOOK_TRIES + 1):
+            try:
+                async with session.begin_nested():
+                    await hook(session, msg)
+                return
+            except Exception as exc:
+                if is_retryable(exc) and attempt < HOOK_TRIES:
+                    continue  # a deadlock victim: the same again
+                log.exception(
+                    "outbox %s (case %s): %s failed", msg.id, msg.case_id, entry.hook_name
+                )
+                return
+
+    def _sent_report(self, msg: OutboxMessage) -> None:
+        self._tally(msg, "sent")
+
+    def _dead(self, msg: OutboxMessage) -> None:
+        log.error(
+            "outbox %s (%s to %s, case %s) dead after %d attempts: %s",
+            msg.id, msg.kind, msg.destination, msg.case_id, msg.attempts, msg.last_error,
+        )  # fmt: skip
+        self._tally(msg, "dead")
 
     def _tally(self, msg: OutboxMessage, result: str) -> None:
         if self.metrics:

@@ -3,6 +3,8 @@
 SQLite allows one writer at a time: we run it in WAL mode with a busy timeout
 and serialize write transactions inside the process with an asyncio lock, so
 concurrent webhooks queue instead of failing with "database is locked".
+The lock serves its lanes in turn (storage/writelock.py), so the outbox and the
+clock get the writer promptly while intake floods it.
 PostgreSQL needs no such lock: row locks (FOR UPDATE / SKIP LOCKED) do the job
 across any number of replicas.
 
@@ -50,6 +52,8 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Mapped
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
+
+from storage.writelock import DEFAULT_LANE, WriteLock
 
 T = TypeVar("T")
 
@@ -100,7 +104,7 @@ class Database:
             )
             event.listen(self.engine.sync_engine, "begin", _sqlite_write_begin)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        self._write_lock = asyncio.Lock()
+        self.write_lock = WriteLock()
         self.read_engine: AsyncEngine = self._reader(echo, read_pool_size)
         self.read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
 
@@ -142,21 +146,24 @@ class Database:
         return engine
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A write transaction: everything inside commits together or not at all."""
+    async def transaction(self, lane: str = DEFAULT_LANE) -> AsyncIterator[AsyncSession]:
+        """A write transaction: everything inside commits together or not at all.
+
+        `lane` names the kind of writer queueing for SQLite's one writer (the outbox
+        and the clock have their own, so intake cannot starve them)."""
         if self.is_sqlite:
-            async with self._writer(), self.sessions() as session, session.begin():
+            async with self._writer(lane), self.sessions() as session, session.begin():
                 yield session
         else:
             async with self.sessions() as session, session.begin():
                 yield session
 
     @asynccontextmanager
-    async def _writer(self) -> AsyncIterator[None]:
+    async def _writer(self, lane: str) -> AsyncIterator[None]:
         """The in-process SQLite writer lock, waited for no longer than a statement may run."""
         try:
             async with asyncio.timeout(self.statement_timeout):
-                await self._write_lock.acquire()
+                await self.write_lock.acquire(lane)
         except TimeoutError:
             raise DatabaseBusy(
                 f"waited {self.statement_timeout} s for the SQLite writer"
@@ -164,7 +171,7 @@ class Database:
         try:
             yield
         finally:
-            self._write_lock.release()
+            self.write_lock.release()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:

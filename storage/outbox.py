@@ -6,9 +6,9 @@ commits. The delivery worker (bot/outbox.py) claims due rows under a lease and
 records the outcome. Delivery is at-least-once: a worker that dies between
 performing and marking leaves the lease to expire and the row is performed again.
 
-Every `mark_*` is fenced on the lease the row was claimed with (`locked_until`),
-so a worker whose lease ran out cannot overwrite the outcome recorded by the
-worker that re-claimed the row.
+A round's outcomes are written together (`record`), each fenced on the lease its
+row was claimed with (`locked_until`), so a worker whose lease ran out cannot
+overwrite the outcome recorded by the worker that re-claimed the row.
 
 One case's rows to one destination leave in the order written: a row is not
 claimed while an elder is backing off or leased elsewhere, and on the money path
@@ -18,18 +18,24 @@ either, until an operator revives or discards it (docs/operations.md).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, false, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, false, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
+from sqlalchemy.orm.attributes import set_committed_value
 
 from storage.db import Database
 from storage.models import OutboxMessage
 
 # void: withdrawn before it left (a refund for a case the channel closed); never sent.
 PENDING, SENT, DEAD, VOID = "pending", "sent", "dead", "void"
+RETRY, DEFER = "retry", "defer"  # outcomes that leave a row pending (see `record`)
+OUTBOX_LANE = "outbox"  # the outbox's turn at SQLite's writer (storage/writelock.py)
+TABLE = cast(Table, OutboxMessage.__table__)  # Core, for the batched writes
 ERROR_MAX_CHARS = 2000
 # pg_advisory_xact_lock key serializing outbox claims across replicas ("RHOB").
 CLAIM_LOCK = 0x52484F42
@@ -93,7 +99,7 @@ async def claim_due(
 
     On PostgreSQL `FOR UPDATE SKIP LOCKED` lets replicas claim disjoint batches; on
     SQLite the in-process writer lock serializes claimers. The returned rows are
-    detached; their `locked_until` is the lease token the `mark_*` calls check.
+    detached; their `locked_until` is the lease token `record` checks.
 
     On PostgreSQL the claims themselves take turns (a transaction-scoped advisory
     lock, held for one SELECT and one UPDATE): a replica's claim then sees the
@@ -140,7 +146,7 @@ async def claim_due(
         )
         .exists()
     )
-    async with db.transaction() as session:
+    async with db.transaction(OUTBOX_LANE) as session:
         stmt = (
             select(OutboxMessage)
             .where(
@@ -158,80 +164,89 @@ async def claim_due(
             await session.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK)))
         rows = list((await session.scalars(stmt)).all())
         lease = at + timedelta(seconds=lease_seconds)
-        for row in rows:
-            row.locked_until = lease
+        if rows:
+            await session.execute(
+                update(TABLE)
+                .where(TABLE.c.id.in_([row.id for row in rows]))
+                .values(locked_until=lease)
+            )
+    for row in rows:
+        set_committed_value(row, "locked_until", lease)
     return rows
 
 
-async def _finish(session: AsyncSession, msg: OutboxMessage, **values: Any) -> bool:
-    """Apply `values` if the row is still pending under our lease; False if the lease was lost."""
-    stmt = (
-        update(OutboxMessage)
-        .where(
-            OutboxMessage.id == msg.id,
-            OutboxMessage.status == PENDING,
-            OutboxMessage.locked_until == msg.locked_until,
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one claimed row, to be written by `record`.
+
+    `kind` is SENT, RETRY, DEAD or DEFER (put back untouched, no attempt burned);
+    `lease` is the `locked_until` the row was claimed with; `values` the columns
+    that kind binds (see OUTCOMES)."""
+
+    msg_id: int
+    lease: datetime
+    kind: str
+    values: dict[str, Any]
+
+
+# kind -> (fixed column values, bound columns, counts an attempt)
+OUTCOMES: dict[str, tuple[dict[str, Any], tuple[str, ...], bool]] = {
+    SENT: ({"status": SENT}, ("sent_at", "sends"), True),
+    RETRY: ({}, ("next_at", "last_error", "failing_since"), True),
+    DEAD: ({"status": DEAD}, ("last_error",), True),
+    DEFER: ({}, ("next_at",), False),
+}
+
+
+def _bound(name: str, value: Any) -> Any:
+    if isinstance(value, datetime):
+        return naive(value)
+    if name == "last_error":
+        return str(value)[:ERROR_MAX_CHARS]
+    return value
+
+
+async def record(session: AsyncSession, db: Database, outcomes: Sequence[Outcome]) -> set[int]:
+    """Write a round's outcomes in the caller's transaction: one SELECT, then one
+    executemany UPDATE per kind. Returns the ids written.
+
+    Every write is fenced on the lease the row was claimed with, so a worker whose
+    lease ran out cannot overwrite the outcome recorded by the worker that
+    re-claimed the row: such a row is left out (and locked FOR UPDATE on
+    PostgreSQL until commit, so the set returned stays true)."""
+    if not outcomes:
+        return set()
+    held = await session.execute(
+        select(TABLE.c.id, TABLE.c.locked_until)
+        .where(TABLE.c.id.in_([o.msg_id for o in outcomes]), TABLE.c.status == PENDING)
+        .with_for_update(**db.for_update())
+    )
+    leases: dict[int, datetime | None] = {row_id: at for row_id, at in held.all()}
+    kept = [o for o in outcomes if leases.get(o.msg_id) == naive(o.lease)]
+    for kind, (fixed, bound, counts) in OUTCOMES.items():
+        params = [
+            {"b_id": o.msg_id, "b_lease": naive(o.lease)}
+            | {f"b_{name}": _bound(name, o.values[name]) for name in bound}
+            for o in kept
+            if o.kind == kind
+        ]
+        if not params:
+            continue
+        values: dict[str, Any] = {**fixed, "locked_until": None}
+        values |= {name: bindparam(f"b_{name}") for name in bound}
+        if counts:
+            values["attempts"] = TABLE.c.attempts + 1
+        stmt = (
+            update(TABLE)
+            .where(
+                TABLE.c.id == bindparam("b_id"),
+                TABLE.c.status == PENDING,
+                TABLE.c.locked_until == bindparam("b_lease"),
+            )
+            .values(**values)
         )
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    result: Any = await session.execute(stmt)
-    return bool(result.rowcount)
-
-
-async def mark_sent(
-    session: AsyncSession, msg: OutboxMessage, *, now: datetime, sends: int = 1
-) -> bool:
-    """The far side accepted it, using `sends` of its messages (0: coalesced into
-    another row's). `attempts` counts performances, successful or not."""
-    return await _finish(
-        session,
-        msg,
-        status=SENT,
-        sent_at=naive(now),
-        sends=sends,
-        attempts=OutboxMessage.attempts + 1,
-        locked_until=None,
-    )
-
-
-async def mark_retry(
-    session: AsyncSession,
-    msg: OutboxMessage,
-    *,
-    next_at: datetime,
-    error: str,
-    failing_since: datetime,
-) -> bool:
-    """A transient failure: count the attempt and come back at `next_at`.
-
-    `failing_since` is when this run of failures began (the give-up clock)."""
-    return await _finish(
-        session,
-        msg,
-        next_at=naive(next_at),
-        last_error=error[:ERROR_MAX_CHARS],
-        attempts=OutboxMessage.attempts + 1,
-        failing_since=naive(failing_since),
-        locked_until=None,
-    )
-
-
-async def mark_dead(session: AsyncSession, msg: OutboxMessage, *, error: str) -> bool:
-    """Dead letter: kept for the operators with its last error, never claimed again."""
-    return await _finish(
-        session,
-        msg,
-        status=DEAD,
-        last_error=error[:ERROR_MAX_CHARS],
-        attempts=OutboxMessage.attempts + 1,
-        locked_until=None,
-    )
-
-
-async def defer(session: AsyncSession, msg: OutboxMessage, *, next_at: datetime) -> bool:
-    """Put the row back untouched until `next_at` (rate limited): no attempt is burned."""
-    return await _finish(session, msg, next_at=naive(next_at), locked_until=None)
+        await session.execute(stmt, params)
+    return {o.msg_id for o in kept}
 
 
 async def void_pending(session: AsyncSession, case_id: str, kind: str, *, now: datetime) -> int:
@@ -264,14 +279,6 @@ def _sent_to(destination: str, since: datetime) -> Any:
         OutboxMessage.sent_at > naive(since),
         OutboxMessage.sends > 0,
     )
-
-
-async def sends_since(session: AsyncSession, destination: str, since: datetime) -> int:
-    """Far-side messages sent to `destination` after `since` (per-destination rate limits)."""
-    stmt = select(func.coalesce(func.sum(OutboxMessage.sends), 0)).where(
-        _sent_to(destination, since)
-    )
-    return int((await session.scalar(stmt)) or 0)
 
 
 async def sends_log(

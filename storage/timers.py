@@ -2,11 +2,11 @@
 
 The clock never keeps reminders in memory: a handler `schedule`s a row in the
 transaction that opens a step, `cancel_for_case` clears them when the case moves
-on, and `claim_due` fires due rows one per transaction with the caller's hook
-running inside it, so the hook's effects (audit rows, outbox cards, new timers)
-and the `fired` mark commit together or not at all. On PostgreSQL the row is
-locked `FOR UPDATE SKIP LOCKED` for the whole transaction, so two replicas never
-fire the same timer.
+on, and `claim_due` fires a batch of due rows in one transaction, each with the caller's
+hook inside its own savepoint, so a hook's effects (audit rows, outbox cards, new
+timers) and its timer's `fired` mark commit together or not at all. On
+PostgreSQL the rows are locked `FOR UPDATE SKIP LOCKED` for the whole
+transaction, so two replicas never fire the same timer.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
-from storage.db import Database
+from storage.db import Database, allow_savepoints
 from storage.models import Timer
 from storage.outbox import naive
 
@@ -29,6 +30,7 @@ PENDING, FIRED, CANCELLED = "pending", "fired", "cancelled"
 
 TimerHook = Callable[[AsyncSession, Timer], Awaitable[None]]
 
+CLOCK_LANE = "clock"  # the timer batch's turn at SQLite's writer (storage/writelock.py)
 # A hook that failed is retried after this long rather than on every tick.
 RETRY_DELAY = timedelta(seconds=60)
 
@@ -81,56 +83,49 @@ async def claim_due(
 ) -> list[Timer]:
     """Fire up to `limit` due timers, oldest first; returns the fired ones (detached).
 
-    Each timer gets its own transaction: select it (SKIP LOCKED on PostgreSQL), await
-    `hook(session, timer)`, mark it `fired`, commit. If the hook raises, that
-    transaction rolls back, so the timer stays `pending` with none of the hook's
-    effects; its `due_at` is pushed by `retry_delay` so a poison timer neither spins
-    nor starves the ones behind it. Other timers in the batch are unaffected.
+    One transaction per call: one SELECT claims the batch (`ix_timer_due`; FOR
+    UPDATE SKIP LOCKED on PostgreSQL, so replicas claim disjoint batches and hold
+    them until commit), each `hook(session, timer)` runs in its own SAVEPOINT, and
+    one UPDATE marks the batch `fired`. A hook that raises is rolled back to its
+    savepoint, so the timer stays `pending` with none of its effects, and its
+    `due_at` is pushed by `retry_delay`: a poison timer neither spins nor starves
+    the ones behind it, and the others commit.
     """
     at = naive(now)
     fired: list[Timer] = []
-    for _ in range(limit):
-        timer: Timer | None = None
-        ident: tuple[int, str, str] | None = None
-        try:
-            async with db.transaction() as session:
-                stmt = (
-                    select(Timer)
-                    .where(Timer.status == PENDING, Timer.due_at <= at)
-                    .order_by(Timer.due_at, Timer.id)
-                    .limit(1)
-                    .with_for_update(**db.for_update(skip_locked=True))
+    failed: list[int] = []
+    async with db.transaction(CLOCK_LANE) as session:
+        await allow_savepoints(session)
+        stmt = (
+            select(Timer)
+            .where(Timer.status == PENDING, Timer.due_at <= at)
+            .order_by(Timer.due_at, Timer.id)
+            .limit(limit)
+            .with_for_update(**db.for_update(skip_locked=True))
+        )
+        for timer in list((await session.scalars(stmt)).all()):
+            ident = (timer.id, timer.kind, timer.case_id)  # read before a rollback
+            try:
+                async with session.begin_nested():
+                    await hook(session, timer)
+            except Exception:
+                log.exception(
+                    "timer %s (%s) for case %s failed; retrying in %s", *ident, retry_delay
                 )
-                timer = (await session.scalars(stmt)).first()
-                if timer is None:
-                    break
-                # Read before the hook: a rollback expires the instance.
-                ident = (timer.id, timer.kind, timer.case_id)
-                await hook(session, timer)
-                timer.status = FIRED
-        except Exception:
-            if ident is None:
-                raise
-            timer_id, kind, case_id = ident
-            log.exception(
-                "timer %s (%s) for case %s failed; retrying in %s",
-                timer_id,
-                kind,
-                case_id,
-                retry_delay,
-            )
-            await _postpone(db, timer_id, at + retry_delay)
-            continue
-        if timer is not None:
+                failed.append(ident[0])
+                continue
             fired.append(timer)
+        await _set(session, [t.id for t in fired], status=FIRED)
+        await _set(session, failed, due_at=at + retry_delay)
+    for timer in fired:
+        set_committed_value(timer, "status", FIRED)
     return fired
 
 
-async def _postpone(db: Database, timer_id: int, due_at: datetime) -> None:
-    async with db.transaction() as session:
+async def _set(session: AsyncSession, ids: list[int], **values: Any) -> None:
+    """One UPDATE for the batch's pending timers `ids` (Core: no per-row flush)."""
+    if ids:
+        table = cast(Table, Timer.__table__)
         await session.execute(
-            update(Timer)
-            .where(Timer.id == timer_id, Timer.status == PENDING)
-            .values(due_at=due_at)
-            .execution_options(synchronize_session=False)
+            update(table).where(table.c.id.in_(ids), table.c.status == PENDING).values(**values)
         )

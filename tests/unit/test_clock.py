@@ -1,14 +1,17 @@
-"""The APScheduler clock really drives the outbox worker and the timers, and stops cleanly."""
+"""The clock really drives the outbox worker (woken by kicks) and the timers, and stops
+cleanly."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.clock import OUTBOX_JOB_ID, TIMER_JOB_ID, Clock
+from bot.clock import TIMER_JOB_ID, Clock
 from bot.outbox import OutboxWorker
 from bot.settings import OutboxSettings
 from storage import outbox, timers
@@ -61,9 +64,9 @@ async def test_ticks_deliver_outbox_rows_and_fire_timers(db: Database) -> None:
     try:
         scheduler = clock._scheduler
         assert scheduler is not None
-        for job_id in (OUTBOX_JOB_ID, TIMER_JOB_ID):
-            job = scheduler.get_job(job_id)
-            assert job is not None and job.max_instances == 1 and job.coalesce
+        job = scheduler.get_job(TIMER_JOB_ID)
+        assert job is not None and job.max_instances == 1 and job.coalesce
+        assert [j.id for j in scheduler.get_jobs()] == [TIMER_JOB_ID]  # the outbox is a task
         ids = await enqueue(db, 3)
         async with db.transaction() as session:
             timer = timers.schedule(
@@ -155,3 +158,43 @@ async def test_kick_runs_the_outbox_tick_without_waiting_for_the_interval(db: Da
         assert len(delivered) == 1
     finally:
         await clock.stop()
+
+
+async def test_kicks_during_a_round_coalesce_into_one_more_round(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    entered, release = asyncio.Event(), asyncio.Event()
+    sent: list[int] = []
+    rounds = 0
+
+    async def slow(msg: OutboxMessage) -> None:
+        entered.set()
+        await release.wait()
+        sent.append(msg.id)
+
+    class Counting(OutboxWorker):
+        async def run_once(self) -> int:
+            nonlocal rounds
+            rounds += 1
+            return await super().run_once()
+
+    settings = OutboxSettings(tick_seconds=3600)  # only kicks wake it
+    clock = Clock(Counting(db, settings, {"text": slow}), None, db, settings)
+    await clock.start()
+    try:
+        first = await enqueue(db)
+        clock.kick()
+        await asyncio.wait_for(entered.wait(), 5)
+        later = await enqueue(db, 3)  # written, and kicked 500 times, while the round runs
+        with caplog.at_level(logging.DEBUG):
+            for _ in range(500):
+                clock.kick()
+            assert rounds == 1
+            release.set()
+            await eventually(lambda: sorted(sent) == first + later)
+            await eventually(lambda: rounds == 3)  # the kicks' round, then one that finds none
+    finally:
+        await clock.stop()
+    assert sorted(sent) == first + later  # each delivered once
+    assert rounds == 3
+    assert not [r for r in caplog.records if "maximum number of running" in r.getMessage()]

@@ -329,10 +329,12 @@ async def test_lease_expiry_redelivers_after_a_crash(db: Database, clock: FakeCl
 
     clock.advance(31)  # the lease ran out: another replica re-claims, and crashes too
     await outbox.claim_due(db, clock(), 10, lease_seconds=60)
+    assert stale.locked_until is not None
+    late = outbox.Outcome(stale.id, stale.locked_until, outbox.RETRY, {
+        "next_at": clock(), "last_error": "late", "failing_since": clock()
+    })  # fmt: skip
     async with db.transaction() as session:  # the first worker's late mark is fenced off
-        assert not await outbox.mark_retry(
-            session, stale, next_at=clock(), error="late", failing_since=clock()
-        )
+        assert await outbox.record(session, db, [late]) == set()
 
     clock.advance(61)
     perform = Recorder()
@@ -373,8 +375,8 @@ class PausedClaims(Database):
         self.inside, self.go = asyncio.Event(), asyncio.Event()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        async with super().transaction() as session:
+    async def transaction(self, lane: str = "default") -> AsyncIterator[AsyncSession]:
+        async with super().transaction(lane) as session:
             yield session
             self.inside.set()
             await self.go.wait()

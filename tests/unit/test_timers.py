@@ -12,9 +12,11 @@ from storage import outbox, timers
 from storage.db import Database
 from storage.models import OutboxMessage, Timer
 from tests.conftest import ONLY_PG
+from tests.unit.test_outbox_rounds import commits
 
 NOW = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 CASE_A, CASE_B = "RC-250301-0001", "RC-250301-0002"
+DAY = timedelta(days=1)
 
 
 async def add(db: Database, *specs: tuple[str, str, float]) -> list[int]:
@@ -128,12 +130,13 @@ async def test_two_claimers_on_postgresql_fire_each_timer_once(db: Database) -> 
 
         return fire
 
+    async def replica(base: Database, mine: list[int]) -> None:
+        while await timers.claim_due(base, NOW + timedelta(hours=1), 10, hook(mine)):
+            pass
+
     second = Database(db.url)
     try:
-        await asyncio.gather(
-            timers.claim_due(db, NOW + timedelta(hours=1), 1000, hook(seen[0])),
-            timers.claim_due(second, NOW + timedelta(hours=1), 1000, hook(seen[1])),
-        )
+        await asyncio.gather(replica(db, seen[0]), replica(second, seen[1]))
     finally:
         await second.dispose()
     fired = seen[0] + seen[1]
@@ -142,3 +145,30 @@ async def test_two_claimers_on_postgresql_fire_each_timer_once(db: Database) -> 
     assert seen[0] and seen[1], "both replicas should have taken part"
     assert len(await outbox_rows(db)) == 100
     assert set((await statuses(db)).values()) == {"fired"}
+
+
+async def test_a_batch_is_one_transaction_and_a_poison_timer_fails_alone(db: Database) -> None:
+    ids = await add(db, *[(f"RC-250301-{i:04d}", "remind", -10 + i) for i in range(5)])
+    poison = ids[2]
+
+    async def hook(session: AsyncSession, timer: Timer) -> None:
+        await remind(session, timer)
+        timers.schedule(session, case_id=timer.case_id, kind="next", due_at=NOW + DAY)
+        await session.flush()  # its writes reach the database before it fails
+        if timer.id == poison:
+            raise RuntimeError("template missing")
+
+    with commits(db) as seen:
+        fired = await timers.claim_due(db, NOW, 10, hook)
+    assert len(seen) == 1  # the claim, every hook and the marks: one transaction
+    assert [t.id for t in fired] == [i for i in ids if i != poison]
+    state = await statuses(db)
+    assert state[poison] == "pending" and {state[i] for i in ids if i != poison} == {"fired"}
+    # The poison's card and follow-up timer rolled back with its savepoint, nobody else's.
+    assert sorted(r.payload["timer"] for r in await outbox_rows(db)) == sorted(
+        i for i in ids if i != poison
+    )
+    assert list(state.values()).count("pending") == 1 + 4  # the poison, and 4 "next" timers
+    async with db.read() as session:
+        row = await session.get(Timer, poison)
+        assert row is not None and row.due_at == outbox.naive(NOW + timers.RETRY_DELAY)
