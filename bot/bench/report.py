@@ -73,8 +73,9 @@ def table(result: dict[str, Any]) -> str:
         )
     ob = result["outbox"]
     out.append(
-        f"outbox depth: max {ob['max_depth']} during load, {ob['depth_at_end']} when it stopped;"
-        f" drained in {ob['drain_seconds']} s"
+        f"outbox due depth: max {ob['max_depth']} during load, {ob['depth_at_end']} when it"
+        f" stopped; drained in {ob['drain_seconds']} s; {ob['held_by_rate_limit']} held by"
+        " WeCom's per-member limit"
     )
     for extra in ("wecom_text", "wecom_click"):
         if extra in result["effects"]:
