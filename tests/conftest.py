@@ -23,7 +23,8 @@ ENGINES = ["sqlite", pytest.param("pg", marks=pytest.mark.pg)]
 ONLY_PG = pytest.mark.parametrize("db", [pytest.param("pg", marks=pytest.mark.pg)], indirect=True)
 
 
-def _pg_or_skip() -> str:
+def pg_or_skip() -> str:
+    """The PostgreSQL URL; fails in CI when unset (both engines are proven there), else skips."""
     if not PG_URL:
         if os.environ.get("CI"):  # CI must prove both engines, never skip one
             pytest.fail("RETURNHUB_TEST_PG is not set in CI")
@@ -36,7 +37,7 @@ async def fresh_database(engine: str, tmp_path: Path) -> Database:
     if engine == "sqlite":
         db = Database(f"sqlite+aiosqlite:///{tmp_path}/test.db")
     else:
-        db = Database(_pg_or_skip())
+        db = Database(pg_or_skip())
         async with db.engine.begin() as conn:
             await conn.execute(text("DROP SCHEMA public CASCADE"))
             await conn.execute(text("CREATE SCHEMA public"))

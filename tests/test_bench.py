@@ -18,7 +18,7 @@ import pytest
 
 from bot.bench.ceiling import bare_app
 from bot.bench.load import Req, drive
-from tests.conftest import PG_URL
+from tests.conftest import pg_or_skip
 
 SCENARIOS = ("intake_distinct", "wecom_text", "wecom_click")
 
@@ -64,11 +64,7 @@ def test_quick_bench_on_sqlite() -> None:
 
 @pytest.mark.pg
 def test_quick_bench_on_postgresql() -> None:
-    if not PG_URL:
-        if os.environ.get("CI"):
-            pytest.fail("RETURNHUB_TEST_PG is not set in CI")
-        pytest.skip("RETURNHUB_TEST_PG is not set (CI always sets it)")
-    result = run_bench("--db", PG_URL)
+    result = run_bench("--db", pg_or_skip())
     assert result["engine"] == "postgresql"
     check(result)
 

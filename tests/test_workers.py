@@ -28,7 +28,7 @@ from sqlalchemy import ColumnElement, func, select, text
 from bot.events import ChatMessage, Sender
 from storage.db import Database
 from storage.models import InboundEvent, InboxKey, OutboxMessage
-from tests.conftest import _pg_or_skip
+from tests.conftest import pg_or_skip
 from tests.fakes.oms import running_oms
 from tests.support import GENERIC_SECRET, make_settings, return_body, sign_generic
 from tests.test_serve import free_port
@@ -208,7 +208,7 @@ async def count(db: Database, *where: ColumnElement[bool]) -> int:
 
 @pytest.mark.pg
 async def test_two_workers_share_the_work_and_do_each_piece_once(tmp_path: Path) -> None:
-    url = _pg_or_skip()
+    url = pg_or_skip()
     await empty_schema(url)  # the parent migrates it
     port = free_port()
     async with running_oms(lambda: datetime.now(UTC)) as oms:
@@ -260,7 +260,7 @@ async def test_two_workers_share_the_work_and_do_each_piece_once(tmp_path: Path)
 async def test_a_killed_worker_is_restarted_and_the_server_still_stops_cleanly(
     tmp_path: Path,
 ) -> None:
-    url = _pg_or_skip()
+    url = pg_or_skip()
     await empty_schema(url)
     port = free_port()
     make_settings(tmp_path, url)
@@ -307,7 +307,7 @@ async def test_workers_that_cannot_start_end_the_server_with_an_error(tmp_path: 
 
 @pytest.mark.pg
 async def test_workers_whose_parent_was_killed_stop_by_themselves(tmp_path: Path) -> None:
-    url = _pg_or_skip()
+    url = pg_or_skip()
     await empty_schema(url)
     port = free_port()
     make_settings(tmp_path, url)
