@@ -360,3 +360,13 @@ class ServerSecret(Base):
     value: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime)
     retired_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class Lease(Base):
+    """Which process holds a job that must run in exactly one place (storage/leases.py)."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
