@@ -24,6 +24,8 @@ ZONE = ZoneInfo("Asia/Shanghai")
 def utc(*parts: int) -> datetime:
     """A stored (naive UTC) time."""
     return datetime(*parts, tzinfo=UTC).replace(tzinfo=None)  # type: ignore[misc]
+
+
 GOOD = (
     "订单号,买家,金额,下单时间,昵称\n"
     "SO-1,buyer-1,199.00,2026-11-01 10:00:00,喵星人\n"
