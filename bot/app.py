@@ -21,7 +21,7 @@ from aiohttp import web
 from bot import appkeys
 from bot.alerts import tell_admins
 from bot.cards import CardRenderer
-from bot.channels import generic
+from bot.channels import generic, generic_orders
 from bot.channels.base import channel_performers
 from bot.clock import Clock
 from bot.delivery import build_worker, chat_limits
@@ -36,7 +36,7 @@ from bot.settings import Settings, templates_dir
 from bot.web import api, edge, health
 from bot.web import console as console_web
 from bot.writer import Writer
-from handlers import intake_submit
+from handlers import intake_submit, orders
 from handlers.actions import on_card_action
 from handlers.approvals import resend_unseen
 from handlers.commands import on_chat_message
@@ -127,6 +127,9 @@ def create_app(
         writer.register(
             intake_submit.KIND, lambda session, events: apply_requests(session, ctx, events)
         )
+        writer.register(
+            orders.KIND, lambda session, events: orders.apply_orders(session, ctx, events)
+        )
         dispatcher = Dispatcher(
             ctx,
             {
@@ -155,6 +158,7 @@ def create_app(
     health.setup(app)
     api.setup(app)
     generic.setup(app, lambda event, ctx: via_writer(app[appkeys.WRITER].submit, ctx, event))
+    generic_orders.setup(app, lambda event: app[appkeys.WRITER].submit(orders.KIND, event))
     if settings.console.enabled:
         console_web.setup(app)
     if settings.wecom.enabled:

@@ -146,7 +146,7 @@ WOOL = ("buyer-wool-007", "薅羊毛的喵")
 B2B = ("buyer-b2b-018", "萌爪宠物连锁")
 # Every demo buyer with a purchase history, one ref per nickname: the seed and the
 # stream draw from here, so a nickname seen twice is the same customer and the
-# history on the card ("近一年订单 N 笔") is that customer's.
+# history on the card ("近180天订单 N 笔") is that customer's.
 # (buyer, flagged reason, orders, fen range)
 CUSTOMERS = (
     (LOYAL, "", 36, (8900, 52000)),
@@ -260,7 +260,7 @@ async def _seed_customers(ctx: Ctx) -> None:
             for n in range(count):
                 order_id = f"SO-{ref.upper()}-{n + 1:03d}"
                 amount = rng.randrange(low, high, 10)
-                days = rng.randrange(3, 360)
+                days = rng.randrange(3, 178)  # inside the history window
                 if order_id not in have:
                     session.add(
                         CustomerOrder(

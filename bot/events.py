@@ -56,6 +56,21 @@ class ReturnRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class OrderEvent:
+    """A shop order paid or cancelled: the buyer's purchase history (storage/orders.py)."""
+
+    key: str
+    channel: str
+    shop: str
+    order_id: str
+    buyer_ref: str
+    status: str  # paid | cancelled
+    amount_fen: int
+    occurred_at: datetime  # when it was paid (or cancelled)
+    buyer_nick: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Sender:
     """Who did something in a chat: the platform and that platform's user id."""
 

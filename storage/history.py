@@ -1,4 +1,6 @@
-"""Customer purchase and return history, as the director-tier card needs it."""
+"""Customer purchase and return history, as the director-tier card needs it: the last
+180 days of orders and returns (the period after-sales teams judge a buyer on), the
+first order ever, and every earlier return."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Case, Customer, CustomerOrder
 
-WINDOW = timedelta(days=365)
+WINDOW = timedelta(days=180)  # the period the card and the abuse rule look back on
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +34,8 @@ Buyer = tuple[str, str]  # channel, buyer_ref
 async def customer_history(
     session: AsyncSession, channel: str, buyer_ref: str, now: datetime, exclude_case: str
 ) -> History:
-    """Orders and spend over the last year, the first order ever, and earlier returns
-    (all of them, and those in that year for the return rate)."""
+    """Orders and spend over the last WINDOW, the first order ever, and earlier returns
+    (all of them, and those in the window for the return rate)."""
     found = await histories(session, [(channel, buyer_ref)], now, exclude=(exclude_case,))
     return found[(channel, buyer_ref)]
 

@@ -158,11 +158,12 @@ async def post_generic(
     clock: Callable[[], datetime],
     *,
     secret: str = GENERIC_SECRET,
+    path: str = "/webhooks/generic",
 ) -> tuple[int, dict[str, Any]]:
-    """POST a correctly signed body to /webhooks/generic; (status, JSON answer)."""
+    """POST a correctly signed body to /webhooks/generic (or `path`); (status, JSON answer)."""
     raw = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
     headers = sign_generic(secret, raw, int(clock().timestamp()))
-    resp = await client.post("/webhooks/generic", data=raw, headers=headers)
+    resp = await client.post(path, data=raw, headers=headers)
     return resp.status, await resp.json()
 
 

@@ -86,7 +86,21 @@ def setup(app: web.Application, on_request: OnRequest) -> None:
     app.router.add_post(ROUTE, receive)
 
 
-def _answer(status: int, body: dict[str, Any]) -> web.Response:
+async def signed_body(request: web.Request) -> bytes:
+    """The raw body of a request signed with the channel's secret; Rejected otherwise."""
+    ctx = request.app[CTX]
+    conf = ctx.settings.channels.generic
+    if not conf.secret:
+        raise Rejected(503, "generic channel not configured")
+    try:
+        raw = await read_body(request, ctx.settings.server.max_body_bytes)
+    except BodyTooLarge as exc:
+        raise Rejected(413, str(exc)) from None
+    verify(conf.secret, request.headers, raw, ctx.clock(), conf.replay_window_seconds)
+    return raw
+
+
+def answer(status: int, body: dict[str, Any]) -> web.Response:
     return web.json_response(
         body, status=status, dumps=lambda d: json.dumps(d, ensure_ascii=False)
     )
@@ -95,35 +109,28 @@ def _answer(status: int, body: dict[str, Any]) -> web.Response:
 async def receive(request: web.Request) -> web.Response:
     """Verify, validate, store and route; 202 with the case id once committed."""
     ctx = request.app[CTX]
-    conf = ctx.settings.channels.generic
     try:
-        if not conf.secret:
-            raise Rejected(503, "generic channel not configured")
-        try:
-            raw = await read_body(request, ctx.settings.server.max_body_bytes)
-        except BodyTooLarge as exc:
-            raise Rejected(413, str(exc)) from None
-        verify(conf.secret, request.headers, raw, ctx.clock(), conf.replay_window_seconds)
-        event = parse(raw, default_shop=conf.shop, now=ctx.clock())
+        raw = await signed_body(request)
+        event = parse(raw, default_shop=ctx.settings.channels.generic.shop, now=ctx.clock())
     except Rejected as exc:
         log.warning(
             "generic webhook from %s refused (%d): %s", request.remote, exc.status, exc.message
         )
-        return _answer(exc.status, {"error": exc.message})
+        return answer(exc.status, {"error": exc.message})
     if not request.app[DISPATCH].accepting:
         log.warning("generic webhook %s refused: shutting down", event.key)
-        return _answer(503, {"error": "shutting down; retry later"})
+        return answer(503, {"error": "shutting down; retry later"})
     try:
         result = await request.app[INTAKE](event, ctx)
     except Closed:
         log.warning("generic webhook %s refused: shutting down", event.key)
-        return _answer(503, {"error": "shutting down; retry later"})
+        return answer(503, {"error": "shutting down; retry later"})
     except Exception:
         log.exception("generic webhook %s: intake failed", event.key)
-        return _answer(503, {"error": "could not store the request; retry later"})
+        return answer(503, {"error": "could not store the request; retry later"})
     if result.refused:
         log.warning("generic webhook %s refused (409): %s", event.key, result.refused)
-        return _answer(409, {"error": result.refused, "case_id": result.case_id})
+        return answer(409, {"error": result.refused, "case_id": result.case_id})
     log.info(
         "generic webhook %s (%s %s) -> case %s%s",
         event.key,
@@ -132,7 +139,7 @@ async def receive(request: web.Request) -> web.Response:
         result.case_id,
         " (duplicate)" if result.duplicate else "",
     )
-    return _answer(202, {"case_id": result.case_id, "duplicate": result.duplicate})
+    return answer(202, {"case_id": result.case_id, "duplicate": result.duplicate})
 
 
 class GenericClient:

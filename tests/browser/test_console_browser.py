@@ -128,7 +128,7 @@ async def test_lead_approves_and_director_sees_history(page: Page, console_url: 
     await expect(big).to_be_visible()
     history = big.locator(".card-history li")
     await expect(history.first).to_be_visible()
-    await expect(history.first).to_contain_text("近一年订单")
+    await expect(history.first).to_contain_text("近180天订单")
 
     await big.scroll_into_view_if_needed()
     await page.screenshot(path=str(SCREENSHOT), full_page=False)

@@ -98,4 +98,4 @@ async def test_a_nickname_seen_again_is_the_same_customer_with_its_history(
             history = customer_history(session, "generic", case.buyer_ref, ctx.now(), case.id)
             line = history_lines(await history)[0]
             count = orders[(case.buyer_ref, case.buyer_nick)]
-            assert line.startswith(f"近一年订单 {count} 笔"), (case.buyer_nick, line)
+            assert line.startswith(f"近180天订单 {count} 笔"), (case.buyer_nick, line)

@@ -91,7 +91,7 @@ async def test_director_card_carries_the_customer_history(
     [card] = await cards(client, case_id)
     assert card.recipient == "李总监"
     history = card.card["history"]
-    assert history[0] == "近一年订单 3 笔，累计消费 ¥637.00"
+    assert history[0] == "近180天订单 3 笔，累计消费 ¥637.00"
     assert any("历史售后" in line for line in history)
     async with client.app[CTX].db.read() as session:
         sent = (

@@ -57,9 +57,9 @@ async def test_the_return_rate_compares_the_same_year(db: Database) -> None:
         found = await customer_history(session, "generic", "buyer-1", NOW, "RC-261121-0004")
     lines = history_lines(found)
     assert "历史售后 3 次" in lines[1]
-    assert "售后率 100%" in lines  # 1 return in the year of 1 order, not 3 of 1
-    assert lines[0] == "近一年订单 1 笔，累计消费 ¥200.00"
-    assert "首单时间 2024-06-04" in lines  # the first order ever, not the first this year
+    assert "售后率 100%" in lines  # 1 return in the window of 1 order, not 3 of 1
+    assert lines[0] == "近180天订单 1 笔，累计消费 ¥200.00"
+    assert "首单时间 2024-06-04" in lines  # the first order ever, not the first in the window
 
 
 async def test_histories_of_many_buyers_match_each_buyers_own(db: Database) -> None:

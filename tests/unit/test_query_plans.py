@@ -62,6 +62,7 @@ from storage.models import (
     OutboxMessage,
     Timer,
 )
+from storage.orders import OrderRow, remove, upsert
 from tests.conftest import ENGINES, fresh_database
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -117,7 +118,7 @@ def _customers() -> dict[type, list[dict[str, Any]]]:
     ]
     orders = [
         {"customer_id": b + 1, "order_id": f"O{b}-{k}", "amount_fen": 5000,
-         "ordered_at": T0 - timedelta(days=30 * k)}
+         "ordered_at": NOW - timedelta(days=30 * k + 1)}
         for b in range(BUYERS) for k in range(3)
     ]  # fmt: skip
     return {Customer: customers, CustomerOrder: orders}
@@ -354,6 +355,22 @@ async def test_the_customer_history_uses_indexes(seeded: Database) -> None:
             many = await histories(session, buyers, NOW, exclude=("RC-000008",))
         assert found.returns > 0 and found.orders > 0
         assert all(h.returns > 0 for h in many.values()) and set(many) == set(buyers)
+
+    await assert_indexed(seeded, run)
+
+
+async def test_the_order_import_uses_indexes(seeded: Database) -> None:
+    """The lookups and the delete of `import-orders` and the order events (storage/orders.py)."""
+    mine = [OrderRow("generic", "buyer-500", f"SO-imp-{n}", 100, NOW) for n in range(3)]
+    theirs = [OrderRow("generic", f"buyer-{b}", f"SO-x-{b}", 100, NOW) for b in (7, 8)]
+
+    async def run() -> None:
+        async with seeded.read() as session:
+            assert (await upsert(session, seeded, theirs, dry_run=True)).new == 2
+        async with seeded.transaction() as session:
+            assert (await upsert(session, seeded, mine)).new == 3
+            gone = [(("generic", "buyer-500"), o.order_id) for o in mine]
+            assert await remove(session, seeded, gone) == 3
 
     await assert_indexed(seeded, run)
 
