@@ -1,0 +1,183 @@
+"""Taobao Open Platform (TOP) calls: the signed form POST every Taobao/Tmall API takes.
+
+The recipe (channels.md §1.4; the official SDK's `top/api/base.py`): the system
+parameters (`method, app_key, session, timestamp, format=json, v=2.0,
+sign_method`) and the business ones, empty values dropped, sorted by key in ASCII
+order and joined as `k1v1k2v2…`; then, over its UTF-8 bytes,
+- `md5`: upper hex of MD5(secret + string + secret),
+- `hmac`: upper hex of HMAC-MD5(secret, string),
+- `hmac-sha256`: upper hex of HMAC-SHA256(secret, string).
+The timestamp is `yyyy-MM-dd HH:mm:ss` in China time (the gateway's window is
+about 10 minutes). The answer is JSON: `{"<method without 'taobao.', dots as
+underscores>_response": {...}}`, or `{"error_response": {code, msg, sub_code,
+sub_msg}}`.
+
+Errors are sorted for the outbox and the pollers: the gateway's own transient
+faults (code 7 call limit, 10 unavailable, 15 with an `isp.*` remote fault from
+the SDK's retry list, HTTP 5xx, timeouts) are RetryableError; a dead session
+(26/27: the seller must authorize again) is SessionExpired, permanent and
+alerting; anything else (`isv.*` business refusals, bad arguments, missing
+permissions) is permanent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiohttp
+
+from bot.outbox import PermanentError, RetryableError
+
+log = logging.getLogger(__name__)
+
+CHINA = ZoneInfo("Asia/Shanghai")
+SIGN_METHODS = ("md5", "hmac", "hmac-sha256")
+RETRY_CODES = frozenset({7, 10})  # App Call Limited; Service Currently Unavailable
+SESSION_CODES = frozenset({26, 27})  # Missing Session; Invalid Session
+# The official SDK retries these sub-codes (gateway-side faults of the remote service).
+RETRY_SUB_CODES = frozenset(
+    {
+        "isp.top-remote-connection-timeout",
+        "isp.top-remote-connection-timeout-tmall",
+        "isp.top-remote-service-unavailable",
+        "isp.top-remote-service-unavailable-tmall",
+        "isp.top-remote-unknown-error",
+        "isp.top-remote-unknown-error-tmall",
+        "isp.remote-connection-error",
+        "isp.remote-connection-error-tmall",
+        "isp.refund-service-unavailable",
+    }
+)
+
+
+class TopError(PermanentError):
+    """TOP answered with an error the caller cannot retry away."""
+
+    def __init__(self, method: str, code: int, msg: str, sub_code: str, sub_msg: str) -> None:
+        super().__init__(f"{method}: {code} {msg} ({sub_code}: {sub_msg})")
+        self.code, self.msg, self.sub_code, self.sub_msg = code, msg, sub_code, sub_msg
+
+
+class SessionExpired(TopError):
+    """The seller's session key is missing or expired: a person must authorize again."""
+
+
+class TopRetryable(RetryableError):
+    """A transient TOP fault (limit, unavailable, remote timeout)."""
+
+
+def sign_string(params: Mapping[str, str]) -> str:
+    return "".join(f"{k}{v}" for k, v in sorted(params.items()) if k != "sign" and v != "")
+
+
+def sign(params: Mapping[str, str], secret: str, method: str = "md5") -> str:
+    """The `sign` parameter for `params` (which must include `sign_method`)."""
+    text = sign_string(params).encode("utf-8")
+    key = secret.encode("utf-8")
+    if method == "md5":
+        return hashlib.md5(key + text + key).hexdigest().upper()  # noqa: S324 - TOP's recipe
+    if method == "hmac":
+        return hmac.new(key, text, hashlib.md5).hexdigest().upper()
+    if method == "hmac-sha256":
+        return hmac.new(key, text, hashlib.sha256).hexdigest().upper()
+    raise ValueError(f"sign_method must be one of {', '.join(SIGN_METHODS)}: {method!r}")
+
+
+def china_time(moment: datetime) -> str:
+    return moment.astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def response_key(method: str) -> str:
+    """`taobao.refund.get` -> `refund_get_response`."""
+    name = method.removeprefix("taobao.")
+    return name.replace(".", "_") + "_response"
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return ",".join(_text(v) for v in value)
+    return "" if value is None else str(value)
+
+
+class TopClient:
+    """One seller's calls: app key and secret of the app, the seller's session key."""
+
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        *,
+        api_base: str,
+        app_key: str,
+        app_secret: str,
+        session: str,
+        clock: Callable[[], datetime],
+        sign_method: str = "hmac-sha256",
+    ) -> None:
+        if sign_method not in SIGN_METHODS:
+            raise ValueError(f"sign_method must be one of {', '.join(SIGN_METHODS)}")
+        self.http, self.api_base, self.clock = http, api_base, clock
+        self.app_key, self.sign_method = app_key, sign_method
+        self._secret, self._session = app_secret, session
+
+    def signed(self, method: str, params: Mapping[str, Any]) -> dict[str, str]:
+        """The form a call posts: system and business parameters and their `sign`."""
+        form = {
+            "method": method,
+            "app_key": self.app_key,
+            "session": self._session,
+            "timestamp": china_time(self.clock()),
+            "format": "json",
+            "v": "2.0",
+            "sign_method": self.sign_method,
+            **{k: _text(v) for k, v in params.items()},
+        }
+        form = {k: v for k, v in form.items() if v != ""}
+        form["sign"] = sign(form, self._secret, self.sign_method)
+        return form
+
+    async def call(self, method: str, **params: Any) -> dict[str, Any]:
+        """POST one API call; its `<name>_response` object, or the error raised."""
+        try:
+            async with self.http.post(self.api_base, data=self.signed(method, params)) as resp:
+                status, raw = resp.status, await resp.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TopRetryable(f"{method}: {type(exc).__name__}: {exc}") from exc
+        if status >= 500 or status == 429:
+            raise TopRetryable(f"{method}: HTTP {status}")
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise TopRetryable(f"{method}: HTTP {status}, not JSON: {raw[:120]!r}") from None
+        if not isinstance(body, dict):
+            raise PermanentError(f"{method}: unexpected answer {raw[:120]!r}")
+        error = body.get("error_response")
+        if isinstance(error, dict):
+            raise _error(method, error)
+        found = body.get(response_key(method))
+        if not isinstance(found, dict):
+            raise PermanentError(f"{method}: no {response_key(method)} in {raw[:120]!r}")
+        return found
+
+
+def _error(method: str, error: Mapping[str, Any]) -> Exception:
+    try:
+        code = int(error.get("code", 0))
+    except (TypeError, ValueError):
+        code = 0
+    msg, sub_code = str(error.get("msg", "")), str(error.get("sub_code", ""))
+    sub_msg = str(error.get("sub_msg", ""))
+    if code in RETRY_CODES or sub_code in RETRY_SUB_CODES:
+        return TopRetryable(f"{method}: {code} {msg} ({sub_code}: {sub_msg})")
+    if code in SESSION_CODES:
+        return SessionExpired(method, code, msg, sub_code, sub_msg)
+    log.warning("TOP %s refused: %s %s (%s: %s)", method, code, msg, sub_code, sub_msg)
+    return TopError(method, code, msg, sub_code, sub_msg)
