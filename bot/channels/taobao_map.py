@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from bot import keys
-from bot.channels.top import CHINA
+from bot.channels.fields import BadMessage, china, numeric_id, yuan_fen
 from bot.events import Item, ReturnRequest
-from bot.money import parse_yuan
 
 CHANNEL = "taobao"
 REFUND_TOPICS = frozenset(
@@ -65,10 +63,6 @@ REASONS = (
 )
 
 
-class BadMessage(ValueError):
-    """A message or detail that can never be applied: confirm it and dead-letter it."""
-
-
 @dataclass(frozen=True, slots=True)
 class Notice:
     """What a TMC message says: which refund of which shop changed."""
@@ -77,12 +71,6 @@ class Notice:
     topic: str
     shop: str  # the seller nick, the shop key in TMC
     refund_id: str
-
-
-def _id(value: Any, name: str) -> str:
-    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
-        raise BadMessage(f"{name} must be a numeric id, got {value!r}")
-    return str(value)
 
 
 def notice(message: dict[str, Any]) -> Notice | None:
@@ -100,29 +88,11 @@ def notice(message: dict[str, Any]) -> Notice | None:
     if not shop:
         raise BadMessage("no seller nick in the message")
     return Notice(
-        message_id=_id(message.get("id"), "id"),
+        message_id=numeric_id(message.get("id"), "id"),
         topic=topic,
         shop=shop,
-        refund_id=_id(content.get("refund_id"), "refund_id"),
+        refund_id=numeric_id(content.get("refund_id"), "refund_id"),
     )
-
-
-def china(text: Any) -> datetime | None:
-    """`yyyy-MM-dd HH:mm:ss` in China time -> aware UTC (None when absent)."""
-    if not text:
-        return None
-    try:
-        local = datetime.strptime(str(text), "%Y-%m-%d %H:%M:%S").replace(tzinfo=CHINA)
-    except ValueError:
-        raise BadMessage(f"time {text!r} is not yyyy-MM-dd HH:mm:ss") from None
-    return local.astimezone(UTC)
-
-
-def _fen(value: Any, name: str, *, allow_zero: bool = False) -> int:
-    try:
-        return parse_yuan(value, allow_zero=allow_zero)  # a string: a float lost its cents
-    except ValueError as exc:
-        raise BadMessage(f"{name}: {exc}") from None
 
 
 def reason_code(reason: str) -> str:
@@ -140,24 +110,24 @@ def request(refund: dict[str, Any], shop: str, message_id: str) -> ReturnRequest
     status = STATUSES.get(str(refund.get("status", "")))
     if status is None:
         raise BadMessage(f"unknown refund status {refund.get('status')!r}")
-    version = _id(refund.get("refund_version"), "refund_version")
+    version = numeric_id(refund.get("refund_version"), "refund_version")
     created = china(refund.get("created")) or china(refund.get("modified"))
     if created is None:
         raise BadMessage("the refund has neither created nor modified")
-    amount = _fen(refund.get("refund_fee"), "refund_fee")
+    amount = yuan_fen(refund.get("refund_fee"), "refund_fee")
     item = Item(
         sku=str(refund.get("outer_id") or refund.get("num_iid") or ""),
         name=str(refund.get("title") or ""),
         qty=int(refund.get("num") or 1),
-        unit_price_fen=_fen(refund.get("price") or "0", "price", allow_zero=True),
+        unit_price_fen=yuan_fen(refund.get("price") or "0", "price", allow_zero=True),
     )
     reason = str(refund.get("reason") or "")
     return ReturnRequest(
         key=keys.key(CHANNEL, shop, "tmc", message_id),
         channel=CHANNEL,
         shop=shop,
-        external_id=_id(refund.get("refund_id"), "refund_id"),
-        order_id=_id(refund.get("tid"), "tid"),
+        external_id=numeric_id(refund.get("refund_id"), "refund_id"),
+        order_id=numeric_id(refund.get("tid"), "tid"),
         kind=kind_of(refund),
         status=status,
         amount_fen=amount,

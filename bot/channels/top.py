@@ -12,12 +12,11 @@ about 10 minutes). The answer is JSON: `{"<method without 'taobao.', dots as
 underscores>_response": {...}}`, or `{"error_response": {code, msg, sub_code,
 sub_msg}}`.
 
-Errors are sorted for the outbox and the pollers: the gateway's own transient
-faults (code 7 call limit, 10 unavailable, 15 with an `isp.*` remote fault from
-the SDK's retry list, HTTP 5xx, timeouts) are RetryableError; a dead session
-(26/27: the seller must authorize again) is SessionExpired, permanent and
-alerting; anything else (`isv.*` business refusals, bad arguments, missing
-permissions) is permanent.
+Errors are sorted as bot/channels/api_errors.py says: the gateway's own
+transient faults (code 7 call limit, 10 unavailable, 15 with an `isp.*` remote
+fault from the SDK's retry list, HTTP 5xx, timeouts) are Transient; a dead
+session (26/27: the seller must authorize again) is SessionExpired; anything
+else (`isv.*` business refusals, bad arguments, missing permissions) is Refused.
 """
 
 from __future__ import annotations
@@ -29,18 +28,18 @@ import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import aiohttp
 
-from bot.outbox import PermanentError, RetryableError
+from bot.channels.api_errors import Refused, SessionExpired, Transient
+from bot.channels.fields import CHINA
+from bot.outbox import PermanentError
 
 log = logging.getLogger(__name__)
 
-CHINA = ZoneInfo("Asia/Shanghai")
 SIGN_METHODS = ("md5", "hmac", "hmac-sha256")
-RETRY_CODES = frozenset({7, 10})  # App Call Limited; Service Currently Unavailable
-SESSION_CODES = frozenset({26, 27})  # Missing Session; Invalid Session
+RETRY_CODES = frozenset({"7", "10"})  # App Call Limited; Service Currently Unavailable
+SESSION_CODES = frozenset({"26", "27"})  # Missing Session; Invalid Session
 # The official SDK retries these sub-codes (gateway-side faults of the remote service).
 RETRY_SUB_CODES = frozenset(
     {
@@ -55,22 +54,6 @@ RETRY_SUB_CODES = frozenset(
         "isp.refund-service-unavailable",
     }
 )
-
-
-class TopError(PermanentError):
-    """TOP answered with an error the caller cannot retry away."""
-
-    def __init__(self, method: str, code: int, msg: str, sub_code: str, sub_msg: str) -> None:
-        super().__init__(f"{method}: {code} {msg} ({sub_code}: {sub_msg})")
-        self.code, self.msg, self.sub_code, self.sub_msg = code, msg, sub_code, sub_msg
-
-
-class SessionExpired(TopError):
-    """The seller's session key is missing or expired: a person must authorize again."""
-
-
-class TopRetryable(RetryableError):
-    """A transient TOP fault (limit, unavailable, remote timeout)."""
 
 
 def sign_string(params: Mapping[str, str]) -> str:
@@ -150,13 +133,13 @@ class TopClient:
             async with self.http.post(self.api_base, data=self.signed(method, params)) as resp:
                 status, raw = resp.status, await resp.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TopRetryable(f"{method}: {type(exc).__name__}: {exc}") from exc
+            raise Transient(f"{method}: {type(exc).__name__}: {exc}") from exc
         if status >= 500 or status == 429:
-            raise TopRetryable(f"{method}: HTTP {status}")
+            raise Transient(f"{method}: HTTP {status}")
         try:
             body = json.loads(raw)
         except ValueError:
-            raise TopRetryable(f"{method}: HTTP {status}, not JSON: {raw[:120]!r}") from None
+            raise Transient(f"{method}: HTTP {status}, not JSON: {raw[:120]!r}") from None
         if not isinstance(body, dict):
             raise PermanentError(f"{method}: unexpected answer {raw[:120]!r}")
         error = body.get("error_response")
@@ -169,15 +152,12 @@ class TopClient:
 
 
 def _error(method: str, error: Mapping[str, Any]) -> Exception:
-    try:
-        code = int(error.get("code", 0))
-    except (TypeError, ValueError):
-        code = 0
-    msg, sub_code = str(error.get("msg", "")), str(error.get("sub_code", ""))
-    sub_msg = str(error.get("sub_msg", ""))
+    code, msg = str(error.get("code", "")), str(error.get("msg", ""))
+    sub_code, sub_msg = str(error.get("sub_code", "")), str(error.get("sub_msg", ""))
+    detail = f"{msg} ({sub_code}: {sub_msg})"
     if code in RETRY_CODES or sub_code in RETRY_SUB_CODES:
-        return TopRetryable(f"{method}: {code} {msg} ({sub_code}: {sub_msg})")
+        return Transient(f"{method}: {code} {detail}")
     if code in SESSION_CODES:
-        return SessionExpired(method, code, msg, sub_code, sub_msg)
-    log.warning("TOP %s refused: %s %s (%s: %s)", method, code, msg, sub_code, sub_msg)
-    return TopError(method, code, msg, sub_code, sub_msg)
+        return SessionExpired(method, code, detail)
+    log.warning("TOP %s refused: %s %s", method, code, detail)
+    return Refused(method, code, detail)

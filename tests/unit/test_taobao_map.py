@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from bot.channels.taobao_map import BadMessage, notice, reason_code, request
+from bot.channels.fields import BadMessage
+from bot.channels.taobao_map import notice, reason_code, request
 
 REFUND_ID = 123456789012345678901  # more than 2^53: must stay exact
 

@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from bot.channels import top
+from bot.channels.api_errors import Refused, SessionExpired, Transient
 from tests.fakes.taobao import APP_KEY, APP_SECRET, SESSION, running_top
 from tests.support import FakeClock
 
@@ -70,11 +71,11 @@ async def test_the_gateway_refuses_what_the_real_one_refuses() -> None:
             args = {"app_key": APP_KEY, "app_secret": APP_SECRET, "session": SESSION, **changes}
             return top.TopClient(http, api_base=fake.url, clock=clock, **args)
 
-        with pytest.raises(top.TopError, match="25 Invalid Signature"):
+        with pytest.raises(Refused, match="25 Invalid Signature"):
             await client(app_secret="wrong").call("taobao.refund.get", refund_id="1")
-        with pytest.raises(top.SessionExpired, match="27 Invalid session"):
+        with pytest.raises(SessionExpired, match="27 Invalid session"):
             await client(session="expired").call("taobao.refund.get", refund_id="1")
-        with pytest.raises(top.TopError, match="22 Invalid Method"):
+        with pytest.raises(Refused, match="22 Invalid Method"):
             await client().call("taobao.no.such.method")
         late = top.TopClient(
             http,
@@ -84,7 +85,7 @@ async def test_the_gateway_refuses_what_the_real_one_refuses() -> None:
             session=SESSION,
             clock=lambda: clock() - timedelta(minutes=11),
         )
-        with pytest.raises(top.TopError, match="32 Invalid Timestamp"):
+        with pytest.raises(Refused, match="32 Invalid Timestamp"):
             await late.call("taobao.refund.get", refund_id="1")
     assert len(fake.refused) == 4 and fake.calls == []
 
@@ -102,11 +103,11 @@ async def test_faults_sort_into_retryable_and_permanent() -> None:
             {"code": 15, "msg": remote, "sub_code": "isv.refund-status-error"},
         ]
         for _ in range(3):
-            with pytest.raises(top.TopRetryable):
+            with pytest.raises(Transient):
                 await client.call("taobao.refund.get", refund_id="1")
-        with pytest.raises(top.TopError, match="isv.refund-status-error"):
+        with pytest.raises(Refused, match="isv.refund-status-error"):
             await client.call("taobao.refund.get", refund_id="1")
-        with pytest.raises(top.TopError, match="isv.refund-not-exist"):
+        with pytest.raises(Refused, match="isv.refund-not-exist"):
             await client.call("taobao.refund.get", refund_id="404")
 
 
