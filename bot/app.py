@@ -23,10 +23,11 @@ from bot.alerts import tell_admins
 from bot.cards import CardRenderer
 from bot.channels import generic
 from bot.channels.base import channel_performers
+from bot.channels.wiring import Marketplaces
 from bot.clock import Clock
 from bot.delivery import build_worker, chat_limits
 from bot.dispatch import Dispatcher
-from bot.events import CardAction, ChatMessage, ImageMessage
+from bot.events import CardAction, ChannelNotice, ChatMessage, ImageMessage
 from bot.metrics import Metrics
 from bot.outbox import Performer
 from bot.platforms import console, wecom
@@ -87,6 +88,9 @@ def create_app(
     )
     ctx = Ctx(db=db, settings=settings, clock=now, platforms=tuple(platforms))
     metrics = Metrics()
+    marketplaces = Marketplaces(
+        settings, lambda: app[HTTP], lambda: app[appkeys.CTX].clock(), alert
+    )
     app[appkeys.CTX] = ctx
     app[appkeys.METRICS] = metrics
     app[appkeys.RENDERER] = renderer
@@ -107,7 +111,10 @@ def create_app(
             **chat_performers(platforms, db),
             **media_performers(platforms, Path(settings.files.evidence)),
             **channel_performers(
-                {"generic": generic.GenericClient(settings.channels.generic, http, ctx.clock)}
+                {
+                    "generic": generic.GenericClient(settings.channels.generic, http, ctx.clock),
+                    **marketplaces.clients,
+                }
             ),
         }
         worker = build_worker(
@@ -133,6 +140,9 @@ def create_app(
                 ChatMessage: on_chat_message,
                 CardAction: on_card_action,
                 ImageMessage: on_image_message,
+                ChannelNotice: marketplaces.notice_handler(
+                    lambda event, ctx: via_writer(writer.submit, ctx, event)
+                ),
             },
             kick=lambda: ticker.kick(),
             writer=writer,
@@ -155,6 +165,11 @@ def create_app(
     health.setup(app)
     api.setup(app)
     generic.setup(app, lambda event, ctx: via_writer(app[appkeys.WRITER].submit, ctx, event))
+    marketplaces.setup(
+        app,
+        accept=lambda notice: app[appkeys.DISPATCH].accept(notice),
+        intake=lambda event, ctx: via_writer(app[appkeys.WRITER].submit, ctx, event),
+    )
     if settings.console.enabled:
         console_web.setup(app)
     if settings.wecom.enabled:
