@@ -23,6 +23,7 @@ from bot.alerts import tell_admins
 from bot.cards import CardRenderer
 from bot.channels import generic
 from bot.channels.base import channel_performers
+from bot.channels.polling import PollRunner
 from bot.channels.wiring import Marketplaces
 from bot.clock import Clock
 from bot.delivery import build_worker, chat_limits
@@ -53,6 +54,7 @@ from storage.secrets import load_keyring
 log = logging.getLogger(__name__)
 
 HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("http", aiohttp.ClientSession)
+POLLS: web.AppKey[PollRunner] = web.AppKey("polls", PollRunner)
 OUTBOUND_TIMEOUT = aiohttp.ClientTimeout(total=10, connect=3)
 
 
@@ -89,7 +91,7 @@ def create_app(
     ctx = Ctx(db=db, settings=settings, clock=now, platforms=tuple(platforms))
     metrics = Metrics()
     marketplaces = Marketplaces(
-        settings, lambda: app[HTTP], lambda: app[appkeys.CTX].clock(), alert
+        settings, lambda: app[HTTP], lambda: app[appkeys.CTX].clock(), alert, db
     )
     app[appkeys.CTX] = ctx
     app[appkeys.METRICS] = metrics
@@ -149,12 +151,15 @@ def create_app(
         )
         ticker = Clock(worker, None, db, settings.outbox, recover=dispatcher.recover)
         app[appkeys.DISPATCH] = dispatcher
+        app[POLLS] = polls = marketplaces.poll_runner(dispatcher.accept)
         if background:
             await ticker.start()
+            polls.start()
         for hook in app[STARTED]:
             await hook(app)
         log.info("returnhub ready (platforms: %s)", ", ".join(platforms) or "none")
         yield
+        await polls.stop()
         await app[appkeys.DISPATCH].drain()
         await ticker.stop()
         await http.close()

@@ -47,6 +47,7 @@ from bot.channels.douyin_detail import (
 from bot.channels.shops import DouyinShop
 from bot.events import ChannelNotice, ReturnRequest
 from bot.outbox import PermanentError
+from storage.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +102,12 @@ class DouyinChannel:
         *,
         timeout: float = 10.0,
         alert: Alert | None = None,
+        db: Database | None = None,
     ) -> None:
         self.shops = shops
-        self.apis = [DouyinApi(s, base, http, clock, timeout=timeout, alert=alert) for s in shops]
+        self.apis = [
+            DouyinApi(s, base, http, clock, timeout=timeout, alert=alert, db=db) for s in shops
+        ]
 
     def api_for(self, shop_id: str) -> DouyinApi:
         api = next((a for a in self.apis if a.shop.shop_id == shop_id), None)

@@ -32,6 +32,8 @@ import aiohttp
 
 from bot.channels.shops import DouyinShop
 from bot.outbox import PermanentError, RetryableError
+from storage import channel_state
+from storage.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +83,12 @@ class DouyinApi:
         *,
         timeout: float = 10.0,
         alert: Alert | None = None,
+        db: Database | None = None,
     ) -> None:
         self.shop = shop
+        self.db = db
+        self.state = f"token:douyin:{shop.shop_id or shop.app_key}"
+        self._loaded = False
         self.base = (shop.api_base or base).rstrip("/")
         self.http = http
         self.clock = clock
@@ -94,6 +100,9 @@ class DouyinApi:
 
     async def call(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
         """The envelope's `data` for a successful call; raises Retryable/PermanentError."""
+        if not self._loaded:
+            await self._stored_tokens()
+            self._loaded = True
         try:
             return await self._call(path, params, token=True)
         except DouyinError as exc:
@@ -144,9 +153,27 @@ class DouyinApi:
         message = str(envelope.get("sub_msg") or envelope.get("msg") or "")[:200]
         raise DouyinError(code, str(envelope.get("sub_code") or ""), message)
 
+    async def _stored_tokens(self) -> bool:
+        """Adopt the tokens a refresh stored (here or on another replica), unless the
+        operator has configured a new access token since; True when they changed."""
+        stored = await channel_state.get(self.db, self.state) if self.db else None
+        if not stored or stored.get("configured") != self.shop.access_token:
+            return False
+        token, refresh = stored.get("access_token"), stored.get("refresh_token")
+        if not isinstance(token, str) or token == self.access_token:
+            return False
+        self.access_token, self.refresh_token = token, str(refresh or self.refresh_token)
+        return True
+
     async def _refresh(self) -> None:
-        """New tokens from the refresh token; alert (once) when a person must step in."""
+        """New tokens from the refresh token; alert (once) when a person must step in.
+
+        Another replica may have refreshed first (the old refresh token is then
+        spent): its stored tokens are taken instead. New ones are stored for every
+        replica and the next start."""
         shop = self.shop.label
+        if await self._stored_tokens():
+            return
         if not self.refresh_token:
             await self._need_person(f"抖店 {shop} 的 access_token 已过期，且未配置 refresh_token")
             raise RetryableError(f"douyin shop {shop}: access token expired, no refresh token")
@@ -164,6 +191,13 @@ class DouyinApi:
         self.access_token = token
         self.refresh_token = str(data.get("refresh_token") or self.refresh_token)
         self._alerted = False
+        if self.db is not None:
+            record = {
+                "configured": self.shop.access_token,
+                "access_token": self.access_token,
+                "refresh_token": self.refresh_token,
+            }
+            await channel_state.put(self.db, self.state, record, self.clock())
         log.info("douyin shop %s: access token refreshed", shop)
 
     async def _need_person(self, what: str) -> None:

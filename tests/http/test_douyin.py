@@ -9,17 +9,22 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from sqlalchemy import select
 
-from bot.app import create_app
+from bot.app import POLLS, create_app
 from bot.appkeys import CTX, DISPATCH, WORKER
+from bot.channels.douyin_api import DouyinApi
 from bot.channels.douyin_push import TAGS
+from bot.channels.polling import PollRunner
+from bot.channels.shops import douyin_shops
 from bot.events import Sender
 from handlers.approvals import decide
 from handlers.people import member_named
+from storage import channel_state
 from storage.db import Database
-from storage.models import CardRecord, Case, OutboxMessage
+from storage.models import CardRecord, Case, InboundEvent, OutboxMessage
 from tests.fakes.douyin import (
     ADDRESS_ID,
     APP_SECRET,
@@ -269,3 +274,59 @@ async def test_a_rejection_goes_back_with_its_reason(
     async with ctx.db.read() as session:
         rows = list(await session.scalars(select(OutboxMessage.status)))
     assert "dead" not in rows
+
+
+async def test_the_reconciliation_poll_catches_a_missed_push_once(
+    app_client: Client, fake: FakeDouyin, clock: FakeClock
+) -> None:
+    fake.add(AS, update_time=clock.timestamp() - 60)  # its push never arrived
+    polls = app_client.app[POLLS]
+    assert await polls.run_once() == 1
+    await app_client.app[DISPATCH].idle()
+    case = await case_of(app_client)
+    assert case is not None and case.status == "pending_approval"
+    db = app_client.app[CTX].db
+    assert await channel_state.get(db, f"cursor:douyin:{SHOP_ID}") == {"until": clock.timestamp()}
+    # Another replica does not poll the shop while this one holds its lease.
+    other = PollRunner(db, polls.pollers, app_client.app[DISPATCH].accept, clock, holder="b")
+    assert await other.run_once() == 0
+    # The next window overlaps the last: the same version is one key, handled once.
+    before = await table_counts(db)
+    clock.advance(601)
+    assert await polls.run_once() == 1
+    await app_client.app[DISPATCH].idle()
+    assert await table_counts(db) == before
+
+
+async def test_a_refreshed_token_is_kept_for_the_next_start(
+    app_client: Client, fake: FakeDouyin, clock: FakeClock
+) -> None:
+    fake.add(AS, update_time=T0)
+    fake.access_token = "rotated-by-the-platform"
+    await pushed(app_client, fake, 200, "m-1")
+    db = app_client.app[CTX].db
+    stored = await channel_state.get(db, f"token:douyin:{SHOP_ID}")
+    assert stored is not None and stored["access_token"] == fake.access_token
+    shop = douyin_shops(app_client.app[CTX].settings.channels)[0]
+    async with aiohttp.ClientSession() as http:
+        fresh = DouyinApi(shop, fake.url, lambda: http, clock, db=db)
+        calls = len(fake.calls)
+        await fresh.detail(AS)
+    assert fake.calls[calls:] == ["afterSale/Detail"]  # no second refresh
+
+
+async def test_a_refused_refresh_alerts_the_admins_and_keeps_the_notice(
+    app_client: Client, fake: FakeDouyin
+) -> None:
+    fake.add(AS, update_time=T0)
+    fake.access_token = "rotated-by-the-platform"
+    fake.refresh_token = "not-ours"
+    status, _ = await fake.push(app_client, [fake.message(200, AS, "m-1")])
+    assert status == 200
+    await app_client.app[DISPATCH].idle()
+    assert await case_of(app_client) is None
+    async with app_client.app[CTX].db.read() as session:
+        texts = [m.payload.get("text", "") for m in await session.scalars(select(OutboxMessage))]
+        waiting = list(await session.scalars(select(InboundEvent.key)))
+    assert any("重新授权" in t for t in texts)
+    assert waiting == [f"douyin:{SHOP_ID}:m-1"]
