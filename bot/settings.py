@@ -130,6 +130,14 @@ class _Douyin:
     app_secret: str = ""
     access_token: str = ""
     api_base: str = "https://openapi-fxg.jinritemai.com"
+    # Issue 12 (bot/channels/shops.py, docs/channels.md): the single shop's id and the
+    # rest of its credentials, or several shops as [[channels.douyin.shops]] tables.
+    shop_id: str = ""
+    refresh_token: str = ""
+    return_address_id: str = ""
+    timeout_seconds: float = 10.0
+    reconcile_minutes: float = 10.0
+    shops: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -156,6 +164,10 @@ class _Shopify:
     secret: str = ""
     access_token: str = ""
     api_base: str = ""  # default https://{shop_domain}/admin/api/<version>
+    # Issue 12: the Admin API version, and several shops as [[channels.shopify.shops]].
+    api_version: str = "2025-01"
+    timeout_seconds: float = 10.0
+    shops: tuple[Any, ...] = ()
 
 
 CHANNELS: dict[str, type] = {
