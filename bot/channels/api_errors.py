@@ -1,8 +1,10 @@
 """How a marketplace API's answer fails, for the outbox and the pollers to act on.
 
 `Transient` is retried with backoff (a limit, the far side down or slow);
-`Refused` never will succeed as sent and dead-letters; `SessionExpired` is a
-refusal a person must cure (the seller authorizes the app again), so it alerts.
+`Refused` never will succeed as sent and dead-letters. `SessionExpired` needs a
+person (the seller authorizes the app again): the client alerts the admins once,
+and the call stays retryable, so nothing is lost while they do (as the 抖店
+client does, bot/channels/douyin_api.py).
 """
 
 from __future__ import annotations
@@ -22,5 +24,5 @@ class Refused(PermanentError):
         self.method, self.code, self.detail = method, code, detail
 
 
-class SessionExpired(Refused):
+class SessionExpired(Transient):
     """The shop's session or access token is missing or expired: re-authorize."""

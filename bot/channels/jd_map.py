@@ -12,11 +12,12 @@ float's arithmetic.
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from bot import keys
-from bot.channels.fields import BadMessage, china, numeric_id
+from bot.channels.values import id_str, utc_time
 from bot.events import ReturnRequest, time_version
 
 CHANNEL = "jd"
@@ -31,14 +32,14 @@ KNOWN = frozenset({0, 1, 2, 4, 5, 7, 8, 10, 17, 19, 27}) | REFUNDED | CANCELLED
 def fen(value: Any, unit: str) -> int:
     """`applyRefundSum` in fen: the number as written, read in `unit`, never a float's sum."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise BadMessage(f"applyRefundSum must be a number, got {value!r}")
+        raise ValueError(f"applyRefundSum must be a number, got {value!r}")
     try:
         amount = Decimal(str(value))
     except InvalidOperation:
-        raise BadMessage(f"applyRefundSum {value!r} is not a number") from None
+        raise ValueError(f"applyRefundSum {value!r} is not a number") from None
     cents = amount * 100 if unit == "yuan" else amount
     if cents <= 0 or cents != cents.to_integral_value():
-        raise BadMessage(f"applyRefundSum {value!r} is not a whole number of fen in {unit}")
+        raise ValueError(f"applyRefundSum {value!r} is not a whole number of fen in {unit}")
     return int(cents)
 
 
@@ -46,28 +47,38 @@ def status_of(raw: Any) -> str:
     try:
         code = int(raw)
     except (TypeError, ValueError):
-        raise BadMessage(f"status must be a number, got {raw!r}") from None
+        raise ValueError(f"status must be a number, got {raw!r}") from None
     if code not in KNOWN:
-        raise BadMessage(f"unknown refund apply status {code}")
+        raise ValueError(f"unknown refund apply status {code}")
     if code in REFUNDED:
         return "refunded"
     return "cancelled" if code in CANCELLED else "requested"
 
 
-def request(record: dict[str, Any], shop: str, unit: str = "yuan") -> ReturnRequest:
-    """A `queryPageList` record as the neutral event."""
-    apply_id = numeric_id(record.get("id"), "id")
-    applied = china(record.get("applyTime"))
-    if applied is None:
-        raise BadMessage("applyTime is missing")
-    checked = china(record.get("checkTime")) or applied
+def checked_at(record: dict[str, Any]) -> datetime:
+    """When JD last reviewed it (its check time), else when it was applied for."""
+    return utc_time(record.get("checkTime") or record.get("applyTime"), "checkTime")
+
+
+def notice_key(record: dict[str, Any], shop: str) -> str:
+    """One key per state of one application: (shop, id, status, check time)."""
+    apply_id = id_str(record.get("id"), "id")
+    return keys.key(
+        CHANNEL, shop, apply_id, str(record.get("status")), time_version(checked_at(record))
+    )
+
+
+def request(record: dict[str, Any], *, key: str, shop: str, unit: str = "yuan") -> ReturnRequest:
+    """A `queryPageList` record as the neutral event, under its notice's `key`."""
+    apply_id = id_str(record.get("id"), "id")
+    checked = checked_at(record)
     status = status_of(record.get("status"))
     return ReturnRequest(
-        key=keys.key(CHANNEL, shop, apply_id, str(record.get("status")), time_version(checked)),
+        key=key,
         channel=CHANNEL,
         shop=shop,
         external_id=apply_id,
-        order_id=numeric_id(record.get("orderId"), "orderId"),
+        order_id=id_str(record.get("orderId"), "orderId"),
         kind="refund_only",
         status=status,
         amount_fen=fen(record.get("applyRefundSum"), unit),

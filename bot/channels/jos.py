@@ -28,7 +28,7 @@ from typing import Any
 import aiohttp
 
 from bot.channels.api_errors import Refused, SessionExpired, Transient
-from bot.channels.top import china_time
+from bot.channels.top import Alert, china_time
 from bot.outbox import PermanentError
 
 log = logging.getLogger(__name__)
@@ -48,16 +48,21 @@ class JosClient:
 
     def __init__(
         self,
-        http: aiohttp.ClientSession,
+        http: Callable[[], aiohttp.ClientSession],
         *,
         api_base: str,
         app_key: str,
         app_secret: str,
         access_token: str,
         clock: Callable[[], datetime],
+        timeout: float = 10.0,
+        alert: Alert | None = None,
+        label: str = "",
     ) -> None:
         self.http, self.api_base, self.clock, self.app_key = http, api_base, clock, app_key
         self._secret, self._token = app_secret, access_token
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.alert, self.label, self._alerted = alert, label, False
 
     def signed(self, method: str, params: Mapping[str, Any]) -> dict[str, str]:
         form = {
@@ -74,8 +79,24 @@ class JosClient:
         return form
 
     async def call(self, method: str, **params: Any) -> dict[str, Any]:
+        """POST one API call; its response object, or the error raised."""
         try:
-            async with self.http.post(self.api_base, data=self.signed(method, params)) as resp:
+            found = await self._call(method, params)
+        except SessionExpired:
+            if not self._alerted and self.alert is not None:
+                self._alerted = True
+                await self.alert(
+                    f"⚠ 京东店铺 {self.label or self.app_key} 的 access_token 已失效：请重新授权，"
+                    "并更新配置中的 access_token 后重启；期间的消息与操作会排队重试，不会丢失"
+                )
+            raise
+        self._alerted = False
+        return found
+
+    async def _call(self, method: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        form = self.signed(method, params)
+        try:
+            async with self.http().post(self.api_base, data=form, timeout=self.timeout) as resp:
                 status, raw = resp.status, await resp.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise Transient(f"{method}: {type(exc).__name__}: {exc}") from exc
@@ -101,7 +122,7 @@ def _error(method: str, error: Mapping[str, Any]) -> Exception:
     message = str(error.get("zh_desc") or error.get("en_desc") or error.get("msg") or "")
     text = f"{method}: {code} {message}"
     if code in TOKEN_CODES or "access_token" in message or "token" in message.lower():
-        return SessionExpired(method, code, message)
+        return SessionExpired(text)
     if any(word in message.lower() for word in TRANSIENT_WORDS):
         return Transient(text)
     log.warning("JOS %s refused: %s %s", method, code, message)

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from bot import keys
-from bot.channels.fields import BadMessage, china, numeric_id, yuan_fen
+from bot.channels.values import id_str, minor_from_decimal, utc_time
 from bot.events import Item, ReturnRequest
 
 CHANNEL = "taobao"
@@ -81,18 +82,29 @@ def notice(message: dict[str, Any]) -> Notice | None:
     try:
         content = json.loads(message.get("content") or "{}")
     except (TypeError, ValueError) as exc:
-        raise BadMessage(f"content is not JSON: {exc}") from None
+        raise ValueError(f"content is not JSON: {exc}") from None
     if not isinstance(content, dict):
-        raise BadMessage("content is not a JSON object")
+        raise ValueError("content is not a JSON object")
     shop = str(message.get("user_nick") or content.get("seller_nick") or "")
     if not shop:
-        raise BadMessage("no seller nick in the message")
+        raise ValueError("no seller nick in the message")
     return Notice(
-        message_id=numeric_id(message.get("id"), "id"),
+        message_id=id_str(message.get("id"), "id"),
         topic=topic,
         shop=shop,
-        refund_id=numeric_id(content.get("refund_id"), "refund_id"),
+        refund_id=id_str(content.get("refund_id"), "refund_id"),
     )
+
+
+def _when(value: Any, name: str) -> datetime | None:
+    return utc_time(value, name) if value else None
+
+
+def _fen(value: Any, name: str) -> int:
+    fen = minor_from_decimal(value, name)
+    if fen < 0:
+        raise ValueError(f"{name} must not be negative: {value!r}")
+    return fen
 
 
 def reason_code(reason: str) -> str:
@@ -105,34 +117,38 @@ def kind_of(refund: dict[str, Any]) -> str:
     return "refund_only"
 
 
-def request(refund: dict[str, Any], shop: str, message_id: str) -> ReturnRequest:
-    """The detail of `taobao.refund.get` as the neutral event (key: TMC message id)."""
+def notice_key(shop: str, message_id: str) -> str:
+    return keys.key(CHANNEL, shop, "tmc", message_id)
+
+
+def request(refund: dict[str, Any], *, key: str, shop: str) -> ReturnRequest:
+    """The detail of `taobao.refund.get` as the neutral event, under its notice's `key`."""
     status = STATUSES.get(str(refund.get("status", "")))
     if status is None:
-        raise BadMessage(f"unknown refund status {refund.get('status')!r}")
-    version = numeric_id(refund.get("refund_version"), "refund_version")
-    created = china(refund.get("created")) or china(refund.get("modified"))
+        raise ValueError(f"unknown refund status {refund.get('status')!r}")
+    version = id_str(refund.get("refund_version"), "refund_version")
+    created = _when(refund.get("created"), "created") or _when(refund.get("modified"), "modified")
     if created is None:
-        raise BadMessage("the refund has neither created nor modified")
-    amount = yuan_fen(refund.get("refund_fee"), "refund_fee")
+        raise ValueError("the refund has neither created nor modified")
+    amount = _fen(refund.get("refund_fee"), "refund_fee")
     item = Item(
         sku=str(refund.get("outer_id") or refund.get("num_iid") or ""),
         name=str(refund.get("title") or ""),
         qty=int(refund.get("num") or 1),
-        unit_price_fen=yuan_fen(refund.get("price") or "0", "price", allow_zero=True),
+        unit_price_fen=_fen(refund.get("price") or "0", "price"),
     )
     reason = str(refund.get("reason") or "")
     return ReturnRequest(
-        key=keys.key(CHANNEL, shop, "tmc", message_id),
+        key=key,
         channel=CHANNEL,
         shop=shop,
-        external_id=numeric_id(refund.get("refund_id"), "refund_id"),
-        order_id=numeric_id(refund.get("tid"), "tid"),
+        external_id=id_str(refund.get("refund_id"), "refund_id"),
+        order_id=id_str(refund.get("tid"), "tid"),
         kind=kind_of(refund),
         status=status,
         amount_fen=amount,
         version=version,
-        occurred_at=china(refund.get("modified")) or created,
+        occurred_at=_when(refund.get("modified"), "modified") or created,
         reason_code=reason_code(reason),
         reason_text="；".join(t for t in (reason, str(refund.get("desc") or "")) if t),
         buyer_ref=str(refund.get("buyer_open_uid") or refund.get("buyer_nick") or ""),

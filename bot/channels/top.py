@@ -25,14 +25,14 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 import aiohttp
 
 from bot.channels.api_errors import Refused, SessionExpired, Transient
-from bot.channels.fields import CHINA
+from bot.channels.values import SHANGHAI as CHINA
 from bot.outbox import PermanentError
 
 log = logging.getLogger(__name__)
@@ -91,12 +91,19 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+Alert = Callable[[str], Awaitable[None]]
+
+
 class TopClient:
-    """One seller's calls: app key and secret of the app, the seller's session key."""
+    """One seller's calls: app key and secret of the app, the seller's session key.
+
+    `http` gives the shared client session (made at start-up); `label` names the
+    shop in the one alert an expired session raises (`alert`, once per outage).
+    """
 
     def __init__(
         self,
-        http: aiohttp.ClientSession,
+        http: Callable[[], aiohttp.ClientSession],
         *,
         api_base: str,
         app_key: str,
@@ -104,12 +111,17 @@ class TopClient:
         session: str,
         clock: Callable[[], datetime],
         sign_method: str = "hmac-sha256",
+        timeout: float = 10.0,
+        alert: Alert | None = None,
+        label: str = "",
     ) -> None:
         if sign_method not in SIGN_METHODS:
             raise ValueError(f"sign_method must be one of {', '.join(SIGN_METHODS)}")
         self.http, self.api_base, self.clock = http, api_base, clock
         self.app_key, self.sign_method = app_key, sign_method
         self._secret, self._session = app_secret, session
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.alert, self.label, self._alerted = alert, label, False
 
     def signed(self, method: str, params: Mapping[str, Any]) -> dict[str, str]:
         """The form a call posts: system and business parameters and their `sign`."""
@@ -130,7 +142,20 @@ class TopClient:
     async def call(self, method: str, **params: Any) -> dict[str, Any]:
         """POST one API call; its `<name>_response` object, or the error raised."""
         try:
-            async with self.http.post(self.api_base, data=self.signed(method, params)) as resp:
+            return await self._call(method, params)
+        except SessionExpired:
+            if not self._alerted and self.alert is not None:
+                self._alerted = True
+                await self.alert(
+                    f"⚠ 淘宝店铺 {self.label or self.app_key} 的 session 已失效：请卖家重新授权，"
+                    "并更新配置中的 session 后重启；期间的消息与操作会排队重试，不会丢失"
+                )
+            raise
+
+    async def _call(self, method: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        form = self.signed(method, params)
+        try:
+            async with self.http().post(self.api_base, data=form, timeout=self.timeout) as resp:
                 status, raw = resp.status, await resp.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise Transient(f"{method}: {type(exc).__name__}: {exc}") from exc
@@ -148,6 +173,7 @@ class TopClient:
         found = body.get(response_key(method))
         if not isinstance(found, dict):
             raise PermanentError(f"{method}: no {response_key(method)} in {raw[:120]!r}")
+        self._alerted = False
         return found
 
 
@@ -158,6 +184,6 @@ def _error(method: str, error: Mapping[str, Any]) -> Exception:
     if code in RETRY_CODES or sub_code in RETRY_SUB_CODES:
         return Transient(f"{method}: {code} {detail}")
     if code in SESSION_CODES:
-        return SessionExpired(method, code, detail)
+        return SessionExpired(f"{method}: {code} {detail}")
     log.warning("TOP %s refused: %s %s", method, code, detail)
     return Refused(method, code, detail)

@@ -22,8 +22,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bot.channels.fields import CHINA
 from bot.channels.jos import PARAM_JSON, sign
+from bot.channels.values import SHANGHAI as CHINA
 
 APP_KEY = "jd-app-key"
 APP_SECRET = "jd-app-secret"

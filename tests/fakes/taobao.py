@@ -25,8 +25,8 @@ from typing import Any, ClassVar
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bot.channels.fields import CHINA
 from bot.channels.top import SIGN_METHODS, response_key, sign
+from bot.channels.values import SHANGHAI as CHINA
 from bot.money import parse_yuan
 
 APP_KEY = "12345678"

@@ -11,8 +11,7 @@ import pytest
 
 from bot.channels import jos
 from bot.channels.api_errors import Refused, SessionExpired, Transient
-from bot.channels.fields import BadMessage
-from bot.channels.jd_map import fen, request
+from bot.channels.jd_map import fen, notice_key, request
 from tests.fakes.jd import APP_KEY, APP_SECRET, QUERY, REPLY, TOKEN, running_jos
 from tests.support import FakeClock
 
@@ -27,7 +26,7 @@ def client(
     http: aiohttp.ClientSession, url: str, clock: FakeClock, **changes: str
 ) -> jos.JosClient:
     args = {"app_key": APP_KEY, "app_secret": APP_SECRET, "access_token": TOKEN, **changes}
-    return jos.JosClient(http, api_base=url, clock=clock, **args)
+    return jos.JosClient(lambda: http, api_base=url, clock=clock, **args)
 
 
 async def test_query_and_reply_through_the_fake_router() -> None:
@@ -79,7 +78,11 @@ def record(**changes: Any) -> dict[str, Any]:
 
 
 def test_a_record_maps_with_a_key_per_state() -> None:
-    event = request(record(), "jd-shop")
+    def event_of(**changes: Any) -> Any:
+        found = record(**changes)
+        return request(found, key=notice_key(found, "jd-shop"), shop="jd-shop")
+
+    event = event_of()
     assert (event.channel, event.external_id, event.order_id) == (
         "jd",
         "900000000000000001",
@@ -87,11 +90,11 @@ def test_a_record_maps_with_a_key_per_state() -> None:
     )
     assert (event.kind, event.status, event.amount_fen) == ("refund_only", "requested", 13250)
     assert event.buyer_ref == "jd_buyer_01"
-    same = request(record(), "jd-shop")
-    moved = request(record(status=11, checkTime="2026-11-23 11:00:00"), "jd-shop")
+    same = event_of()
+    moved = event_of(status=11, checkTime="2026-11-23 11:00:00")
     assert same.key == event.key and moved.key != event.key  # a re-polled record is a duplicate
     assert moved.status == "cancelled" and moved.version > event.version
-    assert request(record(status=6), "jd-shop").status == "refunded"
+    assert event_of(status=6).status == "refunded"
 
 
 def test_the_amount_unit_is_the_shops_and_never_a_float_sum() -> None:
@@ -104,7 +107,7 @@ def test_the_amount_unit_is_the_shops_and_never_a_float_sum() -> None:
         (True, "yuan"),
         ("x", "yuan"),
     ):
-        with pytest.raises(BadMessage):
+        with pytest.raises(ValueError):
             fen(bad, unit)
-    with pytest.raises(BadMessage):
-        request(record(status=99), "jd-shop")
+    with pytest.raises(ValueError):
+        request(record(status=99), key="k", shop="jd-shop")

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from bot.channels.fields import BadMessage
 from bot.channels.taobao_map import notice, reason_code, request
 
 REFUND_ID = 123456789012345678901  # more than 2^53: must stay exact
@@ -43,12 +42,12 @@ def test_a_notice_names_the_refund_and_the_shop() -> None:
     assert notice({**message, "topic": "taobao_trade_TradeCreate"}) is None
     for bad in ({"content": "{not json"}, {"content": "[1]"}, {"user_nick": ""},
                 {"content": json.dumps({"refund_id": 1.5})}):  # fmt: skip
-        with pytest.raises(BadMessage):
+        with pytest.raises(ValueError):
             notice({**message, **bad})
 
 
 def test_the_detail_maps_to_a_return_request() -> None:
-    event = request(detail(), "喵星旗舰店", "7000000000000000002")
+    event = request(detail(), key="k", shop="喵星旗舰店")
     assert (event.channel, event.shop, event.external_id) == (
         "taobao",
         "喵星旗舰店",
@@ -77,30 +76,30 @@ def test_the_detail_maps_to_a_return_request() -> None:
 def test_statuses_waybills_and_kinds() -> None:
     shipped = request(
         detail(status="WAIT_SELLER_CONFIRM_GOODS", sid="SF1234567890123", company_name="顺丰速运"),
-        "s",
-        "1",
+        key="k",
+        shop="s",
     )
     assert (shipped.status, shipped.return_waybill, shipped.carrier) == (
         "buyer_shipped",
         "SF1234567890123",
         "顺丰速运",
     )
-    assert request(detail(status="CLOSED"), "s", "1").status == "cancelled"
-    assert request(detail(status="SUCCESS"), "s", "1").status == "refunded"
-    assert request(detail(has_good_return=False), "s", "1").kind == "refund_only"
+    assert request(detail(status="CLOSED"), key="k", shop="s").status == "cancelled"
+    assert request(detail(status="SUCCESS"), key="k", shop="s").status == "refunded"
+    assert request(detail(has_good_return=False), key="k", shop="s").kind == "refund_only"
 
 
 def test_details_that_can_never_apply_are_refused() -> None:
     for bad in (
         {"status": "SOMETHING_NEW"},
-        {"refund_fee": "12.345"},
+        {"refund_fee": "-12.00"},
         {"refund_fee": 28.8},  # a float has lost the cents' exactness
         {"refund_version": None},
         {"created": None, "modified": None},
         {"modified": "2026/11/21"},
     ):
-        with pytest.raises(BadMessage):
-            request(detail(**bad), "s", "1")
+        with pytest.raises(ValueError):
+            request(detail(**bad), key="k", shop="s")
 
 
 def test_reason_codes() -> None:

@@ -52,7 +52,7 @@ async def test_a_signed_call_passes_the_gateway(method: str) -> None:
         fake.refunds["123456789012345678901"] = {"refund_id": "123456789012345678901",
                                                   "status": "WAIT_SELLER_AGREE"}  # fmt: skip
         client = top.TopClient(
-            http, api_base=fake.url, app_key=APP_KEY, app_secret=APP_SECRET,
+            lambda: http, api_base=fake.url, app_key=APP_KEY, app_secret=APP_SECRET,
             session=SESSION, clock=clock, sign_method=method,
         )  # fmt: skip
         found = await client.call("taobao.refund.get", refund_id="123456789012345678901",
@@ -69,7 +69,7 @@ async def test_the_gateway_refuses_what_the_real_one_refuses() -> None:
 
         def client(**changes: str) -> top.TopClient:
             args = {"app_key": APP_KEY, "app_secret": APP_SECRET, "session": SESSION, **changes}
-            return top.TopClient(http, api_base=fake.url, clock=clock, **args)
+            return top.TopClient(lambda: http, api_base=fake.url, clock=clock, **args)
 
         with pytest.raises(Refused, match="25 Invalid Signature"):
             await client(app_secret="wrong").call("taobao.refund.get", refund_id="1")
@@ -78,7 +78,7 @@ async def test_the_gateway_refuses_what_the_real_one_refuses() -> None:
         with pytest.raises(Refused, match="22 Invalid Method"):
             await client().call("taobao.no.such.method")
         late = top.TopClient(
-            http,
+            lambda: http,
             api_base=fake.url,
             app_key=APP_KEY,
             app_secret=APP_SECRET,
@@ -93,7 +93,7 @@ async def test_the_gateway_refuses_what_the_real_one_refuses() -> None:
 async def test_faults_sort_into_retryable_and_permanent() -> None:
     clock = FakeClock()
     async with running_top(clock) as fake, aiohttp.ClientSession() as http:
-        client = top.TopClient(http, api_base=fake.url, app_key=APP_KEY,
+        client = top.TopClient(lambda: http, api_base=fake.url, app_key=APP_KEY,
                                app_secret=APP_SECRET, session=SESSION, clock=clock)  # fmt: skip
         remote = "Remote service error"
         fake.fail_next = [
@@ -114,7 +114,7 @@ async def test_faults_sort_into_retryable_and_permanent() -> None:
 async def test_tmc_redelivers_what_was_not_confirmed() -> None:
     clock = FakeClock()
     async with running_top(clock) as fake, aiohttp.ClientSession() as http:
-        client = top.TopClient(http, api_base=fake.url, app_key=APP_KEY,
+        client = top.TopClient(lambda: http, api_base=fake.url, app_key=APP_KEY,
                                app_secret=APP_SECRET, session=SESSION, clock=clock)  # fmt: skip
         first = fake.push("taobao_refund_RefundCreated", {"refund_id": 1, "tid": 2})
         second = fake.push("taobao_refund_RefundCreated", {"refund_id": 3, "tid": 4})
