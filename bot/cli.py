@@ -216,6 +216,16 @@ def cmd_console_login(args: argparse.Namespace) -> int:
     return print_signin_link(_load(args.config), args.name, args.hours)
 
 
+def cmd_channels_check(args: argparse.Namespace) -> int:
+    """Exit 0 when every configured shop's credentials work, 1 otherwise."""
+    from bot.channels.check import check_channels
+
+    lines, ok = asyncio.run(check_channels(_load(args.config)))
+    for line in lines:
+        print(line)
+    return 0 if ok else 1
+
+
 CONFIG_HELP = "配置文件；默认 $RETURNHUB_CONFIG，再是 ./returnhub.toml / config file"
 
 
@@ -310,6 +320,16 @@ def parser() -> argparse.ArgumentParser:
     _config(discard)
     discard.add_argument("ids", nargs="+", type=int, help="死信 id（见 outbox dead）/ ids")
     discard.set_defaults(func=cmd_outbox_discard)
+
+    channels = sub.add_parser("channels", help="电商渠道：检查凭证 / shop channels")
+    channels_sub = channels.add_subparsers(
+        dest="channels_command", required=True, metavar="命令/command"
+    )
+    check_channels = channels_sub.add_parser(
+        "check", help="逐店调用最便宜的鉴权接口，说明哪些凭证可用 / test each shop's credentials"
+    )
+    _config(check_channels)
+    check_channels.set_defaults(func=cmd_channels_check)
 
     add_bench_parser(sub)
     return p

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.config_locate import Report, build, url_problem
-from bot.settings import ChannelsSettings
+from bot.settings import CHANNELS, ChannelsSettings
 
 DOUYIN, SHOPIFY = "douyin", "shopify"
 
@@ -133,3 +133,49 @@ def check(channels: ChannelsSettings, report: Report) -> None:
                 ("channels", name, "timeout_seconds"),
                 f"channels.{name}.timeout_seconds: 必须为正数 / must be positive",
             )
+
+
+def _filled(channels: ChannelsSettings, name: str) -> bool:
+    """Someone wrote into the section: it differs from its defaults."""
+    section: dict[str, Any] = getattr(channels, name)
+    return section != dataclasses.asdict(CHANNELS[name]())
+
+
+def report(channels: ChannelsSettings) -> list[tuple[bool, str]]:
+    """(is a warning, text) for the startup report: which shops are live, what is missing."""
+    lines: list[tuple[bool, str]] = []
+    douyin = douyin_shops(channels)
+    live = [s for s in douyin if s.configured]
+    if live:
+        names = "、".join(s.label for s in live)
+        every = channels.douyin.get("reconcile_minutes", 0)
+        lines.append(
+            (False, f"已启用的电商渠道 / live: 抖店（{names}；推送 /webhooks/douyin；"
+             f"对账轮询每 {every:g} 分钟）")
+        )  # fmt: skip
+    elif _filled(channels, DOUYIN):
+        lines.append((True, "[channels.douyin] 不完整：缺少 app_key 或 app_secret / incomplete"))
+    for shop in live:
+        if not shop.shop_id:
+            lines.append((True, f"抖店 {shop.label}：未设置 shop_id，不做对账轮询 / no shop_id"))
+        if not shop.return_address_id:
+            lines.append(
+                (True, f"抖店 {shop.label}：未设置 return_address_id，同意退货将失败 / no address")
+            )
+        if not shop.refresh_token:
+            lines.append(
+                (True, f"抖店 {shop.label}：未设置 refresh_token，token 过期后需人工更新")
+            )
+    stores = shopify_shops(channels)
+    ready = [s for s in stores if s.configured]
+    if ready:
+        names = "、".join(s.label for s in ready)
+        lines.append((False, f"已启用的电商渠道 / live: Shopify（{names}；/webhooks/shopify）"))
+    elif _filled(channels, SHOPIFY):
+        lines.append((True, "[channels.shopify] 不完整：缺少 shop_domain 或 secret / incomplete"))
+    for store in ready:
+        if not store.access_token:
+            lines.append(
+                (True, f"Shopify {store.label}：未设置 access_token，审批结果无法回传 / no token")
+            )
+    return lines
