@@ -24,7 +24,7 @@ from bot.settings import CHANNELS, DingtalkSettings, GenericChannelSettings, Set
 
 INFO, WARNING = logging.INFO, logging.WARNING
 # Sections a config may fill in that no code reads yet (CONTRACT.md lists them).
-_SUPPORTED = ("douyin", "shopify")  # issue 12: bot/channels/shops.py reports these
+_SUPPORTED = ("douyin", "shopify", "taobao", "jd")  # bot/channels/shops.py reports these
 _UNSUPPORTED = ("dingtalk", *(f"channels.{name}" for name in CHANNELS if name not in _SUPPORTED))
 
 

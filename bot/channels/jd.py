@@ -39,7 +39,7 @@ APPROVED = frozenset({1, 3, 5, 6, 7, 8, 9, 10, 16, 17, 27})
 REJECTED = frozenset({2, 4})
 
 
-class JdShop:
+class JdAccount:
     """One JD shop's client and the unit its `applyRefundSum` comes in."""
 
     def __init__(self, shop: str, client: JosClient, unit: str, operator: str) -> None:
@@ -49,10 +49,10 @@ class JdShop:
 class JdChannel:
     name = CHANNEL
 
-    def __init__(self, shops: dict[str, JdShop]) -> None:
+    def __init__(self, shops: dict[str, JdAccount]) -> None:
         self.shops = shops
 
-    def shop_for(self, shop: str) -> JdShop:
+    def shop_for(self, shop: str) -> JdAccount:
         found = self.shops.get(shop)
         if found is None:
             raise PermanentError(f"jd shop {shop!r} is not configured")
@@ -123,7 +123,7 @@ class JdChannel:
 class JdPoller:
     """One shop's poll by check-time window."""
 
-    def __init__(self, shop: JdShop, every: timedelta) -> None:
+    def __init__(self, shop: JdAccount, every: timedelta) -> None:
         self.shop, self.every = shop, every
         self.name = f"{CHANNEL}:{shop.shop}"
 

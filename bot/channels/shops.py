@@ -15,7 +15,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from bot.config_locate import Report, build, url_problem
+from bot.channels.jd_map import UNITS
+from bot.channels.top import SIGN_METHODS
+from bot.config_locate import Key, Report, build, url_problem
 from bot.settings import CHANNELS, ChannelsSettings
 
 DOUYIN, SHOPIFY = "douyin", "shopify"
@@ -65,11 +67,63 @@ class ShopifyShop:
         return bool(self.shop_domain and self.secret)
 
 
-_KINDS: dict[str, type[DouyinShop] | type[ShopifyShop]] = {
+@dataclass(frozen=True)
+class TaobaoShop:
+    """One Taobao/Tmall seller: `seller_nick` is its key in TMC ("" in the single-shop
+    form: whichever seller the app's messages name)."""
+
+    seller_nick: str = ""
+    name: str = ""
+    app_key: str = ""
+    app_secret: str = ""
+    session: str = ""
+    sign_method: str = "hmac-sha256"
+    group_name: str = "default"
+    api_base: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.name or self.seller_nick or "（单店）"
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.app_key and self.app_secret and self.session)
+
+
+@dataclass(frozen=True)
+class JdShop:
+    """One JD POP shop; `refund_sum_unit` is how its applyRefundSum reads (yuan | fen)."""
+
+    shop_id: str = ""
+    name: str = ""
+    app_key: str = ""
+    app_secret: str = ""
+    access_token: str = ""
+    refund_sum_unit: str = "yuan"
+    operator: str = "returnhub"
+    api_base: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.shop_id or "jd"
+
+    @property
+    def label(self) -> str:
+        return self.name or self.shop_id or "（单店）"
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.app_key and self.app_secret and self.access_token)
+
+
+TAOBAO, JD = "taobao", "jd"
+_KINDS: dict[str, type[DouyinShop] | type[ShopifyShop] | type[TaobaoShop] | type[JdShop]] = {
     DOUYIN: DouyinShop,
     SHOPIFY: ShopifyShop,
+    TAOBAO: TaobaoShop,
+    JD: JdShop,
 }
-_REQUIRED = {DOUYIN: "shop_id", SHOPIFY: "shop_domain"}
+_REQUIRED = {DOUYIN: "shop_id", SHOPIFY: "shop_domain", TAOBAO: "seller_nick", JD: "shop_id"}
 
 
 def _inherited(section: dict[str, Any], cls: type[Any], table: dict[str, Any]) -> dict[str, Any]:
@@ -104,6 +158,14 @@ def shopify_shops(channels: ChannelsSettings) -> list[ShopifyShop]:
     return _shops(channels, SHOPIFY)
 
 
+def taobao_shops(channels: ChannelsSettings) -> list[TaobaoShop]:
+    return _shops(channels, TAOBAO)
+
+
+def jd_shops(channels: ChannelsSettings) -> list[JdShop]:
+    return _shops(channels, JD)
+
+
 def check(channels: ChannelsSettings, report: Report) -> None:
     """Each shop table is a table of known keys with its id; ids are unique; URLs parse."""
     for name, cls in _KINDS.items():
@@ -133,6 +195,31 @@ def check(channels: ChannelsSettings, report: Report) -> None:
                 ("channels", name, "timeout_seconds"),
                 f"channels.{name}.timeout_seconds: 必须为正数 / must be positive",
             )
+    _choices(channels, report)
+
+
+# Keys whose value is one of a few words: TOP's sign methods, JD's amount unit.
+_CHOICES = {TAOBAO: ("sign_method", SIGN_METHODS), JD: ("refund_sum_unit", UNITS)}
+
+
+def _choices(channels: ChannelsSettings, report: Report) -> None:
+    for name, (key, allowed) in _CHOICES.items():
+        section: dict[str, Any] = getattr(channels, name)
+        places: list[tuple[Key, str, dict[str, Any]]] = [
+            (("channels", name), f"channels.{name}", section)
+        ]
+        places += [
+            (("channels", name, "shops", i), f"channels.{name}.shops[{i}]", t)
+            for i, t in enumerate(section.get("shops", ()))
+            if isinstance(t, dict)
+        ]
+        for path, where, table in places:
+            value = table.get(key)
+            if value is not None and value not in allowed:
+                report.at(
+                    (*path, key),
+                    f"{where}.{key}: 须为 {' / '.join(allowed)} 之一 / must be one of them",
+                )
 
 
 def _filled(channels: ChannelsSettings, name: str) -> bool:
@@ -178,4 +265,23 @@ def report(channels: ChannelsSettings) -> list[tuple[bool, str]]:
             lines.append(
                 (True, f"Shopify {store.label}：未设置 access_token，审批结果无法回传 / no token")
             )
+    lines += _polled(
+        channels, TAOBAO, "淘宝/天猫", "TMC 消息轮询", "app_key、app_secret 或 session"
+    )
+    lines += _polled(channels, JD, "京东", "退款申请轮询", "app_key、app_secret 或 access_token")
     return lines
+
+
+def _polled(
+    channels: ChannelsSettings, name: str, label: str, how: str, needs: str
+) -> list[tuple[bool, str]]:
+    """The report lines of a polled channel (淘宝 TMC, 京东 queryPageList)."""
+    live = [s for s in _shops(channels, name) if s.configured]
+    section: dict[str, Any] = getattr(channels, name)
+    if live:
+        names = "、".join(s.label for s in live)
+        every = section.get("poll_seconds", 0)
+        return [(False, f"已启用的电商渠道 / live: {label}（{names}；{how}每 {every:g} 秒）")]
+    if _filled(channels, name):
+        return [(True, f"[channels.{name}] 不完整：缺少 {needs} / incomplete")]
+    return []

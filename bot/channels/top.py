@@ -180,7 +180,7 @@ class TopClient:
 def _error(method: str, error: Mapping[str, Any]) -> Exception:
     code, msg = str(error.get("code", "")), str(error.get("msg", ""))
     sub_code, sub_msg = str(error.get("sub_code", "")), str(error.get("sub_msg", ""))
-    detail = f"{msg} ({sub_code}: {sub_msg})"
+    detail = f"{msg} ({sub_code}: {sub_msg})" if sub_code or sub_msg else msg
     if code in RETRY_CODES or sub_code in RETRY_SUB_CODES:
         return Transient(f"{method}: {code} {detail}")
     if code in SESSION_CODES:

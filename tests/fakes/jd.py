@@ -3,8 +3,8 @@ shop's refund applications for `queryPageList` and `replyRefund`.
 
 Checked: the app key, the access token (an expired one answers code 19), the
 timestamp (China time, within 10 minutes of the fake's clock), the MD5 signature
-over the sorted parameters. `queryPageList` filters by check-time window (both
-bounds inclusive, as JOS documents the window) and pages; `replyRefund` moves an
+over the sorted parameters. `queryPageList` filters by ids and by check-time window
+(both bounds inclusive) and pages; `replyRefund` moves an
 application to the answered status and stamps its check time. `fail_next`
 injects HTTP faults or error bodies; `calls` records the accepted calls.
 """
@@ -95,11 +95,14 @@ class FakeJos:
         return web.json_response({key: result})
 
     def _query(self, params: dict[str, Any]) -> dict[str, Any]:
-        start, end = _at(params["checkTimeStart"]), _at(params["checkTimeEnd"])
-        found = sorted(
-            (r for r in self.refunds.values() if start <= _at(r["checkTime"]) <= end),
-            key=lambda r: (r["checkTime"], r["id"]),
-        )
+        found = list(self.refunds.values())
+        if params.get("ids"):
+            wanted = set(str(params["ids"]).split(","))
+            found = [r for r in found if str(r["id"]) in wanted]
+        if "checkTimeStart" in params:
+            start, end = _at(params["checkTimeStart"]), _at(params["checkTimeEnd"])
+            found = [r for r in found if start <= _at(r["checkTime"]) <= end]
+        found.sort(key=lambda r: (r["checkTime"], r["id"]))
         index, size = int(params.get("pageIndex", 1)), int(params.get("pageSize", 50))
         page = found[(index - 1) * size : index * size]
         return {"code": "0", "queryResult": {"result": page, "totalCount": len(found),
