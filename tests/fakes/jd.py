@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -24,6 +25,8 @@ from aiohttp.test_utils import TestServer
 
 from bot.channels.jos import PARAM_JSON, sign
 from bot.channels.values import SHANGHAI as CHINA
+from bot.settings import Settings, load
+from tests.support import make_settings
 
 APP_KEY = "jd-app-key"
 APP_SECRET = "jd-app-secret"
@@ -120,6 +123,17 @@ class FakeJos:
         record["status"] = status
         record["checkTime"] = self.clock().astimezone(CHINA).strftime("%Y-%m-%d %H:%M:%S")
         return {"code": "0", "replyResult": {"success": True}}
+
+
+def jd_settings(tmp_path: Path, db_url: str, api_url: str, **keys: str) -> Settings:
+    path = make_settings(tmp_path, db_url).source
+    values = {"app_key": APP_KEY, "app_secret": APP_SECRET, "access_token": TOKEN,
+              "api_base": api_url, "shop_id": "jd-pets", **keys}  # fmt: skip
+    lines = ["", "[channels.jd]", *(f'{k} = "{v}"' for k, v in values.items())]
+    lines += ["timeout_seconds = 0.5", "poll_seconds = 60"]
+    with Path(path).open("a", encoding="utf-8") as out:
+        out.write("\n".join(lines) + "\n")
+    return load(path, env={})
 
 
 @asynccontextmanager

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, ClassVar
 
 from aiohttp import web
@@ -28,10 +29,13 @@ from aiohttp.test_utils import TestServer
 from bot.channels.top import SIGN_METHODS, response_key, sign
 from bot.channels.values import SHANGHAI as CHINA
 from bot.money import parse_yuan
+from bot.settings import Settings, load
+from tests.support import make_settings
 
 APP_KEY = "12345678"
 APP_SECRET = "top-test-secret"
 SESSION = "6100a-seller-session"
+SELLER_NICK = "喵星旗舰店"
 
 
 @dataclass
@@ -204,6 +208,9 @@ class FakeTop:
         refund["status"] = "WAIT_BUYER_RETURN_GOODS"
         return {"is_success": True}
 
+    def _tmc_user(self, form: dict[str, str]) -> dict[str, Any]:
+        return {"tmc_user": {"user_nick": form.get("nick", ""), "is_valid": True}}
+
     METHODS: ClassVar[dict[str, Callable[[FakeTop, dict[str, str]], Any]]] = {
         "taobao.tmc.messages.consume": _consume,
         "taobao.tmc.messages.confirm": _confirm,
@@ -211,7 +218,19 @@ class FakeTop:
         "taobao.rp.refunds.agree": _agree,
         "taobao.refund.refuse": _refuse,
         "taobao.rp.returngoods.agree": _returngoods_agree,
+        "taobao.tmc.user.get": _tmc_user,
     }
+
+
+def taobao_settings(tmp_path: Path, db_url: str, api_url: str, **keys: str) -> Settings:
+    path = make_settings(tmp_path, db_url).source
+    values = {"app_key": APP_KEY, "app_secret": APP_SECRET, "session": SESSION,
+              "api_base": api_url, "seller_nick": SELLER_NICK, **keys}  # fmt: skip
+    lines = ["", "[channels.taobao]", *(f'{k} = "{v}"' for k, v in values.items())]
+    lines += ["timeout_seconds = 0.5", "poll_seconds = 1"]
+    with Path(path).open("a", encoding="utf-8") as out:
+        out.write("\n".join(lines) + "\n")
+    return load(path, env={})
 
 
 @asynccontextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,9 @@ from bot.channels.check import check_channels
 from bot.cli import main
 from bot.startup_report import render
 from tests.fakes.douyin import douyin_settings, running_douyin
+from tests.fakes.jd import jd_settings, running_jos
 from tests.fakes.shopify import running_shopify, shopify_settings
+from tests.fakes.taobao import running_top, taobao_settings
 from tests.support import FakeClock, make_settings
 
 
@@ -63,3 +66,24 @@ async def test_the_startup_report_names_the_live_shops(tmp_path: Path) -> None:
     )
     assert any("未设置 refresh_token" in line and line.startswith("警告") for line in lines)
     assert not any("channels.douyin] 已配置但尚未支持" in line for line in lines)
+
+
+async def test_taobao_and_jd_credentials_and_their_report(tmp_path: Path) -> None:
+    clock = FakeClock(datetime.now(UTC))  # `channels check` signs with the real time
+    url = f"sqlite+aiosqlite:///{tmp_path}/x.db"
+    for name in "tbj":
+        (tmp_path / name).mkdir()
+    async with running_top(clock) as top, running_jos(clock) as jos:
+        taobao = taobao_settings(tmp_path / "t", url, top.url)
+        lines, ok = await check_channels(taobao)
+        assert ok and lines == ["✓ 淘宝/天猫 喵星旗舰店: 凭证可用 / credentials work"]
+        bad = taobao_settings(tmp_path / "b", url, top.url, session="expired")
+        lines, ok = await check_channels(bad)
+        assert not ok and "27 Invalid session" in lines[0]
+        jd = jd_settings(tmp_path / "j", url, jos.url)
+        lines, ok = await check_channels(jd)
+        assert ok and lines == ["✓ 京东 jd-pets: 凭证可用 / credentials work"]
+    assert any(
+        "live: 淘宝/天猫（喵星旗舰店；TMC 消息轮询每 1 秒）" in line for line in render(taobao)
+    )
+    assert any("live: 京东（jd-pets；退款申请轮询每 60 秒）" in line for line in render(jd))

@@ -15,15 +15,14 @@ from bot.app import POLLS, create_app
 from bot.appkeys import CTX, DISPATCH, WORKER
 from bot.channels.values import SHANGHAI
 from bot.events import Sender
-from bot.settings import Settings, load
 from handlers.approvals import decide
 from handlers.people import member_named
 from storage import channel_state
 from storage.db import Database
 from storage.models import Case
-from tests.fakes.jd import APP_KEY, APP_SECRET, REPLY, TOKEN, FakeJos, running_jos
+from tests.fakes.jd import REPLY, FakeJos, jd_settings, running_jos
 from tests.http.generic_cases import approve
-from tests.support import Client, FakeClock, MakeClient, make_settings, table_counts
+from tests.support import Client, FakeClock, MakeClient, table_counts
 
 APPLY = "900000000000000001"
 ORDER = "300000000000000001"
@@ -33,17 +32,6 @@ ORDER = "300000000000000001"
 async def fake(clock: FakeClock) -> AsyncIterator[FakeJos]:
     async with running_jos(clock) as server:
         yield server
-
-
-def jd_settings(tmp_path: Path, db_url: str, api_url: str, **keys: str) -> Settings:
-    path = make_settings(tmp_path, db_url).source
-    values = {"app_key": APP_KEY, "app_secret": APP_SECRET, "access_token": TOKEN,
-              "api_base": api_url, "shop_id": "jd-pets", **keys}  # fmt: skip
-    lines = ["", "[channels.jd]", *(f'{k} = "{v}"' for k, v in values.items())]
-    lines += ["timeout_seconds = 0.5", "poll_seconds = 60"]
-    with Path(path).open("a", encoding="utf-8") as out:
-        out.write("\n".join(lines) + "\n")
-    return load(path, env={})
 
 
 @pytest.fixture

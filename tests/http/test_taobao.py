@@ -14,14 +14,13 @@ from sqlalchemy import select
 
 from bot.app import POLLS, create_app
 from bot.appkeys import CTX, DISPATCH, WORKER
-from bot.settings import Settings, load
 from storage.db import Database
 from storage.models import Case
-from tests.fakes.taobao import APP_KEY, APP_SECRET, SESSION, FakeTop, running_top
+from tests.fakes.taobao import SELLER_NICK, FakeTop, running_top, taobao_settings
 from tests.http.generic_cases import approve
-from tests.support import Client, FakeClock, MakeClient, make_settings, table_counts
+from tests.support import Client, FakeClock, MakeClient, table_counts
 
-SELLER = "喵星旗舰店"
+SELLER = SELLER_NICK
 REFUND = "123456789012345678901"  # > 2^53
 CREATED = "taobao_refund_RefundCreated"
 
@@ -30,17 +29,6 @@ CREATED = "taobao_refund_RefundCreated"
 async def fake(clock: FakeClock) -> AsyncIterator[FakeTop]:
     async with running_top(clock) as server:
         yield server
-
-
-def taobao_settings(tmp_path: Path, db_url: str, api_url: str, **keys: str) -> Settings:
-    path = make_settings(tmp_path, db_url).source
-    values = {"app_key": APP_KEY, "app_secret": APP_SECRET, "session": SESSION,
-              "api_base": api_url, "seller_nick": SELLER, **keys}  # fmt: skip
-    lines = ["", "[channels.taobao]", *(f'{k} = "{v}"' for k, v in values.items())]
-    lines += ["timeout_seconds = 0.5", "poll_seconds = 1"]
-    with Path(path).open("a", encoding="utf-8") as out:
-        out.write("\n".join(lines) + "\n")
-    return load(path, env={})
 
 
 @pytest.fixture
