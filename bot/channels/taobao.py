@@ -35,7 +35,7 @@ from bot.channels.api_errors import Refused, Transient
 from bot.channels.top import TopClient
 from bot.channels.values import minor_from_decimal
 from bot.events import ChannelNotice, ReturnRequest
-from bot.money import parse_yuan
+from bot.money import parse_yuan, yuan
 from bot.outbox import PermanentError
 
 log = logging.getLogger(__name__)
@@ -56,8 +56,10 @@ class TaobaoChannel:
 
     name = CHANNEL
 
-    def __init__(self, clients: dict[str, TopClient]) -> None:
+    def __init__(self, clients: dict[str, TopClient], alert: Alert | None = None) -> None:
         self.clients = clients
+        self.alert = alert
+        self._asked: set[str] = set()  # refunds whose SMS code the admins were asked for
 
     def client_for(self, shop: str) -> TopClient:
         client = self.clients.get(shop)
@@ -131,8 +133,19 @@ class TaobaoChannel:
         message = message or str(answer.get("message") or answer.get("msg_code") or "")
         if "验证码" in message:
             # UNCONFIRMED how the platform words it; the seller's SMS code is needed.
+            await self._ask_for_code(payload, refund_id, fen)
             raise Transient(f"taobao.rp.refunds.agree {refund_id}: 需要短信验证码（{message}）")
         raise Refused("taobao.rp.refunds.agree", str(answer.get("msg_code") or ""), message)
+
+    async def _ask_for_code(self, payload: dict[str, Any], refund_id: str, fen: int) -> None:
+        if refund_id in self._asked or self.alert is None:
+            return
+        self._asked.add(refund_id)
+        await self.alert(
+            f"⚠ 淘宝退款 {payload.get('case_id')}（退款单 {refund_id}，{yuan(fen)} 元）需要卖家的"
+            "短信验证码才能完成：请在淘宝千牛后台手动同意这笔退款；机器人会继续重试，"
+            "平台显示已退款后自动结案"
+        )
 
     async def check(self) -> list[tuple[str, bool, str]]:
         """(shop, works, what): the cheapest call with the seller's session."""

@@ -156,7 +156,7 @@ def _taobao(
         )
         for (_, group), sellers in apps.items()
     ]
-    return TaobaoChannel(clients), pollers
+    return TaobaoChannel(clients, alert), pollers
 
 
 def _jd(

@@ -5,6 +5,7 @@ handled once; what can never apply is confirmed and reported; older details lose
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from sqlalchemy import select
 from bot.app import POLLS, create_app
 from bot.appkeys import CTX, DISPATCH, WORKER
 from storage.db import Database
-from storage.models import Case
+from storage.models import Case, OutboxMessage
 from tests.fakes.taobao import SELLER_NICK, FakeTop, running_top, taobao_settings
 from tests.http.generic_cases import approve
 from tests.support import Client, FakeClock, MakeClient, table_counts
@@ -170,3 +171,28 @@ async def test_a_wrong_secret_is_refused_by_the_gateway_and_stores_nothing(
     after = await table_counts(db)
     assert after.pop("leases") == 1  # the poll ran: it took its lease, and nothing else
     assert after == {k: v for k, v in before.items() if k != "leases"}
+
+
+async def test_a_large_refund_waiting_for_the_sms_code_stays_queued_and_asks_once(
+    app_client: Client, fake: FakeTop, clock: FakeClock
+) -> None:
+    db = app_client.app[CTX].db
+    fake.sms_threshold_fen = 10_000
+    fake.refunds[REFUND] = refund("132.00")
+    fake.push(CREATED, {"refund_id": REFUND}, nick=SELLER)
+    await polled(app_client)
+    case = await case_of(app_client)
+    assert case is not None
+    await approve(app_client, case.id, "王组长")
+    before = await table_counts(db)
+    await settle(app_client, clock, rounds=4)
+    assert len(fake.calls_of("taobao.rp.refunds.agree")) >= 2  # retried, not dead
+    assert (await case_of(app_client)).status == "refund_pending"  # type: ignore[union-attr]
+    async with db.read() as session:
+        rows = list(await session.scalars(select(OutboxMessage)))
+    alerts = [r for r in rows if "短信验证码" in json.dumps(r.payload, ensure_ascii=False)]
+    assert len(alerts) == 1 and (await table_counts(db))["outbox"] > before["outbox"]
+    assert not [r for r in rows if r.status == "dead"]
+    fake.refunds[REFUND]["status"] = "SUCCESS"  # the seller agreed in 千牛 with the code
+    await settle(app_client, clock, rounds=2)
+    assert (await case_of(app_client)).status == "refunded"  # type: ignore[union-attr]
