@@ -28,8 +28,8 @@ from typing import Any
 import aiohttp
 
 from bot.channels.api_errors import Refused, SessionExpired, Transient
-from bot.channels.top import Alert, china_time
-from bot.outbox import PermanentError
+from bot.channels.form_api import Alert, FormApi
+from bot.channels.top import china_time
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def sign(params: Mapping[str, str], secret: str) -> str:
     return hashlib.md5(f"{secret}{text}{secret}".encode()).hexdigest().upper()  # noqa: S324
 
 
-class JosClient:
+class JosClient(FormApi):
     """One shop's calls: the app key and secret, the shop's access token."""
 
     def __init__(
@@ -59,10 +59,13 @@ class JosClient:
         alert: Alert | None = None,
         label: str = "",
     ) -> None:
-        self.http, self.api_base, self.clock, self.app_key = http, api_base, clock, app_key
+        expired = (
+            f"⚠ 京东店铺 {label or app_key} 的 access_token 已失效：请重新授权，"
+            "并更新配置中的 access_token 后重启；期间的消息与操作会排队重试，不会丢失"
+        )
+        super().__init__(http, api_base, timeout=timeout, alert=alert, expired=expired)
+        self.clock, self.app_key, self.label = clock, app_key, label
         self._secret, self._token = app_secret, access_token
-        self.timeout = aiohttp.ClientTimeout(total=timeout)
-        self.alert, self.label, self._alerted = alert, label, False
 
     def signed(self, method: str, params: Mapping[str, Any]) -> dict[str, str]:
         form = {
@@ -78,43 +81,14 @@ class JosClient:
         form["sign"] = sign(form, self._secret)
         return form
 
-    async def call(self, method: str, **params: Any) -> dict[str, Any]:
-        """POST one API call; its response object, or the error raised."""
-        try:
-            found = await self._call(method, params)
-        except SessionExpired:
-            if not self._alerted and self.alert is not None:
-                self._alerted = True
-                await self.alert(
-                    f"⚠ 京东店铺 {self.label or self.app_key} 的 access_token 已失效：请重新授权，"
-                    "并更新配置中的 access_token 后重启；期间的消息与操作会排队重试，不会丢失"
-                )
-            raise
-        self._alerted = False
-        return found
+    def error(self, method: str, error: Mapping[str, Any]) -> Exception:
+        return _error(method, error)
 
-    async def _call(self, method: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        form = self.signed(method, params)
-        try:
-            async with self.http().post(self.api_base, data=form, timeout=self.timeout) as resp:
-                status, raw = resp.status, await resp.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise Transient(f"{method}: {type(exc).__name__}: {exc}") from exc
-        if status >= 500 or status == 429:
-            raise Transient(f"{method}: HTTP {status}")
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            raise Transient(f"{method}: HTTP {status}, not JSON: {raw[:120]!r}") from None
-        if not isinstance(body, dict):
-            raise PermanentError(f"{method}: unexpected answer {raw[:120]!r}")
-        error = body.get("error_response")
-        if isinstance(error, dict):
-            raise _error(method, error)
+    def result(self, method: str, body: dict[str, Any]) -> dict[str, Any] | None:
         for key, value in body.items():
             if key.endswith(("_responce", "_response")) and isinstance(value, dict):
                 return value
-        raise PermanentError(f"{method}: no response object in {raw[:120]!r}")
+        return None
 
 
 def _error(method: str, error: Mapping[str, Any]) -> Exception:

@@ -26,12 +26,12 @@ a decision the platform already shows is not sent twice:
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from bot.channels import taobao_map
 from bot.channels.api_errors import Refused, Transient
+from bot.channels.form_api import Alert
 from bot.channels.top import TopClient
 from bot.channels.values import minor_from_decimal
 from bot.events import ChannelNotice, ReturnRequest
@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 CHANNEL = taobao_map.CHANNEL
 BATCH = 100  # messages per consume call (TMC allows 10 to 200)
 ROUNDS = 5  # consume calls per poll while the queue keeps answering full batches
-Alert = Callable[[str], Awaitable[None]]
 DONE = {
     "approve": frozenset({"WAIT_BUYER_RETURN_GOODS", "WAIT_SELLER_CONFIRM_GOODS", "SUCCESS"}),
     "reject": frozenset({"SELLER_REFUSE_BUYER", "CLOSED"}),

@@ -23,17 +23,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 import aiohttp
 
 from bot.channels.api_errors import Refused, SessionExpired, Transient
+from bot.channels.form_api import Alert, FormApi
 from bot.channels.values import SHANGHAI as CHINA
-from bot.outbox import PermanentError
 
 log = logging.getLogger(__name__)
 
@@ -91,14 +90,11 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-Alert = Callable[[str], Awaitable[None]]
-
-
-class TopClient:
+class TopClient(FormApi):
     """One seller's calls: app key and secret of the app, the seller's session key.
 
     `http` gives the shared client session (made at start-up); `label` names the
-    shop in the one alert an expired session raises (`alert`, once per outage).
+    shop in the one alert an expired session raises.
     """
 
     def __init__(
@@ -117,11 +113,13 @@ class TopClient:
     ) -> None:
         if sign_method not in SIGN_METHODS:
             raise ValueError(f"sign_method must be one of {', '.join(SIGN_METHODS)}")
-        self.http, self.api_base, self.clock = http, api_base, clock
-        self.app_key, self.sign_method = app_key, sign_method
+        expired = (
+            f"⚠ 淘宝店铺 {label or app_key} 的 session 已失效：请卖家重新授权，"
+            "并更新配置中的 session 后重启；期间的消息与操作会排队重试，不会丢失"
+        )
+        super().__init__(http, api_base, timeout=timeout, alert=alert, expired=expired)
+        self.clock, self.app_key, self.sign_method, self.label = clock, app_key, sign_method, label
         self._secret, self._session = app_secret, session
-        self.timeout = aiohttp.ClientTimeout(total=timeout)
-        self.alert, self.label, self._alerted = alert, label, False
 
     def signed(self, method: str, params: Mapping[str, Any]) -> dict[str, str]:
         """The form a call posts: system and business parameters and their `sign`."""
@@ -139,42 +137,12 @@ class TopClient:
         form["sign"] = sign(form, self._secret, self.sign_method)
         return form
 
-    async def call(self, method: str, **params: Any) -> dict[str, Any]:
-        """POST one API call; its `<name>_response` object, or the error raised."""
-        try:
-            return await self._call(method, params)
-        except SessionExpired:
-            if not self._alerted and self.alert is not None:
-                self._alerted = True
-                await self.alert(
-                    f"⚠ 淘宝店铺 {self.label or self.app_key} 的 session 已失效：请卖家重新授权，"
-                    "并更新配置中的 session 后重启；期间的消息与操作会排队重试，不会丢失"
-                )
-            raise
+    def error(self, method: str, error: Mapping[str, Any]) -> Exception:
+        return _error(method, error)
 
-    async def _call(self, method: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        form = self.signed(method, params)
-        try:
-            async with self.http().post(self.api_base, data=form, timeout=self.timeout) as resp:
-                status, raw = resp.status, await resp.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise Transient(f"{method}: {type(exc).__name__}: {exc}") from exc
-        if status >= 500 or status == 429:
-            raise Transient(f"{method}: HTTP {status}")
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            raise Transient(f"{method}: HTTP {status}, not JSON: {raw[:120]!r}") from None
-        if not isinstance(body, dict):
-            raise PermanentError(f"{method}: unexpected answer {raw[:120]!r}")
-        error = body.get("error_response")
-        if isinstance(error, dict):
-            raise _error(method, error)
+    def result(self, method: str, body: dict[str, Any]) -> dict[str, Any] | None:
         found = body.get(response_key(method))
-        if not isinstance(found, dict):
-            raise PermanentError(f"{method}: no {response_key(method)} in {raw[:120]!r}")
-        self._alerted = False
-        return found
+        return found if isinstance(found, dict) else None
 
 
 def _error(method: str, error: Mapping[str, Any]) -> Exception:
