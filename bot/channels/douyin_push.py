@@ -42,7 +42,7 @@ from bot.web.body import BodyTooLarge, read_body
 log = logging.getLogger(__name__)
 
 ROUTE = "/webhooks/douyin"
-APP_HEADER, SIGN_HEADER = "app-id", "event-sign"
+APP_HEADER, SIGN_HEADER, METHOD_HEADER = "app-id", "event-sign", "sign-method"
 PING = "0"
 TAGS = frozenset(str(t) for t in (*range(200, 210), *range(211, 219)))
 SUCCESS = {"code": 0, "msg": "success"}
@@ -66,8 +66,19 @@ def event_sign(app_key: str, app_secret: str, body: bytes) -> str:
     return digest.hexdigest()
 
 
-def verify(shops: list[DouyinShop], app_id: str, signature: str, body: bytes) -> str:
-    """The app key the push is signed for; Rejected(401) otherwise."""
+def hmac_sign(app_key: str, app_secret: str, body: bytes) -> str:
+    """The unconfirmed HMAC variant: hex HMAC-SHA256(secret, app_key + body + secret)."""
+    message = app_key.encode() + body + app_secret.encode()
+    return hmac.new(app_secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def verify(
+    shops: list[DouyinShop], app_id: str, signature: str, body: bytes, method: str = ""
+) -> str:
+    """The app key the push is signed for; Rejected(401) otherwise.
+
+    MD5 is what every SDK implements; a push that says `sign-method: hmac-sha256`
+    is checked with the HMAC variant instead (reference/channels.md §2.1, [U])."""
     if not app_id or not signature:
         raise Rejected(401, f"missing {APP_HEADER} or {SIGN_HEADER} header")
     secrets = {s.app_key: s.app_secret for s in shops if s.configured}
@@ -75,7 +86,8 @@ def verify(shops: list[DouyinShop], app_id: str, signature: str, body: bytes) ->
     if secret is None:
         raise Rejected(401, f"{APP_HEADER} is not a configured app")
     given = signature.strip().lower()
-    if not given.isascii() or not hmac.compare_digest(given, event_sign(app_id, secret, body)):
+    recipe = hmac_sign if method.strip().lower() == "hmac-sha256" else event_sign
+    if not given.isascii() or not hmac.compare_digest(given, recipe(app_id, secret, body)):
         raise Rejected(401, f"{SIGN_HEADER} does not match the body")
     return app_id
 
@@ -174,8 +186,10 @@ async def receive(request: web.Request) -> web.Response:
             raw = await read_body(request, ctx.settings.server.max_body_bytes)
         except BodyTooLarge as exc:
             raise Rejected(413, str(exc)) from None
+        headers = request.headers
+        method = headers.get(METHOD_HEADER, headers.get("sign_method", ""))
         app_key = verify(
-            shops, request.headers.get(APP_HEADER, ""), request.headers.get(SIGN_HEADER, ""), raw
+            shops, headers.get(APP_HEADER, ""), headers.get(SIGN_HEADER, ""), raw, method
         )
         found = notices(parse(raw), shops, app_key)
     except Rejected as exc:

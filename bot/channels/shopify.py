@@ -148,10 +148,13 @@ def to_request(
             external = id_str(body.get("id"), "id")
             order = _table(body.get("order"))
             order_id = id_str(order.get("id") or body.get("order_id"), "order.id")
-            items, reason = _line_items(body)
+            status = RETURN_STATUS[topic]
+            # A request carries what is returned; a cancel or close need not (the case
+            # keeps what it has), and a first delivery of one makes a closed case.
+            items, reason = _line_items(body) if status == "requested" else ((), "")
             amount = sum(i.qty * i.unit_price_fen for i in items)
             exchange = bool(body.get("exchange_line_items"))
-            kind, status = ("exchange" if exchange else "return_refund"), RETURN_STATUS[topic]
+            kind = "exchange" if exchange else "return_refund"
     except ValueError as exc:
         raise Rejected(422, str(exc)) from None
     currency = str(body.get("currency") or "CNY")[:3]

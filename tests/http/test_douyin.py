@@ -5,6 +5,7 @@ buyer's shipment and cancel, token refresh."""
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -27,6 +28,7 @@ from storage.db import Database
 from storage.models import CardRecord, Case, InboundEvent, OutboxMessage
 from tests.fakes.douyin import (
     ADDRESS_ID,
+    APP_KEY,
     APP_SECRET,
     SHOP_ID,
     FakeDouyin,
@@ -330,3 +332,41 @@ async def test_a_refused_refresh_alerts_the_admins_and_keeps_the_notice(
         waiting = list(await session.scalars(select(InboundEvent.key)))
     assert any("重新授权" in t for t in texts)
     assert waiting == [f"douyin:{SHOP_ID}:m-1"]
+
+
+async def test_a_rate_limit_is_retried_and_a_refusal_dead_letters(
+    app_client: Client, fake: FakeDouyin, clock: FakeClock
+) -> None:
+    fake.add(AS, update_time=T0)
+    case = await pushed(app_client, fake, 200, "m-1")
+    await approve(app_client, case.id, "王组长")
+    fake.fail_next("afterSale/operate", 60000)  # 触发限流: retryable
+    await app_client.app[WORKER].drain()
+    async with app_client.app[CTX].db.read() as session:
+        row = (
+            await session.scalars(
+                select(OutboxMessage).where(OutboxMessage.kind == "channel.refund")
+            )
+        ).one()
+    assert (row.status, row.attempts) == ("pending", 1) and "60000" in row.last_error
+    fake.fail_next("afterSale/operate", 30001)  # 权限不足: permanent
+    clock.advance(1000)
+    await app_client.app[WORKER].drain()
+    async with app_client.app[CTX].db.read() as session:
+        row = await session.get(OutboxMessage, row.id, populate_existing=True)
+    assert row is not None and row.status == "dead" and "30001" in row.last_error
+    assert fake.operations == []
+
+
+async def test_a_push_declaring_hmac_sha256_is_checked_with_it(
+    app_client: Client, fake: FakeDouyin
+) -> None:
+    fake.add(AS, update_time=T0)
+    raw = json.dumps([fake.message(200, AS, "h-1")]).encode()
+    mac = hmac.new(APP_SECRET.encode(), APP_KEY.encode() + raw + APP_SECRET.encode(), "sha256")
+    headers = {"app-id": APP_KEY, "event-sign": mac.hexdigest(), "sign-method": "hmac-sha256"}
+    resp = await app_client.post("/webhooks/douyin", data=raw, headers=headers)
+    assert (resp.status, await resp.json()) == (200, SUCCESS)
+    headers["event-sign"] = push_sign(raw)  # the MD5 sign no longer passes
+    resp = await app_client.post("/webhooks/douyin", data=raw, headers=headers)
+    assert resp.status == 401
