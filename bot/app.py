@@ -23,10 +23,12 @@ from bot.alerts import tell_admins
 from bot.cards import CardRenderer
 from bot.channels import generic, generic_orders
 from bot.channels.base import channel_performers
+from bot.channels.polling import PollRunner
+from bot.channels.wiring import Marketplaces
 from bot.clock import Clock
 from bot.delivery import build_worker, chat_limits
 from bot.dispatch import Dispatcher
-from bot.events import CardAction, ChatMessage, ImageMessage
+from bot.events import CardAction, ChannelNotice, ChatMessage, ImageMessage
 from bot.metrics import Metrics
 from bot.outbox import Performer
 from bot.platforms import console, wecom
@@ -52,6 +54,7 @@ from storage.secrets import load_keyring
 log = logging.getLogger(__name__)
 
 HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("http", aiohttp.ClientSession)
+POLLS: web.AppKey[PollRunner] = web.AppKey("polls", PollRunner)
 OUTBOUND_TIMEOUT = aiohttp.ClientTimeout(total=10, connect=3)
 
 
@@ -87,6 +90,9 @@ def create_app(
     )
     ctx = Ctx(db=db, settings=settings, clock=now, platforms=tuple(platforms))
     metrics = Metrics()
+    marketplaces = Marketplaces(
+        settings, lambda: app[HTTP], lambda: app[appkeys.CTX].clock(), alert, db
+    )
     app[appkeys.CTX] = ctx
     app[appkeys.METRICS] = metrics
     app[appkeys.RENDERER] = renderer
@@ -107,7 +113,10 @@ def create_app(
             **chat_performers(platforms, db),
             **media_performers(platforms, Path(settings.files.evidence)),
             **channel_performers(
-                {"generic": generic.GenericClient(settings.channels.generic, http, ctx.clock)}
+                {
+                    "generic": generic.GenericClient(settings.channels.generic, http, ctx.clock),
+                    **marketplaces.clients,
+                }
             ),
         }
         worker = build_worker(
@@ -136,18 +145,24 @@ def create_app(
                 ChatMessage: on_chat_message,
                 CardAction: on_card_action,
                 ImageMessage: on_image_message,
+                ChannelNotice: marketplaces.notice_handler(
+                    lambda event, ctx: via_writer(writer.submit, ctx, event)
+                ),
             },
             kick=lambda: ticker.kick(),
             writer=writer,
         )
         ticker = Clock(worker, None, db, settings.outbox, recover=dispatcher.recover)
         app[appkeys.DISPATCH] = dispatcher
+        app[POLLS] = polls = marketplaces.poll_runner(dispatcher.accept)
         if background:
             await ticker.start()
+            polls.start()
         for hook in app[STARTED]:
             await hook(app)
         log.info("returnhub ready (platforms: %s)", ", ".join(platforms) or "none")
         yield
+        await polls.stop()
         await app[appkeys.DISPATCH].drain()
         await ticker.stop()
         await http.close()
@@ -159,6 +174,11 @@ def create_app(
     api.setup(app)
     generic.setup(app, lambda event, ctx: via_writer(app[appkeys.WRITER].submit, ctx, event))
     generic_orders.setup(app, lambda event: app[appkeys.WRITER].submit(orders.KIND, event))
+    marketplaces.setup(
+        app,
+        accept=lambda notice: app[appkeys.DISPATCH].accept(notice),
+        intake=lambda event, ctx: via_writer(app[appkeys.WRITER].submit, ctx, event),
+    )
     if settings.console.enabled:
         console_web.setup(app)
     if settings.wecom.enabled:

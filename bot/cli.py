@@ -216,6 +216,16 @@ def cmd_console_login(args: argparse.Namespace) -> int:
     return print_signin_link(_load(args.config), args.name, args.hours)
 
 
+def cmd_channels_check(args: argparse.Namespace) -> int:
+    """Exit 0 when every configured shop's credentials work, 1 otherwise."""
+    from bot.channels.check import check_channels
+
+    lines, ok = asyncio.run(check_channels(_load(args.config)))
+    for line in lines:
+        print(line)
+    return 0 if ok else 1
+
+
 CONFIG_HELP = "配置文件；默认 $RETURNHUB_CONFIG，再是 ./returnhub.toml / config file"
 
 
@@ -366,6 +376,15 @@ def parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="只检查并统计，不写入 / check only, write nothing"
     )
     orders.set_defaults(func=cmd_import_orders)
+    channels = sub.add_parser("channels", help="电商渠道：检查凭证 / shop channels")
+    channels_sub = channels.add_subparsers(
+        dest="channels_command", required=True, metavar="命令/command"
+    )
+    check_channels = channels_sub.add_parser(
+        "check", help="逐店调用最便宜的鉴权接口，说明哪些凭证可用 / test each shop's credentials"
+    )
+    _config(check_channels)
+    check_channels.set_defaults(func=cmd_channels_check)
 
     add_bench_parser(sub)
     return p

@@ -53,6 +53,7 @@ class ReturnRequest:
     carrier: str | None = None
     evidence: tuple[str, ...] = ()
     operator: str | None = None  # member name of the CS agent who keyed it in, if any
+    deadline_at: datetime | None = None  # the channel's own deadline for this stage (UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,14 +120,32 @@ class ImageMessage:
     chat_id: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class ChannelNotice:
+    """A thin channel notification (抖店 push, a poll's hit): which after-sale changed.
+
+    The edge stores it and acknowledges; its handler fetches the channel's detail
+    and hands the intake a `ReturnRequest` under the same `key`.
+    """
+
+    key: str
+    channel: str
+    shop: str
+    external_id: str
+    tag: str = ""
+
+
 # Events an edge acknowledges before they are handled are stored (storage/inbound.py)
 # so a crash cannot lose them; these are the kinds that can be, by name.
-DEFERRABLE: dict[str, type[ChatMessage] | type[CardAction] | type[ImageMessage]] = {
+DEFERRABLE: dict[
+    str, type[ChatMessage] | type[CardAction] | type[ImageMessage] | type[ChannelNotice]
+] = {
     "chat_message": ChatMessage,
     "card_action": CardAction,
     "image_message": ImageMessage,
+    "channel_notice": ChannelNotice,
 }
-Deferrable = ChatMessage | CardAction | ImageMessage
+Deferrable = ChatMessage | CardAction | ImageMessage | ChannelNotice
 
 
 def encode(event: Deferrable) -> tuple[str, dict[str, Any]]:
@@ -139,5 +158,6 @@ def decode(kind: str, data: dict[str, Any]) -> Deferrable:
     """The event `encode` stored; raises KeyError/TypeError on a record it did not write."""
     cls = DEFERRABLE[kind]
     fields = dict(data)
-    fields["sender"] = Sender(**fields["sender"])
+    if "sender" in fields:
+        fields["sender"] = Sender(**fields["sender"])
     return cls(**fields)

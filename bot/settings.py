@@ -130,6 +130,14 @@ class _Douyin:
     app_secret: str = ""
     access_token: str = ""
     api_base: str = "https://openapi-fxg.jinritemai.com"
+    # Issue 12 (bot/channels/shops.py, docs/channels.md): the single shop's id and the
+    # rest of its credentials, or several shops as [[channels.douyin.shops]] tables.
+    shop_id: str = ""
+    refresh_token: str = ""
+    return_address_id: str = ""
+    timeout_seconds: float = 10.0
+    reconcile_minutes: float = 10.0
+    shops: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -139,6 +147,13 @@ class _Taobao:
     session: str = ""
     api_base: str = "https://eco.taobao.com/router/rest"
     poll_seconds: int = 30
+    # Issue 12 (bot/channels/taobao.py, docs/channels.md): the seller's nick, TOP's
+    # sign method, the app's TMC group, or several sellers as [[channels.taobao.shops]].
+    seller_nick: str = ""
+    sign_method: str = "hmac-sha256"
+    group_name: str = "default"
+    timeout_seconds: float = 10.0
+    shops: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -148,6 +163,13 @@ class _Jd:
     access_token: str = ""
     api_base: str = "https://api.jd.com/routerjson"
     poll_seconds: int = 60
+    # Issue 12 (bot/channels/jd.py): the shop, the unit JD's applyRefundSum comes in
+    # (unconfirmed: check one live call), the reviewer name JD records, or shops.
+    shop_id: str = ""
+    refund_sum_unit: str = "yuan"
+    operator: str = "returnhub"
+    timeout_seconds: float = 10.0
+    shops: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -156,6 +178,10 @@ class _Shopify:
     secret: str = ""
     access_token: str = ""
     api_base: str = ""  # default https://{shop_domain}/admin/api/<version>
+    # Issue 12: the Admin API version, and several shops as [[channels.shopify.shops]].
+    api_version: str = "2025-01"
+    timeout_seconds: float = 10.0
+    shops: tuple[Any, ...] = ()
 
 
 CHANNELS: dict[str, type] = {

@@ -209,6 +209,9 @@ class _Loader:
         return tuple(members)
 
     def check_values(self, settings: Settings) -> None:
+        from bot.channels import shops  # imports bot.settings: import when used
+
+        shops.check(settings.channels, self.report)
         if problem := workers_problem(settings.server.workers, settings.database.url):
             self.report.at(("server", "workers"), f"server.workers: {problem}")
         for name, route in settings.roles.items():

@@ -19,11 +19,13 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
 
+from bot.channels import shops
 from bot.settings import CHANNELS, DingtalkSettings, GenericChannelSettings, Settings, config_dir
 
 INFO, WARNING = logging.INFO, logging.WARNING
 # Sections a config may fill in that no code reads yet (CONTRACT.md lists them).
-_UNSUPPORTED = ("dingtalk", *(f"channels.{name}" for name in CHANNELS))
+_SUPPORTED = ("douyin", "shopify", "taobao", "jd")  # bot/channels/shops.py reports these
+_UNSUPPORTED = ("dingtalk", *(f"channels.{name}" for name in CHANNELS if name not in _SUPPORTED))
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,12 +115,20 @@ def _channels(settings: Settings) -> list[Line]:
                 "channels.generic.secret",
             )
         ]
+    if any(not warning for warning, _ in shops.report(settings.channels)):
+        return []  # a marketplace is live (below)
     return [
         Line(
             WARNING,
             "没有启用任何渠道：不会收到售后申请；请配置 [channels.generic] secret "
             "/ no channel is live",
         )
+    ]
+
+
+def _marketplaces(settings: Settings) -> list[Line]:
+    return [
+        Line(WARNING if warn else INFO, text) for warn, text in shops.report(settings.channels)
     ]
 
 
@@ -160,6 +170,7 @@ def startup_report(settings: Settings) -> list[Line]:
         *_sources(settings),
         *_platforms(settings),
         *_channels(settings),
+        *_marketplaces(settings),
         *_ignored(settings),
         *_access(settings),
     ]

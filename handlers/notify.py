@@ -206,6 +206,12 @@ def event_message(case: Case, event: str, *, kind: str = "channel.event", **extr
             "external_id": case.external_id,
             "shop": case.shop,
             "status": case.status,
+            # What a marketplace needs to act on it (issue 12): the channel version
+            # the decision was taken on is the channel's stale-decision guard.
+            "kind": case.kind,
+            "order_id": case.order_id,
+            "amount_fen": case.amount_fen,
+            "version": case.channel_version,
             **extra,
         },
         case.id,

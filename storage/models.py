@@ -370,3 +370,15 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
     holder: Mapped[str] = mapped_column(String(128))
     expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class ChannelState(Base):
+    """What a marketplace channel must remember across restarts and replicas: a
+    poller's cursor (`cursor:<channel>:<shop>`), a refreshed token
+    (`token:<channel>:<shop>`); see storage/channel_state.py."""
+
+    __tablename__ = "channel_state"
+
+    name: Mapped[str] = mapped_column(String(160), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)

@@ -46,7 +46,7 @@ from bot.metrics import Metrics
 from bot.settings import OutboxSettings
 from bot.web.api import Filters, fetch_page, load_case
 from bot.web.console_poll import poll_rows
-from storage import inbound, outbox, timers
+from storage import channel_state, inbound, outbox, timers
 from storage.db import Database
 from storage.history import customer_history, histories
 from storage.models import (
@@ -411,5 +411,13 @@ async def test_the_outbox_claim_and_rate_limits_use_indexes(seeded: Database) ->
 async def test_the_inbound_claim_uses_an_index(seeded: Database) -> None:
     async def run() -> None:
         assert await inbound.claim_due(seeded, NOW, 20, timedelta(minutes=1))
+
+    await assert_indexed(seeded, run)
+
+
+async def test_the_channel_state_reads_by_its_key(seeded: Database) -> None:
+    async def run() -> None:
+        await channel_state.put(seeded, "cursor:douyin:95250", {"until": 1}, NOW)
+        assert await channel_state.get(seeded, "cursor:douyin:95250") == {"until": 1}
 
     await assert_indexed(seeded, run)
