@@ -135,6 +135,7 @@ class _Douyin:
     shop_id: str = ""
     refresh_token: str = ""
     return_address_id: str = ""
+    reject_reason_code: str = ""  # afterSale/operate needs one to reject (rejectReasonCodeList)
     timeout_seconds: float = 10.0
     reconcile_minutes: float = 10.0
     shops: tuple[Any, ...] = ()

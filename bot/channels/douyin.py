@@ -157,8 +157,13 @@ class DouyinChannel:
                 )
             item["logistics"] = {"receiver_address_id": int(api.shop.return_address_id)}
         if decision == "reject":
+            if not api.shop.reject_reason_code.isdigit():
+                raise PermanentError(
+                    f"抖店 {api.shop.label} 未配置 reject_reason_code（驳回原因编码），无法驳回"
+                )
             reason = str(payload.get("reason") or "商家审核未通过")[:200]
-            item.update(reason=reason, remark=reason)
+            code = int(api.shop.reject_reason_code)
+            item.update(reason=reason, remark=reason, reject_reason_code=code)
         await api.operate(kind, item)
         log.info("douyin %s: afterSale/operate %d on %s done", event_id, kind, aftersale)
 

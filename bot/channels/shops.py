@@ -39,6 +39,7 @@ class DouyinShop:
     access_token: str = ""
     refresh_token: str = ""
     return_address_id: str = ""
+    reject_reason_code: str = ""
     api_base: str = ""
 
     @property
@@ -245,6 +246,13 @@ def report(channels: ChannelsSettings) -> list[tuple[bool, str]]:
     for shop in live:
         if not shop.shop_id:
             lines.append((True, f"抖店 {shop.label}：未设置 shop_id，不做对账轮询 / no shop_id"))
+        if not shop.reject_reason_code.isdigit():
+            lines.append(
+                (
+                    True,
+                    f"抖店 {shop.label}：未设置 reject_reason_code，驳回将失败 / no reject code",
+                )
+            )
         if not shop.return_address_id:
             lines.append(
                 (True, f"抖店 {shop.label}：未设置 return_address_id，同意退货将失败 / no address")

@@ -38,6 +38,7 @@ SHOP_ID = "95250"
 TOKEN = "douyin-token-1"
 REFRESH = "douyin-refresh-1"
 ADDRESS_ID = "880001"
+REJECT_CODE = "11"  # a code from afterSale/rejectReasonCodeList
 STATUS_AFTER = {201: 12, 111: 12, 101: 7, 301: 7, 202: 27, 102: 27, 112: 29}
 
 
@@ -258,6 +259,7 @@ def douyin_settings(tmp_path: Path, db_url: str, api_url: str, **keys: str) -> S
         "api_base": api_url,
         "shop_id": SHOP_ID,
         "return_address_id": ADDRESS_ID,
+        "reject_reason_code": REJECT_CODE,
         **keys,
     }
     lines = ["", "[channels.douyin]", *(f'{k} = "{v}"' for k, v in values.items())]

@@ -30,6 +30,7 @@ from tests.fakes.douyin import (
     ADDRESS_ID,
     APP_KEY,
     APP_SECRET,
+    REJECT_CODE,
     SHOP_ID,
     FakeDouyin,
     douyin_settings,
@@ -271,7 +272,16 @@ async def test_a_rejection_goes_back_with_its_reason(
         )
     await settle(app_client, clock)
     assert fake.operations == [
-        (202, {"aftersale_id": AS, "update_time": T0, "reason": "已超时效", "remark": "已超时效"})
+        (
+            202,
+            {
+                "aftersale_id": AS,
+                "update_time": T0,
+                "reason": "已超时效",
+                "remark": "已超时效",
+                "reject_reason_code": int(REJECT_CODE),
+            },
+        )
     ]
     async with ctx.db.read() as session:
         rows = list(await session.scalars(select(OutboxMessage.status)))
