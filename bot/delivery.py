@@ -26,7 +26,7 @@ from bot.events import RefundResult
 from bot.outbox import OutboxWorker, Performer
 from bot.outbox_limits import RateLimit, Window
 from bot.platforms import wecom
-from bot.platforms.wecom_client import split_text
+from bot.platforms.outbound import split_text
 from bot.platforms.wecom_robot import ROBOT_PREFIX, ROBOT_TEXT_BYTES
 from bot.settings import OutboxSettings
 from handlers import notify, refunds

@@ -14,7 +14,8 @@ from collections.abc import Mapping
 
 from bot.cards import Card, CardRenderer
 from bot.outbox import PermanentError
-from bot.platforms.wecom_client import WecomClient, split_text
+from bot.platforms.outbound import split_text
+from bot.platforms.wecom_client import WecomClient
 from bot.platforms.wecom_events import NOT_UPDATABLE
 
 ROBOT_PLATFORM = "wecom-robot"
