@@ -11,6 +11,7 @@ and only in the fields that are multi-line by nature (`|tojson(multiline=True)`)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -141,6 +142,27 @@ def send_id(card: Card, card_id: int, outbox_id: int) -> str:
     step = _NOT_ID_CHAR.sub("_", card.extra.get("step", "0"))[:8]
     send = _NOT_ID_CHAR.sub("_", card.extra.get(SEND_NONCE, ""))[:32] or f"o{outbox_id}"
     return f"{case}-s{step}-c{card_id}-{send}"
+
+
+_DEFANG = str.maketrans({"[": "［", "]": "］", "<": "＜", ">": "＞", "`": "'", "*": "＊"})
+
+
+def defang(card: Card) -> Card:
+    """`card` fit for markdown (robots, DingTalk cards): customer text must not create
+    links, font tags or emphasis, so its brackets and markers become full-width."""
+
+    def clean(value: str) -> str:
+        return value.translate(_DEFANG)
+
+    return dataclasses.replace(
+        card,
+        title=clean(card.title),
+        summary=clean(card.summary),
+        status=clean(card.status),
+        fields=tuple((clean(a), clean(b)) for a, b in card.fields),
+        lines=tuple(clean(x) for x in card.lines),
+        history=tuple(clean(x) for x in card.history),
+    )
 
 
 def clean_card(card: Card) -> Card:
