@@ -461,6 +461,11 @@ def build_platforms(
         platforms[GROUP_PLATFORM] = DingtalkGroupPlatform(client, renderer, sessions)
     if settings.robots:
         platforms[ROBOT_PLATFORM] = DingtalkRobotPlatform(
-            client, renderer, settings.robots, settings.robot_secrets, wall_ms=sessions.now_ms
+            client,
+            renderer,
+            settings.robots,
+            settings.robot_secrets,
+            clock=lambda: sessions.now_ms() / 1000,
+            wall_ms=sessions.now_ms,
         )
     return platforms

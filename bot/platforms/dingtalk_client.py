@@ -72,6 +72,7 @@ class DingtalkClient:
         self._fresh_until = 0.0
         self._parked_until = 0.0
         self._backoff = FETCH_BACKOFF_FIRST
+        self._fetch_error = ""
         self._lock = asyncio.Lock()
         self.token_fetches = 0
 
@@ -84,19 +85,18 @@ class DingtalkClient:
             if usable and (stale is None or self._token != stale):
                 return self._token
             if self.clock() < self._parked_until:
-                raise RetryableError(
-                    "dingtalk accessToken: the last fetch failed; waiting "
-                    f"{int(self._parked_until - self.clock())} s before the next"
-                )
+                wait = int(self._parked_until - self.clock())
+                raise RetryableError(f"{self._fetch_error} (next fetch in {wait} s)")
             try:
                 return await self._fetch_token()
             except (RetryableError, PermanentError, TokenRejected) as exc:
                 self._parked_until = self.clock() + self._backoff
                 self._backoff = min(self._backoff * 2, FETCH_BACKOFF_MOST)
-                raise RetryableError(
+                self._fetch_error = (
                     f"dingtalk accessToken refused ({exc}); check dingtalk.app_key and "
                     "RETURNHUB__DINGTALK__APP_SECRET"
-                ) from None
+                )
+                raise RetryableError(self._fetch_error) from None
 
     async def _fetch_token(self) -> str:
         self.token_fetches += 1
