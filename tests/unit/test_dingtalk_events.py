@@ -28,7 +28,8 @@ from bot.platforms.dingtalk_sign import signed_webhook, verify
 from bot.platforms.inbound import CallbackRejected
 
 ROBOT = "dingrobot1"
-RENDERER = CardRenderer(Path(__file__).resolve().parents[2] / "templates")
+RENDERER_ROOT = Path(__file__).resolve().parents[2] / "templates"
+RENDERER = CardRenderer(RENDERER_ROOT)
 
 
 def msg(msgtype: str, **body: Any) -> dict[str, Any]:
@@ -198,3 +199,13 @@ def test_only_dingtalks_own_live_session_webhooks_are_used() -> None:
     )
     now[0] = 9_000_000
     assert sessions.url_for("u4") is None
+
+
+def test_the_shipped_card_builder_template_declares_every_variable_we_send() -> None:
+    shipped = json.loads((RENDERER_ROOT / "dingtalk" / "returnhub-card.json").read_text())
+    declared = {v["name"] for v in shipped["variables"]}
+    for kind in ("approval", "inspection", "risk", "notice"):
+        card = Card(kind=kind, title="t", case_id="RC-261123-0001")
+        assert set(dingtalk_cards.param_map(RENDERER, card)) == declared, kind
+    button = shipped["layout"][-1]["item"]["onClick"]["params"]
+    assert button == {"action": "${item.action}", "token": "${token}"}  # CONTRACT.md
