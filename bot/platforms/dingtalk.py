@@ -66,7 +66,7 @@ from bot.platforms.dingtalk_events import (
 )
 from bot.platforms.dingtalk_robot import ROBOT_PLATFORM, DingtalkRobotPlatform
 from bot.platforms.dingtalk_sign import verify
-from bot.platforms.inbound import CallbackRejected, epoch, read_body
+from bot.platforms.inbound import CallbackRejected, epoch, read_body, refuse
 from bot.platforms.outbound import split_text
 from bot.settings import DingtalkSettings
 from storage.models import CardRecord
@@ -266,17 +266,6 @@ def setup(app: web.Application, *, max_body: int = MAX_BODY) -> None:
         app.router.add_post(CARD_PATH, receive_card)
 
 
-def _refuse(request: web.Request, exc: CallbackRejected) -> web.Response:
-    log.warning(
-        "dingtalk %s refused (%d) from %s: %s",
-        request.path,
-        exc.status,
-        request.remote,
-        exc.reason,
-    )
-    return web.json_response({"error": exc.reason}, status=exc.status)
-
-
 async def _json(request: web.Request) -> Payload:
     body = await read_body(request, request.app[INBOUND].max_body)
     try:
@@ -300,7 +289,7 @@ async def receive_message(request: web.Request) -> web.Response:
         )
         data = await _json(request)
     except CallbackRejected as exc:
-        return _refuse(request, exc)
+        return refuse(request, exc, log)
     pair = request.headers["timestamp"], request.headers["sign"]
     claimed = False
     try:
@@ -309,7 +298,7 @@ async def receive_message(request: web.Request) -> web.Response:
     except CallbackRejected as exc:
         if claimed:
             inbound.guard.release(*pair)
-        return _refuse(request, exc)
+        return refuse(request, exc, log)
     return web.json_response(answer)
 
 
@@ -323,7 +312,7 @@ async def receive_card(request: web.Request) -> web.Response:
             raise CallbackRejected(403, "card callback key mismatch")
         answer = await request.app[HANDLERS][CARD_TOPIC](await _json(request))
     except CallbackRejected as exc:
-        return _refuse(request, exc)
+        return refuse(request, exc, log)
     return web.json_response(answer)
 
 
@@ -335,7 +324,7 @@ async def receive_event(request: web.Request) -> web.Response:
         body = await read_body(request, request.app[INBOUND].max_body)
         event = inbound.events.open(request.query, body)
     except CallbackRejected as exc:
-        return _refuse(request, exc)
+        return refuse(request, exc, log)
     log.info("dingtalk event %s acknowledged", str(event.get("EventType", "?"))[:64])
     return web.json_response(inbound.events.success())
 
