@@ -114,21 +114,16 @@ class Sessions:
     """
 
     def __init__(self, oapi_base: str, now_ms: Callable[[], int]) -> None:
-        self.host = urlsplit(oapi_base).netloc
+        base = urlsplit(oapi_base)
+        self.origin = (base.scheme, base.netloc)
         self.now_ms = now_ms
         self._by_user: dict[str, Session] = {}
 
     def remember(self, session: Session) -> None:
+        """Keep `session` for its user, unless it is not a DingTalk reply URL (the
+        body is unsigned: a forged one must not make us post replies elsewhere)."""
         url = urlsplit(session.url)
-        if (
-            url.netloc != self.host
-            or url.path != WEBHOOK_PATH
-            or url.scheme
-            not in (
-                "https",
-                "http",
-            )
-        ):
+        if (url.scheme, url.netloc) != self.origin or url.path != WEBHOOK_PATH:
             log.warning("dingtalk sessionWebhook for %s ignored: not DingTalk's", session.user_id)
             return
         self._by_user[session.user_id] = session
