@@ -16,7 +16,6 @@ import pytest
 from bot.cards import Button, Card, CardRenderer
 from bot.events import CardAction, ChatMessage, ImageMessage
 from bot.platforms import dingtalk_cards
-from bot.platforms.dingtalk import Sessions
 from bot.platforms.dingtalk_events import (
     Session,
     Unsupported,
@@ -24,6 +23,7 @@ from bot.platforms.dingtalk_events import (
     parse_card_callback,
     parse_message,
 )
+from bot.platforms.dingtalk_sessions import Sessions
 from bot.platforms.dingtalk_sign import signed_webhook, verify
 from bot.platforms.inbound import CallbackRejected
 
