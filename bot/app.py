@@ -31,9 +31,12 @@ from bot.dispatch import Dispatcher
 from bot.events import CardAction, ChannelNotice, ChatMessage, ImageMessage
 from bot.metrics import Metrics
 from bot.outbox import Performer
-from bot.platforms import console, wecom
+from bot.platforms import console, dingtalk, wecom
 from bot.platforms.base import Platform, chat_performers
+from bot.platforms.dingtalk_events import Unsupported
+from bot.platforms.dingtalk_sessions import Sessions
 from bot.platforms.evidence import media_performers
+from bot.platforms.inbound import epoch
 from bot.settings import Settings, templates_dir
 from bot.web import api, edge, health
 from bot.web import console as console_web
@@ -46,6 +49,7 @@ from handlers.context import Ctx, utcnow
 from handlers.intake import apply_requests
 from handlers.intake_submit import via_writer
 from handlers.people import sync_members
+from handlers.unsupported import reply_unsupported
 from handlers.warehouse import on_image_message
 from storage.db import Database
 from storage.migrate import upgrade
@@ -87,6 +91,10 @@ def create_app(
 
     platforms.update(
         wecom.build_platforms(settings.wecom, renderer, lambda: app[HTTP], link=link, alert=alert)
+    )
+    sessions = Sessions(settings.dingtalk.oapi_base, lambda: int(epoch(now)() * 1000))
+    platforms.update(
+        dingtalk.build_platforms(settings.dingtalk, renderer, lambda: app[HTTP], sessions)
     )
     ctx = Ctx(db=db, settings=settings, clock=now, platforms=tuple(platforms))
     metrics = Metrics()
@@ -183,6 +191,15 @@ def create_app(
         console_web.setup(app)
     if settings.wecom.enabled:
         wecom.setup(app)
+    if settings.dingtalk.enabled:
+
+        async def unsupported(event: Unsupported) -> None:
+            await app[appkeys.DISPATCH].run(
+                lambda e, c: reply_unsupported(c, e.key, e.sender), event
+            )
+
+        dingtalk.install(app, sessions, unsupported)
+        dingtalk.setup(app)
     return app
 
 

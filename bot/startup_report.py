@@ -6,7 +6,7 @@ read yet. None of that is an error (a fresh `returnhub init` is valid), so the
 loader accepts it; this report says it in words, so an operator is not left
 guessing why nothing arrives. It reads Settings only, and mirrors the switches
 bot/app.py uses (`console.enabled`, `wecom.enabled`, `wecom.robots`,
-`channels.generic.secret`).
+`dingtalk.enabled`, `dingtalk.robots`, `channels.generic.secret`).
 """
 
 from __future__ import annotations
@@ -14,18 +14,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
 
 from bot.channels import shops
-from bot.settings import CHANNELS, DingtalkSettings, GenericChannelSettings, Settings, config_dir
+from bot.settings import DingtalkSettings, GenericChannelSettings, Settings, config_dir
 
 INFO, WARNING = logging.INFO, logging.WARNING
-# Sections a config may fill in that no code reads yet (CONTRACT.md lists them).
-_SUPPORTED = ("douyin", "shopify", "taobao", "jd")  # bot/channels/shops.py reports these
-_UNSUPPORTED = ("dingtalk", *(f"channels.{name}" for name in CHANNELS if name not in _SUPPORTED))
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,13 +30,9 @@ class Line:
     text: str
 
 
-def _filled(section: str, settings: Settings) -> bool:
-    """A section differs from its defaults: someone wrote something into it."""
-    if section == "dingtalk":
-        return dataclasses.asdict(settings.dingtalk) != dataclasses.asdict(DingtalkSettings())
-    name = section.removeprefix("channels.")
-    value: dict[str, Any] = getattr(settings.channels, name)
-    return value != dataclasses.asdict(CHANNELS[name]())
+def _dingtalk_filled(settings: Settings) -> bool:
+    """Someone wrote into [dingtalk]: it differs from its defaults."""
+    return dataclasses.asdict(settings.dingtalk) != dataclasses.asdict(DingtalkSettings())
 
 
 def _sources(settings: Settings) -> list[Line]:
@@ -71,6 +63,11 @@ def _platforms(settings: Settings) -> list[Line]:
         live.append("wecom")
     if settings.wecom.robots:
         live.append(f"wecom-robot（{len(settings.wecom.robots)} 个群机器人）")
+    if settings.dingtalk.enabled:
+        mode = "Stream 模式" if settings.dingtalk.mode == "stream" else "HTTP 模式"
+        live.append(f"dingtalk（{mode}）")
+    if settings.dingtalk.robots:
+        live.append(f"dingtalk-robot（{len(settings.dingtalk.robots)} 个自定义机器人）")
     if settings.console.enabled:
         live.append("console")
     if not live:
@@ -82,6 +79,7 @@ def _platforms(settings: Settings) -> list[Line]:
             )
         ]
     lines = [Line(INFO, f"已启用的聊天平台 / live platforms: {', '.join(live)}")]
+    lines += _dingtalk(settings)
     if settings.wecom.enabled:
         without = [m.name for m in settings.members if not m.wecom_userid]
         if without:
@@ -92,6 +90,37 @@ def _platforms(settings: Settings) -> list[Line]:
                     f"{'、'.join(without[:10])} / members without wecom_userid",
                 )
             )
+    return lines
+
+
+def _dingtalk(settings: Settings) -> list[Line]:
+    """What a filled-in [dingtalk] still lacks to work end to end."""
+    dingtalk = settings.dingtalk
+    if not _dingtalk_filled(settings) or not dingtalk.enabled:
+        return []
+    gaps = []
+    if not dingtalk.card_template_id:
+        gaps.append("card_template_id（审批卡片发不出去 / approval cards cannot be sent）")
+    if dingtalk.mode == "http" and not settings.server.public_url:
+        gaps.append(
+            "server.public_url（卡片点击回调无处可去，设置后运行 returnhub dingtalk "
+            "register-callback / card clicks have no callback URL）"
+        )
+    if bool(dingtalk.event_token) != bool(dingtalk.event_aes_key):
+        gaps.append("event_token 与 event_aes_key 须同时设置（事件订阅未开启）")
+    lines = [
+        Line(WARNING, f"[dingtalk] 不完整，缺少 {gap} / incomplete: missing {gap.split('（')[0]}")
+        for gap in gaps
+    ]
+    without = [m.name for m in settings.members if not m.dingtalk_staff_id]
+    if without:
+        lines.append(
+            Line(
+                WARNING,
+                f"{len(without)} 名成员没有 dingtalk_staff_id，收不到钉钉卡片："
+                f"{'、'.join(without[:10])} / members without dingtalk_staff_id",
+            )
+        )
     return lines
 
 
@@ -133,14 +162,16 @@ def _marketplaces(settings: Settings) -> list[Line]:
 
 
 def _ignored(settings: Settings) -> list[Line]:
-    return [
+    dingtalk = settings.dingtalk
+    half = _dingtalk_filled(settings) and not dingtalk.enabled and not dingtalk.robots
+    incomplete = [
         Line(
             WARNING,
-            f"[{section}] 已配置但尚未支持，将被忽略 / configured but not supported yet; ignored",
-        )  # fmt: skip
-        for section in _UNSUPPORTED
-        if _filled(section, settings)
+            "[dingtalk] 不完整，缺少 app_key 或 app_secret（或 RETURNHUB__DINGTALK__APP_SECRET）："
+            "钉钉未启用 / incomplete: missing dingtalk.app_key or app_secret",
+        )
     ]
+    return incomplete if half else []
 
 
 def _access(settings: Settings) -> list[Line]:

@@ -25,7 +25,6 @@ outbox stores them in `last_error`.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import time
@@ -36,6 +35,7 @@ from typing import Any
 import aiohttp
 
 from bot.outbox import PermanentError, RetryableError
+from bot.platforms.outbound import exchange, http_status, json_object
 from bot.platforms.wecom_errors import SetupFault, TokenRejected, WecomApiError, check, scrub
 from bot.platforms.wecom_outage import (
     CALLBACK,
@@ -252,68 +252,23 @@ class WecomClient:
         client_timeout: aiohttp.ClientTimeout | None = None,
     ) -> tuple[int, Mapping[str, str], bytes]:
         """One HTTP exchange under `/cgi-bin/`; transport failures are retryable."""
-        send_headers = dict(headers or {})
-        data = None
-        if body is not None:
-            data = json.dumps(body, ensure_ascii=False).encode()
-            send_headers["Content-Type"] = "application/json; charset=utf-8"
-        # The session's own timeout applies unless the caller brings one (media).
-        extra: dict[str, Any] = {"timeout": client_timeout} if client_timeout else {}
-        try:
-            async with self.http().request(
-                method, self.base + path, params=params, data=data, headers=send_headers, **extra
-            ) as resp:
-                raw = await _read_limited(resp, limit, path)
-                return resp.status, resp.headers.copy(), raw
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            reason = f"{type(exc).__name__}: {scrub(str(exc))}"
-            raise RetryableError(f"wecom {path}: {reason}") from None
+        return await exchange(
+            self.http(),
+            method,
+            self.base + path,
+            f"wecom {path}",
+            scrub=scrub,
+            params=params,
+            body=body,
+            headers=headers,
+            limit=limit,
+            client_timeout=client_timeout,
+        )
 
     @staticmethod
     def http_status(path: str, status: int) -> None:
-        if status >= 500 or status in (408, 429):
-            raise RetryableError(f"wecom {path}: HTTP {status}")
-        if status >= 400:
-            raise PermanentError(f"wecom {path}: HTTP {status}")
+        http_status(f"wecom {path}", status)
 
     def decode(self, path: str, status: int, raw: bytes) -> Mapping[str, Any]:
-        self.http_status(path, status)
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            raise RetryableError(f"wecom {path}: answer is not JSON") from None
-        if not isinstance(data, dict):
-            raise RetryableError(f"wecom {path}: answer is not a JSON object")
-        return data
-
-
-async def _read_limited(resp: aiohttp.ClientResponse, limit: int, path: str) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in resp.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise PermanentError(f"wecom {path}: answer larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def split_text(text: str, limit: int) -> list[str]:
-    """Pieces of at most `limit` UTF-8 bytes, cut at line ends where possible."""
-    pieces: list[str] = []
-    current = ""
-    for line in text.splitlines(keepends=True):
-        while len(line.encode()) > limit:  # one huge line: cut by characters
-            cut = len(line.encode()[:limit].decode(errors="ignore"))
-            if current:
-                pieces.append(current)
-                current = ""
-            pieces.append(line[:cut])
-            line = line[cut:]
-        if len((current + line).encode()) > limit:
-            pieces.append(current)
-            current = ""
-        current += line
-    if current or not pieces:
-        pieces.append(current)
-    return [p.rstrip("\n") or p for p in pieces]
+        http_status(f"wecom {path}", status)
+        return json_object(f"wecom {path}", raw)

@@ -87,9 +87,9 @@ def test_check_config_names_live_incomplete_and_ignored_sections(
     path.write_text(FILLED.format(db=tmp_path / "x.db"), encoding="utf-8")
     assert main(["check-config", "--config", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "live platforms: console" in out
+    assert "live platforms: dingtalk（HTTP 模式）, console" in out
+    assert "[dingtalk] 不完整，缺少 card_template_id" in out
     assert "[channels.generic] 不完整，缺少 secret" in out and "503" in out
-    assert "警告 / warning: [dingtalk] 已配置但尚未支持，将被忽略" in out
     assert "[channels.taobao] 不完整：缺少 app_key、app_secret 或 session" in out
     assert "警告 / warning: [channels.shopify] 不完整：缺少 shop_domain 或 secret" in out
     assert "channels.jd" not in out and "channels.douyin" not in out  # left at defaults
