@@ -53,6 +53,8 @@ class ReturnRequest:
     carrier: str | None = None
     evidence: tuple[str, ...] = ()
     operator: str | None = None  # member name of the CS agent who keyed it in, if any
+    exchange_waybill: str | None = None  # status exchange_shipped: the replacement's waybill
+    exchange_carrier: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
