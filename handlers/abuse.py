@@ -98,10 +98,7 @@ async def after_incident(
     if customer is not None and not customer.flagged and crossed:
         label = INSPECTION_ZH.get(outcome, outcome)
         customer.flagged = True
-        customer.flag_reason = (
-            f"{FLAG_LABEL}：{rule.window_days} 天内{label} {count} 次"
-            f"（{'、'.join(found[outcome])}）"
-        )
+        customer.flag_reason = f"{FLAG_LABEL}：{rule.window_days} 天内{label} {count} 次"
         session.add(
             audit(
                 case.id,
@@ -111,7 +108,7 @@ async def after_incident(
                 case.status,
                 case.status,
                 why=customer.flag_reason,
-                detail={"buyer": case.buyer_ref, "channel": case.channel},
+                detail={"buyer": case.buyer_ref, "channel": case.channel, "cases": found[outcome]},
             )
         )
     return incident_lines(found, rule.window_days)

@@ -54,15 +54,14 @@ async def alert_risk(
     history = incidents
     if case.buyer_ref:
         found = await customer_history(session, case.channel, case.buyer_ref, ctx.now(), case.id)
-        history = (*history_lines(found), *incidents)
+        # The incidents and the flag first: WeCom shows only the start of a long history.
+        lines = sorted(history_lines(found), key=lambda line: not line.startswith("⚠"))
+        history = (*incidents, *lines)
     customer = await abuse.customer_of(session, case)
     flagged = bool(customer and customer.flagged)
     proofs = list(await session.scalars(select(Evidence).where(Evidence.case_id == case.id)))
     photos = sum(e.kind == "photo" for e in proofs)
-    history = (
-        *history,
-        f"凭证：照片 {photos} 张，其他 {len(proofs) - photos} 项（/查单 {case.id}）",
-    )
+    evidence = f"照片 {photos} 张，其他 {len(proofs) - photos} 项（/查单 {case.id}）"
     tip = suggestion(ctx, case, outcome, detail, flagged)
     await notify.send_cards(
         session,
@@ -71,7 +70,8 @@ async def alert_risk(
         case,
         "risk",
         lambda card_id: views.risk_card(ctx, case, card_id, finding, inspector.name,
-                                        suggestion=tip, history=history, flagged=flagged),
+                                        suggestion=tip, history=history, flagged=flagged,
+                                        evidence=evidence),
         role="risk",
     )  # fmt: skip
 
@@ -312,8 +312,8 @@ async def confirm(
     if case is None:
         return
     proposal = await _open_resolution(session, case)
-    refusal = check(case, "resolve_deduct", actor)
-    if refusal is None and proposal is None:
+    refusal = check(case, "resolve_deduct", actor) if proposal else None
+    if proposal is None:  # confirmed (a double click), discarded, or never proposed
         refusal = Refusal(f"{case.id} 没有待确认的扣款（已确认或已取消），无需重复操作")
     if refusal is not None or proposal is None:
         reason = refusal.reason if refusal else "没有待确认的扣款"

@@ -168,12 +168,15 @@ def risk_card(
     suggestion: str = "",
     history: tuple[str, ...] = (),
     flagged: bool = False,
+    evidence: str = "",
 ) -> Card:
     """A held case for risk: full refund, refund minus a deduction, or rejection (an
     exchange: reship or reject); `history` is the buyer's, with their incidents."""
     fields = _base_fields(case) + [("验货结果", finding), ("验货人", by)]
     if suggestion:
         fields.append(("建议处理", suggestion))
+    if evidence:
+        fields.append(("凭证", evidence))
     spec = EXCHANGE_RISK_BUTTONS if case.kind == "exchange" else RISK_BUTTONS
     if flagged:
         spec = (*spec, UNFLAG_BUTTON)
