@@ -283,7 +283,7 @@ async def propose(
 async def _deduct_question(session: AsyncSession, ctx: Ctx, case: Case) -> str:
     parts = ctx.settings.warehouse.parts(case)
     listed = "、".join(f"{p} {yuan_zh(f)}" for p, f in parts.items())
-    latest = await _latest(session, case)
+    latest = await latest_inspection(session, case)
     priced = part_in(ctx, case, latest.detail) if latest is not None else None
     example = f"{priced[0]} 寄回时缺少{priced[0]}" if priced else "35.00 配件缺失"
     return (
@@ -293,7 +293,8 @@ async def _deduct_question(session: AsyncSession, ctx: Ctx, case: Case) -> str:
     )
 
 
-async def _open_resolution(session: AsyncSession, case: Case) -> Resolution | None:
+async def open_resolution(session: AsyncSession, case: Case) -> Resolution | None:
+    """The deduction waiting for its confirmation, if any (the newest)."""
     found = await session.scalars(
         select(Resolution)
         .where(Resolution.case_id == case.id, Resolution.state == "proposed")
@@ -311,7 +312,7 @@ async def confirm(
     case = await case_or_reply(session, ctx, case_id, reply_to)
     if case is None:
         return
-    proposal = await _open_resolution(session, case)
+    proposal = await open_resolution(session, case)
     refusal = check(case, "resolve_deduct", actor) if proposal else None
     if proposal is None:  # confirmed (a double click), discarded, or never proposed
         refusal = Refusal(f"{case.id} 没有待确认的扣款（已确认或已取消），无需重复操作")
@@ -350,7 +351,7 @@ async def discard(
     case = await case_or_reply(session, ctx, case_id, reply_to)
     if case is None:
         return
-    if await _open_resolution(session, case) is None:
+    if await open_resolution(session, case) is None:
         await notify.send_text(session, ctx, reply_to, f"{case.id} 没有待确认的扣款", case.id)
         return
     await _discard_open(session, ctx, case, member)
@@ -373,7 +374,7 @@ async def _discard_open(session: AsyncSession, ctx: Ctx, case: Case, member: Mem
         await notify.close_cards(session, ctx, case.id, done, kind="confirm")
 
 
-async def _latest(session: AsyncSession, case: Case) -> Inspection | None:
+async def latest_inspection(session: AsyncSession, case: Case) -> Inspection | None:
     found = await session.scalars(
         select(Inspection)
         .where(Inspection.case_id == case.id)
@@ -385,7 +386,7 @@ async def _latest(session: AsyncSession, case: Case) -> Inspection | None:
 
 async def finding(session: AsyncSession, case: Case) -> str:
     """The latest inspection result as CS passes it on (e.g. 缺配件（滤网）)."""
-    row = await _latest(session, case)
+    row = await latest_inspection(session, case)
     if row is None:
         return ""
     label = views.INSPECTION_ZH.get(row.outcome, row.outcome)
