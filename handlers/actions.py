@@ -105,7 +105,8 @@ async def route(
         await inspection.inspect(session, ctx, case_id, member, action, reply_to, detail=reason)
     elif action in resolve.ACTIONS:
         await resolve.on_action(
-            session, ctx, case_id, member, action, reply_to, reason=reason, ask_reason=True
-        )
+            session, ctx, case_id, member, action, reply_to,
+            reason=reason, ask_reason=True, card_ref=step_id,
+        )  # fmt: skip
     else:
         await notify.send_text(session, ctx, reply_to, "该按钮无效或已过期")

@@ -106,14 +106,16 @@ async def on_action(
     *,
     reason: str = "",
     ask_reason: bool = False,
+    card_ref: int | None = None,
 ) -> None:
-    """A risk-card (or confirmation-card) button, or the chat answer it asked for."""
+    """A risk-card (or confirmation-card) button, or the chat answer it asked for;
+    `card_ref` is the clicked card record's step_id (a confirmation: its proposal)."""
     if action == "resolve_deduct":
         await propose(session, ctx, case_id, member, reason, reply_to, ask_reason=ask_reason)
     elif action == "confirm":
-        await confirm(session, ctx, case_id, member, reply_to)
+        await confirm(session, ctx, case_id, member, reply_to, card_ref)
     elif action == "discard":
-        await discard(session, ctx, case_id, member, reply_to)
+        await discard(session, ctx, case_id, member, reply_to, card_ref)
     elif action == "unflag":
         await unflag(session, ctx, case_id, member, reason, reply_to, ask_reason=ask_reason)
     else:
@@ -257,11 +259,14 @@ async def propose(
     fen, what, reason = parsed
     now = ctx.now()
     await _discard_open(session, ctx, case, member)
-    session.add(
-        Resolution(case_id=case.id, deduction_fen=fen, part="" if what == "手工填写" else what,
-                   reason=reason, state="proposed", proposed_by=member.name, proposed_at=now,
-                   decided_by="")
+    proposal = Resolution(
+        case_id=case.id, deduction_fen=fen, part="" if what == "手工填写" else what,
+        reason=reason, state="proposed", proposed_by=member.name, proposed_at=now, decided_by="",
     )  # fmt: skip
+    session.add(proposal)
+    await session.flush()
+    # The confirmation card names its proposal in the card record's step_id, so a card
+    # of a proposal replaced since can never confirm the newer amount.
     await notify.send_cards(
         session,
         ctx,
@@ -269,6 +274,7 @@ async def propose(
         case,
         "confirm",
         lambda card_id: views.confirm_card(ctx, case, card_id, fen, what, reason),
+        proposal.id,
     )
     await notify.send_text(
         session,
@@ -305,7 +311,12 @@ async def open_resolution(session: AsyncSession, case: Case) -> Resolution | Non
 
 
 async def confirm(
-    session: AsyncSession, ctx: Ctx, case_id: str, member: Member, reply_to: Sender
+    session: AsyncSession,
+    ctx: Ctx,
+    case_id: str,
+    member: Member,
+    reply_to: Sender,
+    proposal_id: int | None,
 ) -> None:
     """The confirmation card's 确认: the partial refund leaves, exactly once."""
     actor = Actor.of(member)
@@ -313,6 +324,8 @@ async def confirm(
     if case is None:
         return
     proposal = await open_resolution(session, case)
+    if proposal is not None and proposal.id != proposal_id:
+        proposal = None  # this card's proposal was replaced by a newer one
     refusal = check(case, "resolve_deduct", actor) if proposal else None
     if proposal is None:  # confirmed (a double click), discarded, or never proposed
         refusal = Refusal(f"{case.id} 没有待确认的扣款（已确认或已取消），无需重复操作")
@@ -345,13 +358,19 @@ async def confirm(
 
 
 async def discard(
-    session: AsyncSession, ctx: Ctx, case_id: str, member: Member, reply_to: Sender
+    session: AsyncSession,
+    ctx: Ctx,
+    case_id: str,
+    member: Member,
+    reply_to: Sender,
+    proposal_id: int | None,
 ) -> None:
-    """The confirmation card's 取消: the proposal is dropped, the case stays on hold."""
+    """The confirmation card's 取消: its proposal is dropped, the case stays on hold."""
     case = await case_or_reply(session, ctx, case_id, reply_to)
     if case is None:
         return
-    if await open_resolution(session, case) is None:
+    proposal = await open_resolution(session, case)
+    if proposal is None or proposal.id != proposal_id:
         await notify.send_text(session, ctx, reply_to, f"{case.id} 没有待确认的扣款", case.id)
         return
     await _discard_open(session, ctx, case, member)
