@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -46,10 +47,13 @@ async def customer_of(session: AsyncSession, case: Case) -> Customer | None:
     return found.first()
 
 
-def _since(ctx: Ctx, customer: Customer | None, now: datetime) -> datetime:
+def _counted(ctx: Ctx, customer: Customer | None, now: datetime) -> list[Any]:
+    """Inside the window, and after the flag was last cleared (its incidents are spent)."""
     since = now - timedelta(days=ctx.settings.warehouse.abuse.window_days)
-    cleared = customer.flag_cleared_at if customer is not None else None
-    return max(since, cleared) if cleared is not None else since
+    where: list[Any] = [Inspection.at >= since]
+    if customer is not None and customer.flag_cleared_at is not None:
+        where.append(Inspection.at > customer.flag_cleared_at)
+    return where
 
 
 async def incidents(
@@ -64,7 +68,7 @@ async def incidents(
             Inspection.channel == case.channel,
             Inspection.buyer_ref == case.buyer_ref,
             Inspection.outcome.in_(sorted(ctx.settings.warehouse.abuse.kinds)),
-            Inspection.at >= _since(ctx, customer, now),
+            *_counted(ctx, customer, now),
         )
     )  # a buyer's few rows, ordered here: one index range per outcome comes out unordered
     found: dict[str, list[str]] = {}

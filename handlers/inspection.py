@@ -71,6 +71,8 @@ async def inspect(
         return
     early = await release.released_before_inspection(session, case)
     refusal = _may(case, actor, early)
+    if refusal is not None and not early and release.released_after_receipt(case):
+        refusal = release.refusal_after_release(case)
     detail = detail.strip()[:200]
     if refusal is None and outcome in ANOMALIES and not detail:
         await ask(

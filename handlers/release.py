@@ -35,9 +35,16 @@ def released_before_receipt(case: Case) -> bool:
     return case.kind == "return_refund" and case.status in RELEASED and case.received_at is None
 
 
+def released_after_receipt(case: Case) -> bool:
+    """A return whose parcel was received and whose refund has left (by any rule)."""
+    return (
+        case.kind == "return_refund" and case.status in RELEASED and case.received_at is not None
+    )
+
+
 async def released_before_inspection(session: AsyncSession, case: Case) -> bool:
     """A return refunded before anyone inspected its (received) parcel."""
-    if case.kind != "return_refund" or case.status not in RELEASED or case.received_at is None:
+    if not released_after_receipt(case):
         return False
     done = await session.scalar(select(Inspection.id).where(Inspection.case_id == case.id))
     return done is None
