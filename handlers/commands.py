@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from bot.events import ChatMessage
-from handlers import actions, approvals, notify, resolve, views, warehouse
+from handlers import actions, approvals, deduction, notify, resolve, views, warehouse
 from handlers.context import Ctx
 from handlers.inbox import once
 from handlers.workflow import Actor, audit
@@ -150,7 +150,7 @@ async def _deduct(call: Call) -> None:
         await call.reply("用法：/扣款退款 RC-… 配件或金额 原因")
         return
     text = " ".join(call.args[1:])
-    await resolve.propose(call.session, call.ctx, case_id, call.member, text, call.event.sender)
+    await deduction.propose(call.session, call.ctx, case_id, call.member, text, call.event.sender)
 
 
 async def _cancel(call: Call) -> None:

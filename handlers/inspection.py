@@ -10,6 +10,8 @@ an inspection row, from which the buyer's anomalies are counted for the abuse fl
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.events import Sender
@@ -82,8 +84,7 @@ async def inspect(
     if refusal is not None:
         await refuse(session, ctx, case, actor, outcome, refusal.reason, reply_to)
         return
-    label = views.INSPECTION_ZH[outcome]
-    shown = f"{label}（{detail}）" if detail else label
+    found = Finding(case, member, outcome, detail, reply_to)
     now = ctx.now()
     session.add(
         Inspection(case_id=case.id, channel=case.channel, buyer_ref=case.buyer_ref,
@@ -91,22 +92,47 @@ async def inspect(
     )  # fmt: skip
     await session.flush()
     history = await abuse.after_incident(session, ctx, case, outcome) if outcome != "ok" else ()
-    await notify.close_cards(
-        session, ctx, case.id, f"已由 {member.name} 于 {views.stamp(ctx, now)} 验货：{shown}",
-        kind="inspection",
-    )  # fmt: skip
+    done = f"已由 {member.name} 于 {views.stamp(ctx, now)} 验货：{found.shown}"
+    await notify.close_cards(session, ctx, case.id, done, kind="inspection")
     if early:
         await release.inspected_after_release(
-            session, ctx, case, member, outcome, shown, history, reply_to
+            session, ctx, case, member, outcome, found.shown, history, reply_to
         )
         return
     follows = ctx.settings.warehouse.follows(outcome)
     if follows == "hold":
-        await _hold(session, ctx, case, member, outcome, detail, shown, history, reply_to)
+        await _hold(session, ctx, found, history)
     elif follows == "reject":
-        await _reject(session, ctx, case, member, outcome, shown, reply_to)
+        await _reject(session, ctx, found)
     else:
-        await _release(session, ctx, case, member, outcome, shown, reply_to)
+        await _release(session, ctx, found)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One inspection result, recorded: who found what on which case."""
+
+    case: Case
+    member: Member
+    outcome: str
+    detail: str
+    reply_to: Sender
+
+    @property
+    def shown(self) -> str:
+        label = views.INSPECTION_ZH[self.outcome]
+        return f"{label}（{self.detail}）" if self.detail else label
+
+    @property
+    def actor(self) -> Actor:
+        return Actor.of(self.member)
+
+    async def refused(self, session: AsyncSession, ctx: Ctx, refusal: Refusal) -> None:
+        await refuse(session, ctx, self.case, self.actor, self.outcome, refusal.reason,
+                     self.reply_to)  # fmt: skip
+
+    async def reply(self, session: AsyncSession, ctx: Ctx, text: str) -> None:
+        await notify.send_text(session, ctx, self.reply_to, text, self.case.id)
 
 
 def _may(case: Case, actor: Actor, early: bool) -> Refusal | None:
@@ -117,83 +143,53 @@ def _may(case: Case, actor: Actor, early: bool) -> Refusal | None:
     return None
 
 
-async def _release(
-    session: AsyncSession,
-    ctx: Ctx,
-    case: Case,
-    member: Member,
-    outcome: str,
-    shown: str,
-    reply_to: Sender,
-) -> None:
-    actor = Actor.of(member)
+async def _release(session: AsyncSession, ctx: Ctx, found: Finding) -> None:
+    case, shown = found.case, found.shown
     if case.kind == "exchange":
-        refusal = await exchange.request(session, ctx, case, actor, f"验货{shown}，申请补发")
+        refusal = await exchange.request(session, ctx, case, found.actor, f"验货{shown}，申请补发")
         text = exchange.requested_text(case)
     else:
         refusal = await steps.release_refund(
-            session, ctx, case, "inspect_ok", actor, f"验货{shown}"
+            session, ctx, case, "inspect_ok", found.actor, f"验货{shown}"
         )
         text = f"{case.id} 验货{shown}，已放行退款 {yuan_zh(case.refund_fen or 0)}"
     if refusal is not None:
-        await refuse(session, ctx, case, actor, outcome, refusal.reason, reply_to)
+        await found.refused(session, ctx, refusal)
         return
-    await notify.send_text(session, ctx, reply_to, text, case.id)
+    await found.reply(session, ctx, text)
 
 
-async def _hold(
-    session: AsyncSession,
-    ctx: Ctx,
-    case: Case,
-    member: Member,
-    outcome: str,
-    detail: str,
-    shown: str,
-    history: tuple[str, ...],
-    reply_to: Sender,
-) -> None:
+async def _hold(session: AsyncSession, ctx: Ctx, found: Finding, history: tuple[str, ...]) -> None:
     """On hold: the money waits, the clocks of the old stage stop, risk is alerted."""
-    now = ctx.now()
-    result = fire(case, "inspect_anomaly", Actor.of(member), now, why=shown,
-                  detail={"outcome": outcome, "part": detail})  # fmt: skip
+    case = found.case
+    result = fire(case, "inspect_anomaly", found.actor, ctx.now(), why=found.shown,
+                  detail={"outcome": found.outcome, "part": found.detail})  # fmt: skip
     if isinstance(result, Refusal):
-        await refuse(session, ctx, case, Actor.of(member), outcome, result.reason, reply_to)
+        await found.refused(session, ctx, result)
         return
     session.add(result)
     await timers.cancel_for_case(session, case.id)
-    await notify.channel_event(session, ctx, case, "on_hold", finding=outcome, detail=detail)
-    await resolve.alert_risk(session, ctx, case, member, outcome, detail, history)
-    await notify.send_text(
-        session,
-        ctx,
-        reply_to,
-        f"已记录 {case.id} 验货异常（{shown}），退款已暂停并通知风控。可继续发送照片作为凭证",
-        case.id,
+    await notify.channel_event(
+        session, ctx, case, "on_hold", finding=found.outcome, detail=found.detail
     )
+    await resolve.alert_risk(session, ctx, case, found.member, found.outcome, found.detail,
+                             history)  # fmt: skip
+    held = f"已记录 {case.id} 验货异常（{found.shown}），退款已暂停并通知风控"
+    await found.reply(session, ctx, f"{held}。可继续发送照片作为凭证")
 
 
-async def _reject(
-    session: AsyncSession,
-    ctx: Ctx,
-    case: Case,
-    member: Member,
-    outcome: str,
-    shown: str,
-    reply_to: Sender,
-) -> None:
+async def _reject(session: AsyncSession, ctx: Ctx, found: Finding) -> None:
     """The outcome rules reject this result outright: the channel and CS are told."""
-    actor = Actor.of(member)
-    reason = f"验货结果为「{shown}」，按验货规则驳回"
-    result = fire(case, "inspect_reject", actor, ctx.now(), why=reason)
+    case = found.case
+    reason = f"验货结果为「{found.shown}」，按验货规则驳回"
+    result = fire(case, "inspect_reject", found.actor, ctx.now(), why=reason)
     if isinstance(result, Refusal):
-        await refuse(session, ctx, case, actor, outcome, result.reason, reply_to)
+        await found.refused(session, ctx, result)
         return
     session.add(result)
     await timers.cancel_for_case(session, case.id)
     await notify.channel_event(session, ctx, case, "rejected", reason=reason)
     await cs_notice.tell_rejected(
-        session, ctx, case, member, role_zh("warehouse"), reason, finding=shown
+        session, ctx, case, found.member, role_zh("warehouse"), reason, finding=found.shown
     )
-    await notify.send_text(
-        session, ctx, reply_to, f"已按验货规则驳回 {case.id} 的退款（{shown}）", case.id
-    )
+    await found.reply(session, ctx, f"已按验货规则驳回 {case.id} 的退款（{found.shown}）")

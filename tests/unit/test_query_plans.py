@@ -47,7 +47,7 @@ from bot.metrics import Metrics
 from bot.settings import OutboxSettings, Settings
 from bot.web.api import Filters, fetch_page, load_case
 from bot.web.console_poll import poll_rows
-from handlers import abuse, release, resolve
+from handlers import abuse, deduction, release
 from handlers.context import Ctx
 from storage import inbound, outbox, timers
 from storage.db import Database
@@ -433,8 +433,8 @@ async def test_the_warehouse_story_reads_use_indexes(seeded: Database) -> None:
             customer = await abuse.customer_of(session, case)
             found = await abuse.incidents(session, ctx, case, customer, NOW)
             assert customer is not None and found
-            await resolve.open_resolution(session, case)
-            assert await resolve.latest_inspection(session, case) is not None
+            await deduction.open_resolution(session, case)
+            assert await deduction.latest_inspection(session, case) is not None
             with session.no_autoflush:  # a read session: the case looks released, unsaved
                 case.status, case.kind, case.received_at = "refunded", "return_refund", NOW
                 assert not await release.released_before_inspection(session, case)
