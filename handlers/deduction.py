@@ -35,13 +35,15 @@ def part_in(ctx: Ctx, case: Case, detail: str) -> tuple[str, int] | None:
 
 def parse_deduction(ctx: Ctx, case: Case, text: str) -> tuple[int, str, str] | Refusal:
     """ "滤网 缺少滤网" or "35.00 原因" -> (fen, what, reason), or why not."""
-    head, _, rest = text.strip().partition(" ")
+    head, rest = (text.split(None, 1) + ["", ""])[:2]  # any blank, the full-width one too
     parts = ctx.settings.warehouse.parts(case)
     listed = "、".join(f"{p} {yuan_zh(f)}" for p, f in parts.items()) or "无价目"
     if head in parts:
         fen, what = parts[head], head
-    elif (m := _AMOUNT.fullmatch(head)) is not None and m.group(1).strip("0.") != "":
-        fen, what = parse_yuan(m.group(1)), "手工填写"
+    elif (m := _AMOUNT.fullmatch(head)) is not None:
+        fen, what = parse_yuan(m.group(1), allow_zero=True), "手工填写"
+        if fen == 0:
+            return Refusal("扣款金额必须大于 0；不扣款请选择「全额退款」")
     else:
         return Refusal(f"未知配件「{head}」。可选：{listed}；或直接填写金额，如：35.00 原因")
     if fen >= case.amount_fen:

@@ -104,7 +104,9 @@ async def test_a_price_list_deduction_is_confirmed_then_refunded_once(db: Databa
 async def test_a_typed_amount_deducts_it_and_the_command_works_too(db: Database) -> None:
     ctx = await setup(db)
     case_id = await held(db, ctx, part="说明书")
-    await on_chat_message(ChatMessage("c1", RISK, f"/扣款退款 {case_id} ¥12.50 说明书缺失"), ctx)
+    await on_chat_message(
+        ChatMessage("c1", RISK, f"/扣款退款 {case_id} ¥12.50\u3000说明书缺失"), ctx
+    )
     await on_card_action(
         click(1, "陈风控", await card_token(db, case_id, "陈风控", "confirm")), ctx
     )
@@ -121,7 +123,8 @@ async def test_bad_deductions_are_refused_and_change_nothing(db: Database) -> No
         f"/扣款退款 {case_id} 49.90 配件全无": "不能达到或超过实付金额 ¥49.90",
         f"/扣款退款 {case_id} 螺丝 缺螺丝": "未知配件「螺丝」",
         f"/扣款退款 {case_id} 滤网": "需要填写原因",
-        f"/扣款退款 {case_id} 0 无": "未知配件「0」",
+        f"/扣款退款 {case_id} 0 无": "扣款金额必须大于 0",
+        f"/扣款退款 {case_id} 1,000 太多": "未知配件「1,000」",
         f"/扣款退款 {case_id}": "用法：/扣款退款",
     }
     for n, (command, said) in enumerate(refusals.items()):
