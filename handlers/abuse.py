@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.events import Sender
-from handlers import notify
+from handlers import notify, views
 from handlers.context import Ctx
 from handlers.people import role_zh
 from handlers.workflow import Actor, Refusal, audit
@@ -27,13 +27,6 @@ from storage.models import Case, Customer, Inspection, Member
 FLAG_LABEL = "潜在滥用权益"
 FLAGGED_LINE = f"⚠ {FLAG_LABEL}：该买家已被风控标记，不自动通过，请核实后处理"
 CLEARERS = frozenset({"risk", "admin"})
-INSPECTION_ZH = {
-    "ok": "完好",
-    "damaged": "破损",
-    "missing_parts": "缺配件",
-    "wrong_item": "错发调包",
-    "empty": "空包",
-}
 
 
 async def customer_of(session: AsyncSession, case: Case) -> Customer | None:
@@ -81,7 +74,7 @@ def incident_lines(found: dict[str, list[str]], days: int) -> tuple[str, ...]:
     """ "近 180 天验货异常：缺配件 3 次（RC-…、RC-…、RC-…）", one line per kind."""
     counts = Counter({k: len(v) for k, v in found.items()})
     return tuple(
-        f"近 {days} 天验货异常：{INSPECTION_ZH.get(k, k)} {n} 次（{'、'.join(found[k])}）"
+        f"近 {days} 天验货异常：{views.INSPECTION_ZH.get(k, k)} {n} 次（{'、'.join(found[k])}）"
         for k, n in counts.most_common()
     )
 
@@ -98,7 +91,7 @@ async def after_incident(
     count = len(found.get(outcome, []))
     crossed = outcome in rule.kinds and count >= rule.threshold
     if customer is not None and not customer.flagged and crossed:
-        label = INSPECTION_ZH.get(outcome, outcome)
+        label = views.INSPECTION_ZH.get(outcome, outcome)
         customer.flagged = True
         customer.flag_reason = f"{FLAG_LABEL}：{rule.window_days} 天内{label} {count} 次"
         session.add(

@@ -120,8 +120,7 @@ class Finding:
 
     @property
     def shown(self) -> str:
-        label = views.INSPECTION_ZH[self.outcome]
-        return f"{label}（{self.detail}）" if self.detail else label
+        return views.finding_zh(self.outcome, self.detail)
 
     @property
     def actor(self) -> Actor:

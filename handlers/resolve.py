@@ -44,8 +44,7 @@ async def alert_risk(
 ) -> None:
     """The risk card: the finding, the buyer's history and incidents, the evidence so
     far and a suggested resolution, with the buttons that decide."""
-    label = views.INSPECTION_ZH[outcome]
-    finding = f"{label}（{detail}）" if detail else label
+    finding = views.finding_zh(outcome, detail)
     history = incidents
     if case.buyer_ref:
         found = await customer_history(session, case.channel, case.buyer_ref, ctx.now(), case.id)
@@ -200,8 +199,7 @@ async def finding(session: AsyncSession, case: Case) -> str:
     row = await deduction.latest_inspection(session, case)
     if row is None:
         return ""
-    label = views.INSPECTION_ZH.get(row.outcome, row.outcome)
-    return f"{label}（{row.detail}）" if row.detail else label
+    return views.finding_zh(row.outcome, row.detail)
 
 
 async def unflag(

@@ -64,6 +64,12 @@ ACTION_ZH = {
 }
 
 
+def finding_zh(outcome: str, detail: str = "") -> str:
+    """An inspection result as people read it: 缺配件（滤网）."""
+    label = INSPECTION_ZH.get(outcome, outcome)
+    return f"{label}（{detail}）" if detail else label
+
+
 def reason_zh(case: Case) -> str:
     top = case.reason_code.split(".", 1)[0]
     label = REASON_ZH.get(top, case.reason_code or "未填写")
