@@ -117,6 +117,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         "returnhub.example.toml": "returnhub.toml",
         "routing.toml": "routing.toml",
         "sla.toml": "sla.toml",
+        "warehouse.toml": "warehouse.toml",
     }
     for src, dst in plan.items():
         if (target / dst).exists():

@@ -54,6 +54,8 @@ class ReturnRequest:
     evidence: tuple[str, ...] = ()
     operator: str | None = None  # member name of the CS agent who keyed it in, if any
     deadline_at: datetime | None = None  # the channel's own deadline for this stage (UTC)
+    exchange_waybill: str | None = None  # status exchange_shipped: the replacement's waybill
+    exchange_carrier: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

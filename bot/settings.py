@@ -22,6 +22,7 @@ from bot.config_locate import (
 )
 from handlers.routing import RoutingRules
 from handlers.sla_policies import SlaPolicy, WorkCalendar
+from handlers.warehouse_rules import WarehouseRules
 
 __all__ = ["ConfigError", "Settings", "check", "config_dir", "load", "templates_dir"]
 
@@ -237,6 +238,7 @@ class FilesSettings:
     sla: str = "sla.toml"
     scripts: str = "scripts"
     evidence: str = "var/evidence"  # photos downloaded from chat, one folder per case
+    warehouse: str = "warehouse.toml"  # inspection outcomes, release timing, parts, abuse
 
 
 @dataclass(frozen=True)
@@ -283,6 +285,7 @@ class Settings:
     sla: dict[str, SlaPolicy] = field(default_factory=dict)
     source: str = "<defaults>"
     calendar: WorkCalendar = WorkCalendar()
+    warehouse: WarehouseRules = WarehouseRules()
 
     @property
     def known_roles(self) -> frozenset[str]:

@@ -42,6 +42,7 @@ from bot.settings import (
 )
 from handlers.routing import RoutingRules, parse_rules
 from handlers.sla_policies import SlaConfig, parse_sla
+from handlers.warehouse_rules import WarehouseRules, parse_warehouse
 
 log = logging.getLogger("bot.settings")
 T = TypeVar("T")
@@ -344,6 +345,10 @@ def _load(path: str | Path | None, env: Mapping[str, str]) -> Settings:
     if parsed_rules := ld.rule_file(sections["files"], "routing"):
         kw = {"known_roles": known, "sla_names": sla_names}
         rules = parse_rules(parsed_rules[0], parsed_rules[1], **kw)[0]
+    warehouse = WarehouseRules()
+    if parsed_warehouse := ld.rule_file(sections["files"], "warehouse"):
+        names = [t.name for t in rules.tiers] if parsed_rules else None
+        warehouse = parse_warehouse(*parsed_warehouse, tiers=names)[0]
     settings = Settings(
         **sections,
         channels=channels,
@@ -353,6 +358,7 @@ def _load(path: str | Path | None, env: Mapping[str, str]) -> Settings:
         sla=sla.policies,
         calendar=sla.calendar,
         source=str(main) if main else "<defaults>",
+        warehouse=warehouse,
     )
     ld.check_values(settings)
     if errors:

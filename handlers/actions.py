@@ -11,7 +11,7 @@ import logging
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.events import CardAction, Sender
-from handlers import approvals, notify, tokens, warehouse
+from handlers import approvals, inspection, notify, resolve, tokens
 from handlers.context import Ctx
 from handlers.inbox import once
 from handlers.people import NOT_A_MEMBER, member_for, same_user
@@ -22,7 +22,6 @@ log = logging.getLogger(__name__)
 
 APPROVAL = {"approve", "reject", "transfer"}
 INSPECTION = {"ok", "damaged", "missing_parts", "wrong_item", "empty"}
-RISK = {"resolve_refund", "resolve_reject"}
 
 
 async def on_card_action(event: CardAction, ctx: Ctx) -> None:
@@ -103,10 +102,11 @@ async def route(
             step_id=step_id,
         )
     elif action in INSPECTION:
-        await warehouse.inspect(session, ctx, case_id, member, action, reply_to)
-    elif action in RISK:
-        await warehouse.resolve(
-            session, ctx, case_id, member, action, reply_to, reason=reason, ask_reason=True
-        )
+        await inspection.inspect(session, ctx, case_id, member, action, reply_to, detail=reason)
+    elif action in resolve.ACTIONS:
+        await resolve.on_action(
+            session, ctx, case_id, member, action, reply_to,
+            reason=reason, ask_reason=True, card_ref=step_id,
+        )  # fmt: skip
     else:
         await notify.send_text(session, ctx, reply_to, "该按钮无效或已过期")

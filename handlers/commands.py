@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from bot.events import ChatMessage
-from handlers import actions, approvals, notify, views, warehouse
+from handlers import actions, approvals, deduction, notify, resolve, views, warehouse
 from handlers.context import Ctx
 from handlers.inbox import once
 from handlers.workflow import Actor, audit
@@ -132,7 +132,7 @@ async def _reject_refund(call: Call) -> None:
     if case_id is None:
         await call.reply("用法：/驳回退款 RC-… 原因")
         return
-    await warehouse.resolve(
+    await resolve.decide(
         call.session,
         call.ctx,
         case_id,
@@ -141,6 +141,16 @@ async def _reject_refund(call: Call) -> None:
         call.event.sender,
         reason=" ".join(call.args[1:]),
     )
+
+
+async def _deduct(call: Call) -> None:
+    """/扣款退款 RC-… 配件或金额 原因: the deduction as text; a confirmation card follows."""
+    case_id = _case_arg(call)
+    if case_id is None:
+        await call.reply("用法：/扣款退款 RC-… 配件或金额 原因")
+        return
+    text = " ".join(call.args[1:])
+    await deduction.propose(call.session, call.ctx, case_id, call.member, text, call.event.sender)
 
 
 async def _cancel(call: Call) -> None:
@@ -153,7 +163,7 @@ async def _cancel(call: Call) -> None:
 
 
 APPROVERS = frozenset({"cs_lead", "ops_director", "finance_director"})
-RISK_DECIDERS = frozenset({"risk", "ops_director"})
+RISK_DECIDERS = frozenset({"risk", "cs_lead", "ops_director"})
 COMMANDS = (
     Command(("帮助", "help"), "/帮助", "查看可用命令", frozenset(), _help),
     Command(("查单", "case"), "/查单 RC-…|订单号|运单号", "查看售后单状态", frozenset(), _lookup),
@@ -190,8 +200,15 @@ COMMANDS = (
         ("取消", "cancel"),
         "/取消",
         "放弃等待回复的操作（如驳回原因）",
-        APPROVERS | RISK_DECIDERS,
+        APPROVERS | RISK_DECIDERS | {"warehouse"},
         _cancel,
+    ),
+    Command(
+        ("扣款退款", "deduct"),
+        "/扣款退款 RC-… 配件或金额 原因",
+        "验货异常单扣款后退款（随后确认金额）",
+        RISK_DECIDERS,
+        _deduct,
     ),
 )
 BY_NAME = {name: c for c in COMMANDS for name in c.names}

@@ -17,7 +17,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.events import Item, ReturnRequest
-from handlers import routing, steps
+from handlers import abuse, routing, steps
 from handlers.context import Ctx
 from handlers.effects import Effects
 from handlers.people import Roster
@@ -177,6 +177,8 @@ async def route_case(session: AsyncSession, ctx: Ctx, case: Case, decision: Deci
         if wants_history(decision, case):
             found = await customer_history(session, case.channel, case.buyer_ref, fx.now, case.id)
             history = history_lines(found)
+        else:
+            history = await abuse.flag_lines(session, case)
     routed(ctx, fx, case, decision, roster, history)
     await session.flush()
     await fx.apply(session)

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from bot.events import ReturnRequest
-from handlers import notify
+from handlers import exchange, notify
 from handlers.context import Ctx
 from handlers.inbox import Duplicate, retrying
 from handlers.notify import REFUND_KIND
@@ -33,6 +33,8 @@ from storage import outbox, timers
 from storage.models import ApprovalStep, Case
 
 log = logging.getLogger(__name__)
+# Statuses that report on an existing case and never open one.
+UPDATES_ONLY = ("refunded", *exchange.STATUSES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +90,7 @@ async def apply_requests(
     for n, event in enumerate(events):
         if fresh.get(event.key) is not event:
             continue  # a duplicate, answered below
-        if _channel_key(event) in stored or event.status == "refunded":
+        if _channel_key(event) in stored or event.status in UPDATES_ONLY:
             await _open(session, ctx, opening, results, now)
             results[n] = await _apply(session, ctx, event)
             continue
@@ -169,9 +171,12 @@ async def _find(
 
 async def _apply(session: AsyncSession, ctx: Ctx, event: ReturnRequest) -> IntakeResult:
     case = await _find(session, ctx, event, lock=True)
-    if case is None and event.status == "refunded":
+    if case is None and event.status in UPDATES_ONLY:
         log.warning(
-            "refund report for unknown case %s/%s ignored", event.channel, event.external_id
+            "%s report for unknown case %s/%s ignored",
+            event.status,
+            event.channel,
+            event.external_id,
         )
         return IntakeResult(None, False, "")
     if case is None:
@@ -201,6 +206,8 @@ async def _apply(session: AsyncSession, ctx: Ctx, event: ReturnRequest) -> Intak
         await cancel(session, ctx, case, channel, "买家取消售后申请")
     elif event.status == "refunded":
         await _refunded(session, ctx, case, channel)
+    elif event.status in exchange.STATUSES:
+        await exchange.on_channel_status(session, ctx, case, event, channel)
     elif not revised:
         session.add(
             audit(

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.events import ReturnRequest
 from handlers import create
+from handlers.abuse import FLAGGED_LINE
 from handlers.context import Ctx
 from handlers.effects import CardSend, Effects
 from handlers.risk import history_lines
@@ -68,6 +69,8 @@ async def open_cases(
             history: tuple[str, ...] = ()
             if create.wants_history(decision, case):
                 history = history_lines(with_returns(found[buyer], count, fen))
+            elif flags.get(buyer):
+                history = (FLAGGED_LINE,)
             create.routed(ctx, fx, case, decision, roster, history)
         earlier[buyer] = (count + 1, fen + case.amount_fen)
     await _write(session, cases, evidence, fx)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers import notify, views
+from handlers import abuse, notify, views
 from handlers.context import Ctx
 from handlers.effects import Effects
 from handlers.people import Recipient, role_zh
@@ -94,17 +94,22 @@ async def open_step(
     if wants_history(case):
         found = await customer_history(session, case.channel, case.buyer_ref, fx.now, case.id)
         history = history_lines(found)
+    else:
+        history = await abuse.flag_lines(session, case)
     sent = opened(ctx, fx, case, step, to, roster.holders("admin"), history)
     await fx.apply(session)
     return sent
 
 
 def approved(ctx: Ctx, fx: Effects, case: Case) -> None:
-    """Approved: refund-only cases release the refund; the rest wait for the parcel."""
+    """Approved: refund-only cases release the refund, and returns whose tier releases
+    on approval (warehouse.toml [release]); the rest wait for the parcel."""
     fx.send(notify.event_message(case, "approved"))
     system = Actor("system", "system")
     if case.kind == "refund_only":
         released(fx, case, "release_refund", system, "仅退款，审批通过")
+    elif ctx.settings.warehouse.release_on(case) == "approval":
+        released(fx, case, "release_refund", system, "档位规则：审批通过即退款")
     else:
         fx.audit(must(fire(case, "await_return", system, fx.now, why="等待买家寄回")))
 

@@ -40,8 +40,15 @@ INSPECTION_BUTTONS = (
 )
 RISK_BUTTONS = (
     ("全额退款", "resolve_refund", "primary"),
+    ("扣款退款", "resolve_deduct", "default"),
     ("驳回退款", "resolve_reject", "danger"),
 )
+EXCHANGE_RISK_BUTTONS = (
+    ("放行换货", "resolve_refund", "primary"),
+    ("驳回", "resolve_reject", "danger"),
+)
+UNFLAG_BUTTON = ("解除标记", "unflag", "default")
+CONFIRM_BUTTONS = (("确认扣款退款", "confirm", "primary"), ("取消", "discard", "default"))
 INSPECTION_ZH = {a: label for label, a, _ in INSPECTION_BUTTONS}
 ACTION_ZH = {
     "approve": "同意",
@@ -49,8 +56,18 @@ ACTION_ZH = {
     "transfer": "转交",
     "resolve_refund": "全额退款",
     "resolve_reject": "驳回退款",
+    "resolve_deduct": "扣款退款",
+    "confirm": "确认扣款退款",
+    "discard": "取消扣款",
+    "unflag": "解除标记",
     **INSPECTION_ZH,
 }
+
+
+def finding_zh(outcome: str, detail: str = "") -> str:
+    """An inspection result as people read it: 缺配件（滤网）."""
+    label = INSPECTION_ZH.get(outcome, outcome)
+    return f"{label}（{detail}）" if detail else label
 
 
 def reason_zh(case: Case) -> str:
@@ -129,8 +146,9 @@ def prior_approvals(ctx: Ctx, case: Case, step: ApprovalStep) -> list[tuple[str,
     ]
 
 
-def inspection_card(ctx: Ctx, case: Case, card_id: int) -> Card:
-    """The five inspection outcomes, for the warehouse member who scanned the parcel."""
+def inspection_card(ctx: Ctx, case: Case, card_id: int, history: tuple[str, ...] = ()) -> Card:
+    """The five inspection outcomes, for the warehouse member who scanned the parcel;
+    `history` carries the buyer's risk flag, when there is one."""
     fields = _base_fields(case) + [
         ("退货运单", f"{case.carrier or ''} {case.return_waybill or '—'}")
     ]
@@ -141,13 +159,33 @@ def inspection_card(ctx: Ctx, case: Case, card_id: int) -> Card:
         summary="包裹已签收，请开箱验货后选择结果",
         fields=tuple(fields),
         lines=item_lines(case),
+        history=history,
         buttons=_buttons(ctx, case, card_id, INSPECTION_BUTTONS),
     )
 
 
-def risk_card(ctx: Ctx, case: Case, card_id: int, finding: str, by: str) -> Card:
-    """A held case for risk to release (full refund) or reject."""
+def risk_card(
+    ctx: Ctx,
+    case: Case,
+    card_id: int,
+    finding: str,
+    by: str,
+    *,
+    suggestion: str = "",
+    history: tuple[str, ...] = (),
+    flagged: bool = False,
+    evidence: str = "",
+) -> Card:
+    """A held case for risk: full refund, refund minus a deduction, or rejection (an
+    exchange: reship or reject); `history` is the buyer's, with their incidents."""
     fields = _base_fields(case) + [("验货结果", finding), ("验货人", by)]
+    if suggestion:
+        fields.append(("建议处理", suggestion))
+    if evidence:
+        fields.append(("凭证", evidence))
+    spec = EXCHANGE_RISK_BUTTONS if case.kind == "exchange" else RISK_BUTTONS
+    if flagged:
+        spec = (*spec, UNFLAG_BUTTON)
     return Card(
         kind="risk",
         title=f"风控提醒 · {case.id}",
@@ -155,7 +193,31 @@ def risk_card(ctx: Ctx, case: Case, card_id: int, finding: str, by: str) -> Card
         summary=f"验货异常（{finding}），退款已暂停，请决定处理方式",
         fields=tuple(fields),
         lines=item_lines(case),
-        buttons=_buttons(ctx, case, card_id, RISK_BUTTONS),
+        history=history,
+        buttons=_buttons(ctx, case, card_id, spec),
+    )
+
+
+def confirm_card(
+    ctx: Ctx, case: Case, card_id: int, deduction_fen: int, what: str, reason: str
+) -> Card:
+    """The second look before a partial refund: the amounts, spelled out."""
+    refund = case.amount_fen - deduction_fen
+    fields = [
+        ("申请金额", yuan_zh(case.amount_fen)),
+        ("扣款", f"{yuan_zh(deduction_fen)}（{what}）"),
+        ("退款金额", yuan_zh(refund)),
+        ("原因", reason),
+        ("买家", case.buyer_nick or case.buyer_ref or "—"),
+    ]
+    return Card(
+        kind="confirm",
+        title=f"确认扣款退款 · {case.id}",
+        case_id=case.id,
+        summary=f"将退款 {yuan_zh(refund)}（扣除 {yuan_zh(deduction_fen)}），请核对后确认",
+        fields=tuple(fields),
+        lines=item_lines(case),
+        buttons=_buttons(ctx, case, card_id, CONFIRM_BUTTONS),
     )
 
 
@@ -190,6 +252,8 @@ def summary_text(ctx: Ctx, case: Case, hold: tuple[str, ...] = ()) -> str:
     ]
     if case.refund_fen is not None:
         lines.append(f"退款金额：{yuan_zh(case.refund_fen)}")
+    if case.deduction_fen:
+        lines.append(f"扣款：{yuan_zh(case.deduction_fen)}")
     for s in case.steps:
         who = s.actor.name if s.actor else (s.assignee.name if s.assignee else "")
         state = {
@@ -206,5 +270,7 @@ def summary_text(ctx: Ctx, case: Case, hold: tuple[str, ...] = ()) -> str:
     lines += hold
     if case.return_waybill:
         lines.append(f"退货运单：{case.carrier or ''} {case.return_waybill}".rstrip())
+    if case.exchange_waybill:
+        lines.append(f"换货运单：{case.exchange_carrier or ''} {case.exchange_waybill}".strip())
     lines.append(f"创建于 {stamp(ctx, case.created_at)}")
     return "\n".join(lines)

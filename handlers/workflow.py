@@ -31,6 +31,7 @@ class Status(StrEnum):
     EXCHANGE_SHIPPED = "exchange_shipped"
     REJECTED = "rejected"
     CLOSED = "closed"
+    EXCHANGE_PENDING = "exchange_pending"  # the reshipment is requested, no waybill yet
 
 
 FINAL = frozenset({Status.REFUNDED, Status.EXCHANGE_SHIPPED, Status.REJECTED, Status.CLOSED})
@@ -49,6 +50,7 @@ STATUS_ZH = {
     Status.EXCHANGE_SHIPPED: "换货已发出",
     Status.REJECTED: "已驳回",
     Status.CLOSED: "已关闭",
+    Status.EXCHANGE_PENDING: "换货待发出",
 }
 
 # Who may fire a transition: "system" (routing, timers), "channel" (the shop
@@ -84,10 +86,18 @@ TRANSITIONS: dict[str, Transition] = {
     "buyer_shipped": _t({S.AWAITING_RETURN}, S.IN_TRANSIT, CHANNEL),
     "receive": _t({S.AWAITING_RETURN, S.IN_TRANSIT}, S.RECEIVED, "warehouse"),
     "inspect_ok": _t({S.RECEIVED}, S.REFUND_PENDING, "warehouse"),
-    "ship_exchange": _t({S.RECEIVED}, S.EXCHANGE_SHIPPED, "warehouse"),
+    # An exchange ends shipped only when the channel reports the new waybill.
+    "ship_exchange": _t({S.EXCHANGE_PENDING}, S.EXCHANGE_SHIPPED, CHANNEL),
     "inspect_anomaly": _t({S.RECEIVED}, S.ON_HOLD, "warehouse"),
-    "resolve_refund": _t({S.ON_HOLD}, S.REFUND_PENDING, "risk", "ops_director"),
-    "resolve_reject": _t({S.ON_HOLD}, S.REJECTED, "risk", "ops_director"),
+    "resolve_refund": _t({S.ON_HOLD}, S.REFUND_PENDING, "risk", "cs_lead", "ops_director"),
+    "resolve_reject": _t({S.ON_HOLD}, S.REJECTED, "risk", "cs_lead", "ops_director"),
+    # Warehouse rules (handlers/warehouse_rules.py): refund on scan, reject on inspection,
+    # an exchange's reshipment, a deduction decided by risk.
+    "release_on_scan": _t({S.RECEIVED}, S.REFUND_PENDING, SYSTEM),
+    "inspect_reject": _t({S.RECEIVED}, S.REJECTED, "warehouse"),
+    "request_exchange": _t({S.RECEIVED}, S.EXCHANGE_PENDING, "warehouse"),
+    "resolve_exchange": _t({S.ON_HOLD}, S.EXCHANGE_PENDING, "risk", "cs_lead", "ops_director"),
+    "resolve_deduct": _t({S.ON_HOLD}, S.REFUND_PENDING, "risk", "cs_lead", "ops_director"),
     "refunded": _t({S.REFUND_PENDING}, S.REFUNDED, CHANNEL, SYSTEM),
     "close": _t(OPEN, S.CLOSED, CHANNEL),
 }

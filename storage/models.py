@@ -78,6 +78,9 @@ class Case(Base):
     refunded_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     closed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     version: Mapped[int] = mapped_column(Integer, nullable=False)
+    # The replacement parcel of an exchange, as the channel reported it (handlers/exchange.py).
+    exchange_waybill: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    exchange_carrier: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
     items: Mapped[list[CaseItem]] = relationship(
         back_populates="case", order_by="CaseItem.id", cascade="all, delete-orphan"
@@ -181,6 +184,8 @@ class Customer(Base):
     nick: Mapped[str] = mapped_column(String(64), default="")
     flagged: Mapped[bool] = mapped_column(Boolean, default=False)
     flag_reason: Mapped[str] = mapped_column(Text, default="")
+    # When risk last cleared the flag: incidents before it no longer count (handlers/abuse.py).
+    flag_cleared_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class CustomerOrder(Base):
@@ -384,3 +389,42 @@ class ChannelState(Base):
     name: Mapped[str] = mapped_column(String(160), primary_key=True)
     value: Mapped[dict[str, Any]] = mapped_column(default=dict)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Inspection(Base):
+    """One inspection result of a returned parcel; the buyer's anomalies by kind are
+    counted from these rows (handlers/abuse.py), so they carry the buyer."""
+
+    __tablename__ = "inspections"
+    __table_args__ = (
+        Index("ix_inspection_buyer", "channel", "buyer_ref", "outcome", "at"),
+        Index("ix_inspection_case", "case_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(20))
+    buyer_ref: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))  # ok | damaged | missing_parts | …
+    detail: Mapped[str] = mapped_column(Text, default="")  # the part or damage named
+    inspector: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Resolution(Base):
+    """A refund-minus-deduction proposed for a held case, waiting for its confirmation
+    (handlers/resolve.py): the amount is confirmed on a second card before money moves."""
+
+    __tablename__ = "resolutions"
+    __table_args__ = (Index("ix_resolution_case", "case_id", "state", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    deduction_fen: Mapped[int] = mapped_column(BigInteger)
+    part: Mapped[str] = mapped_column(String(64), default="")  # from the price list, or ""
+    reason: Mapped[str] = mapped_column(Text, default="")
+    state: Mapped[str] = mapped_column(String(12), default="proposed")  # … confirmed | discarded
+    proposed_by: Mapped[str] = mapped_column(String(64))
+    proposed_at: Mapped[datetime] = mapped_column(DateTime)
+    decided_by: Mapped[str] = mapped_column(String(64), default="")
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)

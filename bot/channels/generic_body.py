@@ -25,12 +25,14 @@ from bot.web.body import unsafe_text
 CHANNEL = "generic"
 KINDS = ("refund_only", "return_refund", "exchange")
 STATUSES = ("requested", "buyer_shipped", "cancelled", "refunded")
+EXCHANGE_STATUSES = ("exchange_shipped", "exchange_failed")  # the reshipment's outcome
 CURRENCIES = ("CNY",)
 FIELDS = frozenset(
     {
         *("event_id", "shop", "external_id", "order_id", "kind", "status", "amount"),
         *("currency", "reason_code", "reason_text", "buyer", "items", "return_waybill"),
         *("carrier", "evidence", "occurred_at", "version", "operator"),
+        *("exchange_waybill", "exchange_carrier"),
     }
 )
 BUYER_FIELDS = frozenset({"ref", "nick"})
@@ -265,7 +267,7 @@ def parse(raw: bytes, *, default_shop: str, now: datetime) -> ReturnRequest:
     event_id = _required(data, "event_id", 128)
     shop = _text(data, "shop", 64) or default_shop
     kind = _choice(data, "kind", KINDS)
-    status = _choice(data, "status", STATUSES)
+    status = _choice(data, "status", STATUSES + EXCHANGE_STATUSES)
     currency = _text(data, "currency", 8) or "CNY"
     if currency not in CURRENCIES:
         _fail(f"currency {currency!r} is not supported; only CNY for now")
@@ -274,6 +276,9 @@ def parse(raw: bytes, *, default_shop: str, now: datetime) -> ReturnRequest:
     waybill = _text(data, "return_waybill", 64) or None
     if status == "buyer_shipped" and waybill is None:
         _fail("return_waybill is required when status is buyer_shipped")
+    exchange_waybill = _text(data, "exchange_waybill", 64) or None
+    if status == "exchange_shipped" and (kind != "exchange" or exchange_waybill is None):
+        _fail("status exchange_shipped needs kind exchange and exchange_waybill")
     occurred = _occurred_at(data.get("occurred_at"), now)
     items = _items(data.get("items"))
     return ReturnRequest(
@@ -297,4 +302,6 @@ def parse(raw: bytes, *, default_shop: str, now: datetime) -> ReturnRequest:
         carrier=_text(data, "carrier", 32) or None,
         evidence=_evidence(data.get("evidence")),
         operator=_text(data, "operator", 64) or None,
+        exchange_waybill=exchange_waybill,
+        exchange_carrier=_text(data, "exchange_carrier", 32) or None,
     )

@@ -108,4 +108,6 @@ def detail(
         "received_at": iso(ctx, case.received_at),
         "refunded_at": iso(ctx, case.refunded_at),
         "closed_at": iso(ctx, case.closed_at),
+        "exchange_waybill": case.exchange_waybill,
+        "exchange_carrier": case.exchange_carrier,
     }

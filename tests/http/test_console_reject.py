@@ -81,6 +81,7 @@ async def test_risk_reject_clicked_in_the_console_asks_then_rejects(client: Clie
     inspection = card_with(await chat(client, "小周"), "SF1401234567890")
     missing = button(inspection, "missing_parts")
     await post(client, "/console/api/click", {"user": "小周", "token": missing["token"]})
+    await post(client, "/console/api/send", {"user": "小周", "text": "电源适配器"})
     case_id = inspection["case_id"]
     risk = card_with(await chat(client, "陈风控"), case_id)
     reject = button(risk, "resolve_reject")

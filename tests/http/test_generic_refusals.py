@@ -146,6 +146,18 @@ def bad_requests(now: int) -> list[tuple[str, bytes, dict[str, str], int, str]]:
             "lone surrogate", json.dumps(return_body(order_id="\ud800")).encode(), 422, "order_id"
         ),
         case("oversized body", return_body(reason_text="长" * 400_000), 413, "larger"),
+        case(
+            "exchange_shipped without its waybill",
+            return_body(kind="exchange", status="exchange_shipped"),
+            422,
+            "exchange_waybill",
+        ),
+        case(
+            "exchange_shipped of a refund",
+            return_body(status="exchange_shipped", exchange_waybill="SF1"),
+            422,
+            "kind exchange",
+        ),
     ]
 
 

@@ -168,6 +168,7 @@ def test_init_writes_an_editable_set_and_keeps_existing_files(tmp_path: Path) ->
         "returnhub.toml",
         "routing.toml",
         "sla.toml",
+        "warehouse.toml",
         "scripts",
     }
     (target / "routing.toml").write_text("# mine\n", encoding="utf-8")

@@ -218,9 +218,11 @@ async def test_return_scan_inspect_anomaly_then_risk_release(db: Database) -> No
     assert (await case_of(db, case_id)).status == "received"
     token = await card_token(db, case_id, "小周", "missing_parts")
     await on_card_action(click(1, "小周", token), ctx)
+    assert "可选：滤网、电源适配器、食盆" in (await texts_to(db, "小周"))[-1]
+    await on_chat_message(ChatMessage("p1", Sender("console", "小周"), "滤网"), ctx)
     assert (await case_of(db, case_id)).status == "on_hold"
     risk = await card_token(db, case_id, "陈风控", "resolve_refund")
-    await on_card_action(click(2, "陈风控", risk), ctx)
+    await on_card_action(click(2, "陈风控", risk, reason="买家已补寄滤网"), ctx)
     case = await case_of(db, case_id)
     assert (case.status, case.refund_fen) == ("refund_pending", 4990)
     assert [m.payload["event"] for m in await outbox(db, "channel.event")] == [

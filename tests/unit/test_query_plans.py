@@ -34,7 +34,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 import pytest_asyncio
@@ -43,9 +44,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.delivery import STRICT, chat_limits
 from bot.metrics import Metrics
-from bot.settings import OutboxSettings
+from bot.settings import OutboxSettings, Settings
 from bot.web.api import Filters, fetch_page, load_case
 from bot.web.console_poll import poll_rows
+from handlers import abuse, deduction, release
+from handlers.context import Ctx
 from storage import channel_state, inbound, outbox, timers
 from storage.db import Database
 from storage.history import customer_history, histories
@@ -59,7 +62,9 @@ from storage.models import (
     CustomerOrder,
     Evidence,
     InboundEvent,
+    Inspection,
     OutboxMessage,
+    Resolution,
     Timer,
 )
 from storage.orders import OrderRow, remove, upsert
@@ -164,10 +169,28 @@ def _queues() -> dict[type, list[dict[str, Any]]]:
     }
 
 
+def _inspections() -> dict[type, list[dict[str, Any]]]:
+    """An inspection per case (a third of them anomalies) and a resolution per tenth."""
+    outcomes = ("ok", "missing_parts", "ok", "damaged", "ok", "empty")
+    found = [
+        {"case_id": f"RC-{n:06d}", "channel": "generic", "buyer_ref": f"buyer-{n % BUYERS}",
+         "outcome": outcomes[n % len(outcomes)], "detail": "", "inspector": "w",
+         "at": T0 + timedelta(hours=2 * n + 1)}
+        for n in range(CASES)
+    ]  # fmt: skip
+    resolutions = [
+        {"case_id": f"RC-{n:06d}", "deduction_fen": 3500, "part": "滤网", "reason": "r",
+         "state": "confirmed" if n % 20 else "proposed", "proposed_by": "r",
+         "proposed_at": T0 + timedelta(hours=2 * n + 1), "decided_by": ""}
+        for n in range(0, CASES, 10)
+    ]  # fmt: skip
+    return {Inspection: found, Resolution: resolutions}
+
+
 async def _seed(db: Database) -> None:
     async with db.engine.begin() as conn:
         await conn.execute(insert(Case), list(_cases()))
-        for group in (_children(), _customers(), _queues()):
+        for group in (_children(), _customers(), _queues(), _inspections()):
             for model, rows in group.items():
                 await conn.execute(insert(model), rows)
         if not db.is_sqlite:
@@ -419,5 +442,26 @@ async def test_the_channel_state_reads_by_its_key(seeded: Database) -> None:
     async def run() -> None:
         await channel_state.put(seeded, "cursor:douyin:95250", {"until": 1}, NOW)
         assert await channel_state.get(seeded, "cursor:douyin:95250") == {"until": 1}
+
+    await assert_indexed(seeded, run)
+
+
+async def test_the_warehouse_story_reads_use_indexes(seeded: Database) -> None:
+    """The abuse count over a buyer's inspections, the open deduction of a case, its
+    latest inspection, and whether a released case was inspected."""
+    ctx = cast(Ctx, SimpleNamespace(settings=Settings()))
+
+    async def run() -> None:
+        async with seeded.read() as session:
+            case = await session.get(Case, "RC-002401")
+            assert case is not None
+            customer = await abuse.customer_of(session, case)
+            found = await abuse.incidents(session, ctx, case, customer, NOW)
+            assert customer is not None and found
+            await deduction.open_resolution(session, case)
+            assert await deduction.latest_inspection(session, case) is not None
+            with session.no_autoflush:  # a read session: the case looks released, unsaved
+                case.status, case.kind, case.received_at = "refunded", "return_refund", NOW
+                assert not await release.released_before_inspection(session, case)
 
     await assert_indexed(seeded, run)

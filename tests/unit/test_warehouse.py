@@ -25,6 +25,8 @@ async def held_case(db: Database, ctx: Ctx, n: int = 1) -> str:
     await on_chat_message(ChatMessage(f"s{n}", Sender("console", "小周"), waybill), ctx)
     damaged = await card_token(db, case_id, "小周", "damaged")
     await on_card_action(click(100 + n, "小周", damaged), ctx)
+    assert (await case_of(db, case_id)).status == "received", "破损 first asks what broke"
+    await on_chat_message(ChatMessage(f"d{n}", Sender("console", "小周"), "外壳破损"), ctx)
     assert (await case_of(db, case_id)).status == "on_hold"
     return case_id
 
@@ -50,6 +52,10 @@ async def test_a_full_refund_is_answered_plainly(db: Database) -> None:
     await on_card_action(
         click(2, "陈风控", await card_token(db, case_id, "陈风控", "resolve_refund")), ctx
     )
+    asked = (await texts_to(db, "陈风控"))[-1]
+    assert f"您正在为 {case_id} 全额退款 ¥49.90" in asked and "请直接回复原因以确认" in asked
+    assert (await case_of(db, case_id)).status == "on_hold", "the click alone moves no money"
+    await on_chat_message(ChatMessage("why0", RISK, "外壳轻微划痕，不影响使用"), ctx)
     assert (await case_of(db, case_id)).status == "refund_pending"
     assert (await texts_to(db, "陈风控"))[-1] == f"已放行 {case_id}，全额退款 ¥49.90 已提交渠道"
 
@@ -86,7 +92,7 @@ async def test_reject_refund_clicked_says_what_it_does_and_asks_for_the_reason(
     notice = (await texts_to(db, "小美"))[-1]
     assert notice.startswith(f"【驳回通知】{case_id} 已驳回")
     assert "驳回人：陈风控（风控）" in notice and f"原因：{reason}" in notice
-    assert "验货为「破损」" in notice and "¥49.90" in notice
+    assert "验货为「破损（外壳破损）」" in notice and "¥49.90" in notice
 
 
 async def test_reject_refund_clicked_then_cancelled_changes_nothing(db: Database) -> None:
@@ -143,12 +149,12 @@ async def test_a_held_case_says_why_and_who_must_decide(db: Database) -> None:
     await on_chat_message(ChatMessage("q1", Sender("console", "小美"), f"/查单 {case_id}"), ctx)
     answer = (await texts_to(db, "小美"))[-1]
     assert "异常挂起" in answer
-    assert "挂起原因：验货「破损」（小周 于 11-21 10:00），退款已暂停" in answer
+    assert "挂起原因：验货「破损（外壳破损）」（小周 于 11-21 10:00），退款已暂停" in answer
     assert "备注：外箱压扁，主机外壳开裂（小周 11-21 10:00）" in answer
     assert (
-        f"等待风控（陈风控）或运营总监决定：全额退款，或驳回退款（/驳回退款 {case_id} 原因）"
-        in answer
-    )
+        f"等待风控（陈风控）、客服组长或运营总监决定：全额退款、扣款退款"
+        f"（/扣款退款 {case_id} 配件或金额 原因），或驳回退款（/驳回退款 {case_id} 原因）"
+    ) in answer
 
     await on_chat_message(ChatMessage("r1", RISK, f"/驳回退款 {case_id} 人为损坏"), ctx)
     await on_chat_message(ChatMessage("q2", Sender("console", "小美"), f"/查单 {case_id}"), ctx)
