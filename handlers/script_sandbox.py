@@ -157,6 +157,9 @@ class ScriptEnvironment(ImmutableSandboxedEnvironment):
         metered: nodes.Template = _Metered().visit(tree)
         return metered
 
+    def wrap_str_format(self, value: Any) -> None:
+        return None  # str.format pads to any width: "{:>999999999}" is a memory bomb
+
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         return isinstance(obj, LoopContext) and attr in LOOP_ATTRIBUTES
 
