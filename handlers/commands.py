@@ -21,7 +21,7 @@ from handlers.command_stats import stats
 from handlers.context import Ctx
 from handlers.disputes import DISPUTE_ROLES
 from handlers.inbox import once
-from handlers.people import role_zh
+from handlers.people import ROLE_ZH, role_zh
 from handlers.workflow import Actor, audit
 from storage.models import Member, PendingReply
 
@@ -48,8 +48,15 @@ async def _help(call: Call) -> None:
     await call.reply("\n".join(lines))
 
 
+def _roles_zh(roles: frozenset[str], sep: str) -> str:
+    """Roles in the order people name them (people.ROLE_ZH), not alphabetically."""
+    order = list(ROLE_ZH)
+    ranked = sorted(roles, key=lambda r: (order.index(r) if r in order else len(order), r))
+    return sep.join(role_zh(r) for r in ranked)
+
+
 def _who(command: Command) -> str:
-    return "、".join(role_zh(r) for r in sorted(command.roles)) if command.roles else "所有成员"
+    return _roles_zh(command.roles, "、") if command.roles else "所有成员"
 
 
 def _explain(command: Command, roles: set[str]) -> str:
@@ -181,7 +188,7 @@ async def _handle(session: AsyncSession, ctx: Ctx, event: ChatMessage) -> None:
 async def _refuse(call: Call, command: Command, word: str) -> None:
     """A command the member's roles do not allow: a polite answer and an audit row."""
     case_id = next((a.upper() for a in call.args if CASE_ID.fullmatch(a)), None)
-    need = "/".join(role_zh(r) for r in sorted(command.roles))
+    need = _roles_zh(command.roles, "/")
     why = f"您没有「{need}」角色，不能使用 /{word}（发送 /帮助 查看您可用的命令）"
     call.session.add(
         audit(case_id, Actor.of(call.member), f"refused:/{command.names[1]}", call.ctx.now(),
