@@ -69,7 +69,7 @@ async def details(call: Call, case: Case) -> str:
     extra = list(await warehouse.hold_lines(session, ctx, case))
     waiting = await disputes.due_at(session, case)
     if isinstance(waiting, Timer):  # a pending step's due time is on its own line already
-        extra.append(f"SLA 时限：{views.stamp(ctx, waiting.due_at)}")
+        extra.append(f"下一次 SLA 提醒：{views.stamp(ctx, waiting.due_at)}")
     extra.append(await _evidence_line(session, case))
     extra += await disputes.dispute_lines(session, ctx, case)
     return views.summary_text(ctx, case, tuple(extra))

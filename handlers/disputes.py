@@ -173,7 +173,8 @@ async def suggest_for_hold(
 ) -> tuple[Scenario, str] | None:
     """The scenario an inspection finding suggests, with its reply rendered from the
     case (or, when it needs more, the command that fills it in); None when no scenario
-    fits. A rendered reply is kept on the case like one a member pulled."""
+    fits or its template fails. A rendered reply is kept on the case like one a member
+    pulled."""
     catalog: Catalog = ctx.scripts.catalog(ctx.settings.scripts_dir)
     scenario = catalog.for_finding(finding, case.reason_code)
     if scenario is None:
@@ -182,7 +183,9 @@ async def suggest_for_hold(
     if filled.text:
         await pull(session, ctx, case, filled, Actor("system", "system"))
         return scenario, filled.text
-    return scenario, ask_text(filled, case) if filled.missing else filled.error
+    if filled.missing:
+        return scenario, ask_text(filled, case)
+    return None  # a broken template: logged by `fill`, the hold goes on without it
 
 
 async def tell_hold(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from handlers.commands import on_chat_message
 from handlers.context import Ctx
 from handlers.intake import on_return_request
 from handlers.script_library import load_dir
+from storage import timers
 from storage.db import Database
 from storage.models import AuditEvent, CardRecord, DisputeEvent
 from tests.unit.test_flow import card_token, case_of, click, request, setup, texts_to
@@ -254,3 +256,38 @@ async def test_a_new_scenario_file_answers_without_a_restart(db: Database, tmp_p
     listed = await say(ctx, db, MEI, "/话术", "h4")
     assert "· 补发赠品" not in listed and "处话术文件错误" in listed
     assert load_dir(scripts).errors  # what check-config prints
+
+
+async def test_lookup_names_the_next_sla_timer_when_no_step_is_due(db: Database) -> None:
+    ctx = await setup(db)
+    case_id = await returned(db, ctx, 13)
+    async with db.transaction() as session:
+        timers.schedule(
+            session,
+            case_id=case_id,
+            kind="inspect_due",
+            due_at=datetime(2026, 11, 22, 2, 0, tzinfo=UTC),
+        )
+    answer = await say(ctx, db, MEI, f"/查单 {case_id}", "t1")
+    assert "下一次 SLA 提醒：11-22 10:00" in answer and "已签收待验货" in answer
+
+
+async def test_a_broken_or_missing_scenario_leaves_the_hold_alone(
+    db: Database, tmp_path: Path
+) -> None:
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "空包.toml").write_text(
+        'title = "空包"\napplies = "空"\nfindings = ["empty"]\nreply = "{{ 1 // 0 }}"\n', "utf-8"
+    )
+    base = await setup(db)
+    files = dataclasses.replace(base.settings.files, scripts=str(scripts))
+    ctx = dataclasses.replace(base, settings=dataclasses.replace(base.settings, files=files))
+    empty = await returned(db, ctx, 14, finding="empty")
+    wrong = await returned(db, ctx, 15, finding="wrong_item")  # no scenario for it here
+    for case_id in (empty, wrong):
+        assert (await case_of(db, case_id)).status == "on_hold"
+        assert await disputes(db, case_id) == []
+    assert not any("【验货异常】" in t for t in await texts_to(db, "小美"))
+    answer = await say(ctx, db, MEI, f"/话术 空包 {empty}", "b1")
+    assert answer.startswith("「空包」话术模板有误，请联系管理员：模板出错：ZeroDivisionError")
