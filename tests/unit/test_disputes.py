@@ -291,3 +291,18 @@ async def test_a_broken_or_missing_scenario_leaves_the_hold_alone(
     assert not any("【验货异常】" in t for t in await texts_to(db, "小美"))
     answer = await say(ctx, db, MEI, f"/话术 空包 {empty}", "b1")
     assert answer.startswith("「空包」话术模板有误，请联系管理员：模板出错：ZeroDivisionError")
+
+
+async def test_an_outcome_button_from_outside_the_dispute_roles_is_refused(db: Database) -> None:
+    ctx = await setup(db)
+    case_id = await returned(db, ctx, 16, finding="empty")
+    before = [r.id for r in await disputes(db, case_id)]
+    token = await card_token(db, case_id, "陈风控", "dispute_agreed")
+    await on_card_action(click(3, "小周", token), ctx)  # a forwarded card
+    assert (await texts_to(db, "小周"))[-1].startswith("您没有「")
+    assert [r.id for r in await disputes(db, case_id)] == before
+    async with db.read() as session:
+        refused = await session.scalar(
+            select(AuditEvent.action).where(AuditEvent.action == "refused:dispute_agreed")
+        )
+    assert refused is not None
