@@ -24,6 +24,7 @@ from storage.db import Database
 from storage.models import Case, DisputeEvent
 from tests.fakes.wecom import FakeWecom, running
 from tests.fakes.wecom_callbacks import CallbackSigner, settle
+from tests.http.test_wecom_flow import click, post
 from tests.support import Client, FakeClock, MakeClient, post_generic, return_body
 
 NEW_SCENARIO = (
@@ -135,3 +136,42 @@ async def test_an_agent_over_wecom_gets_the_filled_reply_and_no_approval(
     async with wecom_client.app[CTX].db.read() as session:
         held = await session.get(Case, case_id)
         assert held is not None and held.status == "pending_approval"
+
+
+async def test_a_hold_over_wecom_suggests_the_script_and_records_the_buyers_answer(
+    wecom_client: Client, clock: FakeClock, fake: FakeWecom, signer: CallbackSigner
+) -> None:
+    item = {"sku": "FEEDER-2", "name": "自动喂食器", "qty": 1, "unit_price": "49.90"}
+    body = return_body(kind="return_refund", amount="49.90", items=[item])
+    status, answer = await post_generic(wecom_client, body, clock)
+    assert status == 202, answer
+    case_id = answer["case_id"]
+    shipped = return_body(
+        kind="return_refund", amount="49.90", items=[item], status="buyer_shipped",
+        return_waybill="SF5566778899", carrier="顺丰", version="2", event_id="oms-evt-2",
+    )  # fmt: skip
+    assert (await post_generic(wecom_client, shipped, clock))[0] == 202
+    await settle(wecom_client.app)
+    await wecom_text(wecom_client, signer, "xiaozhou", "SF5566778899", 9101)
+    missing = await click(wecom_client, signer, fake, "xiaozhou", "xiaozhou", "缺配件")
+    assert (await post(wecom_client, missing))[0] == 200
+    await settle(wecom_client.app)
+
+    risk = fake.cards_to("chenfengkong")[-1]
+    assert [b["text"] for b in risk["button_list"]] == [
+        "全额退款", "驳回退款", "客户同意", "客户拒绝", "升级平台介入"
+    ]  # fmt: skip
+    assert "建议话术：缺配件：亲，您好！您退回的自动喂食器缺少滤网组件" in risk["sub_title_text"]
+    notice = fake.texts_to("xiaomei")[-1]
+    assert notice.startswith(f"【验货异常】{case_id}") and "可扣除35元配件费" in notice
+
+    agreed = await click(wecom_client, signer, fake, "chenfengkong", "chenfengkong", "客户同意")
+    assert (await post(wecom_client, agreed))[0] == 200
+    await settle(wecom_client.app)
+    assert fake.texts_to("chenfengkong")[-1] == f"已记录 {case_id} 的纠纷结果：客户同意"
+    async with wecom_client.app[CTX].db.read() as session:
+        rows = list(await session.scalars(select(DisputeEvent).order_by(DisputeEvent.id)))
+    assert [(r.kind, r.scenario, r.outcome) for r in rows] == [
+        ("script", "缺配件", ""),
+        ("outcome", "缺配件", "agreed"),
+    ]
