@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.events import Sender
 from bot.money import yuan_zh
-from handlers import abuse, cs_notice, deduction, exchange, notify, steps, views
+from handlers import abuse, cs_notice, deduction, disputes, exchange, notify, steps, views
 from handlers.approvals import ask, case_or_reply, refuse
 from handlers.context import Ctx
 from handlers.people import holders, role_zh
@@ -57,6 +57,8 @@ async def alert_risk(
     photos = sum(e.kind == "photo" for e in proofs)
     evidence = f"照片 {photos} 张，其他 {len(proofs) - photos} 项（/查单 {case.id}）"
     tip = suggestion(ctx, case, outcome, detail, flagged)
+    scripted = await disputes.suggest_for_hold(session, ctx, case, outcome)
+    script = f"{scripted[0].title}：{scripted[1]}" if scripted else ""
     await notify.send_cards(
         session,
         ctx,
@@ -64,10 +66,12 @@ async def alert_risk(
         case,
         "risk",
         lambda card_id: views.risk_card(ctx, case, card_id, finding, inspector.name,
-                                        suggestion=tip, history=history, flagged=flagged,
-                                        evidence=evidence),
+                                        suggestion=tip, script=script, history=history,
+                                        flagged=flagged, evidence=evidence),
         role="risk",
     )  # fmt: skip
+    if scripted is not None:
+        await disputes.tell_hold(session, ctx, case, finding, scripted)
 
 
 def suggestion(ctx: Ctx, case: Case, outcome: str, detail: str, flagged: bool) -> str:

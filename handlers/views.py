@@ -42,6 +42,10 @@ RISK_BUTTONS = (
     ("全额退款", "resolve_refund", "primary"),
     ("扣款退款", "resolve_deduct", "default"),
     ("驳回退款", "resolve_reject", "danger"),
+    # How the buyer answered the dispute script (handlers/disputes.py); the card stays open.
+    ("客户同意", "dispute_agreed", "default"),
+    ("客户拒绝", "dispute_refused", "default"),
+    ("升级平台介入", "dispute_escalated", "default"),
 )
 EXCHANGE_RISK_BUTTONS = (
     ("放行换货", "resolve_refund", "primary"),
@@ -60,6 +64,9 @@ ACTION_ZH = {
     "confirm": "确认扣款退款",
     "discard": "取消扣款",
     "unflag": "解除标记",
+    "dispute_agreed": "客户同意",
+    "dispute_refused": "客户拒绝",
+    "dispute_escalated": "升级平台介入",
     **INSPECTION_ZH,
 }
 
@@ -172,15 +179,19 @@ def risk_card(
     by: str,
     *,
     suggestion: str = "",
+    script: str = "",
     history: tuple[str, ...] = (),
     flagged: bool = False,
     evidence: str = "",
 ) -> Card:
     """A held case for risk: full refund, refund minus a deduction, or rejection (an
-    exchange: reship or reject); `history` is the buyer's, with their incidents."""
+    exchange: reship or reject); `history` is the buyer's, with their incidents;
+    `script` the dispute script the finding suggests (handlers/disputes.py)."""
     fields = _base_fields(case) + [("验货结果", finding), ("验货人", by)]
     if suggestion:
         fields.append(("建议处理", suggestion))
+    if script:
+        fields.append(("建议话术", script))
     if evidence:
         fields.append(("凭证", evidence))
     spec = EXCHANGE_RISK_BUTTONS if case.kind == "exchange" else RISK_BUTTONS
