@@ -28,6 +28,7 @@ from jinja2 import meta
 
 from bot.config_locate import Report, read_toml
 from handlers.script_sandbox import ScriptEnvironment, render
+from handlers.warehouse_rules import ANOMALIES
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,8 @@ CASE_VARIABLES: dict[str, str] = {
 }
 # Given as 名称=金额 in chat: checked as yuan and written without trailing zeros.
 MONEY_VARIABLES = frozenset({"申请金额", "退款金额", "扣款", "补偿金额"})
-# Inspection outcomes a scenario may be suggested for (handlers/warehouse.py ANOMALIES).
-FINDINGS = frozenset({"damaged", "missing_parts", "wrong_item", "empty"})
+# Inspection outcomes a scenario may be suggested for: every anomaly the warehouse records.
+FINDINGS = ANOMALIES
 _LIST_KEYS = ("aliases", "findings", "reasons", "variables", "sop")
 _TEXT_KEYS = ("title", "applies", "reply")
 _NAME = re.compile(r"[^\W\d]\w*")

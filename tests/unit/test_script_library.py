@@ -12,7 +12,7 @@ import pytest
 from bot.cli import main
 from bot.settings import config_dir
 from handlers.script_library import CASE_VARIABLES, FINDINGS, ScriptShelf, check_dir, load_dir
-from handlers.warehouse import ANOMALIES
+from handlers.warehouse_rules import ANOMALIES
 
 SHIPPED = ("缺配件", "人为损坏", "已使用影响二次销售", "错发调包", "空包", "超过七天无理由",
            "物流破损", "恶意退货嫌疑")  # fmt: skip
