@@ -16,14 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from bot.events import ChatMessage
-from handlers import actions, approvals, notify, views, warehouse
+from handlers import actions, approvals, notify, parcels, scan, views, warehouse, waybills
 from handlers.context import Ctx
 from handlers.inbox import once
 from handlers.workflow import Actor, audit
 from storage.models import Case, Evidence, Member, PendingReply
 
 CASE_ID = re.compile(r"RC-\d{6}-\d{4,}", re.IGNORECASE)
-SCAN_CODE = re.compile(r"[A-Za-z0-9-]{6,40}")
 Run = Callable[["Call"], Awaitable[None]]
 PENDING_TTL = timedelta(minutes=30)
 
@@ -57,7 +56,7 @@ async def _help(call: Call) -> None:
         if not c.roles or c.roles & call.member.role_names or "admin" in call.member.role_names
     ]
     if "warehouse" in call.member.role_names:
-        lines.append("直接发送退货运单号或订单号：扫码签收并验货")
+        lines.append("直接发送退货运单号或订单号（或面单照片）：扫码签收并验货")
     await call.reply("\n".join(lines))
 
 
@@ -70,16 +69,32 @@ async def _lookup(call: Call) -> None:
         await call.reply("用法：/查单 RC-… 或订单号、退货运单号")
         return
     code = call.args[0]
+    if await scan.pick(call.session, call.ctx, call.member, code, call.event.sender):
+        return  # one of the cases a scan listed
+    wanted = waybills.codes(" ".join(call.args)) or [code]
     found = await call.session.scalars(
         select(Case)
-        .where(or_(Case.id == code.upper(), Case.order_id == code, Case.return_waybill == code))
+        .where(
+            or_(
+                Case.id.in_([c.upper() for c in wanted]),
+                Case.order_id.in_(wanted),
+                Case.return_waybill.in_(wanted),
+            )
+        )
         .options(selectinload(Case.items), selectinload(Case.steps))
         .order_by(Case.created_at.desc())
         .limit(3)
     )
     cases = list(found)
     if not cases:
-        await call.reply(f"未找到与 {code} 相关的售后单")
+        parcel = await parcels.recorded(call.session, code)
+        known = (
+            f"；该单号已于 {views.stamp(call.ctx, parcel.at)} 由 {parcel.recorded_by} "
+            f"登记为意外包裹（#{parcel.id}）"
+            if parcel
+            else ""
+        )
+        await call.reply(f"未找到与 {code} 相关的售后单{known}")
         return
     answers = [
         views.summary_text(call.ctx, c, await warehouse.hold_lines(call.session, call.ctx, c))
@@ -152,6 +167,19 @@ async def _cancel(call: Call) -> None:
     await call.reply(f"已取消对 {pending.case_id} 的操作")
 
 
+async def _unexpected(call: Call) -> None:
+    """/意外包裹 [单号 备注]: record a parcel no case matches, or list the unmatched."""
+    if not call.args:
+        await call.reply(await parcels.listing(call.session, call.ctx))
+        return
+    code, note = call.args[0], " ".join(call.args[1:])
+    matched = await scan.matches(call.session, waybills.codes(code))
+    if matched:
+        await call.reply(f"{code} 已匹配售后单 {matched[0].id}，请直接发送单号扫码签收")
+        return
+    await parcels.record(call.session, call.ctx, call.member, code, note, call.event.sender)
+
+
 APPROVERS = frozenset({"cs_lead", "ops_director", "finance_director"})
 RISK_DECIDERS = frozenset({"risk", "ops_director"})
 COMMANDS = (
@@ -192,6 +220,13 @@ COMMANDS = (
         "放弃等待回复的操作（如驳回原因）",
         APPROVERS | RISK_DECIDERS,
         _cancel,
+    ),
+    Command(
+        ("意外包裹", "unexpected"),
+        "/意外包裹 [单号 备注]",
+        "登记无法匹配售后单的到仓包裹，或查看未匹配的包裹",
+        frozenset({"warehouse"}),
+        _unexpected,
     ),
 )
 BY_NAME = {name: c for c in COMMANDS for name in c.names}
@@ -244,8 +279,11 @@ async def _plain(
                 step_id=pending.step_id,
             )
             return
-    if "warehouse" in member.role_names and SCAN_CODE.fullmatch(text):
-        await warehouse.scan(session, ctx, member, text, event.sender)
+    warehouse_member = "warehouse" in member.role_names
+    if warehouse_member and await scan.answer(session, ctx, member, text, event.sender):
+        return  # the pick or the 登记 a scan asked for
+    if warehouse_member and waybills.looks_like_code(text):
+        await scan.scan_text(session, ctx, member, text, event.sender)
     elif pending is not None:
         minutes = int(PENDING_TTL.total_seconds() // 60)
         what = views.ACTION_ZH.get(pending.action, pending.action)
