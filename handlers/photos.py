@@ -107,7 +107,7 @@ def _problem(ctx: Ctx, event: PhotoStored, decoded: barcodes.Decoded) -> str:
     limits = ctx.settings.photos
     if event.problem == TOO_LARGE:
         return (
-            f"照片过大（{_mb(event.size)}，上限 {_mb(limits.max_bytes)}），未保存。"
+            f"照片过大（{size_zh(event.size)}，上限 {size_zh(limits.max_bytes)}），未保存。"
             "请压缩后重发，或直接输入运单号"
         )
     if decoded.problem == barcodes.TOO_MANY_PIXELS:
@@ -121,8 +121,9 @@ def _problem(ctx: Ctx, event: PhotoStored, decoded: barcodes.Decoded) -> str:
     return ""
 
 
-def _mb(size: int) -> str:
-    return f"{size / (1 << 20):.1f} MB"
+def size_zh(size: int) -> str:
+    """A byte count as operators read it: "3.2 MB", "850 KB"."""
+    return f"{size / (1 << 20):.1f} MB" if size >= 1 << 20 else f"{max(1, size >> 10)} KB"
 
 
 async def attach(

@@ -23,7 +23,7 @@ from bot.web.auth import acting_as, console_member, require_same_origin
 from bot.web.body import BodyTooLarge, read_body
 from bot.web.console_poll import error
 from bot.web.console_post import deliver
-from handlers.photos import on_photo_stored
+from handlers.photos import on_photo_stored, size_zh
 from storage.evidence import EvidenceStore
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ async def upload(request: web.Request) -> web.Response:
         content = await read_body(request, limit)
     except BodyTooLarge as exc:
         log.info("console photo from %s over %d bytes (%d)", sender.user_id, limit, exc.size)
-        return error(413, f"照片过大（上限 {limit / (1 << 20):.1f} MB），请压缩后重发")
+        return error(413, f"照片过大（上限 {size_zh(limit)}），请压缩后重发")
     if not content:
         return error(400, "照片内容为空")
     store = EvidenceStore(Path(ctx.settings.files.evidence))
