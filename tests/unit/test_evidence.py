@@ -73,8 +73,8 @@ async def test_a_redelivery_writes_one_file_and_announces_the_same_key(tmp_path:
     files = stored(tmp_path)
     assert files == [tmp_path / "sha256" / digest[:2] / f"{digest}.png"]
     assert files[0].read_bytes() == source.content
-    stored = PhotoStored("photo:wecom:msg:1", ME, digest, "image/png", len(source.content))
-    assert announced.events == [stored, stored]
+    event = PhotoStored("photo:wecom:msg:1", ME, digest, "image/png", len(source.content))
+    assert announced.events == [event, event]
     assert source.asked == ["M1", "M1"]
 
 
