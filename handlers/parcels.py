@@ -31,9 +31,7 @@ async def recorded(session: AsyncSession, code: str) -> UnexpectedParcel | None:
     """The unmatched parcel recorded under `code`'s canonical form, if any."""
     found = await session.scalars(
         select(UnexpectedParcel)
-        .where(
-            UnexpectedParcel.code == waybills.canonical(code), UnexpectedParcel.case_id.is_(None)
-        )
+        .where(UnexpectedParcel.code == waybills.canonical(code), UnexpectedParcel.case_id == "")
         .limit(1)
     )
     return found.first()
@@ -79,7 +77,7 @@ async def listing(session: AsyncSession, ctx: Ctx) -> str:
     """The latest unmatched parcels, newest first (for `/意外包裹`)."""
     found = await session.scalars(
         select(UnexpectedParcel)
-        .where(UnexpectedParcel.case_id.is_(None))
+        .where(UnexpectedParcel.case_id == "")
         .order_by(UnexpectedParcel.at.desc(), UnexpectedParcel.id.desc())
         .limit(LIST_MAX)
     )
@@ -107,7 +105,7 @@ async def match_arrivals(session: AsyncSession, ctx: Ctx, arrivals: Iterable[Arr
         return
     found = await session.scalars(
         select(UnexpectedParcel)
-        .where(UnexpectedParcel.code.in_(list(wanted)), UnexpectedParcel.case_id.is_(None))
+        .where(UnexpectedParcel.code.in_(list(wanted)), UnexpectedParcel.case_id == "")
         .order_by(UnexpectedParcel.id)
     )
     now = ctx.now()

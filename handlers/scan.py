@@ -28,6 +28,7 @@ from handlers.workflow import STATUS_ZH, Status
 from storage.models import AuditEvent, Case, Member, ScanState
 
 MAX_CHOICES = 9
+MAX_MATCHES = 50
 PROMPT_TTL = timedelta(minutes=30)
 YES = frozenset({"登记", "是", "确认", "好", "1", "y", "yes", "ok"})
 PICK, UNEXPECTED = "pick", "unexpected"
@@ -66,17 +67,18 @@ async def scan_codes(
 
 
 async def matches(session: AsyncSession, codes: Sequence[str]) -> list[Case]:
-    """Cases whose waybill, order id or id is one of `codes`: the newest first."""
+    """Cases whose waybill, order id or id is one of `codes`: the newest first.
+
+    Each column is looked up by its index; the few matches are ordered here."""
     if not codes:
         return []
     ids = [c.upper() for c in codes]
     found = await session.scalars(
         select(Case)
         .where(or_(Case.return_waybill.in_(codes), Case.order_id.in_(codes), Case.id.in_(ids)))
-        .order_by(Case.created_at.desc(), Case.id.desc())
-        .limit(50)
+        .limit(MAX_MATCHES)
     )
-    return list(found)
+    return sorted(found, key=lambda c: (c.created_at, c.id), reverse=True)
 
 
 async def receive(

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -388,7 +389,7 @@ class UnexpectedParcel(Base):
     __tablename__ = "unexpected_parcels"
     __table_args__ = (
         Index("ix_unexpected_code", "code", "case_id"),
-        Index("ix_unexpected_at", "at", "id"),
+        Index("ix_unexpected_open", "case_id", "at", "id"),  # the unmatched, newest first
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -397,7 +398,7 @@ class UnexpectedParcel(Base):
     note: Mapped[str] = mapped_column(Text, default="")
     recorded_by: Mapped[str] = mapped_column(String(64))  # member name
     at: Mapped[datetime] = mapped_column(DateTime)
-    case_id: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    case_id: Mapped[str] = mapped_column(String(20), default="")  # "" until matched
     matched_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 

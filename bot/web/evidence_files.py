@@ -15,6 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.appkeys import CTX
 from bot.web.auth import console_member, require_api
@@ -44,14 +45,19 @@ async def console_file(request: web.Request) -> web.Response:
     return await _serve(request, None)
 
 
-async def _serve(request: web.Request, case_id: str | None) -> web.Response:
-    ctx = request.app[CTX]
-    sha256 = request.match_info["sha256"]
+async def stored_type(session: AsyncSession, sha256: str, case_id: str | None) -> str | None:
+    """The content type an evidence row (of `case_id`, if given) stored `sha256` with."""
     query = select(Evidence.content_type).where(Evidence.sha256 == sha256)
     if case_id is not None:
         query = query.where(Evidence.case_id == case_id)
+    return (await session.scalars(query.limit(1))).first()
+
+
+async def _serve(request: web.Request, case_id: str | None) -> web.Response:
+    ctx = request.app[CTX]
+    sha256 = request.match_info["sha256"]
     async with ctx.db.read() as session:
-        content_type = (await session.scalars(query.limit(1))).first()
+        content_type = await stored_type(session, sha256, case_id)
     if content_type is None:
         raise web.HTTPNotFound(
             text='{"error": "evidence not found"}', content_type="application/json"

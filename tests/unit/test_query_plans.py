@@ -43,9 +43,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.delivery import STRICT, chat_limits
 from bot.metrics import Metrics
-from bot.settings import OutboxSettings
+from bot.settings import OutboxSettings, Settings
 from bot.web.api import Filters, fetch_page, load_case
 from bot.web.console_poll import poll_rows
+from bot.web.evidence_files import stored_type
+from handlers import parcels, scan, waybills
+from handlers.context import Ctx
 from storage import inbound, outbox, timers
 from storage.db import Database
 from storage.history import customer_history, histories
@@ -61,6 +64,7 @@ from storage.models import (
     InboundEvent,
     OutboxMessage,
     Timer,
+    UnexpectedParcel,
 )
 from tests.conftest import ENGINES, fresh_database
 
@@ -106,8 +110,13 @@ def _children() -> dict[type, list[dict[str, Any]]]:
             )  # fmt: skip
         if n % 3 == 0:
             rows[Evidence].append(
-                {"case_id": case_id, "kind": "note", "ref": "r", "added_by": "x", "at": at}
-            )
+                {"case_id": case_id, "kind": "note", "ref": "r", "added_by": "x", "at": at,
+                 "sha256": None, "content_type": "", "size": 0}
+            )  # fmt: skip
+            rows[Evidence].append(
+                {"case_id": case_id, "kind": "photo", "ref": "p", "added_by": "x", "at": at,
+                 "sha256": f"{n:064x}", "content_type": "image/jpeg", "size": 1}
+            )  # fmt: skip
     return rows
 
 
@@ -155,11 +164,18 @@ def _queues() -> dict[type, list[dict[str, Any]]]:
          "updated_at": NOW - timedelta(minutes=3000 - n)}
         for n in range(3000)
     ]  # fmt: skip
+    parcel_rows = [
+        {"code": f"P{n:08d}", "scanned": f"P{n:08d}", "note": "", "recorded_by": "小周",
+         "at": NOW - timedelta(minutes=3000 - n),
+         "case_id": f"RC-{n:06d}" if n % 10 else ""}
+        for n in range(3000)
+    ]  # fmt: skip
     return {
         Timer: timer_rows,
         OutboxMessage: outbox_rows,
         InboundEvent: inbound_rows,
         ConsoleMessage: console_rows,
+        UnexpectedParcel: parcel_rows,
     }
 
 
@@ -394,5 +410,23 @@ async def test_the_outbox_claim_and_rate_limits_use_indexes(seeded: Database) ->
 async def test_the_inbound_claim_uses_an_index(seeded: Database) -> None:
     async def run() -> None:
         assert await inbound.claim_due(seeded, NOW, 20, timedelta(minutes=1))
+
+    await assert_indexed(seeded, run)
+
+
+async def test_the_scan_lookups_use_indexes(seeded: Database) -> None:
+    """A scan's candidates, the unexpected parcels (found, listed, matched at intake) and
+    the evidence file route's lookup."""
+    ctx = Ctx(db=seeded, settings=Settings(), clock=lambda: NOW.replace(tzinfo=UTC))
+
+    async def run() -> None:
+        async with seeded.read() as session:
+            assert [c.id for c in await scan.matches(session, waybills.codes("rc-000300"))]
+            assert await parcels.recorded(session, "p00000010") is not None
+            assert "P00002990" in await parcels.listing(session, ctx)
+            assert await stored_type(session, f"{300:064x}", "RC-000300") == "image/jpeg"
+            assert await stored_type(session, f"{300:064x}", None) == "image/jpeg"
+        async with seeded.read() as session:  # read-only: nothing here is waiting
+            await parcels.match_arrivals(session, ctx, [("RC-000001", "in_transit", "X1", "O1")])
 
     await assert_indexed(seeded, run)

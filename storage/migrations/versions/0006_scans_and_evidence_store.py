@@ -35,12 +35,12 @@ def upgrade() -> None:
         sa.Column("note", sa.Text(), nullable=False),
         sa.Column("recorded_by", sa.String(length=64), nullable=False),
         sa.Column("at", sa.DateTime(), nullable=False),
-        sa.Column("case_id", sa.String(length=20), nullable=True),
+        sa.Column("case_id", sa.String(length=20), nullable=False, server_default=""),
         sa.Column("matched_at", sa.DateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_unexpected_code", "unexpected_parcels", ["code", "case_id"])
-    op.create_index("ix_unexpected_at", "unexpected_parcels", ["at", "id"])
+    op.create_index("ix_unexpected_open", "unexpected_parcels", ["case_id", "at", "id"])
     op.create_table(
         "scan_states",
         sa.Column("member_id", BigId, nullable=False),
@@ -57,7 +57,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("scan_states")
-    op.drop_index("ix_unexpected_at", table_name="unexpected_parcels")
+    op.drop_index("ix_unexpected_open", table_name="unexpected_parcels")
     op.drop_index("ix_unexpected_code", table_name="unexpected_parcels")
     op.drop_table("unexpected_parcels")
     with op.batch_alter_table("evidence", schema=None) as batch_op:
