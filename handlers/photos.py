@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import barcodes
-from bot.events import TOO_LARGE, ImageMessage, PhotoStored
+from bot.events import TOO_LARGE, ImageMessage, PhotoStored, Sender
 from bot.keys import key
 from handlers import notify, scan, waybills
 from handlers.context import Ctx
@@ -46,12 +46,17 @@ async def on_image_message(event: ImageMessage, ctx: Ctx) -> None:
     await once(ctx, event.key, event.sender.platform, lambda s: _fetch(s, ctx, event))
 
 
+async def _warehouse(session: AsyncSession, ctx: Ctx, sender: Sender) -> Member | None:
+    """The warehouse member who sent a photo, or None after telling anyone else why not."""
+    member = await notify.known_member(session, ctx, sender)
+    if member is not None and "warehouse" not in member.role_names:
+        await notify.send_text(session, ctx, sender, WAREHOUSE_ONLY)
+        return None
+    return member
+
+
 async def _fetch(session: AsyncSession, ctx: Ctx, event: ImageMessage) -> None:
-    member = await notify.known_member(session, ctx, event.sender)
-    if member is None:
-        return
-    if "warehouse" not in member.role_names:
-        await notify.send_text(session, ctx, event.sender, WAREHOUSE_ONLY)
+    if await _warehouse(session, ctx, event.sender) is None:
         return
     notify.fetch_media(ctx, session, event.sender, event.media_id, photo_key(event.key))
 
@@ -71,11 +76,8 @@ async def on_photo_stored(event: PhotoStored, ctx: Ctx) -> None:
 async def _apply(
     session: AsyncSession, ctx: Ctx, event: PhotoStored, decoded: barcodes.Decoded
 ) -> None:
-    member = await notify.known_member(session, ctx, event.sender)
+    member = await _warehouse(session, ctx, event.sender)
     if member is None:
-        return
-    if "warehouse" not in member.role_names:
-        await notify.send_text(session, ctx, event.sender, WAREHOUSE_ONLY)
         return
     problem = _problem(ctx, event, decoded)
     if problem:

@@ -7,7 +7,6 @@ import dataclasses
 import hashlib
 import uuid
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,34 +16,29 @@ from sqlalchemy import func, select
 
 from bot.app import create_app
 from bot.appkeys import CTX, WORKER
-from bot.demo import demo_settings
 from bot.settings import PhotoSettings, Settings
 from handlers.intake import on_return_request
-from storage.db import Database
 from storage.models import Case, ConsoleMessage, Evidence, InboxKey
 from tests.fakes.labels import huge_png, label_photo, plain_photo
+from tests.http.test_console import TOKEN, settings  # noqa: F401  (the demo's settings)
 from tests.unit.warehouse_support import parcel
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[[web.Application], Awaitable[Client]]
-TOKEN = "console-photo-token-0123456789"
 SF = "SF7700112233445"
 
 
 @pytest.fixture
-def settings(tmp_path: Path, db: Database) -> Settings:
-    base = demo_settings(8080, tmp_path / "var")
+def photo_settings(settings: Settings) -> Settings:  # noqa: F811
+    """The console tests' demo settings, with small photo bounds."""
     return dataclasses.replace(
-        base,
-        api=dataclasses.replace(base.api, token=TOKEN),
-        database=dataclasses.replace(base.database, url=db.url),
-        photos=PhotoSettings(max_bytes=200_000, max_pixels=4_000_000),
+        settings, photos=PhotoSettings(max_bytes=200_000, max_pixels=4_000_000)
     )
 
 
 @pytest.fixture
-async def client(settings: Settings, aiohttp_client: MakeClient) -> Client:
-    return await aiohttp_client(create_app(settings, background=False))
+async def client(photo_settings: Settings, aiohttp_client: MakeClient) -> Client:
+    return await aiohttp_client(create_app(photo_settings, background=False))
 
 
 async def upload(
@@ -100,7 +94,7 @@ async def test_a_label_photo_uploaded_in_the_console_receives_the_case(client: C
 
 
 async def test_evidence_is_listed_by_the_case_api_and_fetched_with_the_token(
-    client: Client, settings: Settings, aiohttp_client: MakeClient
+    client: Client, photo_settings: Settings, aiohttp_client: MakeClient
 ) -> None:
     case_id = await open_case(client)
     await upload(client, label_photo(SF))
@@ -109,7 +103,7 @@ async def test_evidence_is_listed_by_the_case_api_and_fetched_with_the_token(
     await upload(client, damage)  # the same bytes again: one row
     assert "这张照片已附加到" in (await texts(client))[-1]
     private = dataclasses.replace(
-        settings, server=dataclasses.replace(settings.server, demo=False)
+        photo_settings, server=dataclasses.replace(photo_settings.server, demo=False)
     )
     api = await aiohttp_client(create_app(private, background=False, migrate=False))
     bearer = {"Authorization": f"Bearer {TOKEN}"}

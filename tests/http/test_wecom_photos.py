@@ -4,7 +4,6 @@ Both engines."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,21 +11,26 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from bot.app import create_app
 from bot.appkeys import CTX
 from bot.settings import PhotoSettings
 from storage.db import Database
 from storage.models import Case, Evidence
 from tests.fakes.labels import label_photo, plain_photo
 from tests.fakes.wecom import FakeWecom, running
-from tests.fakes.wecom_callbacks import CallbackSigner, settle, with_wecom
-from tests.support import Client, FakeClock, MakeClient, make_settings, post_generic, return_body
+from tests.fakes.wecom_callbacks import CallbackSigner, settle, wecom_app
+from tests.support import (
+    MEMBERS,
+    Client,
+    FakeClock,
+    MakeClient,
+    post_generic,
+    return_body,
+)
 
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeWecom]:
-    users = {"wangzuzhang", "liuzuzhang", "lizongjian", "zhaocaiwu", "xiaozhou", "admin"}
-    async with running(FakeWecom(users=users | {"xiaomei", "chenfengkong"})) as server:
+    async with running(FakeWecom(users=set(TEAM))) as server:
         yield server
 
 
@@ -34,9 +38,8 @@ async def fake() -> AsyncIterator[FakeWecom]:
 async def client(
     db: Database, tmp_path: Path, clock: FakeClock, fake: FakeWecom, aiohttp_client: MakeClient
 ) -> Client:
-    settings = with_wecom(make_settings(tmp_path, db.url, console=False), fake.url)
-    settings = dataclasses.replace(settings, photos=PhotoSettings(max_bytes=150_000))
-    return await aiohttp_client(create_app(settings, clock=clock, background=False))
+    bounds = PhotoSettings(max_bytes=150_000)
+    return await aiohttp_client(wecom_app(db, tmp_path, clock, fake.url, photos=bounds))
 
 
 async def returning(client: Client, clock: FakeClock, n: int, waybill: str) -> str:
@@ -62,6 +65,9 @@ async def photo(client: Client, signer: CallbackSigner, media_id: str, msg_id: i
     resp = await client.post("/callbacks/wecom", params=query, data=body)
     assert (resp.status, await resp.text()) == (200, "")
     await settle(client.app)
+
+
+TEAM = tuple(wecom for _, _, wecom, _ in MEMBERS)
 
 
 def stored(root: Path) -> list[str]:
