@@ -28,7 +28,7 @@ from bot.channels.wiring import Marketplaces
 from bot.clock import Clock
 from bot.delivery import build_worker, chat_limits
 from bot.dispatch import Dispatcher
-from bot.events import CardAction, ChannelNotice, ChatMessage, ImageMessage
+from bot.events import CardAction, ChannelNotice, ChatMessage, ImageMessage, PhotoStored
 from bot.metrics import Metrics
 from bot.outbox import Performer
 from bot.platforms import console, dingtalk, wecom
@@ -49,9 +49,10 @@ from handlers.context import Ctx, utcnow
 from handlers.intake import apply_requests
 from handlers.intake_submit import via_writer
 from handlers.people import sync_members
+from handlers.photos import on_image_message, on_photo_stored
 from handlers.unsupported import reply_unsupported
-from handlers.warehouse import on_image_message
 from storage.db import Database
+from storage.evidence import EvidenceStore
 from storage.migrate import upgrade
 from storage.secrets import load_keyring
 
@@ -119,7 +120,12 @@ def create_app(
         app[HTTP] = http
         performers: dict[str, Performer] = {
             **chat_performers(platforms, db),
-            **media_performers(platforms, Path(settings.files.evidence)),
+            **media_performers(
+                platforms,
+                EvidenceStore(Path(settings.files.evidence)),
+                lambda event: app[appkeys.DISPATCH].accept(event),  # set below, before a tick
+                settings.photos.max_bytes,
+            ),
             **channel_performers(
                 {
                     "generic": generic.GenericClient(settings.channels.generic, http, ctx.clock),
@@ -156,6 +162,7 @@ def create_app(
                 ChannelNotice: marketplaces.notice_handler(
                     lambda event, ctx: via_writer(writer.submit, ctx, event)
                 ),
+                PhotoStored: on_photo_stored,
             },
             kick=lambda: ticker.kick(),
             writer=writer,

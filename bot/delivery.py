@@ -33,7 +33,7 @@ from handlers import notify, refunds
 from handlers.context import Ctx
 from handlers.people import holders
 from storage import outbox
-from storage.models import CardRecord, Evidence, OutboxMessage
+from storage.models import CardRecord, OutboxMessage
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +82,6 @@ def build_worker(ctx: Ctx, performers: Mapping[str, Performer], **kwargs: Any) -
             record = await session.get(CardRecord, result["card_id"])
             if record is not None:
                 record.platform_ref = ref
-        elif msg.kind == notify.MEDIA_FETCH_KIND and result.get("path"):
-            evidence = await session.get(Evidence, result["evidence_id"])
-            if evidence is not None:
-                evidence.ref = f"file:{result['path']}"
         elif msg.kind == notify.REFUND_KIND and msg.case_id and result.get("confirmed"):
             await refunds.record_result(session, ctx, RefundResult(msg.case_id, ok=True))
 

@@ -137,17 +137,40 @@ class ChannelNotice:
     tag: str = ""
 
 
+TOO_LARGE = "too_large"  # PhotoStored.problem: over photos.max_bytes, not stored
+
+
+@dataclass(frozen=True, slots=True)
+class PhotoStored:
+    """A chat photo now in the evidence store (storage/evidence.py), handed back to the
+    workflow once its bytes are there: to decode, then scan or attach. `problem` is
+    set instead when the photo was refused unstored (too_large)."""
+
+    key: str
+    sender: Sender
+    sha256: str = ""
+    content_type: str = ""
+    size: int = 0
+    problem: str = ""
+
+
 # Events an edge acknowledges before they are handled are stored (storage/inbound.py)
 # so a crash cannot lose them; these are the kinds that can be, by name.
 DEFERRABLE: dict[
-    str, type[ChatMessage] | type[CardAction] | type[ImageMessage] | type[ChannelNotice]
+    str,
+    type[ChatMessage]
+    | type[CardAction]
+    | type[ImageMessage]
+    | type[ChannelNotice]
+    | type[PhotoStored],
 ] = {
     "chat_message": ChatMessage,
     "card_action": CardAction,
     "image_message": ImageMessage,
     "channel_notice": ChannelNotice,
+    "photo_stored": PhotoStored,
 }
-Deferrable = ChatMessage | CardAction | ImageMessage | ChannelNotice
+Deferrable = ChatMessage | CardAction | ImageMessage | ChannelNotice | PhotoStored
 
 
 def encode(event: Deferrable) -> tuple[str, dict[str, Any]]:

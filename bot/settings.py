@@ -237,7 +237,7 @@ class FilesSettings:
     routing: str = "routing.toml"
     sla: str = "sla.toml"
     scripts: str = "scripts"
-    evidence: str = "var/evidence"  # photos downloaded from chat, one folder per case
+    evidence: str = "var/evidence"  # chat photos, content-addressed (storage/evidence.py)
     warehouse: str = "warehouse.toml"  # inspection outcomes, release timing, parts, abuse
 
 
@@ -254,6 +254,16 @@ class OutboxSettings:
     lease_seconds: int = 60
 
 
+@dataclass(frozen=True)
+class PhotoSettings:
+    """Chat photos: the byte and pixel bounds of one image, and how long after a scan a
+    photo without a code is evidence for the case just scanned (handlers/photos.py)."""
+
+    max_bytes: int = 10 << 20  # a phone photo is 2-6 MB
+    max_pixels: int = 40_000_000  # 40 megapixels: every phone camera, no decompression bomb
+    evidence_window_minutes: int = 30
+
+
 SECTIONS: dict[str, type] = {
     "server": ServerSettings,
     "database": DatabaseSettings,
@@ -263,6 +273,7 @@ SECTIONS: dict[str, type] = {
     "dingtalk": DingtalkSettings,
     "files": FilesSettings,
     "outbox": OutboxSettings,
+    "photos": PhotoSettings,
 }
 
 
@@ -281,6 +292,7 @@ class Settings:
     roles: dict[str, RoleRoute] = field(default_factory=dict)
     files: FilesSettings = FilesSettings()
     outbox: OutboxSettings = OutboxSettings()
+    photos: PhotoSettings = PhotoSettings()
     routing: RoutingRules = RoutingRules(tiers=())
     sla: dict[str, SlaPolicy] = field(default_factory=dict)
     source: str = "<defaults>"

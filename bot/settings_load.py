@@ -133,6 +133,7 @@ _VALUE_CHECKS: dict[str, Callable[[Any], str | None]] = {
     **{f"outbox.{k}": _positive for k in ("batch", "rate_per_minute")},
     **{f"outbox.{k}": _positive for k in ("tick_seconds", "lease_seconds", "base_delay_seconds")},
     **{f"outbox.{k}": _positive for k in ("max_delay_seconds", "give_up_after_hours")},
+    **{f"photos.{k}": _positive for k in ("max_bytes", "max_pixels", "evidence_window_minutes")},
 }
 
 

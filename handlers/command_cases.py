@@ -11,7 +11,17 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from handlers import approvals, deduction, disputes, resolve, views, warehouse
+from handlers import (
+    approvals,
+    deduction,
+    disputes,
+    parcels,
+    resolve,
+    scan,
+    views,
+    warehouse,
+    waybills,
+)
 from handlers.command_grammar import CASE_ID, Call, Run
 from handlers.workflow import OPEN, Actor, Status, audit
 from storage.models import Case, Evidence, PendingReply, Timer
@@ -20,11 +30,15 @@ CASE_REF = "RC-…|订单号|运单号"
 
 
 async def find_cases(session: AsyncSession, code: str) -> list[Case]:
-    """Cases the code names: its id, or an order number or waybill; newest first."""
-    wanted = code.upper() if CASE_ID.fullmatch(code) else code
+    """Cases the code names: its id, or an order number or waybill as a PDA or a person
+    typed it (handlers/waybills.py normalizes it); newest first."""
+    wanted = waybills.codes(code) or [code]
+    ids = [c.upper() for c in wanted if CASE_ID.fullmatch(c)]
     found = await session.scalars(
         select(Case)
-        .where(or_(Case.id == wanted, Case.order_id == code, Case.return_waybill == code))
+        .where(
+            or_(Case.id.in_(ids), Case.order_id.in_(wanted), Case.return_waybill.in_(wanted))
+        )
         .options(selectinload(Case.items), selectinload(Case.steps))
         .order_by(Case.created_at.desc())
         .limit(5)
@@ -79,9 +93,19 @@ async def lookup(call: Call) -> None:
     if not call.args:
         await call.reply(f"用法：/查单 {CASE_REF}")
         return
-    cases = await find_cases(call.session, call.args[0])
+    code = call.args[0]
+    if await scan.pick(call.session, call.ctx, call.member, code, call.event.sender):
+        return  # one of the cases a scan listed
+    cases = await find_cases(call.session, " ".join(call.args))
     if not cases:
-        await call.reply(f"未找到与 {call.args[0]} 相关的售后单")
+        parcel = await parcels.recorded(call.session, code)
+        known = (
+            f"；该单号已于 {views.stamp(call.ctx, parcel.at)} 由 {parcel.recorded_by} "
+            f"登记为意外包裹（#{parcel.id}）"
+            if parcel
+            else ""
+        )
+        await call.reply(f"未找到与 {code} 相关的售后单{known}")
         return
     answers = [await details(call, c) for c in cases[:3]]
     await call.reply("\n\n".join(answers), cases[0].id)
@@ -168,3 +192,16 @@ async def cancel(call: Call) -> None:
         return
     await call.session.delete(pending)
     await call.reply(f"已取消对 {pending.case_id} 的操作")
+
+
+async def unexpected(call: Call) -> None:
+    """/意外包裹 [单号 备注]: record a parcel no case matches, or list the unmatched."""
+    if not call.args:
+        await call.reply(await parcels.listing(call.session, call.ctx))
+        return
+    code, note = call.args[0], call.rest()
+    matched = await scan.matches(call.session, waybills.codes(code))
+    if matched:
+        await call.reply(f"{code} 已匹配售后单 {matched[0].id}，请直接发送单号扫码签收")
+        return
+    await parcels.record(call.session, call.ctx, call.member, code, note, call.event.sender)

@@ -8,13 +8,12 @@ an audit row). The grammar itself is in handlers/command_grammar.py.
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.events import ChatMessage
-from handlers import actions, command_cases, notify, views, warehouse
+from handlers import actions, command_cases, notify, scan, views, waybills
 from handlers.command_grammar import CASE_ID, Call, Command, closest, parse, strip_mentions
 from handlers.command_scripts import script
 from handlers.command_stats import stats
@@ -25,7 +24,6 @@ from handlers.people import ROLE_ZH, role_zh
 from handlers.workflow import Actor, audit
 from storage.models import Member, PendingReply
 
-SCAN_CODE = re.compile(r"[A-Za-z0-9-]{6,40}")
 PENDING_TTL = timedelta(minutes=30)
 REF = "RC-…"  # a case id, an order number or a waybill (command_cases.case_arg)
 
@@ -44,7 +42,7 @@ async def _help(call: Call) -> None:
     lines += [f"{c.usage}  {c.help}" for c in COMMANDS if c.allows(roles)]
     lines.append("RC-… 处也可以填订单号或退货运单号")
     if "warehouse" in roles:
-        lines.append("直接发送退货运单号或订单号：扫码签收并验货")
+        lines.append("直接发送退货运单号或订单号（或面单照片）：扫码签收并验货")
     await call.reply("\n".join(lines))
 
 
@@ -155,6 +153,13 @@ COMMANDS = (
         command_cases.cancel,
     ),
     Command(
+        ("意外包裹", "unexpected"),
+        "/意外包裹 [单号 备注]",
+        "登记无法匹配售后单的到仓包裹，或查看未匹配的包裹",
+        frozenset({"warehouse"}),
+        command_cases.unexpected,
+    ),
+    Command(
         ("扣款退款", "deduct"),
         f"/扣款退款 {REF} 配件或金额 原因",
         "验货异常单扣款后退款（随后确认金额）",
@@ -229,8 +234,11 @@ async def _plain(
                 step_id=pending.step_id,
             )
             return
-    if "warehouse" in member.role_names and SCAN_CODE.fullmatch(text):
-        await warehouse.scan(session, ctx, member, text, event.sender)
+    warehouse_member = "warehouse" in member.role_names
+    if warehouse_member and await scan.answer(session, ctx, member, text, event.sender):
+        return  # the pick or the 登记 a scan asked for
+    if warehouse_member and waybills.looks_like_code(text):
+        await scan.scan_text(session, ctx, member, text, event.sender)
     elif pending is not None:
         minutes = int(PENDING_TTL.total_seconds() // 60)
         what = views.ACTION_ZH.get(pending.action, pending.action)

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from bot.events import ReturnRequest
-from handlers import exchange, notify
+from handlers import exchange, notify, parcels
 from handlers.context import Ctx
 from handlers.inbox import Duplicate, retrying
 from handlers.notify import REFUND_KIND
@@ -100,7 +100,19 @@ async def apply_requests(
             await _open(session, ctx, opening, results, now)
             results[n] = await _cancel_new(session, ctx, event)
     await _open(session, ctx, opening, results, now)
+    await parcels.match_arrivals(session, ctx, _arrivals(events, results))
     return await _with_duplicates(session, events, results)
+
+
+def _arrivals(
+    events: Sequence[ReturnRequest], results: dict[int, IntakeResult]
+) -> list[parcels.Arrival]:
+    """The cases stored, with the codes an unexpected parcel may be waiting under."""
+    return [
+        (r.case_id, r.status, e.return_waybill, e.order_id)
+        for n, e in enumerate(events)
+        if (r := results.get(n)) is not None and r.case_id and not r.refused
+    ]
 
 
 def _channel_key(event: ReturnRequest) -> rows.Triple:

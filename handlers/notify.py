@@ -20,7 +20,7 @@ from handlers.context import Ctx
 from handlers.effects import CardSend, Effects, Message
 from handlers.people import NOT_A_MEMBER, Recipient, address, member_for, receives
 from storage import outbox
-from storage.models import ApprovalStep, CardRecord, Case, Evidence, Member
+from storage.models import ApprovalStep, CardRecord, Case, Member
 
 REFUND_KIND = "channel.refund"  # the outbox row that moves money
 ROLE_CHAT = "wecom-chat"  # a role's WeCom group chat (bot/platforms/wecom_chat.py)
@@ -260,14 +260,18 @@ async def channel_event(
 
 
 def fetch_media(
-    ctx: Ctx, session: AsyncSession, evidence: Evidence, platform: str, media_id: str
+    ctx: Ctx, session: AsyncSession, sender: Sender, media_id: str, photo_key: str
 ) -> None:
-    """Download a chat photo into the evidence store (bot/platforms/evidence.py)."""
+    """Download a chat photo into the evidence store (bot/platforms/evidence.py); the
+    performer hands it back as a `PhotoStored` event keyed `photo_key`."""
     outbox.enqueue(
         session,
         kind=MEDIA_FETCH_KIND,
-        destination=f"{platform}:media",
-        payload={"evidence_id": evidence.id, "media_id": media_id},
+        destination=f"{sender.platform}:media",
+        payload={
+            "media_id": media_id,
+            "photo_key": photo_key,
+            "sender": {"platform": sender.platform, "user_id": sender.user_id},
+        },
         now=ctx.now(),
-        case_id=evidence.case_id,
     )

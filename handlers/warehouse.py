@@ -1,90 +1,37 @@
 """Warehouse: scan the return waybill and answer with the inspection card.
 
-A scan (a PDA types the waybill into chat) matches the parcel to its case and
-answers with the inspection card; the result and what follows it are in
-handlers/inspection.py, release timing in handlers/release.py, risk's decisions
-on a held case in handlers/resolve.py.
+A scan (handlers/scan.py matches what a PDA typed or a photo showed) receives
+the parcel's case and answers with the inspection card; the result and what
+follows it are in handlers/inspection.py, release timing in handlers/release.py,
+risk's decisions on a held case in handlers/resolve.py. Photos: handlers/photos.py.
 """
 
 from __future__ import annotations
 
 import json
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.events import ImageMessage, Sender
+from bot.events import Sender
 from handlers import inspection, notify, release, views
-from handlers.approvals import load_case, refuse
+from handlers.approvals import refuse
 from handlers.context import Ctx
-from handlers.inbox import once
 from handlers.people import holders
-from handlers.workflow import Actor, Refusal, Status, audit, fire
+from handlers.workflow import Actor, Refusal, Status, fire
 from storage.models import AuditEvent, Case, Evidence, Member
 
 RECEIVABLE = (Status.AWAITING_RETURN.value, Status.IN_TRANSIT.value)
 
 
-async def on_image_message(event: ImageMessage, ctx: Ctx) -> None:
-    """A photo from the warehouse: evidence for the case in hand (the last one scanned)."""
-    await once(ctx, event.key, event.sender.platform, lambda s: _attach(s, ctx, event))
-
-
-async def _attach(session: AsyncSession, ctx: Ctx, event: ImageMessage) -> None:
-    member = await notify.known_member(session, ctx, event.sender)
-    if member is None:
-        return
-    case_id = await session.scalar(
-        select(AuditEvent.case_id)
-        .where(AuditEvent.actor == Actor.of(member).label, AuditEvent.action == "receive")
-        .order_by(AuditEvent.id.desc())
-        .limit(1)
-    )
-    if case_id is None:
-        await notify.send_text(session, ctx, event.sender, "请先发送退货运单号签收，再发送照片")
-        return
-    now = ctx.now()
-    ref = f"{event.sender.platform}:media:{event.media_id}"
-    photo = Evidence(case_id=case_id, kind="photo", ref=ref, added_by=member.name, at=now)
-    session.add(photo)
-    await session.flush()
-    notify.fetch_media(ctx, session, photo, event.sender.platform, event.media_id)
-    session.add(audit(case_id, Actor.of(member), "evidence", now, why=ref))
-    count = await session.scalar(
-        select(func.count(Evidence.id)).where(
-            Evidence.case_id == case_id, Evidence.kind == "photo"
-        )
-    )
-    await notify.send_text(
-        session, ctx, event.sender, f"已将照片附加到 {case_id}（共 {count} 张）", case_id
-    )
-
-
-async def find_for_scan(session: AsyncSession, code: str) -> Case | None:
-    """The open case a scanned code belongs to: waybill first, then order id or case id."""
-    found = await session.scalars(
-        select(Case)
-        .where(or_(Case.return_waybill == code, Case.order_id == code, Case.id == code))
-        .order_by(Case.status.in_(RECEIVABLE).desc(), Case.created_at.desc())
-    )
-    return found.first()
-
-
 async def scan(
-    session: AsyncSession, ctx: Ctx, member: Member, code: str, reply_to: Sender
+    session: AsyncSession, ctx: Ctx, member: Member, case: Case, code: str, reply_to: Sender
 ) -> None:
-    """A parcel in hand: mark its case received and give the scanner the inspection card."""
+    """A parcel in hand: mark its case received and give the scanner the inspection card.
+
+    `case` is the one handlers/scan.py matched to `code`, loaded and locked; a second
+    scan of a parcel already received is answered there."""
     actor = Actor.of(member)
-    match = await find_for_scan(session, code)
-    case = await load_case(session, ctx, match.id) if match else None
-    if case is None:
-        await notify.send_text(session, ctx, reply_to, f"未找到与 {code} 匹配的售后单")
-        return
-    if case.status == Status.RECEIVED:
-        await notify.send_text(
-            session, ctx, reply_to, f"{case.id} 已签收，请在验货卡片上选择结果", case.id
-        )
-        return
     if await release.receive_released(session, ctx, case, member, code):
         await inspection.send_card(session, ctx, member, case)
         await notify.send_text(

@@ -285,7 +285,11 @@ class Timer(Base):
 
 class Evidence(Base):
     __tablename__ = "evidence"
-    __table_args__ = (Index("ix_evidence_case", "case_id", "at", "id"),)
+    __table_args__ = (
+        Index("ix_evidence_case", "case_id", "at", "id"),
+        Index("uq_evidence_case_sha", "case_id", "sha256", unique=True),
+        Index("ix_evidence_sha", "sha256"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     case_id: Mapped[str] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
@@ -293,6 +297,11 @@ class Evidence(Base):
     ref: Mapped[str] = mapped_column(Text)
     added_by: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(DateTime)
+    # A photo in the content-addressed store (storage/evidence.py): its SHA-256 names
+    # the file; one case holds the same bytes once.
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    content_type: Mapped[str] = mapped_column(String(64), default="")
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class CardRecord(Base):
@@ -453,3 +462,41 @@ class DisputeEvent(Base):
     text: Mapped[str] = mapped_column(Text, default="")
     actor: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class UnexpectedParcel(Base):
+    """A parcel the warehouse scanned that matched no case (意外包裹): kept, searchable
+    by its code, and matched when a case with that waybill or order id comes in."""
+
+    __tablename__ = "unexpected_parcels"
+    __table_args__ = (
+        Index("ix_unexpected_code", "code", "case_id"),
+        Index("ix_unexpected_open", "case_id", "at", "id"),  # the unmatched, newest first
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    code: Mapped[str] = mapped_column(String(64))  # the normalized waybill / order number
+    scanned: Mapped[str] = mapped_column(String(200))  # what was typed or decoded
+    note: Mapped[str] = mapped_column(Text, default="")
+    recorded_by: Mapped[str] = mapped_column(String(64))  # member name
+    at: Mapped[datetime] = mapped_column(DateTime)
+    case_id: Mapped[str] = mapped_column(String(20), default="")  # "" until matched
+    matched_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class ScanState(Base):
+    """A warehouse member's scanner: the case in hand (the last one scanned, which a
+    photo without a code is evidence for), and what the last scan asked (pick one of
+    several cases, or record an unexpected parcel), answered by the next message."""
+
+    __tablename__ = "scan_states"
+
+    member_id: Mapped[int] = mapped_column(
+        ForeignKey("members.id", ondelete="CASCADE"), primary_key=True
+    )
+    case_id: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    scanned_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    prompt: Mapped[str] = mapped_column(String(16), default="")  # "" | pick | unexpected
+    code: Mapped[str] = mapped_column(String(200), default="")
+    choices: Mapped[list[Any]] = mapped_column(default=list)  # case ids, in the order shown
+    asked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)

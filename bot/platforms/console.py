@@ -7,7 +7,8 @@ outbox row id and checked before insert (under a PostgreSQL advisory lock, so
 two replicas retrying the same row still write one message).
 
 Inbound, the page's JSON posts become neutral `ChatMessage` / `CardAction`
-events. The page makes a uuid per send or click, so a double POST maps to the
+events, and an uploaded photo a `PhotoStored` one (bot/web/console_photo.py).
+The page makes a uuid per send, click or upload, so a double POST maps to the
 same idempotency key and the handlers' inbox drops the second one.
 """
 
@@ -205,6 +206,12 @@ def parse_click(data: object) -> CardAction:
         reason=_field(body, "reason", required=False, limit=REASON_MAX, lines=True),
         target=_field(body, "target", required=False, limit=64),
     )
+
+
+def parse_photo(data: object) -> tuple[Sender, str, str]:
+    """`{user, uuid}` of an uploaded photo -> (sender, key `console:photo:<uuid>`, uuid)."""
+    _, user, uuid = _common(data)
+    return Sender(NAME, user), keys.key(NAME, "photo", uuid), uuid
 
 
 def click_label(data: dict[str, Any]) -> str:

@@ -1,27 +1,30 @@
-"""Photos sent in chat, kept: the outbox downloads them from the platform into files.
+"""Photos sent in chat, kept: the outbox downloads them from the platform into the store.
 
 A WeCom media_id lives three days; an evidence photo of a damaged parcel must
-outlive the dispute. The handler records the photo and enqueues `media.fetch`
-(destination `<platform>:media`); this performer downloads it through the
-platform and writes `<evidence_dir>/<case>/<evidence id>.<ext>` atomically, so a
-redelivery overwrites the same file with the same bytes.
+outlive the dispute. The handler enqueues `media.fetch` (destination
+`<platform>:media`); this performer downloads the photo through the platform,
+keeps it in the content-addressed store (storage/evidence.py, in a thread) and
+hands the workflow a `PhotoStored` event through the dispatcher, which records it
+before answering: decoding and matching run there, after the bytes are safe, never
+in this delivery. A photo over `photos.max_bytes` is not stored; the event says
+so. A redelivery writes the same file and announces the same key, which the
+dispatcher drops as a duplicate.
 """
 
 from __future__ import annotations
 
 import asyncio
-import mimetypes
-import os
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
-from bot.outbox import Performer, PermanentError
+from bot.events import TOO_LARGE, PhotoStored, Sender
+from bot.outbox import Performer, PermanentError, RetryableError
 from bot.platforms.base import split_destination
+from storage.evidence import EvidenceStore
 from storage.models import OutboxMessage
 
 FETCH_KIND = "media.fetch"
-_EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "image/gif": ".gif"}
+Announce = Callable[[PhotoStored], Awaitable[bool]]
 
 
 class MediaFile(Protocol):
@@ -34,20 +37,25 @@ class MediaSource(Protocol):
         """The bytes behind a platform media handle."""
 
 
-def extension(content_type: str) -> str:
-    kind = content_type.split(";")[0].strip().lower()
-    return _EXTENSIONS.get(kind) or mimetypes.guess_extension(kind) or ".bin"
+async def keep(
+    store: EvidenceStore,
+    content: bytes,
+    content_type: str,
+    max_bytes: int,
+    key: str,
+    sender: Sender,
+) -> PhotoStored:
+    """The event for a downloaded or uploaded photo, stored unless it is too large."""
+    if len(content) > max_bytes:
+        return PhotoStored(key, sender, size=len(content), problem=TOO_LARGE)
+    stored = await asyncio.to_thread(store.put, content, content_type)
+    return PhotoStored(key, sender, stored.sha256, stored.content_type, stored.size)
 
 
-def _write(path: Path, content: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(path.suffix + ".part")
-    partial.write_bytes(content)
-    os.replace(partial, path)
-
-
-def media_performers(platforms: Mapping[str, object], evidence_dir: Path) -> dict[str, Performer]:
-    """The `media.fetch` performer; its result's `path` is relative to `evidence_dir`."""
+def media_performers(
+    platforms: Mapping[str, object], store: EvidenceStore, announce: Announce, max_bytes: int
+) -> dict[str, Performer]:
+    """The `media.fetch` performer; its result names the stored file by hash."""
 
     async def fetch(msg: OutboxMessage) -> dict[str, Any]:
         name, _ = split_destination(msg.destination)
@@ -55,9 +63,12 @@ def media_performers(platforms: Mapping[str, object], evidence_dir: Path) -> dic
         if source is None or not hasattr(source, "fetch_media"):
             raise PermanentError(f"platform {name!r} cannot download media")
         media: MediaFile = await source.fetch_media(msg.payload["media_id"])
-        evidence_id = int(msg.payload["evidence_id"])
-        relative = Path(str(msg.case_id)) / f"{evidence_id}{extension(media.content_type)}"
-        await asyncio.to_thread(_write, evidence_dir / relative, media.content)
-        return {"evidence_id": evidence_id, "path": relative.as_posix()}
+        sender = Sender(**msg.payload["sender"])
+        event = await keep(
+            store, media.content, media.content_type, max_bytes, msg.payload["photo_key"], sender
+        )
+        if not await announce(event):
+            raise RetryableError("shutting down: the photo is handed over after the restart")
+        return {"sha256": event.sha256, "size": event.size, "problem": event.problem}
 
     return {FETCH_KIND: fetch}

@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from bot.appkeys import CTX
-from bot.web import case_json
+from bot.web import case_json, evidence_files
 from bot.web.auth import require_api
 from handlers.workflow import Status
 from storage.db import selective, unindexed
@@ -48,6 +48,7 @@ _CURSOR_LABEL = b"returnhub api cursor v1"
 def setup(app: web.Application) -> None:
     app.router.add_get("/api/cases", list_cases)
     app.router.add_get("/api/cases/{id}", get_case)
+    evidence_files.setup(app)
 
 
 def _dumps(data: Any) -> str:

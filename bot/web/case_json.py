@@ -98,10 +98,7 @@ def detail(
             for i in case.items
         ],
         "steps": [_step(ctx, s) for s in case.steps],
-        "evidence": [
-            {"kind": e.kind, "ref": e.ref, "added_by": e.added_by, "at": iso(ctx, e.at)}
-            for e in evidence
-        ],
+        "evidence": [_evidence(ctx, case, e) for e in evidence],
         "events": [_event(ctx, row) for row in events],
         **times,
         "decided_at": iso(ctx, case.decided_at),
@@ -111,3 +108,22 @@ def detail(
         "exchange_waybill": case.exchange_waybill,
         "exchange_carrier": case.exchange_carrier,
     }
+
+
+def _evidence(ctx: Ctx, case: Case, row: Evidence) -> dict[str, Any]:
+    """One piece of evidence; a stored photo with its hash, size and the URL to fetch it
+    (`GET /api/cases/{id}/evidence/{sha256}`, the same Bearer token)."""
+    entry: dict[str, Any] = {
+        "kind": row.kind,
+        "ref": row.ref,
+        "added_by": row.added_by,
+        "at": iso(ctx, row.at),
+    }
+    if row.sha256:
+        entry.update(
+            sha256=row.sha256,
+            content_type=row.content_type,
+            size=row.size,
+            url=f"/api/cases/{case.id}/evidence/{row.sha256}",
+        )
+    return entry

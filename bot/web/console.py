@@ -15,7 +15,7 @@ from aiohttp import web
 from sqlalchemy import func, select
 
 from bot.appkeys import CTX
-from bot.web import console_login
+from bot.web import console_login, console_photo, evidence_files
 from bot.web import console_pages as pages
 from bot.web.auth import console_member
 from bot.web.console_poll import dumps, messages
@@ -39,6 +39,8 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/console/api/messages", messages)
     app.router.add_post("/console/api/send", send)
     app.router.add_post("/console/api/click", click)
+    console_photo.setup(app)
+    evidence_files.setup_console(app)
 
 
 async def page(request: web.Request) -> web.Response:
@@ -55,7 +57,12 @@ async def page(request: web.Request) -> web.Response:
         return pages.render(request, console_login.PAGE, 401, error="", code="", member="")
     ctx = request.app[CTX]
     return pages.render(
-        request, pages.CHAT_PAGE, demo=ctx.settings.server.demo, poll_ms=POLL_MS, me=me or ""
+        request,
+        pages.CHAT_PAGE,
+        demo=ctx.settings.server.demo,
+        poll_ms=POLL_MS,
+        me=me or "",
+        photo_max=ctx.settings.photos.max_bytes,
     )
 
 

@@ -72,7 +72,7 @@ async def _parse(
     return data, event
 
 
-async def _deliver(
+async def deliver(
     request: web.Request, user: str, note: dict[str, Any], run: Callable[[], Awaitable[Any]]
 ) -> web.Response:
     """Show the person's own post in their timeline, then run the handler inline."""
@@ -105,7 +105,7 @@ async def _post(
         return error(400, str(exc))
     dispatch = request.app[DISPATCH]
     shown = {**note(data, event), "uuid": event_uuid(event.key)}
-    return await _deliver(
+    return await deliver(
         request, event.sender.user_id, shown, lambda: dispatch.run(handler, event)
     )
 

@@ -10,6 +10,7 @@
   const POLL_MS = Number(document.body.dataset.pollMs) || 1000;
   // Signed in as one member, the page acts only as them; empty in demo mode (any member).
   const ME = document.body.dataset.me || "";
+  const PHOTO_MAX = Number(document.body.dataset.photoMax) || 10485760;
   const MEMBERS_MS = 5000;
   const ROLE_CHIPS = {
     cs_agent: ["/查单 RC-", "/记录 RC- "],
@@ -254,6 +255,21 @@
     card.append(box);
   }
 
+  // An uploaded photo: the stored file once it is evidence for a case, else a label.
+  function renderPhoto(msg) {
+    const bubble = el("div", "bubble photo");
+    if (!/^[0-9a-f]{64}$/.test(msg.sha256 || "")) {
+      bubble.textContent = "[照片]";
+      return bubble;
+    }
+    const img = el("img");
+    img.alt = "照片";
+    img.src = `/console/api/evidence/${msg.sha256}`;
+    img.addEventListener("error", () => bubble.replaceChildren(el("span", null, "[照片]")));
+    bubble.append(img);
+    return bubble;
+  }
+
   function renderMessage(msg) {
     if (msg.type === "action") {
       const parts = [`你点击了「${msg.label || "按钮"}」`];
@@ -269,7 +285,11 @@
     row.append(el("div", `avatar ${mine ? "me" : "bot"}`, mine ? initial(state.user) : "助"));
     const col = el("div", "col");
     col.append(el("div", "meta", `${mine ? state.user : "售后助手"} · ${msg.time}`));
-    col.append(msg.type === "card" ? renderCard(msg) : el("div", "bubble", msg.text));
+    col.append(
+      msg.type === "card" ? renderCard(msg)
+        : msg.type === "photo" ? renderPhoto(msg)
+          : el("div", "bubble", msg.text),
+    );
     row.append(col);
     return row;
   }
@@ -381,6 +401,33 @@
     }
   }
 
+  async function sendPhoto(file) {
+    if (!state.user || !file) return;
+    if (file.size > PHOTO_MAX) {
+      toast(`照片过大（上限 ${(PHOTO_MAX / 1048576).toFixed(1)} MB），请压缩后重发`, "error");
+      return;
+    }
+    const query = new URLSearchParams({ user: state.user, uuid: uuid4() });
+    try {
+      const res = await fetch(`/console/api/photo?${query}`, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": file.type || "application/octet-stream" },
+        body: file,
+      });
+      if (!res.ok) {
+        let data = null;
+        try { data = await res.json(); } catch (_) { data = null; }
+        const err = new Error((data && data.error) || `上传失败（${res.status}）`);
+        err.status = res.status;
+        throw err;
+      }
+      pollSoon();
+    } catch (e) {
+      if (!locked(e)) toast(e.message, "error");
+    }
+  }
+
   async function sendClick(card, button, extra) {
     const buttons = card.querySelectorAll(".card-buttons .btn");
     buttons.forEach((b) => { b.disabled = true; });
@@ -485,6 +532,12 @@
 
   function start() {
     $("composer").addEventListener("submit", submit);
+    const photo = $("photo");
+    photo.addEventListener("change", () => {
+      const file = photo.files && photo.files[0];
+      photo.value = "";
+      sendPhoto(file);
+    });
     const input = $("input");
     input.addEventListener("input", autosize);
     input.addEventListener("keydown", (e) => {

@@ -25,6 +25,7 @@ from bot.demo import demo_settings, seed
 from bot.events import Item, ReturnRequest
 from bot.web.console_login import signin_link
 from handlers.intake import on_return_request
+from tests.fakes.labels import label_photo
 from tests.support import add_console_row
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -300,3 +301,20 @@ async def test_a_member_signs_in_with_a_link_and_acts_only_as_themselves(
                 await browser.close()
     finally:
         await runner.cleanup()
+
+
+async def test_warehouse_uploads_a_label_photo_and_inspects(
+    page: Page, console_url: str, tmp_path: Path
+) -> None:
+    """The 照片 button: a photographed Code 128 label is a scan, shown in the chat."""
+    photo = tmp_path / "label.jpg"
+    photo.write_bytes(label_photo("SF1401234567890", angle=3, width=800))
+    await open_chat(page, console_url, "小周")
+    await page.locator("#photo").set_input_files(str(photo))
+    picture = page.locator(".row.mine .bubble.photo img").last
+    await expect(picture).to_be_visible(timeout=15_000)
+    assert await picture.evaluate("img => img.naturalWidth") == 800  # the stored file, served
+    card = page.locator(".card", has_text="SF1401234567890").last
+    await expect(card).to_be_visible(timeout=15_000)
+    buttons = card.locator(".card-buttons .btn")
+    await expect(buttons).to_have_text(["完好", "破损", "缺配件", "错发调包", "空包"])

@@ -24,7 +24,7 @@ from wechatpy.enterprise.crypto import WeChatCrypto
 from bot.app import create_app
 from bot.appkeys import DISPATCH, WORKER
 from bot.platforms.wecom_client import WecomClient
-from bot.settings import Settings, WecomSettings
+from bot.settings import PhotoSettings, Settings, WecomSettings
 from storage.db import Database
 from tests.fakes.wecom import AES_KEY, AGENT_ID, CORP_ID, SECRET, TOKEN, FakeWecom
 from tests.support import FakeClock, make_settings
@@ -56,20 +56,25 @@ def wecom_app(
     api_base: str,
     *,
     robots: dict[str, str] | None = None,
+    photos: PhotoSettings | None = None,
 ) -> web.Application:
     """The app on `db` with [wecom] pointing at the fake, no console, clock injected."""
     settings = with_wecom(make_settings(tmp_path, db.url, console=False), api_base)
     if robots:
         wecom = dataclasses.replace(settings.wecom, robots=robots)
         settings = dataclasses.replace(settings, wecom=wecom)
+    if photos:
+        settings = dataclasses.replace(settings, photos=photos)
     return create_app(settings, clock=clock, background=False)
 
 
 async def settle(app: web.Application) -> None:
     """Wait for the handlers callbacks submitted (acked before they ran), then deliver
-    the outbox through the fake."""
-    await app[DISPATCH].idle()
-    await app[WORKER].drain()
+    the outbox through the fake; twice, since a delivery (a photo downloaded) can hand
+    the workflow an event whose replies are delivered in turn."""
+    for _ in range(2):
+        await app[DISPATCH].idle()
+        await app[WORKER].drain()
 
 
 def _cdata(value: str) -> str:

@@ -9,6 +9,7 @@ under test.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from bot.appkeys import CTX
 from storage import outbox
 from storage.db import Database
 from storage.models import AuditEvent, Case, Evidence, OutboxMessage
+from tests.fakes.labels import plain_photo
 from tests.fakes.wecom import AGENT_ID, FakeWecom, running
 from tests.fakes.wecom_callbacks import CallbackSigner, settle, wecom_app
 from tests.support import Client, FakeClock, MakeClient, post_generic, return_body
@@ -195,6 +197,7 @@ async def test_chat_commands_and_photos_arrive_as_text_callbacks(
     client: Client, clock: FakeClock, fake: FakeWecom, signer: CallbackSigner
 ) -> None:
     case_id = await open_case(client, clock, fake)
+    fake.add_media("MEDIA_1", plain_photo(), "image/jpeg")
     help_text = signer.text("wangzuzhang", "/帮助", msg_id=7001)
     assert await post(client, signer.seal(help_text)) == (200, "")
     photo = signer.image("xiaozhou", "MEDIA_1", msg_id=7002)
@@ -202,8 +205,8 @@ async def test_chat_commands_and_photos_arrive_as_text_callbacks(
     await post(client, signer.seal(signer.text("wangzuzhang", f"/同意 {case_id}", msg_id=7003)))
     await settle(client.app)
     assert any("可用命令" in t for t in fake.texts_to("wangzuzhang"))
-    # No parcel scanned yet: the photo has no case in hand, and 小周 is told so.
-    assert any("先发送退货运单号" in t for t in fake.texts_to("xiaozhou"))
+    # No code in it and no parcel scanned yet: no case in hand, and 小周 is told so.
+    assert any("请先扫描或输入退货运单号" in t for t in fake.texts_to("xiaozhou"))
     assert await case_status(client, case_id) == "refund_pending"
     assert {u["userids"][0] for u in fake.updates} == set(LEADS)
 
@@ -273,7 +276,7 @@ async def photo_after_scan(
 async def test_a_warehouse_photo_is_downloaded_into_the_evidence_store(
     client: Client, clock: FakeClock, fake: FakeWecom, signer: CallbackSigner, tmp_path: Path
 ) -> None:
-    jpeg = b"\xff\xd8\xff\xe0" + b"cracked bowl" * 100
+    jpeg = plain_photo(9)  # a cracked bowl: no code on it
     fake.add_media("MEDIA_9", jpeg, "image/jpeg")
     case_id = await photo_after_scan(client, clock, signer, 1, "MEDIA_9")
     async with client.app[CTX].db.read() as session:
@@ -282,8 +285,10 @@ async def test_a_warehouse_photo_is_downloaded_into_the_evidence_store(
                 select(Evidence).where(Evidence.case_id == case_id, Evidence.kind == "photo")
             )
         ).one()
-    assert photo.ref == f"file:{case_id}/{photo.id}.jpg"
-    assert (tmp_path / "evidence" / case_id / f"{photo.id}.jpg").read_bytes() == jpeg
+    digest = hashlib.sha256(jpeg).hexdigest()
+    assert (photo.sha256, photo.ref, photo.added_by) == (digest, f"sha256:{digest}", "小周")
+    path = tmp_path / "evidence" / "sha256" / digest[:2] / f"{digest}.jpg"
+    assert path.read_bytes() == jpeg
     assert any(f"已将照片附加到 {case_id}" in t for t in fake.texts_to("xiaozhou"))
 
 

@@ -1,14 +1,22 @@
+"""The evidence store and the `media.fetch` performer: content-addressed files, the
+byte bound, and the hand-over to the workflow."""
+
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from bot.outbox import PermanentError
-from bot.platforms.evidence import extension, media_performers
+from bot.events import TOO_LARGE, PhotoStored, Sender
+from bot.outbox import PermanentError, RetryableError
+from bot.platforms.evidence import media_performers
+from storage.evidence import EvidenceStore, extension
 from storage.models import OutboxMessage
+
+ME = Sender("wecom", "xiaozhou")
 
 
 @dataclass
@@ -18,12 +26,13 @@ class Photo:
 
 
 class Source:
-    def __init__(self) -> None:
+    def __init__(self, content: bytes = b"\x89PNG photo") -> None:
+        self.content = content
         self.asked: list[str] = []
 
     async def fetch_media(self, media_id: str) -> Photo:
         self.asked.append(media_id)
-        return Photo(b"\x89PNG" + media_id.encode(), "image/png")
+        return Photo(self.content, "image/png")
 
 
 def row(destination: str = "wecom:media") -> OutboxMessage:
@@ -31,28 +40,75 @@ def row(destination: str = "wecom:media") -> OutboxMessage:
         id=5,
         kind="media.fetch",
         destination=destination,
-        case_id="RC-261121-0001",
-        payload={"evidence_id": 12, "media_id": "M1"},
+        payload={
+            "media_id": "M1",
+            "photo_key": "photo:wecom:msg:1",
+            "sender": {"platform": "wecom", "user_id": "xiaozhou"},
+        },
         created_at=datetime.now(UTC),
     )
 
 
-async def test_a_redelivery_rewrites_the_same_file(tmp_path: Path) -> None:
-    source = Source()
-    fetch = media_performers({"wecom": source}, tmp_path)["media.fetch"]
+def stored(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+class Announced:
+    def __init__(self, accept: bool = True) -> None:
+        self.events: list[PhotoStored] = []
+        self.accept = accept
+
+    async def __call__(self, event: PhotoStored) -> bool:
+        self.events.append(event)
+        return self.accept
+
+
+async def test_a_redelivery_writes_one_file_and_announces_the_same_key(tmp_path: Path) -> None:
+    source, announced = Source(), Announced()
+    fetch = media_performers({"wecom": source}, EvidenceStore(tmp_path), announced, 1000)
+    digest = hashlib.sha256(source.content).hexdigest()
     for _ in range(2):
-        assert await fetch(row()) == {"evidence_id": 12, "path": "RC-261121-0001/12.png"}
-    assert (tmp_path / "RC-261121-0001" / "12.png").read_bytes() == b"\x89PNGM1"
-    assert [p.name for p in (tmp_path / "RC-261121-0001").iterdir()] == ["12.png"]
+        result = await fetch["media.fetch"](row())
+        assert result == {"sha256": digest, "size": len(source.content), "problem": ""}
+    files = stored(tmp_path)
+    assert files == [tmp_path / "sha256" / digest[:2] / f"{digest}.png"]
+    assert files[0].read_bytes() == source.content
+    event = PhotoStored("photo:wecom:msg:1", ME, digest, "image/png", len(source.content))
+    assert announced.events == [event, event]
     assert source.asked == ["M1", "M1"]
 
 
+async def test_a_photo_over_the_byte_bound_is_announced_unstored(tmp_path: Path) -> None:
+    announced = Announced()
+    fetch = media_performers(
+        {"wecom": Source(b"x" * 101)}, EvidenceStore(tmp_path), announced, 100
+    )
+    await fetch["media.fetch"](row())
+    assert announced.events == [PhotoStored("photo:wecom:msg:1", ME, size=101, problem=TOO_LARGE)]
+    assert stored(tmp_path) == []
+
+
+async def test_shutting_down_is_retried_later(tmp_path: Path) -> None:
+    fetch = media_performers({"wecom": Source()}, EvidenceStore(tmp_path), Announced(False), 1000)
+    with pytest.raises(RetryableError):
+        await fetch["media.fetch"](row())
+
+
 async def test_a_platform_without_media_is_a_permanent_error(tmp_path: Path) -> None:
-    fetch = media_performers({"console": object()}, tmp_path)["media.fetch"]
+    store = EvidenceStore(tmp_path)
+    fetch = media_performers({"console": object()}, store, Announced(), 1000)["media.fetch"]
     with pytest.raises(PermanentError):
         await fetch(row("console:media"))
     with pytest.raises(PermanentError):
         await fetch(row("dingtalk:media"))
+
+
+@pytest.mark.parametrize(
+    "name", ["../etc/passwd", "A" * 64, "0" * 63, "0" * 65, "/" + "0" * 63, "0" * 62 + "/."]
+)
+def test_the_store_names_files_by_digest_only(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ValueError):
+        EvidenceStore(tmp_path).path(name, "image/jpeg")
 
 
 @pytest.mark.parametrize(

@@ -12,21 +12,19 @@ from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 
-from bot.events import CardAction, ChatMessage, ImageMessage, Item, ReturnRequest, Sender
+from bot.events import CardAction, ChatMessage, Item, ReturnRequest, Sender
 from bot.settings import ConsoleSettings, MemberConfig, config_dir, load
 from handlers.actions import on_card_action
 from handlers.commands import on_chat_message
 from handlers.context import Ctx
 from handlers.intake import on_return_request
 from handlers.people import sync_members
-from handlers.warehouse import on_image_message
 from storage.db import Database
 from storage.models import (
     ApprovalStep,
     AuditEvent,
     CardRecord,
     Case,
-    Evidence,
     Member,
     OutboxMessage,
 )
@@ -298,30 +296,6 @@ async def test_the_agent_who_keyed_a_case_in_cannot_approve_it(db: Database) -> 
     assert "自己" in [m.payload["text"] for m in await outbox(db, "text.send")][-1]
     await on_chat_message(ChatMessage("o2", Sender("console", "刘组长"), f"/同意 {case_id}"), ctx)
     assert (await case_of(db, case_id or "")).status == "refund_pending"
-
-
-async def test_a_photo_is_evidence_for_the_case_in_hand(db: Database) -> None:
-    ctx = await setup(db)
-    me = Sender("console", "小周")
-    await on_image_message(ImageMessage("p0", me, "MEDIA_0"), ctx)
-    case_id = (
-        await on_return_request(
-            request(13, 4990, kind="return_refund", return_waybill="YT9988776655"), ctx
-        )
-    ).case_id
-    await on_chat_message(ChatMessage("s13", me, "YT9988776655"), ctx)
-    await on_image_message(ImageMessage("p1", me, "MEDIA_1"), ctx)
-    await on_image_message(ImageMessage("p1", me, "MEDIA_1"), ctx)  # redelivered
-    await on_image_message(ImageMessage("p2", me, "MEDIA_2"), ctx)
-    async with db.read() as session:
-        refs = list(
-            await session.scalars(
-                select(Evidence.ref).where(Evidence.case_id == case_id).order_by(Evidence.id)
-            )
-        )
-    assert refs == ["console:media:MEDIA_1", "console:media:MEDIA_2"]
-    texts = [m.payload["text"] for m in await outbox(db, "text.send")]
-    assert "先发送退货运单号" in texts[0] and texts[-1] == f"已将照片附加到 {case_id}（共 2 张）"
 
 
 async def test_transfer_clicked_on_a_card_offers_the_role_holders(db: Database) -> None:

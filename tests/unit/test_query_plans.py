@@ -47,7 +47,8 @@ from bot.metrics import Metrics
 from bot.settings import OutboxSettings, Settings
 from bot.web.api import Filters, fetch_page, load_case
 from bot.web.console_poll import poll_rows
-from handlers import abuse, deduction, release
+from bot.web.evidence_files import stored_type
+from handlers import abuse, deduction, parcels, release, scan, waybills
 from handlers.context import Ctx
 from storage import channel_state, inbound, outbox, timers
 from storage.db import Database
@@ -66,6 +67,7 @@ from storage.models import (
     OutboxMessage,
     Resolution,
     Timer,
+    UnexpectedParcel,
 )
 from storage.orders import OrderRow, remove, upsert
 from tests.conftest import ENGINES, fresh_database
@@ -112,8 +114,13 @@ def _children() -> dict[type, list[dict[str, Any]]]:
             )  # fmt: skip
         if n % 3 == 0:
             rows[Evidence].append(
-                {"case_id": case_id, "kind": "note", "ref": "r", "added_by": "x", "at": at}
-            )
+                {"case_id": case_id, "kind": "note", "ref": "r", "added_by": "x", "at": at,
+                 "sha256": None, "content_type": "", "size": 0}
+            )  # fmt: skip
+            rows[Evidence].append(
+                {"case_id": case_id, "kind": "photo", "ref": "p", "added_by": "x", "at": at,
+                 "sha256": f"{n:064x}", "content_type": "image/jpeg", "size": 1}
+            )  # fmt: skip
     return rows
 
 
@@ -161,11 +168,18 @@ def _queues() -> dict[type, list[dict[str, Any]]]:
          "updated_at": NOW - timedelta(minutes=3000 - n)}
         for n in range(3000)
     ]  # fmt: skip
+    parcel_rows = [
+        {"code": f"P{n:08d}", "scanned": f"P{n:08d}", "note": "", "recorded_by": "小周",
+         "at": NOW - timedelta(minutes=3000 - n),
+         "case_id": f"RC-{n:06d}" if n % 10 else ""}
+        for n in range(3000)
+    ]  # fmt: skip
     return {
         Timer: timer_rows,
         OutboxMessage: outbox_rows,
         InboundEvent: inbound_rows,
         ConsoleMessage: console_rows,
+        UnexpectedParcel: parcel_rows,
     }
 
 
@@ -475,7 +489,7 @@ def _small_sorts_only(found: list[str]) -> list[str]:
 
     def allowed(problem: str) -> bool:
         sql = problem.split("\n  in: ", 1)[1].split("\n  plan: ", 1)[0]
-        small = "GROUP BY" in sql or re.search(r"cases\.id = \S+ OR cases\.order_id", sql)
+        small = "GROUP BY" in sql or re.search(r"cases\.id (=|IN) \S+ OR cases\.order_id", sql)
         return problem.startswith("sort:") and small
 
     return [f for f in found if not allowed(f)]
@@ -516,3 +530,21 @@ async def test_the_kpis_and_dispute_lookups_use_indexes(seeded: Database) -> Non
         await run()
     found = _small_sorts_only(await problems(seeded, statements))
     assert not found, "\n\n".join(found)
+
+
+async def test_the_scan_lookups_use_indexes(seeded: Database) -> None:
+    """A scan's candidates, the unexpected parcels (found, listed, matched at intake) and
+    the evidence file route's lookup."""
+    ctx = Ctx(db=seeded, settings=Settings(), clock=lambda: NOW.replace(tzinfo=UTC))
+
+    async def run() -> None:
+        async with seeded.read() as session:
+            assert [c.id for c in await scan.matches(session, waybills.codes("rc-000300"))]
+            assert await parcels.recorded(session, "p00000010") is not None
+            assert "P00002990" in await parcels.listing(session, ctx)
+            assert await stored_type(session, f"{300:064x}", "RC-000300") == "image/jpeg"
+            assert await stored_type(session, f"{300:064x}", None) == "image/jpeg"
+        async with seeded.read() as session:  # read-only: nothing here is waiting
+            await parcels.match_arrivals(session, ctx, [("RC-000001", "in_transit", "X1", "O1")])
+
+    await assert_indexed(seeded, run)

@@ -87,4 +87,8 @@ async def test_a_waybill_scanned_twice_at_once_is_received_once(db: Database) ->
     assert (await case_of(db, case_id)).status == "received"
     assert len(await outbox(db, "card.send")) == 1  # one inspection card
     texts = sorted(m.payload["text"] for m in await outbox(db, "text.send"))
-    assert texts == [f"{case_id} 已签收，请在验货卡片上选择结果", f"已签收 {case_id}，请验货"]
+    again = (
+        f"{case_id} 已由 小周 于 11-21 10:00 签收，无需重复签收（当前状态：已签收待验货），"
+        "请在验货卡片上选择结果"
+    )
+    assert texts == [again, f"已签收 {case_id}，请验货"]
