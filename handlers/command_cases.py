@@ -33,12 +33,10 @@ async def find_cases(session: AsyncSession, code: str) -> list[Case]:
     """Cases the code names: its id, or an order number or waybill as a PDA or a person
     typed it (handlers/waybills.py normalizes it); newest first."""
     wanted = waybills.codes(code) or [code]
-    ids = [c.upper() for c in wanted if CASE_ID.fullmatch(c)]
+    ids = [c.upper() if CASE_ID.fullmatch(c) else c for c in wanted]
     found = await session.scalars(
         select(Case)
-        .where(
-            or_(Case.id.in_(ids), Case.order_id.in_(wanted), Case.return_waybill.in_(wanted))
-        )
+        .where(or_(Case.id.in_(ids), Case.order_id.in_(wanted), Case.return_waybill.in_(wanted)))
         .options(selectinload(Case.items), selectinload(Case.steps))
         .order_by(Case.created_at.desc())
         .limit(5)
