@@ -58,6 +58,7 @@ class Ledger:
     """A round's outcomes, in the order they happened; written by `Outcomes.record`."""
 
     entries: list[Entry] = field(default_factory=list)
+    holds: list[repo.Hold] = field(default_factory=list)  # queues behind a rate limit
 
 
 class Outcomes:
@@ -132,6 +133,10 @@ class Outcomes:
         for msg in msgs:
             self._add(ledger, msg, repo.DEFER, {"next_at": next_at}, {}, None, "", None)
 
+    def hold(self, ledger: Ledger, hold: repo.Hold) -> None:
+        """Hold a rate-limited destination's unclaimed due rows until a slot frees."""
+        ledger.holds.append(hold)
+
     def _add(
         self,
         ledger: Ledger,
@@ -160,7 +165,7 @@ class Outcomes:
             return
         for attempt in range(1, HOOK_TRIES + 1):
             try:
-                written = await self._write(entries)
+                written = await self._write(entries, ledger.holds)
                 break
             except Exception as exc:
                 if not (is_retryable(exc) and attempt < HOOK_TRIES):
@@ -173,9 +178,10 @@ class Outcomes:
             elif entry.report is not None:
                 entry.report(msg)
 
-    async def _write(self, entries: list[Entry]) -> set[int]:
+    async def _write(self, entries: list[Entry], holds: list[repo.Hold]) -> set[int]:
         async with self.db.transaction(repo.OUTBOX_LANE) as session:
             await allow_savepoints(session)
+            await repo.hold(session, holds, self.clock())  # before the leases are released
             written = await repo.record(session, self.db, [e.outcome for e in entries])
             for entry in entries:
                 if entry.msg.id not in written:

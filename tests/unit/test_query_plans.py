@@ -387,6 +387,9 @@ async def test_the_outbox_claim_and_rate_limits_use_indexes(seeded: Database) ->
         async with seeded.read() as session:
             await outbox.sends_log(session, "wecom:u1", NOW - timedelta(hours=1))
             await outbox.held_behind(session, rows[0])
+        async with seeded.transaction() as session:
+            hold = outbox.Hold("wecom:u1", ("card.send", "text.send"), NOW + timedelta(minutes=1))
+            await outbox.hold(session, [hold], NOW)
 
     await assert_indexed(seeded, run)
 
