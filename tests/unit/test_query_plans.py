@@ -46,7 +46,7 @@ from bot.metrics import Metrics
 from bot.settings import OutboxSettings
 from bot.web.api import Filters, fetch_page, load_case
 from bot.web.console_poll import poll_rows
-from storage import inbound, outbox, timers
+from storage import inbound, intake_rows, outbox, timers
 from storage.db import Database
 from storage.history import customer_history, histories
 from storage.models import (
@@ -397,5 +397,21 @@ async def test_the_outbox_claim_and_rate_limits_use_indexes(seeded: Database) ->
 async def test_the_inbound_claim_uses_an_index(seeded: Database) -> None:
     async def run() -> None:
         assert await inbound.claim_due(seeded, NOW, 20, timedelta(minutes=1))
+
+    await assert_indexed(seeded, run)
+
+
+async def test_the_intake_batch_lookups_use_indexes(seeded: Database) -> None:
+    """What storage/intake_rows.py reads and deletes per batch, whatever the table size."""
+
+    async def run() -> None:
+        async with seeded.transaction() as session:
+            found = await intake_rows.case_states(
+                session, [("generic", "s", "E1"), ("taobao", "s", "E10"), ("generic", "s", "X")]
+            )
+            assert set(found) == {("generic", "s", "E1"), ("taobao", "s", "E10")}
+            await intake_rows.known_keys(session, ["generic:E1:1", "generic:E2:1"])
+            await intake_rows.customer_flags(session, {("generic", "buyer-1"): "n"})
+            await intake_rows.inbound_done(session, ["generic:E1:1"])
 
     await assert_indexed(seeded, run)
