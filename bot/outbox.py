@@ -181,7 +181,18 @@ class OutboxWorker:
                         continue
                 performed += await self._handle(send, limit, sends, ledger)
                 held.update(m.case_id for m in send if m.case_id is not None)
+        if sends is not None and sends.held:
+            await self._hold_queue(sends, ledger)
         return performed
+
+    async def _hold_queue(self, sends: SendLog, ledger: Ledger) -> None:
+        """The destination's due rows this round did not claim wait behind the slots
+        its deferred rows reserved: they would not fit before, and until then no
+        round claims them only to defer them again."""
+        until = await sends.next_slot(self.db, repo.naive(self.clock()))
+        if until is not None:
+            hold = repo.Hold(sends.destination, tuple(sorted(sends.held)), until)
+            self.outcomes.hold(ledger, hold)
 
     async def _handle(
         self,
@@ -236,7 +247,7 @@ class OutboxWorker:
         self, send: list[OutboxMessage], sends: SendLog, cost: int, ledger: Ledger
     ) -> bool:
         """Defer (without burning an attempt) when a window has no room for `cost`."""
-        reopens = await sends.reopens_at(self.db, cost, repo.naive(self.clock()))
+        reopens = await sends.reserve(self.db, send[0], cost, repo.naive(self.clock()))
         if reopens is None:
             return False
         self.outcomes.defer(ledger, send, reopens)

@@ -152,12 +152,18 @@ class SendLog:
     date in memory with the round's own sends, which are not written until the
     round ends. The claim lets one worker at a time send to the destination, so
     nothing else adds to it meanwhile.
+
+    A send that does not fit is given the slot it will fit in, and that slot is
+    reserved here (`reserve`), so the rows queued behind it wait for the slots after
+    it: each becomes due when it can go, not all at the first reopening (where one
+    would go and the rest be claimed and deferred again, round after round).
     """
 
     def __init__(self, destination: str, limit: RateLimit) -> None:
         self.destination = destination
         self.limit = limit
         self._log: list[tuple[datetime, int]] | None = None
+        self.held: set[str] = set()  # kinds of this round's sends that did not fit
 
     async def reopens_at(self, db: Database, cost: int, now: datetime) -> datetime | None:
         """As `reopens_at`, over what the destination received (see the class)."""
@@ -171,3 +177,18 @@ class SendLog:
         """Count a send made this round."""
         if self._log is not None and sends > 0:
             self._log.append((at, sends))
+
+    async def reserve(
+        self, db: Database, msg: OutboxMessage, cost: int, now: datetime
+    ) -> datetime | None:
+        """None if `msg` (`cost` messages) fits now, and nothing is reserved; else the
+        slot it fits in, held for it, so a later call answers the slot after."""
+        at = await self.reopens_at(db, cost, now)
+        if at is not None:
+            self.held.add(msg.kind)
+            self.add(at, cost)
+        return at
+
+    async def next_slot(self, db: Database, now: datetime) -> datetime | None:
+        """When one more message fits, after the slots reserved this round."""
+        return await self.reopens_at(db, 1, now)

@@ -112,13 +112,18 @@ async def claim_keys(
 async def case_states(
     session: AsyncSession, triples: Iterable[Triple]
 ) -> dict[Triple, tuple[str, str]]:
-    """(id, status) of the stored cases with these channel keys."""
+    """(id, status) of the stored cases with these channel keys.
+
+    All three columns are constrained, so uq_case_external serves the lookup (an
+    IN on `external_id` alone, its last column, scans the whole table on SQLite)."""
     wanted = set(triples)
     if not wanted:
         return {}
     rows = await session.execute(
         select(Case.channel, Case.shop, Case.external_id, Case.id, Case.status).where(
-            Case.external_id.in_({t[2] for t in wanted})
+            Case.channel.in_({t[0] for t in wanted}),
+            Case.shop.in_({t[1] for t in wanted}),
+            Case.external_id.in_({t[2] for t in wanted}),
         )
     )
     return {(c, s, e): (i, st) for c, s, e, i, st in rows if (c, s, e) in wanted}

@@ -249,6 +249,43 @@ async def record(session: AsyncSession, db: Database, outcomes: Sequence[Outcome
     return {o.msg_id for o in kept}
 
 
+@dataclass(frozen=True)
+class Hold:
+    """A rate-limited destination's queue: its rows of `kinds` wait until `until`."""
+
+    destination: str
+    kinds: tuple[str, ...]
+    until: datetime
+
+
+async def hold(session: AsyncSession, holds: Sequence[Hold], now: datetime) -> int:
+    """Make each destination's due rows of the held kinds that no worker leases due at
+    its `until` instead, in the caller's transaction; returns how many.
+
+    Only `next_at` moves (no attempt is burned) and only later, and they stay in id
+    order among themselves. A row another round leased, or one a retry or an earlier
+    hold already made due later, is left alone."""
+    at = naive(now)
+    moved = 0
+    for h in holds:
+        until = naive(h.until)
+        stmt = (
+            update(TABLE)
+            .where(
+                TABLE.c.destination == h.destination,
+                TABLE.c.status == PENDING,
+                TABLE.c.kind.in_(h.kinds),
+                TABLE.c.next_at <= at,
+                TABLE.c.next_at < until,
+                or_(TABLE.c.locked_until.is_(None), TABLE.c.locked_until < at),
+            )
+            .values(next_at=until)
+        )
+        result: Any = await session.execute(stmt)
+        moved += int(result.rowcount or 0)
+    return moved
+
+
 async def void_pending(session: AsyncSession, case_id: str, kind: str, *, now: datetime) -> int:
     """Withdraw the case's pending rows of `kind` that no worker holds; returns how many.
 

@@ -20,7 +20,7 @@ from bot.bench.ceiling import bare_app
 from bot.bench.load import Req, drive
 from tests.conftest import pg_or_skip
 
-SCENARIOS = ("intake_distinct", "wecom_text", "wecom_click")
+SCENARIOS = ("intake_distinct", "intake_distinct@200", "wecom_text", "wecom_click")
 
 
 def run_bench(*extra: str) -> dict[str, Any]:
@@ -30,7 +30,7 @@ def run_bench(*extra: str) -> dict[str, Any]:
         capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "11/11" in proc.stderr  # the progress line reached the end
+    assert "13/13" in proc.stderr  # the progress line reached the end
     result: dict[str, Any] = json.loads(proc.stdout)
     return result
 
@@ -41,7 +41,8 @@ def check(result: dict[str, Any]) -> None:
         for target in ("bare", "server"):
             assert row[target]["requests"] > 0, (name, target)
             assert row[target]["errors"] == 0, (name, target, row)
-        assert row["ratio"] > 0
+            assert row[target]["cpu_ms_per_request"] > 0, (name, target, row)
+        assert row["ratio"] > 0 and row["cpu_ratio"] > 0
     for name in ("healthz", "api_cases"):
         assert result["during_intake"][name]["requests"] > 0
         assert result["during_intake"][name]["errors"] == 0
@@ -52,6 +53,7 @@ def check(result: dict[str, Any]) -> None:
     assert [row["cases"] for row in result["scale"]] == [200, 2000]
     for row in result["scale"]:
         assert row["intake"]["requests"] > 0 and row["intake"]["errors"] == 0
+        assert row["intake"]["cpu_ms_per_request"] > 0
         assert row["api"]["requests"] > 0 and row["rss_mib"] > 0
     assert [(t["timers"], t["due"]) for t in result["sla_tick"]] == [(1000, 50), (5000, 50)]
 

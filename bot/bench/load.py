@@ -40,6 +40,7 @@ class Stats:
     p99_ms: float = 0.0
     max_ms: float = 0.0
     statuses: dict[str, int] = field(default_factory=dict)
+    cpu_seconds: float = 0.0  # the target's processes' CPU during the round (bench run.py)
 
     @property
     def rate(self) -> float:

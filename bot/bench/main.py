@@ -40,6 +40,7 @@ def options(args: argparse.Namespace) -> Options:
         client=pick_client(args.client),
         db=args.db,
         connections=args.connections,
+        burst=args.burst,
         workers=args.workers,
         profile=profile,
         **preset,
@@ -47,8 +48,8 @@ def options(args: argparse.Namespace) -> Options:
 
 
 def steps(opts: Options) -> int:
-    """Progress steps: two per A/B round of three scenarios, two per scale size."""
-    return 3 * 2 * opts.rounds + 2 * len(opts.sizes) + 1
+    """Progress steps: two per A/B round of four scenarios, two per scale size."""
+    return 4 * 2 * opts.rounds + 2 * len(opts.sizes) + 1
 
 
 async def bench(opts: Options) -> dict[str, Any]:
@@ -86,6 +87,7 @@ async def bench(opts: Options) -> dict[str, Any]:
         "engine": "postgresql" if opts.db else "sqlite",
         "client": opts.client,
         "connections": opts.connections,
+        "burst_connections": opts.burst,
         "workers": opts.workers,
         "cpus": os.cpu_count(),
         "seconds_per_round": opts.seconds,
@@ -124,6 +126,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--client", choices=("auto", "wrk", "python"), default="auto",
                    help="压测客户端：auto 有 wrk 时用 wrk / load client")  # fmt: skip
     p.add_argument("--connections", type=int, default=64, help="并发连接数（默认 64）")
+    p.add_argument(
+        "--burst", type=int, default=200,
+        help="突发场景的并发连接数（默认 200）/ connections of the burst intake rounds",
+    )  # fmt: skip
     p.add_argument("--seconds", type=float, help="每轮时长（秒）/ seconds per round")
     p.add_argument("--rounds", type=int, help="每个场景的 A/B 轮数 / A/B rounds per scenario")
     p.add_argument(

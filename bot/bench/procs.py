@@ -103,6 +103,11 @@ class Child:
         """Resident memory of the processes and all their descendants, from /proc (Linux)."""
         return sum(_rss_kib(pid) for p in self.procs for pid in _tree(p.pid)) / 1024
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the processes and their descendants used so far:
+        the load-independent cost of a round, on a machine others share."""
+        return sum(_cpu_ticks(pid) for p in self.procs for pid in _tree(p.pid)) / _TICKS
+
     def stop(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
@@ -126,6 +131,18 @@ def _tree(pid: int) -> list[int]:
             with suppress(OSError):
                 todo += [int(c) for c in task.read_text().split()]
     return found
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_ticks(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    fields = stat.rpartition(")")[2].split()  # after the command name, which may hold spaces
+    return int(fields[11]) + int(fields[12])  # utime, stime
 
 
 def _rss_kib(pid: int) -> int:

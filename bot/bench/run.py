@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.bench import procs, traffic
 from bot.bench.load import Req, Stats, drive
-from bot.bench.report import Progress, merge, ratio
+from bot.bench.report import Progress, cpu_ratio, merge, ratio
 from storage.db import Database
 
 
@@ -32,6 +32,7 @@ class Options:
     client: str
     db: str | None
     connections: int
+    burst: int  # the connections of the extra intake rounds (WeCom/DingTalk batch pushes)
     workers: int
     profile: Path | None
     seconds: float
@@ -94,23 +95,39 @@ class Run:
         server: procs.Child,
         build: Callable[[], list[Req]],
         side: Callable[[], AbstractAsyncContextManager[None]] | None = None,
+        connections: int | None = None,
     ) -> None:
         """Interleaved rounds of one scenario; `side()` wraps each server round."""
         got = self.rounds.setdefault(name, {"bare": [], "server": []})
         for n in range(self.opts.rounds):
             requests = build()
             self.progress.step(f"{name}: bare round {n + 1}")
-            got["bare"].append(await self.drive(bare.base, requests))
+            got["bare"].append(await self.measure(bare, requests, connections=connections))
             self.progress.step(f"{name}: server round {n + 1}")
             async with side() if side else nullcontext():
-                got["server"].append(await self.drive(server.base, requests))
+                got["server"].append(await self.measure(server, requests, connections=connections))
 
-    async def drive(self, base: str, requests: list[Req], seconds: float | None = None) -> Stats:
+    async def measure(
+        self, target: procs.Child, requests: list[Req], connections: int | None = None
+    ) -> Stats:
+        """One round against `target`, with the CPU its processes spent meanwhile."""
+        before = target.cpu_seconds()
+        stats = await self.drive(target.base, requests, connections=connections)
+        stats.cpu_seconds = target.cpu_seconds() - before
+        return stats
+
+    async def drive(
+        self,
+        base: str,
+        requests: list[Req],
+        seconds: float | None = None,
+        connections: int | None = None,
+    ) -> Stats:
         return await drive(
             self.client,
             base,
             requests,
-            connections=self.opts.connections,
+            connections=connections or self.opts.connections,
             seconds=seconds or self.opts.seconds,
         )
 
@@ -123,5 +140,10 @@ class Run:
         out = {}
         for name, got in self.rounds.items():
             bare, server = merge(got["bare"]), merge(got["server"])
-            out[name] = {"bare": bare, "server": server, "ratio": ratio(server, bare)}
+            out[name] = {
+                "bare": bare,
+                "server": server,
+                "ratio": ratio(server, bare),
+                "cpu_ratio": cpu_ratio(server, bare),
+            }
         return out

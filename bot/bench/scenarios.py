@@ -20,7 +20,7 @@ from sqlalchemy import and_, select, update
 
 from bot.bench import procs, seed, traffic
 from bot.bench.load import Req, Stats, drive
-from bot.bench.report import merge
+from bot.bench.report import cpu_ms, merge
 from bot.bench.run import Options, Run, count, now, temp_database, wait_zero
 from storage import timers
 from storage.db import Database
@@ -76,6 +76,8 @@ async def intake_under_load(run: Run, bare: procs.Child, server: procs.Child) ->
     at_end = await due_depth()
     drained = await wait_zero(due_depth, run.opts.drain_limit)
     held = await count(run.db, OutboxMessage, pending)
+    # A burst (a channel's batch push, Double 11): the ack latency at many connections.
+    await run.ab(burst_name(run.opts), bare, server, run.generic, connections=run.opts.burst)
     return {
         "reads": {name: merge(rounds) for name, rounds in reads.items()},
         "outbox": {
@@ -85,6 +87,10 @@ async def intake_under_load(run: Run, bare: procs.Child, server: procs.Child) ->
             "held_by_rate_limit": held,
         },
     }
+
+
+def burst_name(opts: Options) -> str:
+    return f"intake_distinct@{opts.burst}"
 
 
 async def wecom_rounds(run: Run, bare: procs.Child, server: procs.Child) -> dict[str, Any]:
@@ -175,11 +181,11 @@ async def scale(
         server.stop()
         server = await restart()
         run.progress.step(f"scale: intake and reads at {size} cases")
-        intake = await run.drive(server.base, run.generic())
+        intake = await run.measure(server, run.generic())
         reads = await run.drive(server.base, api)
         rows.append(
-            {"cases": size, "intake": intake.as_dict(), "api": reads.as_dict(),
-             "rss_mib": round(server.rss_mib(), 1)}
+            {"cases": size, "intake": intake.as_dict() | {"cpu_ms_per_request": cpu_ms([intake])},
+             "api": reads.as_dict(), "rss_mib": round(server.rss_mib(), 1)}
         )  # fmt: skip
     first = rows[0]
     for row in rows:

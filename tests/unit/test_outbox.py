@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -496,3 +496,40 @@ async def test_a_younger_row_waits_while_its_elder_backs_off(
     clock.advance(600)
     await worker.drain()
     assert perform.calls == [ids[0], ids[0], ids[1]]
+
+
+async def test_a_rounds_hooks_share_one_savepoint_and_a_failing_one_fails_alone(
+    db: Database, clock: FakeClock
+) -> None:
+    ids = [i for n in range(4) for i in await add(db, clock, dest=f"wecom:u{n}")]
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
+        statements.append(sql.split()[0].upper())
+
+    async def on_done(session: AsyncSession, msg: OutboxMessage, result: dict[str, Any]) -> None:
+        outbox.enqueue(
+            session, kind="note", destination="x:y", payload={"of": msg.id}, now=clock()
+        )
+        await session.flush()
+        if msg.id == poisoned:
+            raise RuntimeError("card table locked")
+
+    worker = OutboxWorker(db, OutboxSettings(), {"text": Recorder()}, clock=clock, on_done=on_done)
+    poisoned = -1
+    event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        await worker.run_once()
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
+    assert statements.count("SAVEPOINT") == 1  # four hooks, one savepoint
+    notes = [r.payload["of"] for r in await rows(db) if r.kind == "note"]
+    assert sorted(notes) == ids
+
+    more = [i for n in range(3) for i in await add(db, clock, dest=f"wecom:v{n}")]
+    poisoned = more[1]
+    await worker.run_once()
+    done = {r.id: r.status for r in await rows(db) if r.id in more}
+    assert done == {i: "sent" for i in more}  # a failing hook leaves its row's outcome
+    notes = [r.payload["of"] for r in await rows(db) if r.kind == "note"]
+    assert sorted(notes) == sorted([*ids, more[0], more[2]])  # its own write rolled back

@@ -4,6 +4,7 @@ on both engines, with a recording sender and a hand-advanced clock."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
@@ -263,3 +264,97 @@ async def test_two_pg_replicas_never_exceed_a_window(db: Database, clock: FakeCl
         assert await _two_workers_race(db, second, clock) == [5, 10, 15, 20]
     finally:
         await second.dispose()
+
+
+class Claims:
+    """Counts how often each row is claimed."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.times: Counter[int] = Counter()
+        real = outbox.claim_due
+
+        async def counted(*args: Any, **kwargs: Any) -> list[OutboxMessage]:
+            got = await real(*args, **kwargs)
+            self.times.update(m.id for m in got)
+            return got
+
+        monkeypatch.setattr(outbox, "claim_due", counted)
+
+
+async def test_a_queue_behind_a_full_window_is_due_only_when_it_can_go(
+    db: Database, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deferred rows take successive slots, and the unclaimed rest waits behind them,
+    so no round claims a row only to defer it again (the backlog does not churn)."""
+    ids = await put(db, clock, *(("card.send", f"RC-{n}", str(n)) for n in range(20)))
+    update = await put(db, clock, ("card.update", "RC-u", "u"))  # costs nothing: never held
+    claims = Claims(monkeypatch)
+    sender = Sender()
+    limits = {"wecom:": RateLimit((Window(2, 60),), chat_cost(TEXT_BYTES))}
+    worker = OutboxWorker(
+        db, OutboxSettings(batch=5), sender.performers(), clock=clock, rate_limits=limits
+    )
+    start = outbox.naive(clock())
+
+    async def due() -> dict[int, int]:
+        return {
+            r.id: int((r.next_at - start).total_seconds())
+            for r in await rows(db)
+            if r.status == "pending"
+        }
+
+    def cards() -> list[str]:
+        return [s[2] for s in sender.sent if s[1] == "card.send"]
+
+    await worker.drain()
+    assert cards() == ["0", "1"]
+    assert ("wecom:xiaozhou", "card.update", "u") in sender.sent  # costs nothing: not held
+    waits = {ids[2]: 60, ids[3]: 60, ids[4]: 120} | {i: 120 for i in ids[5:]}
+    assert await due() == waits  # 3 and 4 share the minute the first two sent free
+    clock.advance(59)
+    await worker.drain()
+    assert cards() == ["0", "1"] and await due() == waits  # nothing was due
+    clock.advance(1)
+    await worker.drain()
+    assert cards() == ["0", "1", "2", "3"]
+    assert await due() == {i: at for i, at in waits.items() if i not in ids[:4]}
+    for _ in range(20):
+        clock.advance(60)
+        await worker.drain()
+    assert cards() == [str(n) for n in range(20)]
+    assert {(r.status, r.attempts) for r in await rows(db)} == {("sent", 1)}
+    # A row is claimed when it goes, and at most once before, in the batch that
+    # deferred it to its slot; a row queued behind that batch only when it goes.
+    assert max(claims.times.values()) == 2 and claims.times[update[0]] == 1
+    assert [claims.times[i] for i in ids[:10]] == [1, 1, 2, 2, 2, 1, 2, 2, 2, 1]
+
+
+async def test_a_hold_leaves_leased_later_and_other_rows_alone(
+    db: Database, clock: FakeClock
+) -> None:
+    (leased, later, text, card, other) = await put(
+        db,
+        clock,
+        ("card.send", "RC-1", "1"),
+        ("card.send", "RC-2", "2"),
+        ("text.send", "RC-3", "3"),
+        ("card.send", "RC-4", "4"),
+    ) + await put(db, clock, ("card.send", "RC-5", "5"), dest="wecom:someone-else")
+    now = outbox.naive(clock())
+    soon, until = now + timedelta(seconds=30), now + timedelta(seconds=90)
+    async with db.transaction() as session:
+        rows_by_id = {r.id: r for r in await session.scalars(select(OutboxMessage))}
+        rows_by_id[leased].locked_until = now + timedelta(seconds=60)
+        rows_by_id[later].next_at = until + timedelta(seconds=60)
+        rows_by_id[text].next_at = soon  # not due yet: not held
+    async with db.transaction() as session:
+        moved = await outbox.hold(session, [outbox.Hold(MEMBER, ("card.send",), until)], now)
+    assert moved == 1
+    after = {r.id: r.next_at for r in await rows(db)}
+    assert after == {
+        leased: now,
+        later: until + timedelta(seconds=60),
+        text: soon,
+        card: until,
+        other: now,
+    }

@@ -50,7 +50,7 @@ from bot.web.console_poll import poll_rows
 from bot.web.evidence_files import stored_type
 from handlers import abuse, deduction, parcels, release, scan, waybills
 from handlers.context import Ctx
-from storage import channel_state, inbound, outbox, timers
+from storage import channel_state, inbound, intake_rows, outbox, timers
 from storage.db import Database
 from storage.history import customer_history, histories
 from storage.models import (
@@ -441,6 +441,9 @@ async def test_the_outbox_claim_and_rate_limits_use_indexes(seeded: Database) ->
         async with seeded.read() as session:
             await outbox.sends_log(session, "wecom:u1", NOW - timedelta(hours=1))
             await outbox.held_behind(session, rows[0])
+        async with seeded.transaction() as session:
+            hold = outbox.Hold("wecom:u1", ("card.send", "text.send"), NOW + timedelta(minutes=1))
+            await outbox.hold(session, [hold], NOW)
 
     await assert_indexed(seeded, run)
 
@@ -546,5 +549,19 @@ async def test_the_scan_lookups_use_indexes(seeded: Database) -> None:
             assert await stored_type(session, f"{300:064x}", None) == "image/jpeg"
         async with seeded.read() as session:  # read-only: nothing here is waiting
             await parcels.match_arrivals(session, ctx, [("RC-000001", "in_transit", "X1", "O1")])
+
+
+async def test_the_intake_batch_lookups_use_indexes(seeded: Database) -> None:
+    """What storage/intake_rows.py reads and deletes per batch, whatever the table size."""
+
+    async def run() -> None:
+        async with seeded.transaction() as session:
+            found = await intake_rows.case_states(
+                session, [("generic", "s", "E1"), ("taobao", "s", "E10"), ("generic", "s", "X")]
+            )
+            assert set(found) == {("generic", "s", "E1"), ("taobao", "s", "E10")}
+            await intake_rows.known_keys(session, ["generic:E1:1", "generic:E2:1"])
+            await intake_rows.customer_flags(session, {("generic", "buyer-1"): "n"})
+            await intake_rows.inbound_done(session, ["generic:E1:1"])
 
     await assert_indexed(seeded, run)
