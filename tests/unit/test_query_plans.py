@@ -46,6 +46,8 @@ from bot.metrics import Metrics
 from bot.settings import OutboxSettings
 from bot.web.api import Filters, fetch_page, load_case
 from bot.web.console_poll import poll_rows
+from bot.web.export import Query
+from bot.web.export import statement as export_statement
 from storage import inbound, outbox, timers
 from storage.db import Database
 from storage.history import customer_history, histories
@@ -354,6 +356,22 @@ async def test_the_customer_history_uses_indexes(seeded: Database) -> None:
             many = await histories(session, buyers, NOW, exclude=("RC-000008",))
         assert found.returns > 0 and found.orders > 0
         assert all(h.returns > 0 for h in many.values()) and set(many) == set(buyers)
+
+    await assert_indexed(seeded, run)
+
+
+async def test_the_export_walks_the_creation_index(seeded: Database) -> None:
+    """The finance export (bot/web/export.py), oldest first over a period, by channel too."""
+    start, end = T0 + timedelta(days=100), T0 + timedelta(days=130)
+    queries = [
+        Query(start, end, None, None, frozenset(), xlsx=False),
+        Query(start, end, "generic", "s", frozenset({"refunded", "closed"}), xlsx=False),
+    ]
+
+    async def run() -> None:
+        async with seeded.read() as session:
+            for q in queries:
+                assert [row async for row in await session.stream(export_statement(q))]
 
     await assert_indexed(seeded, run)
 
