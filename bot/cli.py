@@ -19,6 +19,7 @@ from bot import settings as config
 from bot.bench.main import add_parser as add_bench_parser
 from bot.startup_report import log_report, render
 from bot.web.edge import server_kwargs
+from handlers.script_library import check_dir
 from storage import outbox
 from storage.db import Database
 from storage.migrate import upgrade
@@ -142,6 +143,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         for line in err.errors:
             print(line)
         print(_error_count(err.errors), file=sys.stderr)
+        return 2
+    # Dispute scripts are checked here, not in load(): the server re-reads them while
+    # it runs and leaves a broken file out rather than refusing to start.
+    if script_errors := check_dir(settings.scripts_dir):
+        for line in script_errors:
+            print(line)
+        print(_error_count(script_errors), file=sys.stderr)
         return 2
     for line in render(settings):
         print(line)

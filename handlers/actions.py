@@ -11,7 +11,7 @@ import logging
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.events import CardAction, Sender
-from handlers import approvals, notify, tokens, warehouse
+from handlers import approvals, disputes, notify, tokens, warehouse
 from handlers.context import Ctx
 from handlers.inbox import once
 from handlers.people import NOT_A_MEMBER, member_for, same_user
@@ -108,5 +108,9 @@ async def route(
         await warehouse.resolve(
             session, ctx, case_id, member, action, reply_to, reason=reason, ask_reason=True
         )
+    elif action in disputes.OUTCOME_ACTIONS:
+        case = await approvals.case_or_reply(session, ctx, case_id, reply_to)
+        if case is not None:
+            await disputes.outcome_clicked(session, ctx, case, member, action, reply_to)
     else:
         await notify.send_text(session, ctx, reply_to, "该按钮无效或已过期")

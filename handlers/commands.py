@@ -1,197 +1,158 @@
 """Chat command grammar (zh, with English aliases) -> handlers.
 
 `/同意 RC-…` does what the card's 同意 button does; a bare waybill or order
-number from a warehouse member is a scan. Anything else gets the help text.
+number from a warehouse member is a scan. Each command declares the roles that may
+run it, and the router checks that before it runs (a refusal changes nothing but
+an audit row). The grammar itself is in handlers/command_grammar.py.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
 
 from bot.events import ChatMessage
-from handlers import actions, approvals, notify, views, warehouse
+from handlers import actions, command_cases, notify, views, warehouse
+from handlers.command_grammar import CASE_ID, Call, Command, closest, parse, strip_mentions
+from handlers.command_scripts import script
+from handlers.command_stats import stats
 from handlers.context import Ctx
+from handlers.disputes import DISPUTE_ROLES
 from handlers.inbox import once
+from handlers.people import ROLE_ZH, role_zh
 from handlers.workflow import Actor, audit
-from storage.models import Case, Evidence, Member, PendingReply
+from storage.models import Member, PendingReply
 
-CASE_ID = re.compile(r"RC-\d{6}-\d{4,}", re.IGNORECASE)
 SCAN_CODE = re.compile(r"[A-Za-z0-9-]{6,40}")
-Run = Callable[["Call"], Awaitable[None]]
 PENDING_TTL = timedelta(minutes=30)
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    session: AsyncSession
-    ctx: Ctx
-    event: ChatMessage
-    member: Member
-    args: list[str]
-
-    async def reply(self, text: str, case_id: str | None = None) -> None:
-        await notify.send_text(self.session, self.ctx, self.event.sender, text, case_id)
-
-
-@dataclass(frozen=True, slots=True)
-class Command:
-    names: tuple[str, ...]
-    usage: str
-    help: str
-    roles: frozenset[str]  # empty: everyone
-    run: Run
+REF = "RC-…"  # a case id, an order number or a waybill (command_cases.case_arg)
 
 
 async def _help(call: Call) -> None:
-    lines = ["可用命令："]
-    lines += [
-        f"{c.usage}  {c.help}"
-        for c in COMMANDS
-        if not c.roles or c.roles & call.member.role_names or "admin" in call.member.role_names
-    ]
-    if "warehouse" in call.member.role_names:
+    """/帮助: what the sender may use; /帮助 命令: one command explained."""
+    roles = call.member.role_names
+    if call.args:
+        command = BY_NAME.get(call.args[0].lstrip("/").lower())
+        if command is None:
+            await call.reply(_unknown(call.args[0].lstrip("/"), roles))
+            return
+        await call.reply(_explain(command, roles))
+        return
+    lines = ["可用命令（发送 /帮助 命令 查看说明）："]
+    lines += [f"{c.usage}  {c.help}" for c in COMMANDS if c.allows(roles)]
+    lines.append("RC-… 处也可以填订单号或退货运单号")
+    if "warehouse" in roles:
         lines.append("直接发送退货运单号或订单号：扫码签收并验货")
     await call.reply("\n".join(lines))
 
 
-def _case_arg(call: Call) -> str | None:
-    return call.args[0].upper() if call.args and CASE_ID.fullmatch(call.args[0]) else None
+def _roles_zh(roles: frozenset[str], sep: str) -> str:
+    """Roles in the order people name them (people.ROLE_ZH), not alphabetically."""
+    order = list(ROLE_ZH)
+    ranked = sorted(roles, key=lambda r: (order.index(r) if r in order else len(order), r))
+    return sep.join(role_zh(r) for r in ranked)
 
 
-async def _lookup(call: Call) -> None:
-    if not call.args:
-        await call.reply("用法：/查单 RC-… 或订单号、退货运单号")
-        return
-    code = call.args[0]
-    found = await call.session.scalars(
-        select(Case)
-        .where(or_(Case.id == code.upper(), Case.order_id == code, Case.return_waybill == code))
-        .options(selectinload(Case.items), selectinload(Case.steps))
-        .order_by(Case.created_at.desc())
-        .limit(3)
-    )
-    cases = list(found)
-    if not cases:
-        await call.reply(f"未找到与 {code} 相关的售后单")
-        return
-    answers = [
-        views.summary_text(call.ctx, c, await warehouse.hold_lines(call.session, call.ctx, c))
-        for c in cases
-    ]
-    await call.reply("\n\n".join(answers), cases[0].id)
+def _who(command: Command) -> str:
+    return _roles_zh(command.roles, "、") if command.roles else "所有成员"
 
 
-def _decision(action: str, usage: str) -> Run:
-    async def run(call: Call) -> None:
-        case_id = _case_arg(call)
-        if case_id is None:
-            await call.reply(f"用法：{usage}")
-            return
-        rest = " ".join(call.args[1:])
-        await approvals.decide(
-            call.session,
-            call.ctx,
-            case_id,
-            call.member,
-            action,
-            call.event.sender,
-            reason=rest,
-            target=rest,
-        )
-
-    return run
+def _explain(command: Command, roles: set[str]) -> str:
+    lines = [f"{command.usage}  {command.help}"]
+    if command.detail:
+        lines.append(command.detail)
+    lines.append(f"别名：{' '.join('/' + n for n in command.names)}")
+    lines.append(f"可用角色：{_who(command)}")
+    if not command.allows(roles):
+        lines.append("（您当前没有使用此命令的角色）")
+    return "\n".join(lines)
 
 
-async def _note(call: Call) -> None:
-    case_id = _case_arg(call)
-    text = " ".join(call.args[1:]).strip()
-    case = await call.session.get(Case, case_id) if case_id else None
-    if case is None or not text:
-        await call.reply("用法：/记录 RC-… 内容")
-        return
-    now = call.ctx.now()
-    call.session.add(
-        Evidence(case_id=case.id, kind="note", ref=text, added_by=call.member.name, at=now)
-    )
-    call.session.add(
-        audit(case.id, Actor.of(call.member), "note", now, case.status, case.status, why=text)
-    )
-    await call.reply(f"已记录到 {case.id}", case.id)
-
-
-async def _reject_refund(call: Call) -> None:
-    """/驳回退款 RC-… 原因: risk's 驳回退款 as text; without a reason it changes nothing."""
-    case_id = _case_arg(call)
-    if case_id is None:
-        await call.reply("用法：/驳回退款 RC-… 原因")
-        return
-    await warehouse.resolve(
-        call.session,
-        call.ctx,
-        case_id,
-        call.member,
-        "resolve_reject",
-        call.event.sender,
-        reason=" ".join(call.args[1:]),
-    )
-
-
-async def _cancel(call: Call) -> None:
-    pending = await call.session.get(PendingReply, call.member.id)
-    if pending is None:
-        await call.reply("没有等待您回复的操作")
-        return
-    await call.session.delete(pending)
-    await call.reply(f"已取消对 {pending.case_id} 的操作")
+def _unknown(word: str, roles: set[str]) -> str:
+    names = [n for c in COMMANDS if c.allows(roles) for n in c.names]
+    guess = closest(word.lower(), names)
+    head = f"未知命令 /{word}。" if word else ""
+    if guess is not None:
+        return f"{head}您是不是想输入 /{guess}？发送 /帮助 查看可用命令"
+    return f"{head}发送 /帮助 查看可用命令"
 
 
 APPROVERS = frozenset({"cs_lead", "ops_director", "finance_director"})
 RISK_DECIDERS = frozenset({"risk", "ops_director"})
+EVERYONE: frozenset[str] = frozenset()
 COMMANDS = (
-    Command(("帮助", "help"), "/帮助", "查看可用命令", frozenset(), _help),
-    Command(("查单", "case"), "/查单 RC-…|订单号|运单号", "查看售后单状态", frozenset(), _lookup),
+    Command(("帮助", "help"), "/帮助 [命令]", "查看可用命令", EVERYONE, _help),
+    Command(
+        ("查单", "case"),
+        f"/查单 {REF}",
+        "查看售后单状态",
+        EVERYONE,
+        command_cases.lookup,
+        "显示状态（挂起原因）、审批步骤（谁、何时）、SLA 时限、证据数量和纠纷记录",
+    ),
+    Command(
+        ("话术", "script"),
+        "/话术 [场景] [RC-…]",
+        "查看争议话术，或按售后单生成回复",
+        DISPUTE_ROLES,
+        script,
+        "不带参数列出场景；带场景和单号时用案件数据填好回复。"
+        "案件没有的变量用 名称=值 补充，如 /话术 缺配件 RC-… 配件=滤网 扣款=35",
+    ),
+    Command(
+        ("统计", "stats"),
+        "/统计 [今天|本周|本月]",
+        "查看售后指标",
+        EVERYONE,
+        stats,
+        "新增、各环节待处理、退款金额、平均处理时长、SLA 超时、退货原因、纠纷结果；"
+        "可加渠道名只看一个渠道，如 /统计 本周 taobao",
+    ),
     Command(
         ("同意", "approve"),
-        "/同意 RC-…",
+        f"/同意 {REF}",
         "同意当前审批",
         APPROVERS,
-        _decision("approve", "/同意 RC-…"),
+        command_cases.decision("approve", f"/同意 {REF}"),
     ),
     Command(
         ("驳回", "reject"),
-        "/驳回 RC-… 原因",
+        f"/驳回 {REF} 原因",
         "驳回（需填写原因）",
         APPROVERS,
-        _decision("reject", "/驳回 RC-… 原因"),
+        command_cases.decision("reject", f"/驳回 {REF} 原因"),
     ),
     Command(
         ("转交", "transfer"),
-        "/转交 RC-… @姓名",
+        f"/转交 {REF} @姓名",
         "转交给同角色成员",
         APPROVERS,
-        _decision("transfer", "/转交 RC-… @姓名"),
+        command_cases.decision("transfer", f"/转交 {REF} @姓名"),
     ),
     Command(
         ("驳回退款", "reject-refund"),
-        "/驳回退款 RC-… 原因",
+        f"/驳回退款 {REF} 原因",
         "驳回验货异常单的退款（需填写原因）",
         RISK_DECIDERS,
-        _reject_refund,
+        command_cases.reject_refund,
     ),
-    Command(("记录", "note"), "/记录 RC-… 内容", "记录纠纷结果或备注", frozenset(), _note),
+    Command(
+        ("记录", "note"),
+        f"/记录 {REF} 内容",
+        "记录纠纷结果或备注",
+        EVERYONE,
+        command_cases.note,
+        "写明客户同意 / 客户拒绝 / 升级平台介入（可带金额，如 客户同意扣款 35元）时，"
+        "同时记为纠纷结果，计入 /统计",
+    ),
     Command(
         ("取消", "cancel"),
         "/取消",
         "放弃等待回复的操作（如驳回原因）",
         APPROVERS | RISK_DECIDERS,
-        _cancel,
+        command_cases.cancel,
     ),
 )
 BY_NAME = {name: c for c in COMMANDS for name in c.names}
@@ -206,17 +167,34 @@ async def _handle(session: AsyncSession, ctx: Ctx, event: ChatMessage) -> None:
     member = await notify.known_member(session, ctx, event.sender)
     if member is None:
         return
-    text = event.text.strip()
-    if text.startswith(("/", "／")):
-        word, *args = text[1:].split() or [""]
-        command = BY_NAME.get(word.lower())
-        if command is None:
-            unknown = f"未知命令 /{word}，" if word else ""
-            await notify.send_text(session, ctx, event.sender, f"{unknown}发送 /帮助 查看可用命令")
-            return
-        await command.run(Call(session, ctx, event, member, args))
-    else:
-        await _plain(session, ctx, event, member, text)
+    body, mentioned = strip_mentions(event.text)
+    parsed = parse(body, mentioned, lambda word: word in BY_NAME)
+    if parsed is None:
+        await _plain(session, ctx, event, member, body)
+        return
+    command = BY_NAME.get(parsed.word)
+    if command is None:
+        await notify.send_text(
+            session, ctx, event.sender, _unknown(parsed.word, member.role_names)
+        )
+        return
+    call = Call(session, ctx, event, member, parsed.args, parsed.raw)
+    if not command.allows(member.role_names):
+        await _refuse(call, command, parsed.word)
+        return
+    await command.run(call)
+
+
+async def _refuse(call: Call, command: Command, word: str) -> None:
+    """A command the member's roles do not allow: a polite answer and an audit row."""
+    case_id = next((a.upper() for a in call.args if CASE_ID.fullmatch(a)), None)
+    need = _roles_zh(command.roles, "/")
+    why = f"您没有「{need}」角色，不能使用 /{word}（发送 /帮助 查看您可用的命令）"
+    call.session.add(
+        audit(case_id, Actor.of(call.member), f"refused:/{command.names[1]}", call.ctx.now(),
+              why=why)
+    )  # fmt: skip
+    await call.reply(why, case_id)
 
 
 async def _plain(

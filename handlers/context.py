@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from bot.settings import Settings
 from handlers.people import Roster
+from handlers.script_library import ScriptShelf
 from storage.db import Database
 from storage.secrets import Keyring
 
@@ -32,6 +33,8 @@ class Ctx:
     # Members and roles in memory for the hot path (handlers/people.py); shared by the
     # copies `dataclasses.replace` makes, so one sync rebuilds it for all of them.
     people: Roster = field(default_factory=Roster, compare=False)
+    # Dispute scripts, re-read when their files change (handlers/script_library.py).
+    scripts: ScriptShelf = field(default_factory=ScriptShelf, compare=False)
 
     def now(self) -> datetime:
         """Naive UTC now, the form every stored timestamp takes."""

@@ -41,6 +41,10 @@ INSPECTION_BUTTONS = (
 RISK_BUTTONS = (
     ("全额退款", "resolve_refund", "primary"),
     ("驳回退款", "resolve_reject", "danger"),
+    # How the buyer answered the dispute script (handlers/disputes.py); the card stays open.
+    ("客户同意", "dispute_agreed", "default"),
+    ("客户拒绝", "dispute_refused", "default"),
+    ("升级平台介入", "dispute_escalated", "default"),
 )
 INSPECTION_ZH = {a: label for label, a, _ in INSPECTION_BUTTONS}
 ACTION_ZH = {
@@ -49,6 +53,9 @@ ACTION_ZH = {
     "transfer": "转交",
     "resolve_refund": "全额退款",
     "resolve_reject": "驳回退款",
+    "dispute_agreed": "客户同意",
+    "dispute_refused": "客户拒绝",
+    "dispute_escalated": "升级平台介入",
     **INSPECTION_ZH,
 }
 
@@ -145,9 +152,14 @@ def inspection_card(ctx: Ctx, case: Case, card_id: int) -> Card:
     )
 
 
-def risk_card(ctx: Ctx, case: Case, card_id: int, finding: str, by: str) -> Card:
-    """A held case for risk to release (full refund) or reject."""
+def risk_card(
+    ctx: Ctx, case: Case, card_id: int, finding: str, by: str, suggestion: str = ""
+) -> Card:
+    """A held case for risk to release (full refund) or reject; `suggestion` is the
+    dispute script the finding suggests (handlers/disputes.py suggest_for_hold)."""
     fields = _base_fields(case) + [("验货结果", finding), ("验货人", by)]
+    if suggestion:
+        fields.append(("建议话术", suggestion))
     return Card(
         kind="risk",
         title=f"风控提醒 · {case.id}",

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.events import ImageMessage, Sender
 from bot.money import yuan_zh
-from handlers import cs_notice, notify, steps, views
+from handlers import cs_notice, disputes, notify, steps, views
 from handlers.approvals import ask, case_or_reply, load_case, refuse
 from handlers.context import Ctx
 from handlers.inbox import once
@@ -134,15 +134,19 @@ async def inspect(
     )
     if outcome in ANOMALIES:
         await notify.channel_event(session, ctx, case, "on_hold", finding=outcome)
+        suggestion = await disputes.suggest_for_hold(session, ctx, case, outcome)
+        script = f"{suggestion[0].title}：{suggestion[1]}" if suggestion else ""
         await notify.send_cards(
             session,
             ctx,
             await holders(session, "risk"),
             case,
             "risk",
-            lambda card_id: views.risk_card(ctx, case, card_id, label, member.name),
+            lambda card_id: views.risk_card(ctx, case, card_id, label, member.name, script),
             role="risk",
         )
+        if suggestion is not None:
+            await disputes.tell_hold(session, ctx, case, label, suggestion)
         await notify.send_text(
             session,
             ctx,

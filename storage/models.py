@@ -46,6 +46,7 @@ class Case(Base):
         Index("ix_case_buyer", "channel", "buyer_ref"),  # the customer history
         Index("ix_case_order", "order_id"),
         Index("ix_case_waybill", "return_waybill"),
+        Index("ix_case_refunded", "refunded_at"),  # /统计 refunds in a period
     )
 
     id: Mapped[str] = mapped_column(String(20), primary_key=True)
@@ -108,7 +109,10 @@ class ApprovalStep(Base):
     """One step of a (possibly multi-step) approval; `seq` orders them."""
 
     __tablename__ = "approval_steps"
-    __table_args__ = (UniqueConstraint("case_id", "seq", name="uq_step_seq"),)
+    __table_args__ = (
+        UniqueConstraint("case_id", "seq", name="uq_step_seq"),
+        Index("ix_step_due", "due_at"),  # /统计 SLA breaches in a period
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     case_id: Mapped[str] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
@@ -370,3 +374,24 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
     holder: Mapped[str] = mapped_column(String(128))
     expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class DisputeEvent(Base):
+    """A dispute on a case, as it happened: every script pulled (who, when, which
+    scenario, the exact text) and every outcome recorded (handlers/disputes.py)."""
+
+    __tablename__ = "dispute_events"
+    __table_args__ = (
+        Index("ix_dispute_case", "case_id", "id"),  # a case's disputes, in order
+        Index("ix_dispute_kind_at", "kind", "at"),  # /统计 by scenario and outcome
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(12))  # script | outcome
+    scenario: Mapped[str] = mapped_column(String(64), default="")
+    outcome: Mapped[str] = mapped_column(String(16), default="")  # agreed | refused | escalated
+    amount_fen: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    text: Mapped[str] = mapped_column(Text, default="")
+    actor: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime)
