@@ -33,7 +33,7 @@ from bot.platforms import console, wecom
 from bot.platforms.base import Platform, chat_performers
 from bot.platforms.evidence import media_performers
 from bot.settings import Settings, templates_dir
-from bot.web import api, edge, export, health
+from bot.web import api, dashboard, edge, export, health
 from bot.web import console as console_web
 from bot.writer import Writer
 from handlers import intake_submit
@@ -155,6 +155,7 @@ def create_app(
     health.setup(app)
     api.setup(app)
     export.setup(app)
+    dashboard.setup(app)
     generic.setup(app, lambda event, ctx: via_writer(app[appkeys.WRITER].submit, ctx, event))
     if settings.console.enabled:
         console_web.setup(app)

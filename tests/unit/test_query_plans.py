@@ -465,3 +465,27 @@ async def test_the_kpis_and_dispute_lookups_use_indexes(seeded: Database) -> Non
         await run()
     found = _small_sorts_only(await problems(seeded, statements))
     assert not found, "\n\n".join(found)
+
+
+async def test_the_dashboard_figures_use_indexes(seeded: Database) -> None:
+    """The dashboard's figures (handlers/dashboard_figures.py) beyond /统计's KPIs."""
+    from handlers import dashboard_figures as figures
+    from handlers import reports
+
+    month = reports.Period("month", NOW - timedelta(days=30), NOW)
+
+    async def run() -> None:
+        async with seeded.read() as session:
+            for filters in (reports.Filters(), reports.Filters(channel="taobao")):
+                await figures.tiles(session, month, filters)
+                await figures.reasons(session, month, filters)
+                await figures.reasons_by_sku(session, month, filters)
+                await figures.stage_times(session, month, filters)
+                await figures.breaches_by_assignee(session, month, NOW, filters)
+                await figures.trend(session, NOW, 8, filters)
+            await figures.flagged_buyers(session)
+
+    with recorded(seeded) as statements:
+        await run()
+    found = _small_sorts_only(await problems(seeded, statements))
+    assert not found, "\n\n".join(found)
