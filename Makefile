@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# make demo PORT=9000 picks the port; make demo RESET=1 starts the demo data over.
 demo: $(STAMP)
-	$(BIN)/returnhub demo
+	$(BIN)/returnhub demo $(if $(PORT),--port $(PORT)) $(if $(RESET),--reset)
 
 # The browser tests drive Debian's chromium (playwright's own browser download
 # is not used), with CJK fonts so Chinese renders; the bench test drives wrk, the

@@ -38,7 +38,7 @@ from bot.platforms.dingtalk_sessions import Sessions
 from bot.platforms.evidence import media_performers
 from bot.platforms.inbound import epoch
 from bot.settings import Settings, templates_dir
-from bot.web import api, edge, health
+from bot.web import api, dashboard, edge, export, health
 from bot.web import console as console_web
 from bot.writer import Writer
 from handlers import intake_submit, orders
@@ -187,6 +187,8 @@ def create_app(
     app.cleanup_ctx.append(resources)
     health.setup(app)
     api.setup(app)
+    export.setup(app)
+    dashboard.setup(app)
     generic.setup(app, lambda event, ctx: via_writer(app[appkeys.WRITER].submit, ctx, event))
     generic_orders.setup(app, lambda event: app[appkeys.WRITER].submit(orders.KIND, event))
     marketplaces.setup(

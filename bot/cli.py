@@ -98,10 +98,14 @@ def _worker_count(text: str) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from bot.app import create_app
-    from bot.demo import demo_settings, install
+    from bot.demo import demo_settings, install, reset
 
     port = args.port or int(os.environ.get("RETURNHUB__SERVER__PORT", "8080"))
-    settings = demo_settings(port, Path(args.var).resolve())
+    var = Path(args.var).resolve()
+    if args.reset:
+        for path in reset(var):
+            log.info("演示重置：已删除 %s / demo reset: removed", path)
+    settings = demo_settings(port, var)
     log_report(settings, log)
     app = create_app(settings)
     install(app)
@@ -321,6 +325,11 @@ def parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--var", default="var", help="数据目录（数据库、配置、照片）；默认 ./var / data dir"
+    )
+    demo.add_argument(
+        "--reset",
+        action="store_true",
+        help="清空演示数据（数据库与照片）后重新开始 / start the demo over",
     )
     demo.set_defaults(func=cmd_demo)
 

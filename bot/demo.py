@@ -16,6 +16,7 @@ import json
 import logging
 import random
 import secrets
+import shutil
 import tomllib
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -106,6 +107,22 @@ def demo_settings(port: int, var_dir: Path) -> config.Settings:
         encoding="utf-8",
     )
     return config.load(path, env={})
+
+
+def reset(var_dir: Path) -> list[Path]:
+    """Start the demo over: drop its database and photos (the config and its secrets
+    stay, so the console login and API token keep working). The removed paths."""
+    gone = []
+    for name in ("returnhub.db", "returnhub.db-wal", "returnhub.db-shm"):
+        path = var_dir / name
+        if path.exists():
+            path.unlink()
+            gone.append(path)
+    evidence = var_dir / "evidence"
+    if evidence.is_dir():
+        shutil.rmtree(evidence)
+        gone.append(evidence)
+    return gone
 
 
 def install(

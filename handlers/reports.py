@@ -70,7 +70,7 @@ def period(name: str, now: datetime, zone: ZoneInfo) -> Period:
     return Period(name, start, now)
 
 
-def _filtered(query: Q, filters: Filters) -> Q:
+def filtered(query: Q, filters: Filters) -> Q:
     if filters.channel:
         query = query.where(Case.channel == filters.channel)
     if filters.shop:
@@ -78,23 +78,23 @@ def _filtered(query: Q, filters: Filters) -> Q:
     return query
 
 
-def _within(column: Any, p: Period) -> ColumnElement[bool]:
+def within(column: Any, p: Period) -> ColumnElement[bool]:
     return and_(column >= p.start, column < p.end)
 
 
 async def new_cases(session: AsyncSession, p: Period, filters: Filters = Filters()) -> int:
-    query = _filtered(select(func.count(Case.id)).where(_within(Case.created_at, p)), filters)
+    query = filtered(select(func.count(Case.id)).where(within(Case.created_at, p)), filters)
     return int(await session.scalar(query) or 0)
 
 
 async def pending_by_stage(session: AsyncSession, filters: Filters = Filters()) -> dict[str, int]:
     """Open cases now, by status (the stage they wait in)."""
     query = select(Case.status, func.count(Case.id)).where(Case.status.in_(sorted(OPEN)))
-    rows = await session.execute(_filtered(query, filters).group_by(Case.status))
+    rows = await session.execute(filtered(query, filters).group_by(Case.status))
     return {status: int(n) for status, n in rows}
 
 
-def _seconds(session: AsyncSession, later: Any, earlier: Any) -> ColumnElement[Any]:
+def seconds_between(session: AsyncSession, later: Any, earlier: Any) -> ColumnElement[Any]:
     if session.get_bind().dialect.name == "sqlite":
         return (func.julianday(later) - func.julianday(earlier)) * 86400.0
     return extract("epoch", later - earlier)
@@ -105,9 +105,9 @@ async def refunds(session: AsyncSession, p: Period, filters: Filters = Filters()
     query = select(
         func.count(Case.id),
         func.coalesce(func.sum(Case.refund_fen), 0),
-        func.avg(_seconds(session, Case.refunded_at, Case.created_at)),
-    ).where(_within(Case.refunded_at, p))
-    count, amount, seconds = (await session.execute(_filtered(query, filters))).one()
+        func.avg(seconds_between(session, Case.refunded_at, Case.created_at)),
+    ).where(within(Case.refunded_at, p))
+    count, amount, seconds = (await session.execute(filtered(query, filters))).one()
     hours = float(seconds) / 3600 if seconds is not None else None
     return Refunds(int(count), int(amount), hours)
 
@@ -125,7 +125,7 @@ async def sla_breaches(
         .join(Case, Case.id == ApprovalStep.case_id)
         .where(ApprovalStep.due_at >= p.start, ApprovalStep.due_at < min(p.end, now), late)
     )
-    return int(await session.scalar(_filtered(query, filters)) or 0)
+    return int(await session.scalar(filtered(query, filters)) or 0)
 
 
 async def top_reasons(
@@ -133,8 +133,8 @@ async def top_reasons(
 ) -> list[tuple[str, int]]:
     """The commonest return reasons (two-level codes) of the period's new cases."""
     n = func.count(Case.id).label("n")
-    query = select(Case.reason_code, n).where(_within(Case.created_at, p))
-    query = _filtered(query, filters).group_by(Case.reason_code)
+    query = select(Case.reason_code, n).where(within(Case.created_at, p))
+    query = filtered(query, filters).group_by(Case.reason_code)
     rows = await session.execute(query.order_by(n.desc(), Case.reason_code).limit(limit))
     return [(code or "", int(count)) for code, count in rows]
 
@@ -143,10 +143,10 @@ async def _disputes(
     session: AsyncSession, p: Period, filters: Filters, kind: str, *columns: Any
 ) -> list[tuple[Any, ...]]:
     query = select(*columns, func.count(DisputeEvent.id)).where(
-        DisputeEvent.kind == kind, _within(DisputeEvent.at, p)
+        DisputeEvent.kind == kind, within(DisputeEvent.at, p)
     )
     if filters.channel or filters.shop:
-        query = _filtered(query.join(Case, Case.id == DisputeEvent.case_id), filters)
+        query = filtered(query.join(Case, Case.id == DisputeEvent.case_id), filters)
     rows = await session.execute(query.group_by(*columns).order_by(*columns))
     return [tuple(row) for row in rows]
 

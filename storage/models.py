@@ -47,6 +47,9 @@ class Case(Base):
         Index("ix_case_order", "order_id"),
         Index("ix_case_waybill", "return_waybill"),
         Index("ix_case_refunded", "refunded_at"),  # /统计 refunds in a period
+        # The dashboard's stage times: the stages that ended in a period (reviewed, arrived).
+        Index("ix_case_decided", "decided_at"),
+        Index("ix_case_received", "received_at"),
     )
 
     id: Mapped[str] = mapped_column(String(20), primary_key=True)
@@ -180,7 +183,10 @@ class MemberRole(Base):
 
 class Customer(Base):
     __tablename__ = "customers"
-    __table_args__ = (UniqueConstraint("channel", "buyer_ref", name="uq_customer"),)
+    __table_args__ = (
+        UniqueConstraint("channel", "buyer_ref", name="uq_customer"),
+        Index("ix_customer_flagged", "flagged", "channel", "buyer_ref"),  # the dashboard's list
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     channel: Mapped[str] = mapped_column(String(20))

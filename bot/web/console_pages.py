@@ -13,7 +13,11 @@ from aiohttp import web
 
 from bot.settings import templates_dir
 
-ASSETS = {"console.js": "application/javascript", "console.css": "text/css"}
+ASSETS = {
+    "console.js": "application/javascript",
+    "console.css": "text/css",
+    "dashboard.css": "text/css",
+}
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
@@ -49,9 +53,10 @@ def render(request: web.Request, name: str, status: int = 200, **context: object
         .render(
             js_version=_version(request, "console.js"),
             css_version=_version(request, "console.css"),
+            dashboard_css_version=_version(request, "dashboard.css"),
             **context,
         )
     )
-    csp = CSP if name == CHAT_PAGE else LOGIN_CSP
+    csp = CSP if name == CHAT_PAGE else LOGIN_CSP  # the dashboard too: no script at all
     headers = {"Content-Security-Policy": csp, "Referrer-Policy": "no-referrer", **NOSNIFF}
     return web.Response(text=html, status=status, content_type="text/html", headers=headers)

@@ -120,3 +120,29 @@ def session_member(keyring: Keyring, value: str, now: datetime) -> str | None:
     except BadSignin:
         return None
     return member if isinstance(member, str) and member else None
+
+
+_DASHBOARD_LABEL = b"returnhub dashboard session v1"
+DASHBOARD_LIFETIME = timedelta(hours=12)
+
+
+def _token_tag(token: str) -> str:
+    """Which API token the dashboard cookie was got with: a new token ends old cookies."""
+    return hashlib.sha256(b"returnhub dashboard token|" + token.encode()).hexdigest()[:16]
+
+
+def dashboard_value(keyring: Keyring, token: str, now: datetime) -> str:
+    """The dashboard cookie, got by entering the API token, until `now + DASHBOARD_LIFETIME`."""
+    expires = int((now + DASHBOARD_LIFETIME).timestamp())
+    return _seal(keyring, _DASHBOARD_LABEL, [_token_tag(token), expires])
+
+
+def dashboard_ok(keyring: Keyring, token: str, value: str, now: datetime) -> bool:
+    """The cookie is ours, unexpired, and was got with the API token configured now."""
+    if not value or not token:
+        return False
+    try:
+        tag, _ = _open(keyring, _DASHBOARD_LABEL, value, now, 2)
+    except BadSignin:
+        return False
+    return isinstance(tag, str) and hmac.compare_digest(tag, _token_tag(token))

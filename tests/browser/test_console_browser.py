@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
-import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,10 +24,10 @@ from bot.demo import demo_settings, seed
 from bot.events import Item, ReturnRequest
 from bot.web.console_login import signin_link
 from handlers.intake import on_return_request
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, free_port
 from tests.fakes.labels import label_photo
 from tests.support import add_console_row
 
-CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(
@@ -36,40 +35,7 @@ pytestmark = [
         reason="Debian chromium is not installed (apt-get install -y chromium)",
     ),
 ]
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 SCREENSHOT = Path("/tmp/console.png")  # noqa: S108 - a fixed place to look at by hand
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@pytest.fixture
-async def demo(tmp_path: Path) -> AsyncIterator[tuple[web.Application, str]]:
-    """The demo app serving on loopback, seeded and delivered; (app, console URL)."""
-    port = free_port()
-    app = create_app(demo_settings(port, tmp_path / "var"))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    try:
-        await seed(app[CTX])
-        await app[WORKER].drain()
-        yield app, f"http://127.0.0.1:{port}/console"
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture

@@ -48,6 +48,8 @@ from bot.settings import OutboxSettings, Settings
 from bot.web.api import Filters, fetch_page, load_case
 from bot.web.console_poll import poll_rows
 from bot.web.evidence_files import stored_type
+from bot.web.export import Query
+from bot.web.export import statement as export_statement
 from handlers import abuse, deduction, parcels, release, scan, waybills
 from handlers.context import Ctx
 from storage import channel_state, inbound, intake_rows, outbox, timers
@@ -412,6 +414,22 @@ async def test_the_order_import_uses_indexes(seeded: Database) -> None:
     await assert_indexed(seeded, run)
 
 
+async def test_the_export_walks_the_creation_index(seeded: Database) -> None:
+    """The finance export (bot/web/export.py), oldest first over a period, by channel too."""
+    start, end = T0 + timedelta(days=100), T0 + timedelta(days=130)
+    queries = [
+        Query(start, end, None, None, frozenset(), xlsx=False),
+        Query(start, end, "generic", "s", frozenset({"refunded", "closed"}), xlsx=False),
+    ]
+
+    async def run() -> None:
+        async with seeded.read() as session:
+            for q in queries:
+                assert [row async for row in await session.stream(export_statement(q))]
+
+    await assert_indexed(seeded, run)
+
+
 async def test_the_console_poll_uses_indexes(seeded: Database) -> None:
     async def run() -> None:
         async with seeded.read() as session:
@@ -550,6 +568,8 @@ async def test_the_scan_lookups_use_indexes(seeded: Database) -> None:
         async with seeded.read() as session:  # read-only: nothing here is waiting
             await parcels.match_arrivals(session, ctx, [("RC-000001", "in_transit", "X1", "O1")])
 
+    await assert_indexed(seeded, run)
+
 
 async def test_the_intake_batch_lookups_use_indexes(seeded: Database) -> None:
     """What storage/intake_rows.py reads and deletes per batch, whatever the table size."""
@@ -565,3 +585,27 @@ async def test_the_intake_batch_lookups_use_indexes(seeded: Database) -> None:
             await intake_rows.inbound_done(session, ["generic:E1:1"])
 
     await assert_indexed(seeded, run)
+
+
+async def test_the_dashboard_figures_use_indexes(seeded: Database) -> None:
+    """The dashboard's figures (handlers/dashboard_figures.py) beyond /统计's KPIs."""
+    from handlers import dashboard_figures as figures
+    from handlers import reports
+
+    month = reports.Period("month", NOW - timedelta(days=30), NOW)
+
+    async def run() -> None:
+        async with seeded.read() as session:
+            for filters in (reports.Filters(), reports.Filters(channel="taobao")):
+                await figures.tiles(session, month, filters)
+                await figures.reasons(session, month, filters)
+                await figures.reasons_by_sku(session, month, filters)
+                await figures.stage_times(session, month, filters)
+                await figures.breaches_by_assignee(session, month, NOW, filters)
+                await figures.trend(session, NOW, 8, filters)
+            await figures.flagged_buyers(session)
+
+    with recorded(seeded) as statements:
+        await run()
+    found = _small_sorts_only(await problems(seeded, statements))
+    assert not found, "\n\n".join(found)
