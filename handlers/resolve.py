@@ -49,7 +49,9 @@ async def alert_risk(
     if case.buyer_ref:
         found = await customer_history(session, case.channel, case.buyer_ref, ctx.now(), case.id)
         # The incidents and the flag first: WeCom shows only the start of a long history.
-        lines = sorted(history_lines(found), key=lambda line: not line.startswith("⚠"))
+        lines = sorted(
+            history_lines(found, anomalies=False), key=lambda line: not line.startswith("⚠")
+        )
         history = (*incidents, *lines)
     customer = await abuse.customer_of(session, case)
     flagged = bool(customer and customer.flagged)

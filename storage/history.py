@@ -11,7 +11,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Case, Customer, CustomerOrder
+from storage.db import unindexed
+from storage.models import Case, Customer, CustomerOrder, DisputeEvent, Inspection
 
 WINDOW = timedelta(days=180)  # the period the card and the abuse rule look back on
 
@@ -26,6 +27,8 @@ class History:
     flagged: bool
     flag_reason: str
     recent_returns: int = 0  # those inside WINDOW, the period `orders` counts
+    anomalies: tuple[tuple[str, int], ...] = ()  # inspection findings in WINDOW, by kind
+    disputes: int = 0  # dispute outcomes recorded on their cases in WINDOW
 
 
 Buyer = tuple[str, str]  # channel, buyer_ref
@@ -87,6 +90,8 @@ async def histories(
     )
     for row in await session.execute(returns_query):
         returns[(row[0], row[1])] = (int(row[2]), int(row[3]), int(row[4]))
+    anomalies = await _anomalies(session, channels, refs, wanted, since)
+    disputes = await _disputes(session, channels, refs, wanted, since)
     found = {}
     for buyer in wanted:
         customer = customers.get(buyer)
@@ -101,8 +106,51 @@ async def histories(
             flagged=bool(customer and customer.flagged),
             flag_reason=customer.flag_reason if customer else "",
             recent_returns=back[2],
+            anomalies=tuple(sorted(anomalies.get(buyer, {}).items(), key=lambda kv: -kv[1])),
+            disputes=disputes.get(buyer, 0),
         )
     return found
+
+
+async def _anomalies(
+    session: AsyncSession, channels: set[str], refs: set[str], wanted: set[Buyer], since: datetime
+) -> dict[Buyer, dict[str, int]]:
+    """Inspection findings other than 完好, per buyer and kind, in the window."""
+    rows = await session.execute(
+        select(Inspection.channel, Inspection.buyer_ref, Inspection.outcome, func.count())
+        .where(
+            Inspection.channel.in_(channels),
+            Inspection.buyer_ref.in_(refs),
+            Inspection.outcome != "ok",
+            Inspection.at >= since,
+        )
+        .group_by(Inspection.channel, Inspection.buyer_ref, Inspection.outcome)
+    )
+    found: dict[Buyer, dict[str, int]] = {}
+    for channel, ref, outcome, n in rows:
+        if (channel, ref) in wanted:
+            found.setdefault((channel, ref), {})[outcome] = int(n)
+    return found
+
+
+async def _disputes(
+    session: AsyncSession, channels: set[str], refs: set[str], wanted: set[Buyer], since: datetime
+) -> dict[Buyer, int]:
+    """Dispute outcomes recorded on the buyer's cases in the window."""
+    rows = await session.execute(
+        select(Case.channel, Case.buyer_ref, func.count(DisputeEvent.id))
+        .join(DisputeEvent, DisputeEvent.case_id == Case.id)
+        .where(
+            Case.channel.in_(channels),
+            Case.buyer_ref.in_(refs),
+            # Walk the buyer's cases (ix_case_buyer), then each case's disputes
+            # (ix_dispute_case): not every dispute of the window.
+            unindexed(DisputeEvent.kind) == "outcome",
+            unindexed(DisputeEvent.at) >= since,
+        )
+        .group_by(Case.channel, Case.buyer_ref)
+    )
+    return {(c, r): int(n) for c, r, n in rows if (c, r) in wanted}
 
 
 def with_returns(history: History, count: int, amount_fen: int) -> History:

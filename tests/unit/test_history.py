@@ -85,3 +85,56 @@ async def test_histories_of_many_buyers_match_each_buyers_own(db: Database) -> N
     assert (together[buyers[0]].returns, together[buyers[0]].orders) == (1, 1)
     assert together[buyers[0]].flagged and together[buyers[1]].returns == 1
     assert together[buyers[2]].returns == 0
+
+
+async def test_anomalies_by_kind_and_disputes_in_the_window(db: Database) -> None:
+    from storage.models import DisputeEvent, Inspection
+
+    async with db.transaction() as session:
+        session.add_all(
+            [a_case(n, NOW - timedelta(days=d)) for n, d in ((1, 10), (2, 20), (3, 400))]
+        )
+        await session.flush()
+        for n, outcome, days in (
+            (1, "missing_parts", 9),
+            (2, "missing_parts", 19),
+            (2, "damaged", 19),
+            (3, "empty", 399),
+            (1, "ok", 9),
+        ):
+            session.add(
+                Inspection(
+                    case_id=f"RC-261121-{n:04d}",
+                    channel="generic",
+                    buyer_ref="buyer-1",
+                    outcome=outcome,
+                    detail="滤网",
+                    inspector="小周",
+                    at=NOW - timedelta(days=days),
+                )
+            )
+        session.add(
+            DisputeEvent(
+                case_id="RC-261121-0001",
+                kind="outcome",
+                outcome="agreed",
+                actor="小美",
+                at=NOW - timedelta(days=8),
+            )
+        )
+        session.add(
+            DisputeEvent(
+                case_id="RC-261121-0001",
+                kind="script",
+                scenario="缺配件",
+                actor="小美",
+                at=NOW - timedelta(days=8),
+            )
+        )
+    async with db.read() as session:
+        found = await customer_history(session, "generic", "buyer-1", NOW, "RC-261121-0009")
+    assert found.anomalies == (("missing_parts", 2), ("damaged", 1))  # the empty box is old
+    assert found.disputes == 1  # outcomes only, not the script pulled
+    lines = history_lines(found)
+    assert "近180天验货异常：缺配件 2 次、破损 1 次" in lines and "近180天纠纷 1 次" in lines
+    assert not any("验货异常" in line for line in history_lines(found, anomalies=False))
