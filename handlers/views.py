@@ -194,9 +194,14 @@ def risk_card(
         fields.append(("建议话术", script))
     if evidence:
         fields.append(("凭证", evidence))
-    spec = EXCHANGE_RISK_BUTTONS if case.kind == "exchange" else RISK_BUTTONS
+    spec: tuple[tuple[str, str, str], ...] = (
+        EXCHANGE_RISK_BUTTONS if case.kind == "exchange" else RISK_BUTTONS
+    )
     if flagged:
-        spec = (*spec, UNFLAG_BUTTON)
+        # Next to the decisions, before the dispute outcomes: WeCom shows six buttons,
+        # and an outcome can still be typed (/记录), clearing the flag cannot.
+        decisions = [s for s in spec if not s[1].startswith("dispute_")]
+        spec = (*decisions, UNFLAG_BUTTON, *spec[len(decisions) :])
     return Card(
         kind="risk",
         title=f"风控提醒 · {case.id}",

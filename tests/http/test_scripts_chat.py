@@ -156,12 +156,14 @@ async def test_a_hold_over_wecom_suggests_the_script_and_records_the_buyers_answ
     missing = await click(wecom_client, signer, fake, "xiaozhou", "xiaozhou", "缺配件")
     assert (await post(wecom_client, missing))[0] == 200
     await settle(wecom_client.app)
+    assert "滤网、电源适配器、食盆" in fake.texts_to("xiaozhou")[-1]  # which part is missing?
+    await wecom_text(wecom_client, signer, "xiaozhou", "滤网", 9102)
 
     risk = fake.cards_to("chenfengkong")[-1]
     assert [b["text"] for b in risk["button_list"]] == [
-        "全额退款", "驳回退款", "客户同意", "客户拒绝", "升级平台介入"
+        "全额退款", "扣款退款", "驳回退款", "客户同意", "客户拒绝", "升级平台介入"
     ]  # fmt: skip
-    assert "建议话术：缺配件：亲，您好！您退回的自动喂食器缺少滤网组件" in risk["sub_title_text"]
+    assert "建议话术：缺配件：亲，您好！您退回的自动喂食器缺少滤网，" in risk["sub_title_text"]
     notice = fake.texts_to("xiaomei")[-1]
     assert notice.startswith(f"【验货异常】{case_id}") and "可扣除35元配件费" in notice
 

@@ -10,6 +10,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from bot.events import ChatMessage, Item, Sender
+from bot.platforms.wecom_cards import MAX_BUTTONS
 from handlers import abuse
 from handlers.actions import on_card_action
 from handlers.commands import on_chat_message
@@ -108,6 +109,13 @@ async def test_risk_clears_the_flag_with_a_reason_and_counting_restarts(db: Data
     ctx = await setup(db)
     cases = [await incident(db, ctx, n, "wrong_item", "收到旧款") for n in (1, 2, 3)]
     assert (await customer(db)).flagged
+    async with db.read() as session:
+        risk = await session.scalar(
+            select(CardRecord).where(CardRecord.case_id == cases[-1], CardRecord.kind == "risk")
+        )
+    assert risk is not None
+    shown = [b["label"] for b in risk.card["buttons"]][:MAX_BUTTONS]  # what WeCom shows
+    assert shown == ["全额退款", "扣款退款", "驳回退款", "解除标记", "客户同意", "客户拒绝"]
     unflag = await card_token(db, cases[-1], "陈风控", "unflag")
     await on_card_action(click(1, "小周", unflag), ctx)  # not risk
     assert "没有「风控」角色" in (await texts_to(db, "小周"))[-1]

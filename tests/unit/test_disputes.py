@@ -23,23 +23,28 @@ from storage import timers
 from storage.db import Database
 from storage.models import AuditEvent, CardRecord, DisputeEvent
 from tests.unit.test_flow import card_token, case_of, click, request, setup, texts_to
+from tests.unit.test_warehouse import inspected
 
 MEI = Sender("console", "小美")
 RISK = Sender("console", "陈风控")
 SEED_REPLY = (
     "您退回的自动喂食器缺少滤网组件，是否需要我们补发？若确认遗失，可扣除35元配件费后完成退款。"
 )
+# A held parcel: the part the warehouse named (滤网), priced from warehouse.toml (35 yuan).
+HELD_REPLY = SEED_REPLY.replace("滤网组件", "滤网")
 
 
-async def returned(db: Database, ctx: Ctx, n: int, finding: str = "", **kw: object) -> str:
-    """A 49.90-yuan return of an automatic feeder, scanned in; inspected if `finding`."""
+async def returned(
+    db: Database, ctx: Ctx, n: int, finding: str = "", detail: str = "", **kw: object
+) -> str:
+    """A 49.90-yuan return of an automatic feeder, scanned in; inspected if `finding`
+    (an anomaly answered with `detail`: which part, what damage)."""
     waybill = f"SF90000000{n:02d}"
     parcel = request(n, 4990, kind="return_refund", return_waybill=waybill, **kw)
     case_id = (await on_return_request(parcel, ctx)).case_id or ""
     await on_chat_message(ChatMessage(f"scan{n}", Sender("console", "小周"), waybill), ctx)
     if finding:
-        token = await card_token(db, case_id, "小周", finding)
-        await on_card_action(click(500 + n, "小周", token), ctx)
+        await inspected(db, ctx, case_id, n, finding, detail)
     return case_id
 
 
@@ -162,7 +167,7 @@ async def test_only_the_dispute_roles_may_pull_scripts(db: Database) -> None:
 
 async def test_an_outcome_recorded_in_chat_joins_the_dispute(db: Database) -> None:
     ctx = await setup(db)
-    case_id = await returned(db, ctx, 6, finding="missing_parts")
+    case_id = await returned(db, ctx, 6, "missing_parts", "滤网")
     answer = await say(ctx, db, MEI, f"/记录 {case_id} 客户同意扣款 35元", "n1")
     assert answer == f"已记录到 {case_id}，纠纷结果：客户同意，金额 35元"
     plain = await say(ctx, db, MEI, f"/note {case_id} 已电话联系买家", "n2")
@@ -182,7 +187,7 @@ async def test_an_outcome_recorded_in_chat_joins_the_dispute(db: Database) -> No
 
 async def test_a_hold_suggests_the_script_to_risk_and_customer_service(db: Database) -> None:
     ctx = await setup(db)
-    case_id = await returned(db, ctx, 7, finding="missing_parts")
+    case_id = await returned(db, ctx, 7, "missing_parts", "滤网")
     async with db.read() as session:
         card = (
             await session.scalars(
@@ -190,18 +195,19 @@ async def test_a_hold_suggests_the_script_to_risk_and_customer_service(db: Datab
             )
         ).one()
     fields = dict(card.card["fields"])
-    assert fields["建议话术"].startswith("缺配件：亲，您好！" + SEED_REPLY)
+    assert fields["建议话术"].startswith("缺配件：亲，您好！" + HELD_REPLY)
+    assert fields["建议处理"] == "扣款退款：扣除滤网 ¥35.00，退款 ¥14.90"
     labels = [b["label"] for b in card.card["buttons"]]
-    assert labels == ["全额退款", "驳回退款", "客户同意", "客户拒绝", "升级平台介入"]
+    assert labels == ["全额退款", "扣款退款", "驳回退款", "客户同意", "客户拒绝", "升级平台介入"]
     notice = (await texts_to(db, "小美"))[-1]
-    assert notice.startswith(f"【验货异常】{case_id} 验货结果「缺配件」，退款已暂停")
-    assert SEED_REPLY in notice and f"/记录 {case_id}" in notice
+    assert notice.startswith(f"【验货异常】{case_id} 验货结果「缺配件（滤网）」，退款已暂停")
+    assert HELD_REPLY in notice and f"/记录 {case_id}" in notice
 
 
 async def test_a_damaged_parcel_suggests_by_reason(db: Database) -> None:
     ctx = await setup(db)
-    shipped = await returned(db, ctx, 8, finding="damaged", reason_code="logistics.damaged")
-    human = await returned(db, ctx, 9, finding="damaged")
+    shipped = await returned(db, ctx, 8, "damaged", "外壳破损", reason_code="logistics.damaged")
+    human = await returned(db, ctx, 9, "damaged", "进水")
     mei = await texts_to(db, "小美")
     assert any(f"{shipped} " in t and "建议话术（物流破损）" in t for t in mei)
     # 人为损坏 needs a deduction nobody gave yet: the notice says how to fill it in.
@@ -211,7 +217,7 @@ async def test_a_damaged_parcel_suggests_by_reason(db: Database) -> None:
 
 async def test_the_risk_card_buttons_record_outcomes_and_leave_it_open(db: Database) -> None:
     ctx = await setup(db)
-    case_id = await returned(db, ctx, 11, finding="wrong_item")
+    case_id = await returned(db, ctx, 11, "wrong_item", "收到的是饮水机")
     token = await card_token(db, case_id, "陈风控", "dispute_escalated")
     await on_card_action(click(1, "陈风控", token), ctx)
     assert (await texts_to(db, "陈风控"))[-1] == f"已记录 {case_id} 的纠纷结果：升级平台介入"
@@ -230,8 +236,9 @@ async def test_the_risk_card_buttons_record_outcomes_and_leave_it_open(db: Datab
         )
         assert list(states) == ["open"]
     # Risk still decides: the refund buttons work after an outcome was recorded.
-    reject = await card_token(db, case_id, "陈风控", "resolve_refund")
-    await on_card_action(click(2, "陈风控", reject), ctx)
+    refund = await card_token(db, case_id, "陈风控", "resolve_refund")
+    await on_card_action(click(2, "陈风控", refund), ctx)
+    await on_chat_message(ChatMessage("why1", RISK, "平台判定退款"), ctx)  # the reason asked
     assert (await case_of(db, case_id)).status == "refund_pending"
 
 
@@ -283,8 +290,8 @@ async def test_a_broken_or_missing_scenario_leaves_the_hold_alone(
     base = await setup(db)
     files = dataclasses.replace(base.settings.files, scripts=str(scripts))
     ctx = dataclasses.replace(base, settings=dataclasses.replace(base.settings, files=files))
-    empty = await returned(db, ctx, 14, finding="empty")
-    wrong = await returned(db, ctx, 15, finding="wrong_item")  # no scenario for it here
+    empty = await returned(db, ctx, 14, "empty", "空箱")
+    wrong = await returned(db, ctx, 15, "wrong_item", "收到的是饮水机")  # no scenario for it
     for case_id in (empty, wrong):
         assert (await case_of(db, case_id)).status == "on_hold"
         assert await disputes(db, case_id) == []
@@ -295,7 +302,7 @@ async def test_a_broken_or_missing_scenario_leaves_the_hold_alone(
 
 async def test_an_outcome_button_from_outside_the_dispute_roles_is_refused(db: Database) -> None:
     ctx = await setup(db)
-    case_id = await returned(db, ctx, 16, finding="empty")
+    case_id = await returned(db, ctx, 16, "empty", "空箱")
     before = [r.id for r in await disputes(db, case_id)]
     token = await card_token(db, case_id, "陈风控", "dispute_agreed")
     await on_card_action(click(3, "小周", token), ctx)  # a forwarded card

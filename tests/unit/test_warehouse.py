@@ -23,12 +23,20 @@ async def held_case(db: Database, ctx: Ctx, n: int = 1) -> str:
     parcel = request(n, 4990, kind="return_refund", return_waybill=waybill)
     case_id = (await on_return_request(parcel, ctx)).case_id or ""
     await on_chat_message(ChatMessage(f"s{n}", Sender("console", "小周"), waybill), ctx)
-    damaged = await card_token(db, case_id, "小周", "damaged")
-    await on_card_action(click(100 + n, "小周", damaged), ctx)
-    assert (await case_of(db, case_id)).status == "received", "破损 first asks what broke"
-    await on_chat_message(ChatMessage(f"d{n}", Sender("console", "小周"), "外壳破损"), ctx)
+    await inspected(db, ctx, case_id, n, "damaged", "外壳破损")
     assert (await case_of(db, case_id)).status == "on_hold"
     return case_id
+
+
+async def inspected(
+    db: Database, ctx: Ctx, case_id: str, n: int, finding: str, detail: str
+) -> None:
+    """小周 presses the anomaly button on the scanned parcel's card, which first asks
+    which part or what damage, and answers it with `detail` (that records it)."""
+    token = await card_token(db, case_id, "小周", finding)
+    await on_card_action(click(100 + n, "小周", token), ctx)
+    assert (await case_of(db, case_id)).status == "received", "an anomaly first asks"
+    await on_chat_message(ChatMessage(f"d{n}", Sender("console", "小周"), detail), ctx)
 
 
 async def channel_events(db: Database) -> list[str]:
