@@ -145,8 +145,8 @@ async def _disputes(
             Case.buyer_ref.in_(refs),
             # Walk the buyer's cases (ix_case_buyer), then each case's disputes
             # (ix_dispute_case): not every dispute of the window.
-            unindexed(DisputeEvent.kind) == "outcome",
-            unindexed(DisputeEvent.at) >= since,
+            unindexed(DisputeEvent.kind.expression) == "outcome",
+            unindexed(DisputeEvent.at.expression) >= since,
         )
         .group_by(Case.channel, Case.buyer_ref)
     )
