@@ -29,9 +29,10 @@ from bot.dispatch import Dispatcher
 from bot.events import CardAction, ChatMessage, ImageMessage
 from bot.metrics import Metrics
 from bot.outbox import Performer
-from bot.platforms import console, wecom
+from bot.platforms import console, dingtalk, wecom
 from bot.platforms.base import Platform, chat_performers
 from bot.platforms.evidence import media_performers
+from bot.platforms.inbound import epoch
 from bot.settings import Settings, templates_dir
 from bot.web import api, edge, health
 from bot.web import console as console_web
@@ -44,6 +45,7 @@ from handlers.context import Ctx, utcnow
 from handlers.intake import apply_requests
 from handlers.intake_submit import via_writer
 from handlers.people import sync_members
+from handlers.unsupported import reply_unsupported
 from handlers.warehouse import on_image_message
 from storage.db import Database
 from storage.migrate import upgrade
@@ -84,6 +86,10 @@ def create_app(
 
     platforms.update(
         wecom.build_platforms(settings.wecom, renderer, lambda: app[HTTP], link=link, alert=alert)
+    )
+    sessions = dingtalk.Sessions(settings.dingtalk.oapi_base, lambda: int(epoch(now)() * 1000))
+    platforms.update(
+        dingtalk.build_platforms(settings.dingtalk, renderer, lambda: app[HTTP], sessions)
     )
     ctx = Ctx(db=db, settings=settings, clock=now, platforms=tuple(platforms))
     metrics = Metrics()
@@ -159,6 +165,15 @@ def create_app(
         console_web.setup(app)
     if settings.wecom.enabled:
         wecom.setup(app)
+    if settings.dingtalk.enabled:
+
+        async def unsupported(event: dingtalk.Unsupported) -> None:
+            await app[appkeys.DISPATCH].run(
+                lambda e, c: reply_unsupported(c, e.key, e.sender), event
+            )
+
+        dingtalk.install(app, sessions, unsupported)
+        dingtalk.setup(app)
     return app
 
 

@@ -11,6 +11,7 @@ and only in the fields that are multi-line by nature (`|tojson(multiline=True)`)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -29,6 +30,7 @@ OUTCOME_FALLBACK = "已处理"
 # Card.extra keys every platform may read.
 SEND_NONCE = "send"  # drawn once per send (handlers/notify.py), stable across its retries
 ASSIGNEES = "assignees"  # a role-chat notice: the names of who got the card itself
+_NOT_ID_CHAR = re.compile(r"[^0-9A-Za-z_\-@]")
 
 
 def clean_text(text: str, *, multiline: bool = False) -> str:
@@ -122,6 +124,45 @@ class Card:
             closed=bool(data.get("closed", False)),
             extra=dict(data.get("extra", {})),
         )
+
+
+def send_id(card: Card, card_id: int, outbox_id: int) -> str:
+    """The platform's id for one send of a card: "<case>-s<step>-c<card record>-<nonce>".
+
+    WeCom's `task_id`, DingTalk's `outTrackId`. The same for every attempt of one
+    send, so a send retried after a timeout is the same card to the platform (WeCom
+    refuses a task_id it has seen, DingTalk an outTrackId: the clients read that as
+    delivered) and the copy the member got can still be updated. The card record
+    names the recipient; the nonce (`extra["send"]`, drawn once when the card is
+    queued) keeps a reset database or a second deployment on the same app from
+    reusing an old id. Digits, letters and "_-@" only (WeCom's alphabet), at most
+    128 bytes; other characters of a case id become "_".
+    """
+    case = _NOT_ID_CHAR.sub("_", card.case_id)[:48] or "case"
+    step = _NOT_ID_CHAR.sub("_", card.extra.get("step", "0"))[:8]
+    send = _NOT_ID_CHAR.sub("_", card.extra.get(SEND_NONCE, ""))[:32] or f"o{outbox_id}"
+    return f"{case}-s{step}-c{card_id}-{send}"
+
+
+_DEFANG = str.maketrans({"[": "［", "]": "］", "<": "＜", ">": "＞", "`": "'", "*": "＊"})
+
+
+def defang(card: Card) -> Card:
+    """`card` fit for markdown (robots, DingTalk cards): customer text must not create
+    links, font tags or emphasis, so its brackets and markers become full-width."""
+
+    def clean(value: str) -> str:
+        return value.translate(_DEFANG)
+
+    return dataclasses.replace(
+        card,
+        title=clean(card.title),
+        summary=clean(card.summary),
+        status=clean(card.status),
+        fields=tuple((clean(a), clean(b)) for a, b in card.fields),
+        lines=tuple(clean(x) for x in card.lines),
+        history=tuple(clean(x) for x in card.history),
+    )
 
 
 def clean_card(card: Card) -> Card:

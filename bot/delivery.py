@@ -25,8 +25,8 @@ from bot.channels.base import PREFIX as CHANNEL
 from bot.events import RefundResult
 from bot.outbox import OutboxWorker, Performer
 from bot.outbox_limits import RateLimit, Window
-from bot.platforms import wecom
-from bot.platforms.wecom_client import split_text
+from bot.platforms import dingtalk_robot, wecom
+from bot.platforms.outbound import split_text
 from bot.platforms.wecom_robot import ROBOT_PREFIX, ROBOT_TEXT_BYTES
 from bot.settings import OutboxSettings
 from handlers import notify, refunds
@@ -66,6 +66,9 @@ def chat_limits(settings: OutboxSettings) -> dict[str, RateLimit]:
         ),
         f"{wecom.NAME}:": RateLimit(
             WECOM_MEMBER_WINDOWS, chat_cost(wecom.TEXT_BYTES), wecom.TEXT_BYTES
+        ),
+        dingtalk_robot.ROBOT_PREFIX: RateLimit(
+            (Window(dingtalk_robot.ROBOT_PER_MINUTE, 60),), chat_cost(dingtalk_robot.TEXT_BYTES)
         ),
     }
 

@@ -49,6 +49,7 @@ class Dispatcher:
         self.writer.register(INBOUND, inbound.put_many)
         self.handlers = dict(handlers)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._by_key: dict[str, asyncio.Task[Any]] = {}
         self._kick = kick
         # Bounds the handlers in flight: a burst must not exhaust the connection pool.
         self._slots = asyncio.Semaphore(concurrency)
@@ -84,7 +85,19 @@ class Dispatcher:
         task = asyncio.get_running_loop().create_task(self._guarded(handler, event))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        self._by_key[event.key] = task
+        task.add_done_callback(lambda _: self._by_key.pop(event.key, None))
         return True
+
+    async def settled(self, key: str, wait: float) -> bool:
+        """Wait up to `wait` s for the handler `accept` started for `key`; False if it
+        still runs. For edges whose answer shows the outcome (a DingTalk card callback
+        answers with the card as the click left it)."""
+        task = self._by_key.get(key)
+        if task is None:
+            return True
+        done, _ = await asyncio.wait({task}, timeout=wait)
+        return bool(done)
 
     async def _guarded(self, handler: Handler[E], event: E) -> None:
         try:

@@ -110,6 +110,11 @@ class DingtalkSettings:
     event_aes_key: str = ""
     api_base: str = "https://api.dingtalk.com"
     oapi_base: str = "https://oapi.dingtalk.com"
+    replay_window_seconds: int = 3600  # robot callbacks: DingTalk's own rule is 1 hour
+    # Custom group robots (群自定义机器人) for notices: name -> webhook access_token, and
+    # name -> its 加签 secret ("SEC…"); both secrets: set them from the env.
+    robots: dict[str, str] = field(default_factory=dict)
+    robot_secrets: dict[str, str] = field(default_factory=dict)
 
     @property
     def enabled(self) -> bool:
@@ -187,6 +192,7 @@ class MemberConfig:
     roles: tuple[str, ...]
     wecom_userid: str | None = None
     dingtalk_staff_id: str | None = None
+    platforms: tuple[str, ...] = ()  # where cards go; empty: every platform the member is on
 
 
 @dataclass(frozen=True)

@@ -25,20 +25,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 
 from bot.appkeys import CTX, DISPATCH
-from bot.cards import Card, CardRenderer
+from bot.cards import Card, CardRenderer, send_id
 from bot.outbox import RetryableError
 from bot.platforms import wecom_cards
+from bot.platforms.inbound import CallbackRejected, epoch, read_body
+from bot.platforms.outbound import split_text
 from bot.platforms.wecom_chat import CHAT_PLATFORM, WecomChatPlatform
-from bot.platforms.wecom_client import WecomClient, split_text
-from bot.platforms.wecom_crypto import CallbackRejected, WecomCrypto
+from bot.platforms.wecom_client import WecomClient
+from bot.platforms.wecom_crypto import WecomCrypto
 from bot.platforms.wecom_errors import WecomApiError
 from bot.platforms.wecom_events import NOT_UPDATABLE, make_ref, parse, split_ref
 from bot.platforms.wecom_media import Media, download
@@ -68,14 +68,6 @@ class _Inbound:
 INBOUND: web.AppKey[_Inbound] = web.AppKey("wecom_inbound", _Inbound)
 
 
-def _epoch(clock: Callable[[], datetime]) -> Callable[[], float]:
-    def now() -> float:
-        moment = clock()
-        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
-
-    return now
-
-
 def setup(app: web.Application, *, max_body: int = MAX_BODY) -> None:
     """Mount `GET/POST /callbacks/wecom` (needs [wecom] corp_id, token, encoding_aes_key)."""
     ctx = app[CTX]
@@ -87,7 +79,7 @@ def setup(app: web.Application, *, max_body: int = MAX_BODY) -> None:
         settings.token,
         settings.encoding_aes_key,
         settings.corp_id,
-        now=_epoch(ctx.clock),
+        now=epoch(ctx.clock),
         window_seconds=settings.replay_window_seconds,
     )
     app[INBOUND] = _Inbound(crypto, settings.agent_id, max_body)
@@ -115,28 +107,11 @@ async def verify_url(request: web.Request) -> web.Response:
     return web.Response(text=echo, content_type="text/plain")
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
-    if request.content_length is not None and request.content_length > limit:
-        raise CallbackRejected(413, f"body over {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.content.iter_chunked(8192):
-            size += len(chunk)
-            if size > limit:
-                raise CallbackRejected(413, f"body over {limit} bytes")
-            chunks.append(chunk)
-    except (web.RequestPayloadError, HttpProcessingError):
-        # A Content-Encoding that does not decode, a broken chunked body: the sender's fault.
-        raise CallbackRejected(400, "body could not be read (bad encoding)") from None
-    return b"".join(chunks)
-
-
 async def receive(request: web.Request) -> web.Response:
     """Verify, decrypt, parse, hand over, answer: no database and no API call in here."""
     inbound = request.app[INBOUND]
     try:
-        body = await _read_body(request, inbound.max_body)
+        body = await read_body(request, inbound.max_body)
         event = parse(inbound.crypto.open(request.query, body), agent_id=inbound.agent_id)
     except CallbackRejected as exc:
         return _refuse(request, exc)
@@ -172,12 +147,12 @@ class WecomPlatform:
     async def send_card(self, recipient: str, card: Card, *, card_id: int, outbox_id: int) -> str:
         """message/send a template_card; the ref is "<task_id>|<response_code>".
 
-        The task_id is the same on every attempt of this send (wecom_cards.task_id_for),
+        The task_id is the same on every attempt of this send (bot.cards.send_id),
         so a retry after a timeout that WeCom had in fact accepted is refused as a
         known task_id, which the client reports as delivered, without a code: the ref
         is then "<task_id>|" and the member's first click brings one.
         """
-        task_id = wecom_cards.task_id_for(card, card_id, outbox_id)
+        task_id = send_id(card, card_id, outbox_id)
         sent = await self.client.send_template_card(recipient, self._card(card, task_id))
         if sent.response_code:
             return make_ref(task_id, sent.response_code)

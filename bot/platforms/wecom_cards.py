@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from bot.cards import OUTCOME_FALLBACK, SEND_NONCE, Card, CardRenderer, clean_card
+from bot.cards import OUTCOME_FALLBACK, Card, CardRenderer, clean_card
 from bot.outbox import PermanentError
 
 NAME = "wecom"
@@ -45,7 +45,6 @@ PRIORITY = ("申请金额", "处理时限", "订单号", "原因", "验货结果
 # style 1-4; the colours (1 blue, 2 red, 3 green, 4 grey) are UNCONFIRMED.
 STYLES = {"primary": 1, "danger": 2, "default": 4}
 _TASK_ID = re.compile(r"[0-9A-Za-z_\-@]{1,128}")
-_NOT_TASK_CHAR = re.compile(r"[^0-9A-Za-z_\-@]")
 _CARD_PART = re.compile(r"-c(\d+)-")
 
 
@@ -53,23 +52,6 @@ def clip(text: str, limit: int) -> str:
     """At most `limit` characters, with "…" marking a cut."""
     text = str(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def task_id_for(card: Card, card_id: int, outbox_id: int) -> str:
-    """The card's `task_id`: "<case>-s<step>-c<card record>-<send nonce>".
-
-    The same for every attempt of one send, so a `message/send` retried after a
-    timeout is the same card to WeCom (which refuses a task_id it has seen: the
-    client reads that as delivered) and the copy the member got can still be
-    updated. The card record names the recipient; the nonce (`extra["send"]`,
-    drawn once when the card is queued) keeps a reset database or a second
-    deployment on the same app from reusing an old task id. WeCom allows digits,
-    letters and "_-@", at most 128 bytes; other characters of a case id become "_".
-    """
-    case = _NOT_TASK_CHAR.sub("_", card.case_id)[:48] or "case"
-    step = _NOT_TASK_CHAR.sub("_", card.extra.get("step", "0"))[:8]
-    send = _NOT_TASK_CHAR.sub("_", card.extra.get(SEND_NONCE, ""))[:32] or f"o{outbox_id}"
-    return f"{case}-s{step}-c{card_id}-{send}"
 
 
 def card_of(task_id: str) -> int | None:

@@ -18,10 +18,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from bot.cards import ASSIGNEES, Card, CardRenderer, clean_text
-from bot.platforms.wecom_client import WecomClient, split_text
+from bot.cards import ASSIGNEES, Card, CardRenderer, clean_text, defang
+from bot.platforms.outbound import split_text
+from bot.platforms.wecom_client import WecomClient
 from bot.platforms.wecom_events import NOT_UPDATABLE
-from bot.platforms.wecom_robot import ROBOT_PLATFORM, defang, fit_markdown
+from bot.platforms.wecom_robot import ROBOT_PLATFORM, fit_markdown
 
 CHAT_PLATFORM = "wecom-chat"
 CHAT_MARKDOWN_BYTES = 2048

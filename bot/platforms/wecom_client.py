@@ -36,6 +36,7 @@ from typing import Any
 import aiohttp
 
 from bot.outbox import PermanentError, RetryableError
+from bot.platforms.outbound import read_limited
 from bot.platforms.wecom_errors import SetupFault, TokenRejected, WecomApiError, check, scrub
 from bot.platforms.wecom_outage import (
     CALLBACK,
@@ -263,7 +264,7 @@ class WecomClient:
             async with self.http().request(
                 method, self.base + path, params=params, data=data, headers=send_headers, **extra
             ) as resp:
-                raw = await _read_limited(resp, limit, path)
+                raw = await read_limited(resp, limit, f"wecom {path}")
                 return resp.status, resp.headers.copy(), raw
         except (aiohttp.ClientError, TimeoutError) as exc:
             reason = f"{type(exc).__name__}: {scrub(str(exc))}"
@@ -285,35 +286,3 @@ class WecomClient:
         if not isinstance(data, dict):
             raise RetryableError(f"wecom {path}: answer is not a JSON object")
         return data
-
-
-async def _read_limited(resp: aiohttp.ClientResponse, limit: int, path: str) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in resp.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise PermanentError(f"wecom {path}: answer larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def split_text(text: str, limit: int) -> list[str]:
-    """Pieces of at most `limit` UTF-8 bytes, cut at line ends where possible."""
-    pieces: list[str] = []
-    current = ""
-    for line in text.splitlines(keepends=True):
-        while len(line.encode()) > limit:  # one huge line: cut by characters
-            cut = len(line.encode()[:limit].decode(errors="ignore"))
-            if current:
-                pieces.append(current)
-                current = ""
-            pieces.append(line[:cut])
-            line = line[cut:]
-        if len((current + line).encode()) > limit:
-            pieces.append(current)
-            current = ""
-        current += line
-    if current or not pieces:
-        pieces.append(current)
-    return [p.rstrip("\n") or p for p in pieces]

@@ -34,6 +34,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from wechatpy.enterprise.crypto import WeChatCrypto
 from wechatpy.enterprise.exceptions import InvalidCorpIdException
 
+from bot.platforms.inbound import CallbackRejected
+
 DEFAULT_WINDOW_SECONDS = 300
 MAX_ECHOSTR = 4096
 MAX_ENCRYPT = 256 * 1024
@@ -42,15 +44,6 @@ _TIMESTAMP = re.compile(r"\d{1,12}")
 _NONCE = re.compile(r"[0-9A-Za-z_\-]{1,64}")
 AES_BLOCK = 16
 PAD_BLOCK = 32  # WeCom pads to 32 bytes, not AES's 16
-
-
-class CallbackRejected(Exception):
-    """A callback we refuse: `status` is the HTTP answer, `reason` is safe to log."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 def sign(token: str, timestamp: str, nonce: str, encrypt: str) -> str:

@@ -25,7 +25,8 @@ from typing import Any
 
 from bot import keys
 from bot.events import CardAction, ChatMessage, ImageMessage, Sender
-from bot.platforms.wecom_crypto import CallbackRejected, parse_xml
+from bot.platforms.inbound import CallbackRejected, is_opaque
+from bot.platforms.wecom_crypto import parse_xml
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +81,6 @@ def _match(pattern: re.Pattern[str], value: str, name: str) -> str:
     if not pattern.fullmatch(value):
         raise CallbackRejected(400, f"malformed {name}")
     return value
-
-
-def is_opaque(value: str, limit: int) -> bool:
-    """1 to `limit` characters, all printable (no control characters, no line breaks)."""
-    return 0 < len(value) <= limit and value.isprintable()
 
 
 def _opaque(value: str, name: str, limit: int = OPAQUE_MAX) -> str:

@@ -18,9 +18,10 @@ from typing import Any
 import aiohttp
 
 from bot.outbox import PermanentError, RetryableError
+from bot.platforms.inbound import is_opaque
 from bot.platforms.wecom_client import WecomClient
 from bot.platforms.wecom_errors import SetupFault, TokenRejected, check
-from bot.platforms.wecom_events import OPAQUE_MAX, is_opaque
+from bot.platforms.wecom_events import OPAQUE_MAX
 
 MEDIA_MAX = 20 << 20
 MEDIA_CHUNK = 4 << 20

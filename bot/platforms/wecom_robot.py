@@ -9,12 +9,12 @@ the only credential, stays in settings and never lands in the outbox table.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 
-from bot.cards import Card, CardRenderer
+from bot.cards import Card, CardRenderer, defang
 from bot.outbox import PermanentError
-from bot.platforms.wecom_client import WecomClient, split_text
+from bot.platforms.outbound import split_text
+from bot.platforms.wecom_client import WecomClient
 from bot.platforms.wecom_events import NOT_UPDATABLE
 
 ROBOT_PLATFORM = "wecom-robot"
@@ -23,24 +23,6 @@ ROBOT_PER_MINUTE = 20
 ROBOT_TEXT_BYTES = 2048
 ROBOT_MARKDOWN_BYTES = 4096  # webhook markdown content: longer is refused, not cut
 CUT_NOTE = "\n…（内容过长，已截断，请在应用中查看）"
-_DEFANG = str.maketrans({"[": "［", "]": "］", "<": "＜", ">": "＞", "`": "'", "*": "＊"})
-
-
-def defang(card: Card) -> Card:
-    """Robot markdown has links and font tags; customer text must not create them."""
-
-    def clean(value: str) -> str:
-        return value.translate(_DEFANG)
-
-    return dataclasses.replace(
-        card,
-        title=clean(card.title),
-        summary=clean(card.summary),
-        status=clean(card.status),
-        fields=tuple((clean(a), clean(b)) for a, b in card.fields),
-        lines=tuple(clean(x) for x in card.lines),
-        history=tuple(clean(x) for x in card.history),
-    )
 
 
 def fit_markdown(content: str, limit: int = ROBOT_MARKDOWN_BYTES) -> str:

@@ -16,8 +16,9 @@ import pytest
 
 from bot.cards import Button, Card, CardRenderer
 from bot.outbox import PermanentError, RetryableError
+from bot.platforms.outbound import split_text
 from bot.platforms.wecom import WecomPlatform, build_platforms
-from bot.platforms.wecom_client import WecomApiError, WecomClient, split_text
+from bot.platforms.wecom_client import WecomApiError, WecomClient
 from bot.platforms.wecom_events import NOT_UPDATABLE, split_ref
 from bot.platforms.wecom_robot import WecomRobotPlatform
 from bot.settings import WecomSettings, templates_dir

@@ -12,10 +12,9 @@ from typing import Any, cast
 
 import pytest
 
-from bot.cards import Button, Card, CardRenderer, clean_text
+from bot.cards import Button, Card, CardRenderer, clean_text, defang
 from bot.platforms import wecom_cards
 from bot.platforms.base import chat_performers
-from bot.platforms.wecom_robot import defang
 from bot.settings import templates_dir
 from storage.db import Database
 from storage.models import OutboxMessage

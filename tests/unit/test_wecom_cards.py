@@ -13,11 +13,12 @@ import re
 import pytest
 from wechatpy.utils import WeChatSigner
 
-from bot.cards import Button, Card, CardRenderer
+from bot.cards import Button, Card, CardRenderer, send_id
 from bot.events import CardAction, ChatMessage
 from bot.outbox import PermanentError
 from bot.platforms import wecom_cards
-from bot.platforms.wecom_crypto import CallbackRejected, sign
+from bot.platforms.inbound import CallbackRejected
+from bot.platforms.wecom_crypto import sign
 from bot.platforms.wecom_events import ImageMessage, parse, split_ref
 from bot.platforms.wecom_robot import CUT_NOTE, fit_markdown
 from bot.settings import templates_dir
@@ -151,18 +152,18 @@ def test_limits_on_buttons_titles_keys_and_task_ids() -> None:
 
 def test_the_task_id_is_the_same_for_every_attempt_of_one_send() -> None:
     sent = card(extra={"step": "2", "send": "9f3a1b2c"})
-    task_id = wecom_cards.task_id_for(sent, 123, outbox_id=7)
+    task_id = send_id(sent, 123, outbox_id=7)
     assert task_id == "RC-261123-0001-s2-c123-9f3a1b2c"
-    assert wecom_cards.task_id_for(sent, 123, outbox_id=8) == task_id  # a retry: same card
+    assert send_id(sent, 123, outbox_id=8) == task_id  # a retry: same card
     assert wecom_cards.card_of(task_id) == 123
     again = card(extra={"step": "2", "send": "0c1d2e3f"})  # the same step sent once more
-    assert wecom_cards.task_id_for(again, 123, outbox_id=7) != task_id
+    assert send_id(again, 123, outbox_id=7) != task_id
     odd = card(case_id="RC/26 11:23#" + "长" * 200, extra={"send": "ab"})
-    weird = wecom_cards.task_id_for(odd, 5, outbox_id=1)
+    weird = send_id(odd, 5, outbox_id=1)
     assert len(weird.encode()) <= 128 and re.fullmatch(r"[0-9A-Za-z_\-@]+", weird)
     assert render(odd, task_id=weird)["task_id"] == weird  # WeCom's rule holds
     # A row queued before sends carried a nonce: stable per outbox row all the same.
-    assert wecom_cards.task_id_for(card(), 5, outbox_id=41) == "RC-261123-0001-s0-c5-o41"
+    assert send_id(card(), 5, outbox_id=41) == "RC-261123-0001-s0-c5-o41"
 
 
 def test_a_notice_without_buttons_is_a_text_notice() -> None:

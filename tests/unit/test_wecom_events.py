@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bot.events import CardAction, ChatMessage, ImageMessage
-from bot.platforms.wecom_crypto import CallbackRejected
+from bot.platforms.inbound import CallbackRejected
 from bot.platforms.wecom_events import parse, split_ref
 from tests.fakes.wecom_callbacks import CallbackSigner
 
