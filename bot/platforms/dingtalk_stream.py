@@ -22,6 +22,9 @@ it (dingtalk_stream_session.py) until it drops or the gateway says disconnect,
 then reconnect — at once after a disconnect, otherwise after a capped
 exponential backoff with jitter that restarts once a connection carried frames.
 Every task is tracked; `stop` drains running handlers, closes, releases the lease.
+
+`setup(app)` runs it for the app's lifetime in `mode = "stream"`, with the
+handlers bot/platforms/dingtalk.py builds for both modes (`stream_handlers`).
 """
 
 from __future__ import annotations
@@ -29,12 +32,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import timedelta
 
 import aiohttp
+from aiohttp import web
 
+from bot.appkeys import CTX
 from bot.keys import key
+from bot.platforms.dingtalk import stream_handlers
 from bot.platforms.dingtalk_stream_protocol import Backoff, Handler, StreamError, open_connection
 from bot.platforms.dingtalk_stream_session import StreamSession
 from storage import leases
@@ -190,3 +199,33 @@ class DingtalkStream:
             if failed is not None:
                 raise failed
         return session
+
+
+STREAM: web.AppKey[DingtalkStream] = web.AppKey("dingtalk_stream", DingtalkStream)
+
+
+def replica_name() -> str:
+    """This process among the replicas: host, pid and a random part (pids repeat)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def setup(app: web.Application, http: Callable[[], aiohttp.ClientSession]) -> None:
+    """Stream mode: hold the connection while the app runs (after `dingtalk.install`).
+
+    Appended after the app's own resources, so it starts once the dispatcher exists and
+    stops first at shutdown: no frame is taken in while the dispatcher drains.
+    """
+
+    async def hold(app: web.Application) -> AsyncIterator[None]:
+        ctx = app[CTX]
+        settings = ctx.settings.dingtalk
+        stream = app[STREAM] = DingtalkStream(
+            http(), settings.api_base, settings.app_key, settings.app_secret,
+            stream_handlers(app), ctx.db, replica_name(),
+        )  # fmt: skip
+        log.info("dingtalk: Stream mode, replica %s (HTTP callbacks not mounted)", stream.holder)
+        stream.start()
+        yield
+        await stream.stop()
+
+    app.cleanup_ctx.append(hold)

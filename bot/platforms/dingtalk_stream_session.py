@@ -6,8 +6,11 @@ they are all busy). The handler stores the event's idempotency key before it
 returns, so the ack — sent only then — never confirms something a crash could
 lose. A handler that fails or overruns `handler_timeout` gets a 500 ack (events:
 status LATER), which is no success: the gateway re-pushes, and the key makes the
-second run do nothing twice. A frame whose messageId is already running is not
-started again (the running one will ack it).
+second run do nothing twice. A `CallbackRejected` 4xx (not our robot, bad payload)
+is acked with that code: refused for good, as the HTTP route would answer it; its
+503 (shutting down) is a 500, so the frame comes back to a replica still running.
+A frame whose messageId is already running is not started again (the running one
+will ack it).
 
 SYSTEM frames are answered at once, in the read loop: a ping's `data` is echoed,
 a `disconnect` ends reading so the owner reconnects (the gateway closes 10 s later).
@@ -36,6 +39,7 @@ from bot.platforms.dingtalk_stream_protocol import (
     failure,
     success,
 )
+from bot.platforms.inbound import CallbackRejected
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +114,11 @@ class StreamSession:
             return failure(frame, 400, "bad request")
         try:
             answer = await asyncio.wait_for(handler(data), self._timeout)
+        except CallbackRejected as exc:  # the adapter refuses it: final unless it is a 5xx
+            log.warning(
+                "dingtalk stream: %s refused (%d): %s", frame.message_id, exc.status, exc.reason
+            )
+            return failure(frame, exc.status if exc.status < 500 else 500, exc.reason)
         except TimeoutError:
             log.error(
                 "dingtalk stream: %s %s overran %ss", frame.topic, frame.message_id, self._timeout

@@ -84,10 +84,15 @@ class FakeStreamGateway:
         self._conns: list[_Conn] = []
         self._changed = asyncio.Condition()
 
-    def app(self) -> web.Application:
-        app = web.Application()
+    def install(self, app: web.Application) -> None:
+        """Add the gateway's routes to `app` (e.g. the fake DingTalk API's own app, since
+        the open-connection call goes to the same api_base as the OpenAPI)."""
         app.router.add_post("/v1.0/gateway/connections/open", self._open)
         app.router.add_get("/connect", self._connect)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        self.install(app)
         return app
 
     # --- the open-connection call and the handshake -------------------------------------
@@ -306,12 +311,8 @@ def _write_half_and_cut(conn: _Conn, text: str) -> None:
 
 
 @asynccontextmanager
-async def running(fake: FakeStreamGateway) -> AsyncIterator[FakeStreamGateway]:
-    """Serve `fake` on 127.0.0.1 (random port), re-pushing unacked frames in the background;
-    `fake.url` is the api_base to configure."""
-    server = TestServer(fake.app(), host="127.0.0.1")
-    await server.start_server()
-    fake.url = str(server.make_url("")).rstrip("/")
+async def repushing(fake: FakeStreamGateway) -> AsyncIterator[FakeStreamGateway]:
+    """Re-push unacked frames in the background while inside; close every socket after."""
 
     async def repusher() -> None:
         while True:
@@ -327,4 +328,17 @@ async def running(fake: FakeStreamGateway) -> AsyncIterator[FakeStreamGateway]:
             await task
         for conn in list(fake._conns):
             await conn.ws.close()
+
+
+@asynccontextmanager
+async def running(fake: FakeStreamGateway) -> AsyncIterator[FakeStreamGateway]:
+    """Serve `fake` on 127.0.0.1 (random port), re-pushing unacked frames in the background;
+    `fake.url` is the api_base to configure."""
+    server = TestServer(fake.app(), host="127.0.0.1")
+    await server.start_server()
+    fake.url = str(server.make_url("")).rstrip("/")
+    try:
+        async with repushing(fake):
+            yield fake
+    finally:
         await server.close()

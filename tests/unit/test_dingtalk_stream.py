@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import aiohttp
 import pytest
@@ -17,6 +18,7 @@ from bot.platforms.dingtalk_stream_protocol import (
     StreamError,
     open_connection,
 )
+from bot.platforms.inbound import CallbackRejected
 from storage.db import Database
 from tests.fakes.dingtalk_stream import CLIENT_ID, CLIENT_SECRET, FakeStreamGateway
 from tests.unit.dingtalk_stream_support import Effects, connected, gateway, http, robot, stream
@@ -188,3 +190,26 @@ async def test_stop_drains_acks_and_leaves_no_task(
     names = {t.get_name() for t in asyncio.all_tasks()}
     assert not any(name.startswith("dingtalk-stream") for name in names)
     await gateway.wait(lambda: gateway.open_connections == 0)
+
+
+async def test_a_refusal_is_final_and_shutting_down_comes_back(
+    db: Database, gateway: FakeStreamGateway, http: aiohttp.ClientSession
+) -> None:
+    effects = Effects(db)
+    refusals = [CallbackRejected(403, "robotCode is not ours"), CallbackRejected(503, "stop")]
+
+    async def adapter(data: dict[str, Any]) -> dict[str, Any]:
+        if data["msgId"] == "foreign":
+            raise refusals[0]
+        if data["msgId"] == "during-shutdown" and refusals[1:]:
+            raise refusals.pop()
+        return await effects(data)
+
+    async with connected(stream(http, gateway, db, {BOT_MESSAGES: adapter})):
+        foreign = await gateway.push(BOT_MESSAGES, robot("foreign"))
+        late = await gateway.push(BOT_MESSAGES, robot("during-shutdown"))
+        await gateway.wait(lambda: {foreign, late} <= gateway.done)
+        assert gateway.answer(foreign)["code"] == 403 and gateway.deliveries[foreign] == 1
+        assert gateway.answer(foreign)["message"] == "robotCode is not ours"
+        codes = [a["code"] for a in gateway.acks if a["headers"]["messageId"] == late]
+        assert codes == [500, 200] and await effects.stored() == 1
