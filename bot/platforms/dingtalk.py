@@ -153,15 +153,23 @@ class SignGuard:
         self.window_ms = window_ms
         self._seen: OrderedDict[tuple[str, str], str] = OrderedDict()
 
-    def check(self, timestamp: str, sign: str, msg_id: str) -> None:
+    def claim(self, timestamp: str, sign: str, msg_id: str) -> bool:
+        """Raise if the pair signed another message; True if this call recorded it."""
         cutoff = int(timestamp) - 2 * self.window_ms
         while self._seen and (
             len(self._seen) > SEEN_SIGNS or int(next(iter(self._seen))[0]) < cutoff
         ):
             self._seen.popitem(last=False)
-        seen = self._seen.setdefault((timestamp, sign), msg_id)
-        if seen != msg_id:
+        pair = (timestamp, sign)
+        seen = self._seen.get(pair)
+        if seen is not None and seen != msg_id:
             raise CallbackRejected(403, "sign already used for another message (replay)")
+        self._seen[pair] = msg_id
+        return seen is None
+
+    def release(self, timestamp: str, sign: str) -> None:
+        """Forget a pair whose message was refused: it signed nothing we took."""
+        self._seen.pop((timestamp, sign), None)
 
 
 # --- inbound ------------------------------------------------------------------------------
@@ -291,11 +299,16 @@ async def receive_message(request: web.Request) -> web.Response:
             window=inbound.settings.replay_window_seconds,
         )
         data = await _json(request)
-        msg_id = data.get("msgId")
-        if isinstance(msg_id, str):
-            inbound.guard.check(request.headers["timestamp"], request.headers["sign"], msg_id)
+    except CallbackRejected as exc:
+        return _refuse(request, exc)
+    pair = request.headers["timestamp"], request.headers["sign"]
+    claimed = False
+    try:
+        claimed = inbound.guard.claim(*pair, str(data.get("msgId")))
         answer = await request.app[HANDLERS][ROBOT_TOPIC](data)
     except CallbackRejected as exc:
+        if claimed:
+            inbound.guard.release(*pair)
         return _refuse(request, exc)
     return web.json_response(answer)
 

@@ -10,6 +10,8 @@ import pytest
 
 from bot.app import create_app
 from storage.db import Database
+from tests.fakes.dingtalk import FakeDingtalk
+from tests.fakes.dingtalk_callbacks import dingtalk_app
 from tests.fakes.oms import FakeOms, running_oms
 from tests.fakes.wecom import FakeWecom
 from tests.fakes.wecom_callbacks import CallbackSigner, wecom_app
@@ -52,3 +54,16 @@ async def wecom_client(
 ) -> Client:
     """The app wired to the module's `fake` WeCom (each WeCom test module defines `fake`)."""
     return await aiohttp_client(wecom_app(db, tmp_path, clock, fake.url))
+
+
+@pytest.fixture
+async def dingtalk_client(
+    db: Database,
+    tmp_path: Path,
+    clock: FakeClock,
+    fake: FakeDingtalk,
+    aiohttp_client: MakeClient,
+) -> Client:
+    """The app wired to the module's `fake` DingTalk (each DingTalk test module defines
+    `fake`), in HTTP mode."""
+    return await aiohttp_client(dingtalk_app(db, tmp_path, clock, fake.url))
