@@ -6,7 +6,7 @@ read yet. None of that is an error (a fresh `returnhub init` is valid), so the
 loader accepts it; this report says it in words, so an operator is not left
 guessing why nothing arrives. It reads Settings only, and mirrors the switches
 bot/app.py uses (`console.enabled`, `wecom.enabled`, `wecom.robots`,
-`channels.generic.secret`).
+`channels.generic.secret`, `dingtalk.enabled` and `dingtalk.mode`).
 """
 
 from __future__ import annotations
@@ -19,11 +19,15 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
 
-from bot.settings import CHANNELS, DingtalkSettings, GenericChannelSettings, Settings, config_dir
+from bot.settings import CHANNELS, GenericChannelSettings, Settings, config_dir
 
 INFO, WARNING = logging.INFO, logging.WARNING
 # Sections a config may fill in that no code reads yet (CONTRACT.md lists them).
-_UNSUPPORTED = ("dingtalk", *(f"channels.{name}" for name in CHANNELS))
+_UNSUPPORTED = tuple(f"channels.{name}" for name in CHANNELS)
+_DINGTALK_MODES = {
+    "http": "dingtalk（HTTP 回调：/callbacks/dingtalk、/callbacks/dingtalk/card）",
+    "stream": "dingtalk（Stream 长连接，无需公网回调地址；多副本时只有一个副本持有连接）",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +38,6 @@ class Line:
 
 def _filled(section: str, settings: Settings) -> bool:
     """A section differs from its defaults: someone wrote something into it."""
-    if section == "dingtalk":
-        return dataclasses.asdict(settings.dingtalk) != dataclasses.asdict(DingtalkSettings())
     name = section.removeprefix("channels.")
     value: dict[str, Any] = getattr(settings.channels, name)
     return value != dataclasses.asdict(CHANNELS[name]())
@@ -69,6 +71,8 @@ def _platforms(settings: Settings) -> list[Line]:
         live.append("wecom")
     if settings.wecom.robots:
         live.append(f"wecom-robot（{len(settings.wecom.robots)} 个群机器人）")
+    if settings.dingtalk.enabled:
+        live.append(_DINGTALK_MODES[settings.dingtalk.mode])
     if settings.console.enabled:
         live.append("console")
     if not live:

@@ -16,8 +16,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
+from bot.appkeys import CTX
 from bot.platforms.dingtalk_stream import STREAM
 from bot.platforms.dingtalk_stream_protocol import BOT_MESSAGES, CARD_CALLBACKS
+from bot.startup_report import startup_report
 from storage.db import Database
 from storage.models import AuditEvent, InboxKey
 from tests.fakes.dingtalk import APP_KEY, APP_SECRET, FakeDingtalk
@@ -102,7 +104,9 @@ async def test_132_yuan_case_is_approved_from_a_card_click_over_stream(
     }
     for lead in LEADS:
         assert "已由 王组长 于" in lead_card(fake, lead)["params"]["status"]
-    # Stream mode mounts no HTTP callback for robot messages or card clicks
+    # Stream mode mounts no HTTP callback for robot messages or card clicks, and says so
+    report = [line.text for line in startup_report(client.app[CTX].settings)]
+    assert any("dingtalk（Stream 长连接" in text for text in report)
     for path in ("/callbacks/dingtalk", "/callbacks/dingtalk/card"):
         assert (await client.post(path, json={})).status in (404, 405)
 
@@ -162,3 +166,18 @@ async def test_a_stranger_or_a_foreign_robot_over_stream_changes_nothing(
     garbled = await push(client, gateway, CARD_CALLBACKS, {"outTrackId": "x"})
     assert gateway.answer(garbled)["code"] == 400
     assert gateway.bad_acks == []
+
+
+async def test_an_approve_command_over_stream_closes_every_card(
+    client: Client,
+    clock: FakeClock,
+    fake: FakeDingtalk,
+    gateway: FakeStreamGateway,
+    signer: DingtalkSigner,
+) -> None:
+    case_id = await open_case(client, clock)
+    await push(client, gateway, BOT_MESSAGES, signer.text("manager1004", f"/同意 {case_id}"))
+    assert await case_status(client, case_id) == "refund_pending"
+    assert len(fake.updates) == len(LEADS)
+    for lead in LEADS:
+        assert "已由 刘组长 于" in lead_card(fake, lead)["params"]["status"]

@@ -87,9 +87,10 @@ def test_check_config_names_live_incomplete_and_ignored_sections(
     path.write_text(FILLED.format(db=tmp_path / "x.db"), encoding="utf-8")
     assert main(["check-config", "--config", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "live platforms: console" in out
+    assert "live platforms: dingtalk（HTTP 回调：/callbacks/dingtalk" in out
     assert "[channels.generic] 不完整，缺少 secret" in out and "503" in out
-    for section in ("channels.taobao", "channels.shopify", "dingtalk"):
+    assert "[dingtalk] 已配置但尚未支持" not in out
+    for section in ("channels.taobao", "channels.shopify"):
         assert f"警告 / warning: [{section}] 已配置但尚未支持，将被忽略" in out
     assert "channels.jd" not in out and "channels.douyin" not in out  # left at defaults
     assert "token 为空" not in out and "未配置成员" not in out
