@@ -57,6 +57,10 @@ CHAT_NEEDS_APP = (
 )
 
 
+# A member's `platforms = [...]`: each name and the user id it needs.
+MEMBER_PLATFORMS = {"wecom": "wecom_userid", "dingtalk": "dingtalk_staff_id"}
+
+
 def _positive(value: float) -> str | None:
     return None if value > 0 else "必须为正数 / must be positive"
 
@@ -195,6 +199,17 @@ class _Loader:
                         f"{role!r}; declare it with a [roles.{role}] table"
                     )
                     self.report.at(("members", i, "roles"), f"{where}: {msg}")
+            for platform in member.platforms:
+                key = MEMBER_PLATFORMS.get(platform)
+                if key is None or not getattr(member, key):
+                    self.report.at(
+                        ("members", i, "platforms"),
+                        f"{where}: platforms 中的 {platform!r} 须为 "
+                        + " 或 ".join(
+                            f'"{p}"（且已设置 {k}）' for p, k in MEMBER_PLATFORMS.items()
+                        )
+                        + f" / {platform!r} must be wecom or dingtalk, with its user id set",
+                    )
             for key in ("wecom_userid", "dingtalk_staff_id"):
                 value = getattr(member, key)
                 if value and key == "wecom_userid":  # 企业微信 userid 不区分大小写

@@ -18,12 +18,14 @@ from bot.events import Sender
 from bot.money import yuan
 from handlers.context import Ctx
 from handlers.effects import CardSend, Effects, Message
-from handlers.people import NOT_A_MEMBER, Recipient, address, member_for
+from handlers.people import NOT_A_MEMBER, Recipient, address, member_for, receives
 from storage import outbox
 from storage.models import ApprovalStep, CardRecord, Case, Evidence, Member
 
 REFUND_KIND = "channel.refund"  # the outbox row that moves money
 ROLE_CHAT = "wecom-chat"  # a role's WeCom group chat (bot/platforms/wecom_chat.py)
+ROLE_GROUP = "dingtalk-group"  # a role's DingTalk group: the card itself (dingtalk.py)
+DINGTALK = "dingtalk"
 MEDIA_FETCH_KIND = "media.fetch"  # keep a chat photo before the platform forgets it
 
 
@@ -76,7 +78,7 @@ def texts(
     for member in members:
         for platform in ctx.platforms:
             user = address(member, platform)
-            if user:
+            if user and receives(member, platform):
                 fx.send(text_message(Sender(platform, user), text, case_id, alert=alert))
 
 
@@ -111,18 +113,32 @@ def cards(
 
     When `role`'s `[roles.X] wecom_chat_id` is set, the role's group chat gets a notice
     naming the assignees as well (ROLE_CHAT), once at least one of them got the card.
+    When its `dingtalk_conversation_id` is set, its DingTalk members get one card in
+    that group (ROLE_GROUP), clickable there by any of them, instead of one each.
     Returns how many members' platform users get one.
     """
     sent = 0
     reached: list[Recipient] = []
+    chat = ctx.settings.roles.get(role or "")
+    group = chat.dingtalk_conversation_id if chat and ROLE_GROUP in ctx.platforms else ""
+    in_group: list[Recipient] = []
     for member in members:
-        users = [(p, u) for p in ctx.platforms if (u := address(member, p))]
+        users = [
+            (p, u)
+            for p in ctx.platforms
+            if (u := address(member, p)) and receives(member, p) and not (group and p == DINGTALK)
+        ]
         for platform, user in users:
             fx.send(CardSend(case.id, step, kind, platform, user, build, step_id=step_id))
-        sent += len(users)
+        grouped = bool(group and address(member, DINGTALK) and receives(member, DINGTALK))
+        sent += len(users) + grouped
+        if grouped:
+            in_group.append(member)
         if users:
             reached.append(member)
-    chat = ctx.settings.roles.get(role or "")
+    if in_group:
+        names = "、".join(m.name for m in in_group)
+        fx.send(CardSend(case.id, step, kind, ROLE_GROUP, group, build, names, step_id=step_id))
     if reached and chat and chat.wecom_chat_id and ROLE_CHAT in ctx.platforms:
         names = "、".join(m.name for m in reached)
         fx.send(

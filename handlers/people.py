@@ -102,6 +102,8 @@ class Recipient(Protocol):
     def wecom_userid(self) -> str | None: ...
     @property
     def dingtalk_staff_id(self) -> str | None: ...
+    @property
+    def platforms(self) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +115,7 @@ class Person:
     wecom_userid: str | None
     dingtalk_staff_id: str | None
     roles: frozenset[str]
+    platforms: str | None = None
 
 
 _synced = 0  # bumped by every sync_members in this process: rosters rebuild
@@ -135,7 +138,13 @@ class Roster:
             return self
         loaded = _synced
         rows = await session.execute(
-            select(Member.id, Member.name, Member.wecom_userid, Member.dingtalk_staff_id)
+            select(
+                Member.id,
+                Member.name,
+                Member.wecom_userid,
+                Member.dingtalk_staff_id,
+                Member.platforms,
+            )
             .where(Member.active.is_(True))
             .order_by(Member.id)
         )
@@ -145,7 +154,7 @@ class Roster:
         ):
             roles.setdefault(member_id, set()).add(role)
         people = tuple(
-            Person(i, name, w, d, frozenset(roles.get(i, ()))) for i, name, w, d in rows
+            Person(i, name, w, d, frozenset(roles.get(i, ())), p) for i, name, w, d, p in rows
         )
         by_role: dict[str, list[Person]] = {}
         for person in people:
@@ -182,6 +191,15 @@ def address(member: Recipient, platform: str) -> str | None:
     return None
 
 
+def receives(member: Recipient, platform: str) -> bool:
+    """Whether `member`'s cards and texts go to `platform` (a `dingtalk-group` is
+    DingTalk): every platform they are on, unless their `platforms = [...]` narrows it.
+    The console is for trying things out and always receives."""
+    if not member.platforms or platform == "console":
+        return True
+    return platform.partition("-")[0] in member.platforms.split(",")
+
+
 async def sync_members(session: AsyncSession, configured: Iterable[MemberConfig]) -> int:
     """Make the members table match the config: upsert by name, deactivate the rest.
 
@@ -204,6 +222,7 @@ async def sync_members(session: AsyncSession, configured: Iterable[MemberConfig]
         member.active = True
         member.wecom_userid = conf.wecom_userid or None
         member.dingtalk_staff_id = conf.dingtalk_staff_id or None
+        member.platforms = ",".join(conf.platforms) or None
         have = {r.role for r in member.roles}
         member.roles = [r for r in member.roles if r.role in conf.roles] + [
             MemberRole(role=role) for role in conf.roles if role not in have

@@ -152,6 +152,8 @@ class Member(Base):
     wecom_userid: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
     dingtalk_staff_id: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Comma-separated platforms the member's cards and texts go to; NULL: all they are on.
+    platforms: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     roles: Mapped[list[MemberRole]] = relationship(cascade="all, delete-orphan", lazy="selectin")
 
