@@ -114,9 +114,10 @@ class Frame:
     def parse(cls, raw: str) -> Frame:
         """A pushed frame; ValueError when it is not one."""
         frame = json.loads(raw)
-        if not isinstance(frame, dict) or not isinstance(frame.get("headers"), dict):
+        # "header" is how the protocol page's own EVENT example spells it
+        headers = frame.get("headers", frame.get("header")) if isinstance(frame, dict) else None
+        if not isinstance(headers, dict):
             raise ValueError("a frame is an object with headers")
-        headers = frame["headers"]
         kind, data = frame.get("type"), frame.get("data", "")
         if kind not in (SYSTEM, EVENT, CALLBACK) or not isinstance(data, str):
             raise ValueError(f"unknown frame type {kind!r} or non-string data")

@@ -15,6 +15,7 @@ from bot.platforms.dingtalk_stream_protocol import (
     CARD_CALLBACKS,
     EVENTS,
     Backoff,
+    Frame,
     StreamError,
     open_connection,
 )
@@ -213,3 +214,16 @@ async def test_a_refusal_is_final_and_shutting_down_comes_back(
         assert gateway.answer(foreign)["message"] == "robotCode is not ours"
         codes = [a["code"] for a in gateway.acks if a["headers"]["messageId"] == late]
         assert codes == [500, 200] and await effects.stored() == 1
+
+
+def test_frames_parse_as_the_protocol_page_spells_them() -> None:
+    event = {"specVersion": "1.0", "type": "EVENT", "data": '{"a": 1}',
+             "header": {"topic": "*", "messageId": "m1", "eventType": "user_add_org"}}  # fmt: skip
+    frame = Frame.parse(json.dumps(event))
+    assert (frame.type, frame.topic, frame.message_id, frame.payload()) == (
+        "EVENT", "*", "m1", {"a": 1},
+    )  # fmt: skip
+    for bad in ("[]", '{"type": "CALLBACK"}', '{"type": "X", "headers": {}}', "nope",
+                '{"type": "SYSTEM", "headers": {}, "data": {"not": "a string"}}'):  # fmt: skip
+        with pytest.raises(ValueError):
+            Frame.parse(bad)
