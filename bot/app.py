@@ -31,6 +31,8 @@ from bot.metrics import Metrics
 from bot.outbox import Performer
 from bot.platforms import console, dingtalk, dingtalk_stream, wecom
 from bot.platforms.base import Platform, chat_performers
+from bot.platforms.dingtalk_events import Unsupported
+from bot.platforms.dingtalk_sessions import Sessions
 from bot.platforms.evidence import media_performers
 from bot.platforms.inbound import epoch
 from bot.settings import Settings, templates_dir
@@ -87,7 +89,7 @@ def create_app(
     platforms.update(
         wecom.build_platforms(settings.wecom, renderer, lambda: app[HTTP], link=link, alert=alert)
     )
-    sessions = dingtalk.Sessions(settings.dingtalk.oapi_base, lambda: int(epoch(now)() * 1000))
+    sessions = Sessions(settings.dingtalk.oapi_base, lambda: int(epoch(now)() * 1000))
     platforms.update(
         dingtalk.build_platforms(settings.dingtalk, renderer, lambda: app[HTTP], sessions)
     )
@@ -167,7 +169,7 @@ def create_app(
         wecom.setup(app)
     if settings.dingtalk.enabled:
 
-        async def unsupported(event: dingtalk.Unsupported) -> None:
+        async def unsupported(event: Unsupported) -> None:
             await app[appkeys.DISPATCH].run(
                 lambda e, c: reply_unsupported(c, e.key, e.sender), event
             )

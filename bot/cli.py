@@ -17,6 +17,7 @@ from aiohttp import web
 
 from bot import settings as config
 from bot.bench.main import add_parser as add_bench_parser
+from bot.dingtalk_cli import add_parser as add_dingtalk_parser
 from bot.startup_report import log_report, render
 from bot.web.edge import server_kwargs
 from storage import outbox
@@ -312,6 +313,7 @@ def parser() -> argparse.ArgumentParser:
     discard.set_defaults(func=cmd_outbox_discard)
 
     add_bench_parser(sub)
+    add_dingtalk_parser(sub)
     return p
 
 

@@ -57,6 +57,22 @@ CHAT_NEEDS_APP = (
 )
 
 
+# DingTalk: an AppKey / robotCode is letters and digits ("ding…"); an advanced card
+# template id ends in ".schema" (im-protocols.md 4c); a callbackRouteKey is ours.
+DINGTALK_KEY = re.compile(r"[0-9A-Za-z]{1,64}")
+KEY_RULE = "应为 1-64 位字母或数字（开发者后台「凭证与基础信息」）/ 1-64 letters or digits"
+DINGTALK_TEMPLATE = re.compile(r"[0-9A-Za-z_\-.]{1,120}\.schema")
+TEMPLATE_RULE = (
+    '应为卡片平台中模板的 ID，以 ".schema" 结尾 / the card template id, ending in ".schema"'
+)
+ROUTE_KEY = re.compile(r"[0-9A-Za-z_\-]{1,64}")
+ROUTE_RULE = "应为 1-64 位字母、数字、_ 或 - / 1-64 letters, digits, _ or -"
+
+
+def _pattern_problem(pattern: re.Pattern[str], value: str, rule: str) -> str | None:
+    return None if pattern.fullmatch(value) else f"{value[:40]!r}: {rule}"
+
+
 # A member's `platforms = [...]`: each name and the user id it needs.
 MEMBER_PLATFORMS = {"wecom": "wecom_userid", "dingtalk": "dingtalk_staff_id"}
 
@@ -92,6 +108,24 @@ _VALUE_CHECKS: dict[str, Callable[[Any], str | None]] = {
         None
         if v in ("http", "stream")
         else '必须是 "http" 或 "stream" / must be "http" or "stream"'
+    ),
+    "dingtalk.app_key": _when_set(lambda v: _pattern_problem(DINGTALK_KEY, v, KEY_RULE)),
+    "dingtalk.robot_code": _when_set(lambda v: _pattern_problem(DINGTALK_KEY, v, KEY_RULE)),
+    "dingtalk.card_template_id": _when_set(
+        lambda v: _pattern_problem(DINGTALK_TEMPLATE, v, TEMPLATE_RULE)
+    ),
+    "dingtalk.callback_route_key": lambda v: _pattern_problem(ROUTE_KEY, v, ROUTE_RULE),
+    "dingtalk.api_base": url_problem,
+    "dingtalk.oapi_base": url_problem,
+    "dingtalk.replay_window_seconds": _positive,
+    "dingtalk.robot_secrets": lambda secrets: next(
+        (
+            f"{name}: 加签密钥以 SEC 开头（机器人安全设置 → 加签）"
+            " / a signing secret starts with SEC"
+            for name, secret in secrets.items()
+            if not secret.startswith("SEC")
+        ),
+        None,
     ),
     "channels.generic.callback_url": _when_set(url_problem),
     "channels.generic.replay_window_seconds": _positive,

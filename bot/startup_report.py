@@ -6,7 +6,7 @@ read yet. None of that is an error (a fresh `returnhub init` is valid), so the
 loader accepts it; this report says it in words, so an operator is not left
 guessing why nothing arrives. It reads Settings only, and mirrors the switches
 bot/app.py uses (`console.enabled`, `wecom.enabled`, `wecom.robots`,
-`channels.generic.secret`, `dingtalk.enabled` and `dingtalk.mode`).
+`dingtalk.enabled`, `dingtalk.robots`, `channels.generic.secret`).
 """
 
 from __future__ import annotations
@@ -19,15 +19,11 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
 
-from bot.settings import CHANNELS, GenericChannelSettings, Settings, config_dir
+from bot.settings import CHANNELS, DingtalkSettings, GenericChannelSettings, Settings, config_dir
 
 INFO, WARNING = logging.INFO, logging.WARNING
 # Sections a config may fill in that no code reads yet (CONTRACT.md lists them).
 _UNSUPPORTED = tuple(f"channels.{name}" for name in CHANNELS)
-_DINGTALK_MODES = {
-    "http": "dingtalk（HTTP 回调：/callbacks/dingtalk、/callbacks/dingtalk/card）",
-    "stream": "dingtalk（Stream 长连接，无需公网回调地址；多副本时只有一个副本持有连接）",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +34,8 @@ class Line:
 
 def _filled(section: str, settings: Settings) -> bool:
     """A section differs from its defaults: someone wrote something into it."""
+    if section == "dingtalk":
+        return dataclasses.asdict(settings.dingtalk) != dataclasses.asdict(DingtalkSettings())
     name = section.removeprefix("channels.")
     value: dict[str, Any] = getattr(settings.channels, name)
     return value != dataclasses.asdict(CHANNELS[name]())
@@ -72,7 +70,10 @@ def _platforms(settings: Settings) -> list[Line]:
     if settings.wecom.robots:
         live.append(f"wecom-robot（{len(settings.wecom.robots)} 个群机器人）")
     if settings.dingtalk.enabled:
-        live.append(_DINGTALK_MODES[settings.dingtalk.mode])
+        mode = "Stream 模式" if settings.dingtalk.mode == "stream" else "HTTP 模式"
+        live.append(f"dingtalk（{mode}）")
+    if settings.dingtalk.robots:
+        live.append(f"dingtalk-robot（{len(settings.dingtalk.robots)} 个自定义机器人）")
     if settings.console.enabled:
         live.append("console")
     if not live:
@@ -84,6 +85,7 @@ def _platforms(settings: Settings) -> list[Line]:
             )
         ]
     lines = [Line(INFO, f"已启用的聊天平台 / live platforms: {', '.join(live)}")]
+    lines += _dingtalk(settings)
     if settings.wecom.enabled:
         without = [m.name for m in settings.members if not m.wecom_userid]
         if without:
@@ -94,6 +96,37 @@ def _platforms(settings: Settings) -> list[Line]:
                     f"{'、'.join(without[:10])} / members without wecom_userid",
                 )
             )
+    return lines
+
+
+def _dingtalk(settings: Settings) -> list[Line]:
+    """What a filled-in [dingtalk] still lacks to work end to end."""
+    dingtalk = settings.dingtalk
+    if not _filled("dingtalk", settings) or not dingtalk.enabled:
+        return []
+    gaps = []
+    if not dingtalk.card_template_id:
+        gaps.append("card_template_id（审批卡片发不出去 / approval cards cannot be sent）")
+    if dingtalk.mode == "http" and not settings.server.public_url:
+        gaps.append(
+            "server.public_url（卡片点击回调无处可去，设置后运行 returnhub dingtalk "
+            "register-callback / card clicks have no callback URL）"
+        )
+    if bool(dingtalk.event_token) != bool(dingtalk.event_aes_key):
+        gaps.append("event_token 与 event_aes_key 须同时设置（事件订阅未开启）")
+    lines = [
+        Line(WARNING, f"[dingtalk] 不完整，缺少 {gap} / incomplete: missing {gap.split('（')[0]}")
+        for gap in gaps
+    ]
+    without = [m.name for m in settings.members if not m.dingtalk_staff_id]
+    if without:
+        lines.append(
+            Line(
+                WARNING,
+                f"{len(without)} 名成员没有 dingtalk_staff_id，收不到钉钉卡片："
+                f"{'、'.join(without[:10])} / members without dingtalk_staff_id",
+            )
+        )
     return lines
 
 
@@ -127,7 +160,16 @@ def _channels(settings: Settings) -> list[Line]:
 
 
 def _ignored(settings: Settings) -> list[Line]:
-    return [
+    dingtalk = settings.dingtalk
+    half = _filled("dingtalk", settings) and not dingtalk.enabled and not dingtalk.robots
+    incomplete = [
+        Line(
+            WARNING,
+            "[dingtalk] 不完整，缺少 app_key 或 app_secret（或 RETURNHUB__DINGTALK__APP_SECRET）："
+            "钉钉未启用 / incomplete: missing dingtalk.app_key or app_secret",
+        )
+    ]
+    return (incomplete if half else []) + [
         Line(
             WARNING,
             f"[{section}] 已配置但尚未支持，将被忽略 / configured but not supported yet; ignored",

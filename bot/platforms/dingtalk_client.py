@@ -30,7 +30,7 @@ import aiohttp
 
 from bot.outbox import PermanentError, RetryableError
 from bot.platforms.dingtalk_errors import TokenRejected, check_oapi, check_v1, scrub
-from bot.platforms.outbound import read_limited
+from bot.platforms.outbound import exchange, http_status, json_object
 from bot.settings import DingtalkSettings
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,7 @@ class DingtalkClient:
         self._fresh_until = 0.0
         self._parked_until = 0.0
         self._backoff = FETCH_BACKOFF_FIRST
+        self._fetch_error = ""
         self._lock = asyncio.Lock()
         self.token_fetches = 0
 
@@ -84,19 +85,18 @@ class DingtalkClient:
             if usable and (stale is None or self._token != stale):
                 return self._token
             if self.clock() < self._parked_until:
-                raise RetryableError(
-                    "dingtalk accessToken: the last fetch failed; waiting "
-                    f"{int(self._parked_until - self.clock())} s before the next"
-                )
+                wait = int(self._parked_until - self.clock())
+                raise RetryableError(f"{self._fetch_error} (next fetch in {wait} s)")
             try:
                 return await self._fetch_token()
             except (RetryableError, PermanentError, TokenRejected) as exc:
                 self._parked_until = self.clock() + self._backoff
                 self._backoff = min(self._backoff * 2, FETCH_BACKOFF_MOST)
-                raise RetryableError(
+                self._fetch_error = (
                     f"dingtalk accessToken refused ({exc}); check dingtalk.app_key and "
                     "RETURNHUB__DINGTALK__APP_SECRET"
-                ) from None
+                )
+                raise RetryableError(self._fetch_error) from None
 
     async def _fetch_token(self) -> str:
         self.token_fetches += 1
@@ -260,39 +260,25 @@ class DingtalkClient:
         client_timeout: aiohttp.ClientTimeout | None = None,
     ) -> tuple[int, Mapping[str, str], bytes]:
         """One HTTP exchange; transport failures are retryable."""
-        send_headers = dict(headers or {})
-        data = None
-        if body is not None:
-            data = json.dumps(body, ensure_ascii=False).encode()
-            send_headers["Content-Type"] = "application/json; charset=utf-8"
-        extra: dict[str, Any] = {"timeout": client_timeout} if client_timeout else {}
-        try:
-            async with self.http().request(
-                method, url, data=data, headers=send_headers, **extra
-            ) as resp:
-                raw = await read_limited(resp, limit, f"dingtalk {label}")
-                return resp.status, resp.headers.copy(), raw
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise RetryableError(
-                f"dingtalk {label}: {type(exc).__name__}: {scrub(str(exc))}"
-            ) from None
+        return await exchange(
+            self.http(),
+            method,
+            url,
+            f"dingtalk {label}",
+            scrub=scrub,
+            body=body,
+            headers=headers,
+            limit=limit,
+            client_timeout=client_timeout,
+        )
 
     @staticmethod
     def http_status(label: str, status: int) -> None:
-        if status >= 500 or status in (408, 429):
-            raise RetryableError(f"dingtalk {label}: HTTP {status}")
-        if status >= 400:
-            raise PermanentError(f"dingtalk {label}: HTTP {status}")
+        http_status(f"dingtalk {label}", status)
 
     @staticmethod
     def decode(label: str, raw: bytes) -> Mapping[str, Any]:
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            raise RetryableError(f"dingtalk {label}: answer is not JSON") from None
-        if not isinstance(data, dict):
-            raise RetryableError(f"dingtalk {label}: answer is not a JSON object")
-        return data
+        return json_object(f"dingtalk {label}", raw)
 
 
 def _failed_spaces(answer: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -9,6 +9,7 @@ datetimes) into the epoch seconds signature windows are checked against.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -23,6 +24,19 @@ class CallbackRejected(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
+
+
+def refuse(request: web.Request, exc: CallbackRejected, log: logging.Logger) -> web.Response:
+    """The 4xx answer `{"error": reason}`, the reason logged with who sent it."""
+    log.warning(
+        "%s %s refused (%d) from %s: %s",
+        request.method,
+        request.path,
+        exc.status,
+        request.remote,
+        exc.reason,
+    )
+    return web.json_response({"error": exc.reason}, status=exc.status)
 
 
 def epoch(clock: Callable[[], datetime]) -> Callable[[], float]:

@@ -1,10 +1,66 @@
-"""What every platform's API client shares: a bounded answer, texts cut to size."""
+"""What every platform's API client shares: one JSON exchange with its failures
+mapped for the outbox, a bounded answer, texts cut to size."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
 import aiohttp
 
-from bot.outbox import PermanentError
+from bot.outbox import PermanentError, RetryableError
+
+
+async def exchange(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    label: str,
+    *,
+    scrub: Callable[[str], str],
+    params: Mapping[str, str] | None = None,
+    body: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+    limit: int,
+    client_timeout: aiohttp.ClientTimeout | None = None,
+) -> tuple[int, Mapping[str, str], bytes]:
+    """One HTTP exchange, a JSON `body` sent as UTF-8; transport failures are retryable
+    (their text passed through `scrub`, so no credential reaches a log)."""
+    send_headers = dict(headers or {})
+    data = None
+    if body is not None:
+        data = json.dumps(body, ensure_ascii=False).encode()
+        send_headers["Content-Type"] = "application/json; charset=utf-8"
+    # The session's own timeout applies unless the caller brings one (media).
+    extra: dict[str, Any] = {"timeout": client_timeout} if client_timeout else {}
+    try:
+        async with session.request(
+            method, url, params=params, data=data, headers=send_headers, **extra
+        ) as resp:
+            raw = await read_limited(resp, limit, label)
+            return resp.status, resp.headers.copy(), raw
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise RetryableError(f"{label}: {type(exc).__name__}: {scrub(str(exc))}") from None
+
+
+def http_status(label: str, status: int) -> None:
+    """5xx, 408 and 429 are retryable, any other 4xx permanent."""
+    if status >= 500 or status in (408, 429):
+        raise RetryableError(f"{label}: HTTP {status}")
+    if status >= 400:
+        raise PermanentError(f"{label}: HTTP {status}")
+
+
+def json_object(label: str, raw: bytes) -> Mapping[str, Any]:
+    """The answer as a JSON object; anything else is retryable (a proxy's error page)."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise RetryableError(f"{label}: answer is not JSON") from None
+    if not isinstance(data, dict):
+        raise RetryableError(f"{label}: answer is not a JSON object")
+    return data
 
 
 async def read_limited(resp: aiohttp.ClientResponse, limit: int, label: str) -> bytes:

@@ -34,7 +34,7 @@ from bot.appkeys import CTX, DISPATCH
 from bot.cards import Card, CardRenderer, send_id
 from bot.outbox import RetryableError
 from bot.platforms import wecom_cards
-from bot.platforms.inbound import CallbackRejected, epoch, read_body
+from bot.platforms.inbound import CallbackRejected, epoch, read_body, refuse
 from bot.platforms.outbound import split_text
 from bot.platforms.wecom_chat import CHAT_PLATFORM, WecomChatPlatform
 from bot.platforms.wecom_client import WecomClient
@@ -87,23 +87,12 @@ def setup(app: web.Application, *, max_body: int = MAX_BODY) -> None:
     app.router.add_post(PATH, receive)
 
 
-def _refuse(request: web.Request, exc: CallbackRejected) -> web.Response:
-    log.warning(
-        "wecom callback %s refused (%d) from %s: %s",
-        request.method,
-        exc.status,
-        request.remote,
-        exc.reason,
-    )
-    return web.json_response({"error": exc.reason}, status=exc.status)
-
-
 async def verify_url(request: web.Request) -> web.Response:
     """The admin console's URL check: echo the decrypted echostr, plain text, nothing else."""
     try:
         echo = request.app[INBOUND].crypto.verify_url(request.query)
     except CallbackRejected as exc:
-        return _refuse(request, exc)
+        return refuse(request, exc, log)
     return web.Response(text=echo, content_type="text/plain")
 
 
@@ -114,7 +103,7 @@ async def receive(request: web.Request) -> web.Response:
         body = await read_body(request, inbound.max_body)
         event = parse(inbound.crypto.open(request.query, body), agent_id=inbound.agent_id)
     except CallbackRejected as exc:
-        return _refuse(request, exc)
+        return refuse(request, exc, log)
     accepted = event is None or await request.app[DISPATCH].accept(event)
     if not accepted:  # shutting down: a non-200 makes WeCom re-send to another replica
         log.warning("wecom event %s refused: shutting down", getattr(event, "key", "?"))

@@ -25,7 +25,6 @@ outbox stores them in `last_error`.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import time
@@ -36,7 +35,7 @@ from typing import Any
 import aiohttp
 
 from bot.outbox import PermanentError, RetryableError
-from bot.platforms.outbound import read_limited
+from bot.platforms.outbound import exchange, http_status, json_object
 from bot.platforms.wecom_errors import SetupFault, TokenRejected, WecomApiError, check, scrub
 from bot.platforms.wecom_outage import (
     CALLBACK,
@@ -253,36 +252,23 @@ class WecomClient:
         client_timeout: aiohttp.ClientTimeout | None = None,
     ) -> tuple[int, Mapping[str, str], bytes]:
         """One HTTP exchange under `/cgi-bin/`; transport failures are retryable."""
-        send_headers = dict(headers or {})
-        data = None
-        if body is not None:
-            data = json.dumps(body, ensure_ascii=False).encode()
-            send_headers["Content-Type"] = "application/json; charset=utf-8"
-        # The session's own timeout applies unless the caller brings one (media).
-        extra: dict[str, Any] = {"timeout": client_timeout} if client_timeout else {}
-        try:
-            async with self.http().request(
-                method, self.base + path, params=params, data=data, headers=send_headers, **extra
-            ) as resp:
-                raw = await read_limited(resp, limit, f"wecom {path}")
-                return resp.status, resp.headers.copy(), raw
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            reason = f"{type(exc).__name__}: {scrub(str(exc))}"
-            raise RetryableError(f"wecom {path}: {reason}") from None
+        return await exchange(
+            self.http(),
+            method,
+            self.base + path,
+            f"wecom {path}",
+            scrub=scrub,
+            params=params,
+            body=body,
+            headers=headers,
+            limit=limit,
+            client_timeout=client_timeout,
+        )
 
     @staticmethod
     def http_status(path: str, status: int) -> None:
-        if status >= 500 or status in (408, 429):
-            raise RetryableError(f"wecom {path}: HTTP {status}")
-        if status >= 400:
-            raise PermanentError(f"wecom {path}: HTTP {status}")
+        http_status(f"wecom {path}", status)
 
     def decode(self, path: str, status: int, raw: bytes) -> Mapping[str, Any]:
-        self.http_status(path, status)
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            raise RetryableError(f"wecom {path}: answer is not JSON") from None
-        if not isinstance(data, dict):
-            raise RetryableError(f"wecom {path}: answer is not a JSON object")
-        return data
+        http_status(f"wecom {path}", status)
+        return json_object(f"wecom {path}", raw)

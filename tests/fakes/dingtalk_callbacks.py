@@ -44,19 +44,19 @@ PUBLIC_URL = "https://bot.example.com"
 
 def dingtalk_settings(api_base: str, **overrides: Any) -> DingtalkSettings:
     """[dingtalk] pointing at the fake, signing like DingtalkSigner."""
-    return DingtalkSettings(
-        app_key=APP_KEY,
-        app_secret=APP_SECRET,
-        robot_code=ROBOT_CODE,
-        card_template_id=TEMPLATE_ID,
-        event_token=EVENT_TOKEN,
-        event_aes_key=EVENT_AES_KEY,
-        api_base=api_base,
-        oapi_base=api_base,
-        robots={"ops": ROBOT_TOKEN},
-        robot_secrets={"ops": ROBOT_SECRET},
-        **overrides,
-    )
+    values: dict[str, Any] = {
+        "app_key": APP_KEY,
+        "app_secret": APP_SECRET,
+        "robot_code": ROBOT_CODE,
+        "card_template_id": TEMPLATE_ID,
+        "event_token": EVENT_TOKEN,
+        "event_aes_key": EVENT_AES_KEY,
+        "api_base": api_base,
+        "oapi_base": api_base,
+        "robots": {"ops": ROBOT_TOKEN},
+        "robot_secrets": {"ops": ROBOT_SECRET},
+    }
+    return DingtalkSettings(**{**values, **overrides})
 
 
 def with_dingtalk(settings: Settings, api_base: str, **overrides: Any) -> Settings:

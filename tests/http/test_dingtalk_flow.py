@@ -300,3 +300,23 @@ async def test_token_expiry_refreshes_once_and_every_call_carries_the_header(
     await settle(client.app)
     assert fake.token_fetches == fetched + 1
     assert len(fake.updates) == len(LEADS)
+
+
+async def test_a_chat_command_decision_updates_every_dingtalk_copy(
+    client: Client, clock: FakeClock, fake: FakeDingtalk, signer: DingtalkSigner
+) -> None:
+    case_id = await open_case(client, clock)
+    wang = lead_card(fake, "manager1001")["outTrackId"]
+    stale = signer.click("manager1001", wang, "approve")  # a copy not yet refreshed
+    status, _ = await message(client, signer, signer.text("manager1004", f"/同意 {case_id}"))
+    assert status == 200
+    await settle(client.app)
+    assert await case_status(client, case_id) == "refund_pending"
+    for lead in LEADS:
+        params = lead_card(fake, lead)["params"]
+        assert params["closed"] == "true" and "已由 刘组长 于" in params["status"]
+    # The stale card clicked afterwards answers with the closed card, and says who.
+    _, answer = await click(client, stale)
+    await settle(client.app)
+    assert answer["cardData"]["cardParamMap"]["closed"] == "true"
+    assert any("已由 刘组长 于" in t for t in fake.texts_to("manager1001"))

@@ -106,7 +106,7 @@ async def test_132_yuan_case_is_approved_from_a_card_click_over_stream(
         assert "已由 王组长 于" in lead_card(fake, lead)["params"]["status"]
     # Stream mode mounts no HTTP callback for robot messages or card clicks, and says so
     report = [line.text for line in startup_report(client.app[CTX].settings)]
-    assert any("dingtalk（Stream 长连接" in text for text in report)
+    assert any("dingtalk（Stream 模式）" in text for text in report)
     for path in ("/callbacks/dingtalk", "/callbacks/dingtalk/card"):
         assert (await client.post(path, json={})).status in (404, 405)
 

@@ -87,9 +87,9 @@ def test_check_config_names_live_incomplete_and_ignored_sections(
     path.write_text(FILLED.format(db=tmp_path / "x.db"), encoding="utf-8")
     assert main(["check-config", "--config", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "live platforms: dingtalk（HTTP 回调：/callbacks/dingtalk" in out
+    assert "live platforms: dingtalk（HTTP 模式）, console" in out
+    assert "[dingtalk] 不完整，缺少 card_template_id" in out
     assert "[channels.generic] 不完整，缺少 secret" in out and "503" in out
-    assert "[dingtalk] 已配置但尚未支持" not in out
     for section in ("channels.taobao", "channels.shopify"):
         assert f"警告 / warning: [{section}] 已配置但尚未支持，将被忽略" in out
     assert "channels.jd" not in out and "channels.douyin" not in out  # left at defaults
@@ -104,7 +104,7 @@ def test_check_config_names_live_incomplete_and_ignored_sections(
     assert main(["check-config", "--config", str(path)]) == 0
     out = capsys.readouterr().out
     assert "live channels: generic（结果回调到 oms.example.com）" in out
-    assert "不完整" not in out
+    assert "[channels.generic] 不完整" not in out
 
 
 def test_serve_logs_the_same_report_at_start(
