@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from aiohttp.test_utils import TestServer
@@ -66,6 +66,25 @@ def signer(clock: FakeClock, fake: FakeDingtalk) -> DingtalkSigner:
     return DingtalkSigner(clock, fake)
 
 
+class Env(NamedTuple):
+    client: Client
+    clock: FakeClock
+    fake: FakeDingtalk
+    gateway: FakeStreamGateway
+    signer: DingtalkSigner
+
+
+@pytest.fixture
+def env(
+    client: Client,
+    clock: FakeClock,
+    fake: FakeDingtalk,
+    gateway: FakeStreamGateway,
+    signer: DingtalkSigner,
+) -> Env:
+    return Env(client, clock, fake, gateway, signer)
+
+
 async def push(client: Client, gateway: FakeStreamGateway, topic: str, data: Any) -> str:
     """One frame in, waited until the gateway has its success ack, then settled."""
     mid = await gateway.push(topic, data)
@@ -74,13 +93,8 @@ async def push(client: Client, gateway: FakeStreamGateway, topic: str, data: Any
     return mid
 
 
-async def test_132_yuan_case_is_approved_from_a_card_click_over_stream(
-    client: Client,
-    clock: FakeClock,
-    fake: FakeDingtalk,
-    gateway: FakeStreamGateway,
-    signer: DingtalkSigner,
-) -> None:
+async def test_132_yuan_case_is_approved_from_a_card_click_over_stream(env: Env) -> None:
+    client, clock, fake, gateway, signer = env
     assert gateway.opened[0] == [
         {"type": "CALLBACK", "topic": BOT_MESSAGES},
         {"type": "CALLBACK", "topic": CARD_CALLBACKS},
@@ -111,13 +125,8 @@ async def test_132_yuan_case_is_approved_from_a_card_click_over_stream(
         assert (await client.post(path, json={})).status in (404, 405)
 
 
-async def test_a_re_pushed_or_duplicated_click_has_one_effect(
-    client: Client,
-    clock: FakeClock,
-    fake: FakeDingtalk,
-    gateway: FakeStreamGateway,
-    signer: DingtalkSigner,
-) -> None:
+async def test_a_re_pushed_or_duplicated_click_has_one_effect(env: Env) -> None:
+    client, clock, fake, gateway, signer = env
     case_id = await open_case(client, clock)
     liu = lead_card(fake, "manager1004")["outTrackId"]
     payload = signer.click("manager1004", liu, "approve")
@@ -132,13 +141,8 @@ async def test_a_re_pushed_or_duplicated_click_has_one_effect(
     assert gateway.connections >= 2 and gateway.refusals == []
 
 
-async def test_robot_messages_over_stream_are_answered_once(
-    client: Client,
-    clock: FakeClock,
-    fake: FakeDingtalk,
-    gateway: FakeStreamGateway,
-    signer: DingtalkSigner,
-) -> None:
+async def test_robot_messages_over_stream_are_answered_once(env: Env) -> None:
+    client, clock, fake, gateway, signer = env
     before = await count(client, InboxKey)
     text = signer.text("manager1001", "/帮助")
     first = await push(client, gateway, BOT_MESSAGES, text)
@@ -149,13 +153,8 @@ async def test_robot_messages_over_stream_are_answered_once(
     assert len(replies) == 1 and "可用命令" in replies[0]
 
 
-async def test_a_stranger_or_a_foreign_robot_over_stream_changes_nothing(
-    client: Client,
-    clock: FakeClock,
-    fake: FakeDingtalk,
-    gateway: FakeStreamGateway,
-    signer: DingtalkSigner,
-) -> None:
+async def test_a_stranger_or_a_foreign_robot_over_stream_changes_nothing(env: Env) -> None:
+    client, clock, fake, gateway, signer = env
     case_id = await open_case(client, clock)
     await push(client, gateway, BOT_MESSAGES, signer.text("stranger9", f"/同意 {case_id}"))
     assert fake.texts_to("stranger9") == ["您还不是售后机器人的成员，请联系管理员添加"]
@@ -168,13 +167,8 @@ async def test_a_stranger_or_a_foreign_robot_over_stream_changes_nothing(
     assert gateway.bad_acks == []
 
 
-async def test_an_approve_command_over_stream_closes_every_card(
-    client: Client,
-    clock: FakeClock,
-    fake: FakeDingtalk,
-    gateway: FakeStreamGateway,
-    signer: DingtalkSigner,
-) -> None:
+async def test_an_approve_command_over_stream_closes_every_card(env: Env) -> None:
+    client, clock, fake, gateway, signer = env
     case_id = await open_case(client, clock)
     await push(client, gateway, BOT_MESSAGES, signer.text("manager1004", f"/同意 {case_id}"))
     assert await case_status(client, case_id) == "refund_pending"
