@@ -31,7 +31,7 @@ from bot.dispatch import Dispatcher
 from bot.events import CardAction, ChannelNotice, ChatMessage, ImageMessage, PhotoStored
 from bot.metrics import Metrics
 from bot.outbox import Performer
-from bot.platforms import console, dingtalk, wecom
+from bot.platforms import console, dingtalk, dingtalk_stream, wecom
 from bot.platforms.base import Platform, chat_performers
 from bot.platforms.dingtalk_events import Unsupported
 from bot.platforms.dingtalk_sessions import Sessions
@@ -209,6 +209,8 @@ def create_app(
 
         dingtalk.install(app, sessions, unsupported)
         dingtalk.setup(app)
+        if settings.dingtalk.mode == "stream":
+            dingtalk_stream.setup(app, lambda: app[HTTP])
     return app
 
 
