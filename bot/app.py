@@ -36,7 +36,7 @@ from bot.settings import Settings, templates_dir
 from bot.web import api, edge, health
 from bot.web import console as console_web
 from bot.writer import Writer
-from handlers import intake_submit
+from handlers import intake_submit, sla
 from handlers.actions import on_card_action
 from handlers.approvals import resend_unseen
 from handlers.commands import on_chat_message
@@ -137,7 +137,14 @@ def create_app(
             kick=lambda: ticker.kick(),
             writer=writer,
         )
-        ticker = Clock(worker, None, db, settings.outbox, recover=dispatcher.recover)
+        ticker = Clock(
+            worker,
+            lambda session, timer: sla.fire(session, ctx, timer),
+            db,
+            settings.outbox,
+            recover=dispatcher.recover,
+            timer_finish=lambda session: sla.finish(session, ctx),
+        )
         app[appkeys.DISPATCH] = dispatcher
         if background:
             await ticker.start()

@@ -53,6 +53,8 @@ class ReturnRequest:
     carrier: str | None = None
     evidence: tuple[str, ...] = ()
     operator: str | None = None  # member name of the CS agent who keyed it in, if any
+    # When the channel will act by itself (e.g. agree the refund); aware UTC, or None.
+    deadline_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

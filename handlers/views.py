@@ -101,6 +101,8 @@ def approval_card(
     fields += prior_approvals(ctx, case, step)
     if step.due_at is not None:
         fields.append(("处理时限", stamp(ctx, step.due_at)))
+    if case.channel_deadline_at is not None:
+        fields.append(("平台时限", f"平台将于 {stamp(ctx, case.channel_deadline_at)} 自动同意"))
     return Card(
         kind="approval",
         title=f"售后审批 · {case.id}",

@@ -31,6 +31,7 @@ FIELDS = frozenset(
         *("event_id", "shop", "external_id", "order_id", "kind", "status", "amount"),
         *("currency", "reason_code", "reason_text", "buyer", "items", "return_waybill"),
         *("carrier", "evidence", "occurred_at", "version", "operator"),
+        "deadline_at",
     }
 )
 BUYER_FIELDS = frozenset({"ref", "nick"})
@@ -200,20 +201,23 @@ def _evidence(value: object) -> tuple[str, ...]:
 
 
 def _occurred_at(value: object, now: datetime) -> datetime:
-    if value is None:
-        return now.astimezone(UTC)
+    return now.astimezone(UTC) if value is None else _instant(value, "occurred_at")
+
+
+def _instant(value: object, name: str) -> datetime:
+    """An ISO 8601 time with a UTC offset, as aware UTC."""
     if not isinstance(value, str):
-        _fail(f"occurred_at must be an ISO 8601 string, got {_type(value)}")
+        _fail(f"{name} must be an ISO 8601 string, got {_type(value)}")
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        _fail(f"occurred_at is not an ISO 8601 time: {value[:40]!r}")
+        _fail(f"{name} is not an ISO 8601 time: {value[:40]!r}")
     if moment.tzinfo is None or moment.utcoffset() is None:
-        _fail("occurred_at must carry a UTC offset, e.g. 2026-11-21T10:00:00+08:00")
+        _fail(f"{name} must carry a UTC offset, e.g. 2026-11-21T10:00:00+08:00")
     try:
         return moment.astimezone(UTC)
     except OverflowError:  # 0001-01-01T00:00+08:00 has no UTC date
-        _fail(f"occurred_at is out of range: {value[:40]!r}")
+        _fail(f"{name} is out of range: {value[:40]!r}")
 
 
 def _version(value: object, occurred: datetime) -> str:
@@ -297,4 +301,7 @@ def parse(raw: bytes, *, default_shop: str, now: datetime) -> ReturnRequest:
         carrier=_text(data, "carrier", 32) or None,
         evidence=_evidence(data.get("evidence")),
         operator=_text(data, "operator", 64) or None,
+        deadline_at=None
+        if data.get("deadline_at") is None
+        else _instant(data["deadline_at"], "deadline_at"),
     )
