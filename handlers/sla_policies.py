@@ -231,10 +231,13 @@ def _calendar(table: Any, report: Report) -> WorkCalendar:
 
 
 def _check(
-    policy: SlaPolicy, path: Key, report: Report, known_roles: Collection[str] | None
+    policy: SlaPolicy,
+    path: Key,
+    report: Report,
+    known_roles: Collection[str] | None,
+    targets: list[str],
 ) -> None:
     label = f"policy {policy.name!r}"
-    targets = [k for k in ("business_hours", "hours", "minutes") if getattr(policy, k)]
     if policy.business_hours and (policy.hours or policy.minutes):
         report.at(
             (*path, "hours" if policy.hours else "minutes"),
@@ -336,7 +339,8 @@ def parse_sla(
         path: Key = ("policies", name)
         policy = build(SlaPolicy, table, path, report, name=name)
         if policy is not None:
-            _check(policy, path, report, known_roles)
+            targets = [k for k in ("business_hours", "hours", "minutes") if k in table]
+            _check(policy, path, report, known_roles, targets)
             policies[name] = policy
     stages = _stage_map(data.get("stages", {}), ("stages",), report, policies)
     by_channel, by_tier = _overrides(data.get("overrides", {}), report, policies)

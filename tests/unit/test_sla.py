@@ -276,9 +276,7 @@ async def test_leaving_the_stage_closes_the_escalation_copies(db: Database) -> N
     await tick(ctx)
     await say(ctx, 1, "王组长", f"/同意 {case_id}")
     async with db.read() as session:
-        copies = list(
-            await session.scalars(select(CardRecord).where(CardRecord.kind == "sla"))
-        )
+        copies = list(await session.scalars(select(CardRecord).where(CardRecord.kind == "sla")))
     assert copies and all(c.state == "closed" for c in copies)
 
 
