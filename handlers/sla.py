@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import event, inspect, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.util import identity_key
 
 from handlers import notify, views
 from handlers import sla_notify as say
@@ -171,9 +172,6 @@ async def settle(session: AsyncSession, ctx: Ctx) -> None:
     ids = session.info.pop(TOUCHED, set())
     if not ids:
         return
-    cases = await session.scalars(
-        select(Case).where(Case.id.in_(sorted(ids))).options(selectinload(Case.steps))
-    )
     armed: dict[str, list[Timer]] = {}
     pending = await session.scalars(
         select(Timer).where(
@@ -184,10 +182,23 @@ async def settle(session: AsyncSession, ctx: Ctx) -> None:
     )
     for timer in pending:
         armed.setdefault(timer.case_id, []).append(timer)
-    for case in list(cases):
-        await _reconcile(session, ctx, case, armed.get(case.id, []))
+    for case_id in sorted(ids):
+        case = await _case(session, case_id)
+        if case is not None:
+            await _reconcile(session, ctx, case, armed.get(case_id, []))
     await session.flush()
     session.info.pop(TOUCHED, None)  # only our own due times changed since
+
+
+async def _case(session: AsyncSession, case_id: str) -> Case | None:
+    """The case as this transaction left it, with its steps (one query if not at hand)."""
+    held = session.identity_map.get(identity_key(Case, case_id))
+    if isinstance(held, Case) and "steps" in held.__dict__:
+        return held
+    found = await session.scalars(
+        select(Case).where(Case.id == case_id).options(selectinload(Case.steps))
+    )
+    return found.first()
 
 
 async def _reconcile(session: AsyncSession, ctx: Ctx, case: Case, armed: list[Timer]) -> None:

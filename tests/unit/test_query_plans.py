@@ -43,9 +43,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.delivery import STRICT, chat_limits
 from bot.metrics import Metrics
-from bot.settings import OutboxSettings
+from bot.settings import OutboxSettings, config_dir, load
 from bot.web.api import Filters, fetch_page, load_case
 from bot.web.console_poll import poll_rows
+from handlers import sla
+from handlers.context import Ctx
 from storage import inbound, outbox, timers
 from storage.db import Database
 from storage.history import customer_history, histories
@@ -394,5 +396,17 @@ async def test_the_outbox_claim_and_rate_limits_use_indexes(seeded: Database) ->
 async def test_the_inbound_claim_uses_an_index(seeded: Database) -> None:
     async def run() -> None:
         assert await inbound.claim_due(seeded, NOW, 20, timedelta(minutes=1))
+
+    await assert_indexed(seeded, run)
+
+
+async def test_the_sla_settle_uses_indexes(seeded: Database) -> None:
+    settings = load(config_dir() / "returnhub.example.toml", env={})
+    ctx = Ctx(db=seeded, settings=settings, clock=lambda: NOW.replace(tzinfo=UTC))
+
+    async def run() -> None:
+        async with seeded.transaction() as session:
+            session.info[sla.TOUCHED] = {f"RC-{CASES - 1:06d}", f"RC-{CASES - 2:06d}"}
+            await sla.settle(session, ctx)
 
     await assert_indexed(seeded, run)
