@@ -13,6 +13,8 @@ one is handled together, so a server that was down for an hour sends one
 reminder saying how many it missed, and at most one escalation; then the next
 point is armed. The tick claims due timers only (storage/timers.py,
 `ix_timer_due`), so its cost follows the due timers, not the open cases.
+
+`due_lines` (handlers/views.py `sla_lines`) is what /查单 shows of it.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, inspect, select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.util import identity_key
 
 from handlers import notify, views
@@ -71,7 +74,7 @@ def _note_changes(session: Session, _context: Any, _instances: Any) -> None:
 
 
 def _changed(obj: Case | ApprovalStep, names: tuple[str, ...]) -> bool:
-    state = inspect(obj)
+    state = instance_state(obj)
     return state.pending or any(state.attrs[n].history.has_changes() for n in names)
 
 
@@ -294,7 +297,7 @@ async def fire(session: AsyncSession, ctx: Ctx, timer: Timer) -> None:
         state["deadline_done"] = True
         to = _deadline_role(ctx, policy, state, step)
         why = (
-            f"{say.deadline_text(ctx, case)}，距今已不足 "
+            f"{views.deadline_text(ctx, case)}，距今已不足 "
             f"{format_left(config(ctx).deadline_margin)}，{STAGE_ZH[stage]}仍未完成"
         )
         await say.escalate(session, ctx, case, step, to, why)
@@ -371,25 +374,8 @@ async def finish(session: AsyncSession, ctx: Ctx) -> None:
     await say.flush(session, ctx)
 
 
-def due_lines(ctx: Ctx, case: Case) -> tuple[str, ...]:
-    """For /查单 and the API: the current stage's due time and what is left, and the
-    channel's own deadline. Needs the case's steps loaded."""
-    lines: list[str] = []
-    found = stage_of(case)
-    if found is not None and case.sla_due_at is not None:
-        stage, _ = found
-        now = ctx.now()
-        when = views.stamp(ctx, case.sla_due_at)
-        if now >= case.sla_due_at:
-            lines.append(
-                f"时效：{STAGE_ZH[stage]} 时限 {when}，已超时 {format_left(now - case.sla_due_at)}"
-            )
-        else:
-            rest = format_left(left(ctx, policy_of(ctx, case, stage), now, case.sla_due_at))
-            lines.append(f"时效：{STAGE_ZH[stage]} 时限 {when}，剩余 {rest}")
-    if case.channel_deadline_at is not None and Status(case.status) not in FINAL:
-        lines.append(say.deadline_text(ctx, case))
-    return tuple(lines)
+# What /查单 shows of the clock (handlers/commands.py calls it with a loaded case).
+due_lines = views.sla_lines
 
 
 def breached(ctx: Ctx, case: Case) -> bool:

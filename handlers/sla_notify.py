@@ -43,13 +43,6 @@ class Reminder:
     chat: str  # the role's WeCom chat id, "" when none
 
 
-def deadline_text(ctx: Ctx, case: Case) -> str:
-    """'平台将于 12-03 18:00 自动同意' when the channel will act by itself."""
-    if case.channel_deadline_at is None:
-        return ""
-    return f"平台将于 {views.stamp(ctx, case.channel_deadline_at)} 自动同意"
-
-
 def stage_role(stage: str, step: ApprovalStep | None, notify_role: str) -> str:
     return step.role if step is not None else (notify_role or STAGE_NOTIFY.get(stage, "admin"))
 
@@ -149,7 +142,7 @@ def reminder_line(
         late = format_left(now - due) if now >= due else ""
         when = f"时限 {views.stamp(ctx, due)}"
         parts.append(f"{when}，已超时 {late}" if late else f"{when}，剩余 {remaining}")
-    if deadline := deadline_text(ctx, case):
+    if deadline := views.deadline_text(ctx, case):
         parts.append(deadline)
     if missed > 1:
         parts.append(f"停机期间错过 {missed} 次提醒")

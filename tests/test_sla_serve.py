@@ -40,7 +40,9 @@ hours = 8
 LEAD, OTHER_LEAD, DIRECTOR = "wangzuzhang", "liuzuzhang", "lizongjian"
 
 
-def configure(tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch, api: str, sla: str) -> str:
+def configure(
+    tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch, api: str, sla: str
+) -> str:
     """returnhub.toml (console off, outbox ticking fast), sla.toml, [wecom] from the env."""
     make_settings(tmp_path, url, console=False, outbox={"tick_seconds": 0.5})
     (tmp_path / "sla.toml").write_text(sla, encoding="utf-8")
@@ -136,24 +138,26 @@ async def test_two_servers_on_one_database_fire_every_timer_once(
     async with running(FakeWecom()) as fake:
         config = configure(tmp_path, url, monkeypatch, fake.url, sla)
         first, second = free_port(), free_port()
-        async with serving(tmp_path, config, first) as one:
-            async with serving(tmp_path, config, second) as two:
-                ids = [await post_case((first, second)[n % 2], n) for n in range(cases)]
-                db = Database(url)
-                try:
+        async with (
+            serving(tmp_path, config, first) as one,
+            serving(tmp_path, config, second) as two,
+        ):
+            ids = [await post_case((first, second)[n % 2], n) for n in range(cases)]
+            db = Database(url)
+            try:
 
-                    async def all_fired() -> bool:
-                        async with db.read() as session:
-                            fired = await session.scalar(
-                                select(func.count()).where(Timer.status == "fired")
-                            )
-                        return fired == cases and all(
-                            any(i in t for t in fake.texts_to(LEAD)) for i in ids
+                async def all_fired() -> bool:
+                    async with db.read() as session:
+                        fired = await session.scalar(
+                            select(func.count()).where(Timer.status == "fired")
                         )
+                    return fired == cases and all(
+                        any(i in t for t in fake.texts_to(LEAD)) for i in ids
+                    )
 
-                    await until(all_fired, "every case's reminder")
-                finally:
-                    await db.dispose()
+                await until(all_fired, "every case's reminder")
+            finally:
+                await db.dispose()
     texts = fake.texts_to(LEAD)
     for case_id in ids:
         assert sum(t.count(f"{case_id} 首次审批") for t in texts) == 1, (case_id, texts)

@@ -20,7 +20,10 @@ from tests.support import (
 )
 
 TOKEN = "api-token-0123456789"
-MID = {"amount": "132.00", "items": [{"sku": "F", "name": "喂食器", "qty": 1, "unit_price": "132.00"}]}
+MID = {
+    "amount": "132.00",
+    "items": [{"sku": "F", "name": "喂食器", "qty": 1, "unit_price": "132.00"}],
+}
 
 
 async def _client(db: Database, tmp_path: Path, clock: FakeClock, make: MakeClient) -> Client:

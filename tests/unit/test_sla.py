@@ -289,3 +289,14 @@ async def test_a_case_without_a_policy_for_its_stage_has_no_timer(db: Database) 
     clock.advance(timedelta(days=3).total_seconds())
     assert await tick(ctx) == []
     assert (await case_of(db, result.case_id or "")).sla_due_at is None
+
+
+async def test_the_case_summary_shows_the_due_time_and_what_is_left(db: Database) -> None:
+    clock = FakeClock(at(11, 27, 17, 30))  # Friday 17:30: due Monday 12:30
+    ctx = await setup(db, clock)
+    result = await on_return_request(request(1, 13200, deadline_at=at(12, 3, 18, 0)), ctx)
+    clock.set(at(11, 30, 9, 0))  # Monday 09:00: 3.5 business hours left
+    await say(ctx, 1, "小美", f"/查单 {result.case_id}")
+    summary = (await texts_to(ctx.db, "小美"))[-1]
+    assert "时效：首次审批 时限 11-30 12:30，剩余 3小时30分" in summary
+    assert "平台将于 12-03 18:00 自动同意" in summary

@@ -9,7 +9,7 @@ index scan read. SQLite has no such counter; its plan shows the range search on
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert
@@ -20,7 +20,7 @@ from storage.db import Database
 from storage.models import Timer
 from tests.unit.test_query_plans import _nodes, recorded
 
-NOW = datetime(2026, 11, 23, 2, 0)
+NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC).replace(tzinfo=None)  # naive UTC, as stored
 DUE = 7
 
 

@@ -77,7 +77,8 @@ WEEKEND_SHIFT = WorkCalendar(
     weekly=(None, *[(time(9, 0), time(18, 0))] * 5, (time(10, 0), time(16, 0))),  # Tue-Sun
 )
 CALENDARS = st.sampled_from([WorkCalendar(), WorkCalendar(holidays="none"), LUNCH, WEEKEND_SHIFT])
-MOMENTS = st.datetimes(min_value=datetime(2024, 12, 20), max_value=datetime(2027, 1, 10))
+FIRST, LAST = datetime(2024, 12, 20, tzinfo=UTC), datetime(2027, 1, 10, tzinfo=UTC)
+MOMENTS = st.datetimes(min_value=FIRST.replace(tzinfo=None), max_value=LAST.replace(tzinfo=None))
 MINUTES = st.integers(min_value=1, max_value=60 * 60)
 
 
