@@ -232,6 +232,8 @@ async def _reconcile(session: AsyncSession, ctx: Ctx, case: Case, armed: list[Ti
         if current.payload.get("deadline") != key["deadline"]:
             state["deadline_done"] = False
             case.sla_due_at = due_at(ctx, case, policy, _at(state["origin"]))
+            if step is not None:
+                step.due_at = case.sla_due_at
         _arm(session, ctx, case, policy, state, now)
         return
     policy, state = _fresh(ctx, case, stage, step, now)

@@ -300,3 +300,20 @@ async def test_the_case_summary_shows_the_due_time_and_what_is_left(db: Database
     summary = (await texts_to(ctx.db, "小美"))[-1]
     assert "时效：首次审批 时限 11-30 12:30，剩余 3小时30分" in summary
     assert "平台将于 12-03 18:00 自动同意" in summary
+
+
+async def test_a_later_event_moving_the_deadline_rearms_the_clock(db: Database) -> None:
+    clock = FakeClock(at(11, 23, 10, 0))
+    ctx = await setup(db, clock)
+    result = await on_return_request(request(1, 13200), ctx)
+    case_id = result.case_id or ""
+    assert (await case_of(db, case_id)).sla_due_at == naive(at(11, 23, 14, 0))
+    moved = request(1, 13200, key="generic:main-store:evt-1b", version="2")
+    await on_return_request(dataclasses.replace(moved, deadline_at=at(11, 23, 12, 30)), ctx)
+    case = await case_of(db, case_id)
+    assert case.sla_due_at == naive(at(11, 23, 10, 30))
+    (timer,) = await pending(db, case_id)
+    assert timer.due_at == naive(at(11, 23, 10, 30))  # the deadline margin comes first now
+    clock.set(at(11, 23, 10, 30))
+    await tick(ctx)
+    assert "平台将于 11-23 12:30 自动同意" in sla_texts(await texts_to(ctx.db, "李总监"))[0]

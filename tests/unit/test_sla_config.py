@@ -11,6 +11,7 @@ import pytest
 
 from bot.cli import main
 from bot.settings import config_dir, load
+from bot.startup_report import startup_report
 from tests.unit.test_settings import errors_of, write
 
 
@@ -128,3 +129,12 @@ def test_check_config_exits_2_and_names_the_sla_line(
     assert main(["check-config", "--config", str(main_file)]) == 2
     out = capsys.readouterr()
     assert f"{tmp_path / 'sla.toml'}:2:" in out.out + out.err
+
+
+def test_a_year_without_holiday_data_is_a_start_up_warning_not_a_crash() -> None:
+    settings = load(config_dir() / "returnhub.example.toml", env={})
+    lines = [line.text for line in startup_report(settings, date(2031, 6, 1))]
+    assert any("chinese-calendar 没有 2031、2032 年的节假日数据" in t for t in lines), lines
+    assert not any(
+        "节假日数据" in line.text for line in startup_report(settings, date(2025, 3, 1))
+    )
