@@ -125,6 +125,23 @@ def _points(ctx: Ctx, case: Case, policy: SlaPolicy | None, state: dict[str, Any
     )
 
 
+def _next(
+    ctx: Ctx, case: Case, policy: SlaPolicy | None, state: dict[str, Any], after: datetime
+) -> Timer | None:
+    """The timer for the first point of the stage clock later than `after` (unsaved)."""
+    following = next((p for p in _points(ctx, case, policy, state) if p.at > after), None)
+    if following is None:
+        return None
+    return Timer(
+        case_id=case.id,
+        step_id=state.get("step"),
+        kind=TIMER_KIND,
+        due_at=following.at,
+        status=timers.PENDING,
+        payload={**state, "after": _iso(after)},
+    )
+
+
 def _arm(
     session: AsyncSession,
     ctx: Ctx,
@@ -132,19 +149,11 @@ def _arm(
     policy: SlaPolicy | None,
     state: dict[str, Any],
     after: datetime,
-) -> Timer | None:
-    """Schedule the first point of the stage clock later than `after`."""
-    following = next((p for p in _points(ctx, case, policy, state) if p.at > after), None)
-    if following is None:
-        return None
-    return timers.schedule(
-        session,
-        case_id=case.id,
-        kind=TIMER_KIND,
-        due_at=following.at,
-        step_id=state.get("step"),
-        payload={**state, "after": _iso(after)},
-    )
+) -> None:
+    """Schedule the next point of the stage clock, in the caller's transaction."""
+    timer = _next(ctx, case, policy, state, after)
+    if timer is not None:
+        session.add(timer)
 
 
 def _fresh(
@@ -256,22 +265,11 @@ def arm_opened(
             plans.append((case, *found, *_fresh(ctx, case, found[0], found[1], now)))
 
     async def insert(session: AsyncSession) -> None:
-        made = []
-        for case, stage, step, policy, state in plans:
-            state = {**state, **_key(case, stage, step)}
-            following = next((p for p in _points(ctx, case, policy, state) if p.at >= now), None)
-            if following is not None:
-                made.append(
-                    Timer(
-                        case_id=case.id,
-                        step_id=state["step"],
-                        kind=TIMER_KIND,
-                        due_at=following.at,
-                        status=timers.PENDING,
-                        payload={**state, "after": _iso(now - TICK)},
-                    )
-                )
-        await insert_rows(session, Timer, rows_of(made))
+        made = [
+            _next(ctx, case, policy, {**state, **_key(case, stage, step)}, now - TICK)
+            for case, stage, step, policy, state in plans
+        ]
+        await insert_rows(session, Timer, rows_of(t for t in made if t is not None))
 
     return insert
 
