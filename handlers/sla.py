@@ -289,8 +289,9 @@ async def fire(session: AsyncSession, ctx: Ctx, timer: Timer) -> None:
     if case.sla_due_at is not None and now >= case.sla_due_at:
         case.sla_breached = True
     reminders = [p for p in missed if p.action == REMIND]
+    held: list[say.Reminder] = []
     if reminders:
-        await _remind(session, ctx, case, stage, step, policy, reminders)
+        held = await _remind(session, ctx, case, stage, step, policy, reminders)
         state["sent"] = int(state.get("sent", 0)) + len(reminders)
     deadline = next((p for p in missed if p.action == DEADLINE), None)
     if deadline is not None:
@@ -314,6 +315,7 @@ async def fire(session: AsyncSession, ctx: Ctx, timer: Timer) -> None:
         sent = int(state.get("sent", 0))
         state.update(level=level + 1, role=to, started=_iso(now), cap=policy.max_reminders - sent)
     _arm(session, ctx, case, policy, state, now)
+    say.queue(session, held)  # last: a hook that raised before this sends nothing
 
 
 def _stamp(ctx: Ctx, moment: datetime | None) -> str:
@@ -344,7 +346,8 @@ async def _remind(
     step: ApprovalStep | None,
     policy: SlaPolicy | None,
     reminders: list[Point],
-) -> None:
+) -> list[say.Reminder]:
+    """The reminders to send for `reminders` (the admins are told if nobody can get one)."""
     role = say.stage_role(stage, step, policy.notify if policy else "")
     to = await say.who(session, ctx, case, step, role)
     now = ctx.now()
@@ -356,7 +359,6 @@ async def _remind(
     chat = ctx.settings.roles.get(role)
     chat_id = chat.wecom_chat_id if chat is not None else ""
     build = say.card_builder(ctx, case, step, stage)
-    say.queue(session, [say.Reminder(p, case, line, build, step, chat_id) for p in to])
     if not to:
         roster = await ctx.people.load(session)
         await notify.tell(
@@ -367,6 +369,7 @@ async def _remind(
             case.id,
             alert=True,
         )
+    return [say.Reminder(p, case, line, build, step, chat_id) for p in to]
 
 
 async def finish(session: AsyncSession, ctx: Ctx) -> None:

@@ -10,10 +10,11 @@ import tomllib
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import select
 
 from bot.events import ChatMessage, Sender
-from handlers import sla
+from handlers import sla, sla_notify
 from handlers.commands import on_chat_message
 from handlers.context import Ctx
 from handlers.intake import on_return_request
@@ -317,3 +318,29 @@ async def test_a_later_event_moving_the_deadline_rearms_the_clock(db: Database) 
     clock.set(at(11, 23, 10, 30))
     await tick(ctx)
     assert "平台将于 11-23 12:30 自动同意" in sla_texts(await texts_to(ctx.db, "李总监"))[0]
+
+
+async def test_a_firing_that_fails_sends_nothing_and_is_retried_once(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock(at(11, 23, 10, 0))
+    ctx = await setup(db, clock)
+    result = await on_return_request(request(1, 13200), ctx)
+    case_id = result.case_id or ""
+    real = sla_notify.escalate
+
+    async def down(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("escalation target unreachable")
+
+    monkeypatch.setattr(sla_notify, "escalate", down)
+    clock.set(at(11, 23, 16, 0))  # 50%, 100% and 150% all due at once
+    assert await tick(ctx) == []
+    assert sla_texts(await texts_to(ctx.db, "王组长")) == []  # its reminder rolled back too
+    (timer,) = await pending(db, case_id)
+    assert timer.due_at == naive(at(11, 23, 16, 1))  # retried a minute later, not at once
+    monkeypatch.setattr(sla_notify, "escalate", real)
+    clock.set(at(11, 23, 16, 1))
+    assert len(await tick(ctx)) == 1
+    (reminder,) = sla_texts(await texts_to(ctx.db, "王组长"))
+    assert "停机期间错过 2 次提醒" in reminder
+    assert len(sla_texts(await texts_to(ctx.db, "李总监"))) == 1
