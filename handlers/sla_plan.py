@@ -43,13 +43,18 @@ def pending_step(case: Case) -> ApprovalStep | None:
     return next((s for s in case.steps if s.state == "pending"), None)
 
 
+def approval_stage(step: ApprovalStep) -> str:
+    """The first step is the first review; later steps have a policy of their own."""
+    return "first_review" if step.seq == 1 else "approval_step"
+
+
 def stage_of(case: Case) -> tuple[str, ApprovalStep | None] | None:
     """The stage the case waits in and its approval step, or None (nothing to wait for)."""
     if case.status == Status.PENDING_APPROVAL.value:
         step = pending_step(case)
         if step is None:
             return None
-        return ("first_review" if step.seq == 1 else "approval_step"), step
+        return approval_stage(step), step
     if case.status in _PARCEL:
         return "awaiting_parcel", None
     stage = _BY_STATUS.get(case.status)

@@ -43,8 +43,8 @@ def opened(
     step.state = "pending"
     if step.opened_at is None:  # a transfer re-sends the card; the SLA clock keeps running
         step.opened_at = now
-        stage = "first_review" if step.seq == 1 else "approval_step"
-        step.due_at = sla_plan.due_at(ctx, case, sla_plan.policy_of(ctx, case, stage), now)
+        policy = sla_plan.policy_of(ctx, case, sla_plan.approval_stage(step))
+        step.due_at = sla_plan.due_at(ctx, case, policy, now)
     case.current_step = step.seq
     sent = notify.cards(
         ctx,
