@@ -89,14 +89,14 @@ def _at(text: str) -> datetime:
 def _key(case: Case, stage: str, step: ApprovalStep | None) -> dict[str, Any]:
     return {
         "stage": stage,
-        "step": step.id if step is not None else None,
+        "step_id": step.id if step is not None else None,
         "assignee": step.assignee_id if step is not None else None,
         "deadline": _iso(case.channel_deadline_at),
     }
 
 
 def _same_stage(payload: dict[str, Any], key: dict[str, Any]) -> bool:
-    return payload.get("stage") == key["stage"] and payload.get("step") == key["step"]
+    return payload.get("stage") == key["stage"] and payload.get("step_id") == key["step_id"]
 
 
 def _same(payload: dict[str, Any], key: dict[str, Any]) -> bool:
@@ -134,7 +134,7 @@ def _next(
         return None
     return Timer(
         case_id=case.id,
-        step_id=state.get("step"),
+        step_id=state.get("step_id"),
         kind=TIMER_KIND,
         due_at=following.at,
         status=timers.PENDING,
