@@ -41,7 +41,7 @@ from bot.settings import Settings, templates_dir
 from bot.web import api, dashboard, edge, export, health
 from bot.web import console as console_web
 from bot.writer import Writer
-from handlers import intake_submit, orders
+from handlers import intake_submit, orders, sla
 from handlers.actions import on_card_action
 from handlers.approvals import resend_unseen
 from handlers.commands import on_chat_message
@@ -167,7 +167,14 @@ def create_app(
             kick=lambda: ticker.kick(),
             writer=writer,
         )
-        ticker = Clock(worker, None, db, settings.outbox, recover=dispatcher.recover)
+        ticker = Clock(
+            worker,
+            lambda session, timer: sla.fire(session, ctx, timer),
+            db,
+            settings.outbox,
+            recover=dispatcher.recover,
+            timer_finish=lambda session: sla.finish(session, ctx),
+        )
         app[appkeys.DISPATCH] = dispatcher
         app[POLLS] = polls = marketplaces.poll_runner(dispatcher.accept)
         if background:

@@ -29,7 +29,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from bot.outbox import OutboxWorker
 from storage import timers
 from storage.db import Database
-from storage.timers import TimerHook
+from storage.timers import BatchHook, TimerHook
 
 if TYPE_CHECKING:
     from bot.settings import OutboxSettings
@@ -56,7 +56,8 @@ class Clock:
     """Owns the AsyncIOScheduler; `start` in the app's startup, `stop` at shutdown.
 
     `timer_hook(session, timer)` runs inside the transaction that marks the timer
-    fired (see storage/timers.py); with no hook the timer job is not scheduled, so
+    fired (see storage/timers.py), `timer_finish(session)` once after a batch's
+    hooks; with no hook the timer job is not scheduled, so
     timers wait rather than fire into nothing. `drain_seconds` bounds the final
     outbox flush at shutdown; rows it does not reach are delivered by the next start
     or by another replica.
@@ -71,9 +72,11 @@ class Clock:
         *,
         drain_seconds: float = 5.0,
         recover: Callable[[], Awaitable[int]] | None = None,
+        timer_finish: BatchHook | None = None,
     ) -> None:
         self.worker = worker
         self.timer_hook = timer_hook
+        self.timer_finish = timer_finish
         self.recover = recover
         self.db = db
         self.settings = settings
@@ -194,7 +197,11 @@ class Clock:
         async with self._timer_busy:
             try:
                 fired = await timers.claim_due(
-                    self.db, self.worker.clock(), self.settings.batch, self.timer_hook
+                    self.db,
+                    self.worker.clock(),
+                    self.settings.batch,
+                    self.timer_hook,
+                    finish=self.timer_finish,
                 )
             except Exception:
                 log.exception("timer tick failed")

@@ -53,7 +53,8 @@ class ReturnRequest:
     carrier: str | None = None
     evidence: tuple[str, ...] = ()
     operator: str | None = None  # member name of the CS agent who keyed it in, if any
-    deadline_at: datetime | None = None  # the channel's own deadline for this stage (UTC)
+    # When the channel will act by itself (e.g. agree the refund); aware UTC, or None.
+    deadline_at: datetime | None = None
     exchange_waybill: str | None = None  # status exchange_shipped: the replacement's waybill
     exchange_carrier: str | None = None
 

@@ -21,7 +21,7 @@ from bot.config_locate import (
     data_dir,
 )
 from handlers.routing import RoutingRules
-from handlers.sla_policies import SlaPolicy, WorkCalendar
+from handlers.sla_policies import SlaConfig, SlaPolicy, WorkCalendar
 from handlers.warehouse_rules import WarehouseRules
 
 __all__ = ["ConfigError", "Settings", "check", "config_dir", "load", "templates_dir"]
@@ -298,6 +298,8 @@ class Settings:
     source: str = "<defaults>"
     calendar: WorkCalendar = WorkCalendar()
     warehouse: WarehouseRules = WarehouseRules()
+    # The whole sla.toml: stages, overrides, escalation chain, deadline margin.
+    sla_config: SlaConfig = SlaConfig()
 
     @property
     def known_roles(self) -> frozenset[str]:

@@ -358,6 +358,7 @@ def _load(path: str | Path | None, env: Mapping[str, str]) -> Settings:
         routing=rules,
         sla=sla.policies,
         calendar=sla.calendar,
+        sla_config=sla,
         source=str(main) if main else "<defaults>",
         warehouse=warehouse,
     )

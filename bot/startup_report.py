@@ -14,12 +14,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
 
 from bot.channels import shops
 from bot.settings import DingtalkSettings, GenericChannelSettings, Settings, config_dir
+from handlers.workdays import unknown_years
 
 INFO, WARNING = logging.INFO, logging.WARNING
 
@@ -195,7 +197,23 @@ def _access(settings: Settings) -> list[Line]:
     return lines
 
 
-def startup_report(settings: Settings) -> list[Line]:
+def _calendar(settings: Settings, today: date | None) -> list[Line]:
+    """Years the holiday data does not cover yet: SLA due times skip weekends only."""
+    year = (today or datetime.now(UTC).date()).year
+    missing = unknown_years(settings.calendar, (year, year + 1))
+    if not missing:
+        return []
+    years = "、".join(str(y) for y in missing)
+    return [
+        Line(
+            WARNING,
+            f"chinese-calendar 没有 {years} 年的节假日数据：这些年份的 SLA 时限只跳过周末，"
+            "请升级 chinese-calendar / no holiday data for these years; weekends only",
+        )
+    ]
+
+
+def startup_report(settings: Settings, today: date | None = None) -> list[Line]:
     """Which files were read, what is live, what is incomplete or ignored, what is closed."""
     return [
         *_sources(settings),
@@ -204,6 +222,7 @@ def startup_report(settings: Settings) -> list[Line]:
         *_marketplaces(settings),
         *_ignored(settings),
         *_access(settings),
+        *_calendar(settings, today),
     ]
 
 

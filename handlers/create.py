@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.events import Item, ReturnRequest
 from handlers import abuse, routing, steps
-from handlers.context import Ctx
+from handlers.context import Ctx, naive_utc
 from handlers.effects import Effects
 from handlers.people import Roster
 from handlers.risk import history_lines
@@ -63,6 +63,7 @@ def new_case(
         status=Status.REQUESTED.value,
         channel_version=event.version,
         raised_by=raised_by,
+        channel_deadline_at=naive_utc(event.deadline_at) if event.deadline_at else None,
         created_at=now,
         updated_at=now,
         attachments=[],

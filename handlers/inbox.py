@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
+from handlers import sla
 from handlers.context import Ctx
 from storage import inbound
 from storage.db import is_retryable
@@ -82,7 +83,9 @@ async def retrying(
     for attempt in range(1, RETRIES + 1):
         try:
             async with ctx.db.transaction() as session:
-                return await work(session)
+                result = await work(session)
+                await sla.settle(session, ctx)  # the SLA timers of the cases it moved
+                return result
         except IntegrityError:
             if await _seen(ctx, key):
                 log.info("concurrent duplicate %s dropped", key)

@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from bot.events import ReturnRequest
-from handlers import exchange, notify, parcels
-from handlers.context import Ctx
+from handlers import exchange, notify, parcels, sla
+from handlers.context import Ctx, naive_utc
 from handlers.inbox import Duplicate, retrying
 from handlers.notify import REFUND_KIND
 from handlers.opening import open_cases
@@ -101,6 +101,7 @@ async def apply_requests(
             results[n] = await _cancel_new(session, ctx, event)
     await _open(session, ctx, opening, results, now)
     await parcels.match_arrivals(session, ctx, _arrivals(events, results))
+    await sla.settle(session, ctx)  # the SLA timers of the stored cases it moved
     return await _with_duplicates(session, events, results)
 
 
@@ -206,6 +207,8 @@ async def _apply(session: AsyncSession, ctx: Ctx, event: ReturnRequest) -> Intak
         )
         return IntakeResult(case.id, True, case.status)
     case.channel_version = event.version
+    if event.deadline_at is not None:  # the channel moved its own deadline (handlers/sla.py)
+        case.channel_deadline_at = naive_utc(event.deadline_at)
     channel = Actor("channel", event.channel)
     # Only a request or a shipment restates the request; a cancel or a refund report
     # ends the case whatever it carries.

@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.events import ReturnRequest
-from handlers import create
+from handlers import create, sla
 from handlers.abuse import FLAGGED_LINE
 from handlers.context import Ctx
 from handlers.effects import CardSend, Effects
@@ -73,7 +73,9 @@ async def open_cases(
                 history = (FLAGGED_LINE,)
             create.routed(ctx, fx, case, decision, roster, history)
         earlier[buyer] = (count + 1, fen + case.amount_fen)
+    arm = sla.arm_opened(ctx, cases, now)  # due times on the rows, timers once steps have ids
     await _write(session, cases, evidence, fx)
+    await arm(session)
     return cases
 
 

@@ -11,24 +11,16 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers import abuse, notify, views
+from handlers import abuse, notify, sla_plan, views
 from handlers.context import Ctx
 from handlers.effects import Effects
 from handlers.people import Recipient, role_zh
 from handlers.risk import history_lines
-from handlers.workdays import add_business_hours
 from handlers.workflow import Actor, Refusal, fire, must
 from storage.history import customer_history
 from storage.models import ApprovalStep, Case
 
 log = logging.getLogger(__name__)
-DEFAULT_REVIEW_HOURS = 4.0
-
-
-def due_hours(ctx: Ctx, case: Case) -> float:
-    """Business hours the case's SLA policy gives an approval step."""
-    policy = ctx.settings.sla.get(case.sla_policy)
-    return policy.business_hours if policy is not None else DEFAULT_REVIEW_HOURS
 
 
 def wants_history(case: Case) -> bool:
@@ -51,9 +43,8 @@ def opened(
     step.state = "pending"
     if step.opened_at is None:  # a transfer re-sends the card; the SLA clock keeps running
         step.opened_at = now
-        step.due_at = add_business_hours(
-            now, due_hours(ctx, case), ctx.settings.calendar, ctx.zone
-        )
+        policy = sla_plan.policy_of(ctx, case, sla_plan.approval_stage(step))
+        step.due_at = sla_plan.due_at(ctx, case, policy, now)
     case.current_step = step.seq
     sent = notify.cards(
         ctx,

@@ -10,10 +10,11 @@ from datetime import datetime
 
 from bot.cards import Button, Card
 from bot.money import yuan_zh
-from handlers import tokens
+from handlers import sla_plan, tokens
 from handlers.context import Ctx
 from handlers.people import role_zh
-from handlers.workflow import STATUS_ZH, Status
+from handlers.sla_policies import STAGE_ZH
+from handlers.workflow import FINAL, STATUS_ZH, Status
 from storage.models import ApprovalStep, Case
 
 KIND_ZH = {"refund_only": "仅退款", "return_refund": "退货退款", "exchange": "换货"}
@@ -125,6 +126,8 @@ def approval_card(
     fields += prior_approvals(ctx, case, step)
     if step.due_at is not None:
         fields.append(("处理时限", stamp(ctx, step.due_at)))
+    if case.channel_deadline_at is not None:
+        fields.append(("平台时限", deadline_text(ctx, case)))
     return Card(
         kind="approval",
         title=f"售后审批 · {case.id}",
@@ -284,9 +287,37 @@ def summary_text(ctx: Ctx, case: Case, hold: tuple[str, ...] = ()) -> str:
         why = f"（原因：{s.reason}）" if s.state == "rejected" and s.reason else ""
         lines.append(f"第{s.seq}步 {role_zh(s.role)}：{state} {who}{when}{due}{why}".rstrip())
     lines += hold
+    lines += sla_lines(ctx, case)
     if case.return_waybill:
         lines.append(f"退货运单：{case.carrier or ''} {case.return_waybill}".rstrip())
     if case.exchange_waybill:
         lines.append(f"换货运单：{case.exchange_carrier or ''} {case.exchange_waybill}".strip())
     lines.append(f"创建于 {stamp(ctx, case.created_at)}")
     return "\n".join(lines)
+
+
+def deadline_text(ctx: Ctx, case: Case) -> str:
+    """'平台将于 12-03 18:00 自动同意' when the channel will act by itself, else ""."""
+    if case.channel_deadline_at is None:
+        return ""
+    return f"平台将于 {stamp(ctx, case.channel_deadline_at)} 自动同意"
+
+
+def sla_lines(ctx: Ctx, case: Case) -> tuple[str, ...]:
+    """For /查单: the current stage's SLA due time and what is left (or how late it
+    is), and the channel's own deadline. Needs the case's steps loaded."""
+    lines: list[str] = []
+    found = sla_plan.stage_of(case)
+    if found is not None and case.sla_due_at is not None:
+        stage = STAGE_ZH[found[0]]
+        now, due = ctx.now(), case.sla_due_at
+        when = f"时效：{stage} 时限 {stamp(ctx, due)}"
+        if now >= due:
+            lines.append(f"{when}，已超时 {sla_plan.format_left(now - due)}")
+        else:
+            policy = sla_plan.policy_of(ctx, case, found[0])
+            rest = sla_plan.format_left(sla_plan.left(ctx, policy, now, due))
+            lines.append(f"{when}，剩余 {rest}")
+    if case.channel_deadline_at is not None and Status(case.status) not in FINAL:
+        lines.append(deadline_text(ctx, case))
+    return tuple(lines)

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -85,6 +86,11 @@ class Case(Base):
     # The replacement parcel of an exchange, as the channel reported it (handlers/exchange.py).
     exchange_waybill: Mapped[str | None] = mapped_column(String(64), nullable=True)
     exchange_carrier: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # When the channel acts by itself (e.g. agrees the refund); the SLA stays ahead of it.
+    channel_deadline_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # The current stage's SLA due time, and whether any stage ran past its due (handlers/sla.py).
+    sla_due_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    sla_breached: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     items: Mapped[list[CaseItem]] = relationship(
         back_populates="case", order_by="CaseItem.id", cascade="all, delete-orphan"

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 PENDING, FIRED, CANCELLED = "pending", "fired", "cancelled"
 
 TimerHook = Callable[[AsyncSession, Timer], Awaitable[None]]
+# Runs once after a batch's hooks, in its transaction (e.g. one digest per recipient).
+BatchHook = Callable[[AsyncSession], Awaitable[None]]
 
 CLOCK_LANE = "clock"  # the timer batch's turn at SQLite's writer (storage/writelock.py)
 # A hook that failed is retried after this long rather than on every tick.
@@ -80,6 +82,7 @@ async def claim_due(
     hook: TimerHook,
     *,
     retry_delay: timedelta = RETRY_DELAY,
+    finish: BatchHook | None = None,
 ) -> list[Timer]:
     """Fire up to `limit` due timers, oldest first; returns the fired ones (detached).
 
@@ -89,7 +92,8 @@ async def claim_due(
     one UPDATE marks the batch `fired`. A hook that raises is rolled back to its
     savepoint, so the timer stays `pending` with none of its effects, and its
     `due_at` is pushed by `retry_delay`: a poison timer neither spins nor starves
-    the ones behind it, and the others commit.
+    the ones behind it, and the others commit. `finish(session)` runs after the
+    hooks, in the same transaction.
     """
     at = naive(now)
     fired: list[Timer] = []
@@ -115,6 +119,8 @@ async def claim_due(
                 failed.append(ident[0])
                 continue
             fired.append(timer)
+        if finish is not None:
+            await finish(session)
         await _set(session, [t.id for t in fired], status=FIRED)
         await _set(session, failed, due_at=at + retry_delay)
     for timer in fired:

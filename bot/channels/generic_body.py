@@ -33,6 +33,7 @@ FIELDS = frozenset(
         *("currency", "reason_code", "reason_text", "buyer", "items", "return_waybill"),
         *("carrier", "evidence", "occurred_at", "version", "operator"),
         *("exchange_waybill", "exchange_carrier"),
+        "deadline_at",
     }
 )
 BUYER_FIELDS = frozenset({"ref", "nick"})
@@ -202,20 +203,23 @@ def _evidence(value: object) -> tuple[str, ...]:
 
 
 def _occurred_at(value: object, now: datetime) -> datetime:
-    if value is None:
-        return now.astimezone(UTC)
+    return now.astimezone(UTC) if value is None else _instant(value, "occurred_at")
+
+
+def _instant(value: object, name: str) -> datetime:
+    """An ISO 8601 time with a UTC offset, as aware UTC."""
     if not isinstance(value, str):
-        _fail(f"occurred_at must be an ISO 8601 string, got {_type(value)}")
+        _fail(f"{name} must be an ISO 8601 string, got {_type(value)}")
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        _fail(f"occurred_at is not an ISO 8601 time: {value[:40]!r}")
+        _fail(f"{name} is not an ISO 8601 time: {value[:40]!r}")
     if moment.tzinfo is None or moment.utcoffset() is None:
-        _fail("occurred_at must carry a UTC offset, e.g. 2026-11-21T10:00:00+08:00")
+        _fail(f"{name} must carry a UTC offset, e.g. 2026-11-21T10:00:00+08:00")
     try:
         return moment.astimezone(UTC)
     except OverflowError:  # 0001-01-01T00:00+08:00 has no UTC date
-        _fail(f"occurred_at is out of range: {value[:40]!r}")
+        _fail(f"{name} is out of range: {value[:40]!r}")
 
 
 def _version(value: object, occurred: datetime) -> str:
@@ -304,4 +308,7 @@ def parse(raw: bytes, *, default_shop: str, now: datetime) -> ReturnRequest:
         operator=_text(data, "operator", 64) or None,
         exchange_waybill=exchange_waybill,
         exchange_carrier=_text(data, "exchange_carrier", 32) or None,
+        deadline_at=None
+        if data.get("deadline_at") is None
+        else _instant(data["deadline_at"], "deadline_at"),
     )

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.money import yuan
+from handlers import sla
 from handlers.context import Ctx
 from storage.models import ApprovalStep, AuditEvent, Case, Evidence
 
@@ -38,6 +39,11 @@ def summary(ctx: Ctx, case: Case) -> dict[str, Any]:
         "currency": case.currency,
         "created_at": iso(ctx, case.created_at),
         "updated_at": iso(ctx, case.updated_at),
+        # The SLA clock (handlers/sla.py): the current stage's due time, whether any
+        # stage ran past its due, and when the channel will act by itself.
+        "sla_due_at": iso(ctx, case.sla_due_at),
+        "sla_breached": sla.breached(ctx, case),
+        "deadline_at": iso(ctx, case.channel_deadline_at),
     }
 
 

@@ -44,13 +44,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.delivery import STRICT, chat_limits
 from bot.metrics import Metrics
-from bot.settings import OutboxSettings, Settings
+from bot.settings import OutboxSettings, Settings, config_dir, load
 from bot.web.api import Filters, fetch_page, load_case
 from bot.web.console_poll import poll_rows
 from bot.web.evidence_files import stored_type
 from bot.web.export import Query
 from bot.web.export import statement as export_statement
-from handlers import abuse, deduction, parcels, release, scan, waybills
+from handlers import abuse, deduction, parcels, release, scan, sla, waybills
 from handlers.context import Ctx
 from storage import channel_state, inbound, intake_rows, outbox, timers
 from storage.db import Database
@@ -609,3 +609,15 @@ async def test_the_dashboard_figures_use_indexes(seeded: Database) -> None:
         await run()
     found = _small_sorts_only(await problems(seeded, statements))
     assert not found, "\n\n".join(found)
+
+
+async def test_the_sla_settle_uses_indexes(seeded: Database) -> None:
+    settings = load(config_dir() / "returnhub.example.toml", env={})
+    ctx = Ctx(db=seeded, settings=settings, clock=lambda: NOW.replace(tzinfo=UTC))
+
+    async def run() -> None:
+        async with seeded.transaction() as session:
+            session.info[sla.TOUCHED] = {f"RC-{CASES - 1:06d}", f"RC-{CASES - 2:06d}"}
+            await sla.settle(session, ctx)
+
+    await assert_indexed(seeded, run)

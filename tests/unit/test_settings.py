@@ -51,7 +51,10 @@ def test_example_config_loads_without_errors() -> None:
         "admin",
     }
     assert [t.name for t in settings.routing.tiers][:2] == ["flagged_small", "auto"]
-    assert set(settings.sla) == {"first_review", "director_review", "inspection"}
+    assert set(settings.sla) == {
+        *("first_review", "director_review", "inspection"),
+        *("awaiting_parcel", "refund", "hold"),
+    }
     assert settings.sla["first_review"].escalate_to == "ops_director"
     assert settings.channels.taobao["poll_seconds"] == 30
     assert settings.server.secret == ""  # none configured: the database keeps one
