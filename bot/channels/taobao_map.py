@@ -107,6 +107,18 @@ def _fen(value: Any, name: str) -> int:
     return fen
 
 
+def deadline(refund: dict[str, Any]) -> datetime | None:
+    """When Taobao acts by itself (`refund_remind_timeout.timeout`, China time), if it says;
+    a shape we do not know is no deadline, never a refusal (the field is advisory)."""
+    remind = refund.get("refund_remind_timeout")
+    if not isinstance(remind, dict) or not remind.get("timeout"):
+        return None
+    try:
+        return utc_time(remind["timeout"], "refund_remind_timeout.timeout")
+    except ValueError:
+        return None
+
+
 def reason_code(reason: str) -> str:
     return next((code for word, code in REASONS if word in reason), "other")
 
@@ -156,4 +168,5 @@ def request(refund: dict[str, Any], *, key: str, shop: str) -> ReturnRequest:
         items=(item,),
         return_waybill=str(refund.get("sid") or "") or None,
         carrier=str(refund.get("company_name") or "") or None,
+        deadline_at=deadline(refund),
     )

@@ -107,3 +107,12 @@ def test_reason_codes() -> None:
     assert reason_code("商品与描述不符") == "description.mismatch"
     assert reason_code("少件/漏发") == "logistics.missing_parts"
     assert reason_code("其他") == "other"
+
+
+def test_the_platforms_own_deadline_feeds_the_sla() -> None:
+    timeout = {"remind_type": 1, "exist_timeout": True, "timeout": "2026-11-23 10:00:00"}
+    event = request(detail(refund_remind_timeout=timeout), key="k", shop="s")
+    assert event.deadline_at == datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
+    assert request(detail(), key="k", shop="s").deadline_at is None
+    odd = detail(refund_remind_timeout={"timeout": "明天"})
+    assert request(odd, key="k", shop="s").deadline_at is None
