@@ -42,6 +42,16 @@ class ChannelClient(Protocol):
         """
 
 
+def decision(payload: dict[str, Any]) -> str | None:
+    """What a case event asks a marketplace to decide: "approve" for an approved return
+    or exchange (a refund-only case waits for its refund command), "reject" for a
+    rejection, None for what concerns only us (closed, on_hold, …)."""
+    event = payload.get("event")
+    if event == "approved" and payload.get("kind") != "refund_only":
+        return "approve"
+    return "reject" if event == "rejected" else None
+
+
 def event_id(msg: OutboxMessage) -> str:
     """Stable across retries of one outbox row: the receiver dedupes on it."""
     return f"rh-{msg.id}"

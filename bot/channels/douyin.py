@@ -33,6 +33,7 @@ from typing import Any
 
 import aiohttp
 
+from bot.channels import base
 from bot.channels.douyin_api import Alert, DouyinApi
 from bot.channels.douyin_detail import (
     CHANNEL,
@@ -124,13 +125,15 @@ class DouyinChannel:
     async def send_event(self, payload: dict[str, Any], event_id: str) -> None:
         """approved -> agree (a refund-only case waits for its refund command);
         rejected -> reject; closed and on_hold concern only us."""
-        event = payload.get("event")
-        if event == "approved" and payload.get("kind") != "refund_only":
-            await self._decide(payload, "approve", event_id)
-        elif event == "rejected":
-            await self._decide(payload, "reject", event_id)
+        wanted = base.decision(payload)
+        if wanted is None:
+            log.debug(
+                "douyin: %s for case %s needs no call",
+                payload.get("event"),
+                payload.get("case_id"),
+            )
         else:
-            log.debug("douyin: %s for case %s needs no call", event, payload.get("case_id"))
+            await self._decide(payload, wanted, event_id)
 
     async def refund(self, payload: dict[str, Any], event_id: str) -> bool:
         """Agree the refund: the platform pays the buyer, so the case is refunded."""

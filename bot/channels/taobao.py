@@ -29,7 +29,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.channels import taobao_map
+from bot.channels import base, taobao_map
 from bot.channels.api_errors import Refused, Transient
 from bot.channels.form_api import Alert
 from bot.channels.top import TopClient
@@ -80,13 +80,15 @@ class TaobaoChannel:
         return taobao_map.request(refund, key=notice.key, shop=notice.shop)
 
     async def send_event(self, payload: dict[str, Any], event_id: str) -> None:
-        event = payload.get("event")
-        if event == "approved" and payload.get("kind") != "refund_only":
-            await self._decide(payload, "approve", event_id)
-        elif event == "rejected":
-            await self._decide(payload, "reject", event_id)
+        wanted = base.decision(payload)
+        if wanted is None:
+            log.debug(
+                "taobao: %s for case %s needs no call",
+                payload.get("event"),
+                payload.get("case_id"),
+            )
         else:
-            log.debug("taobao: %s for case %s needs no call", event, payload.get("case_id"))
+            await self._decide(payload, wanted, event_id)
 
     async def refund(self, payload: dict[str, Any], event_id: str) -> bool:
         await self._decide(payload, "refund", event_id)
