@@ -11,12 +11,15 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 from sqlalchemy import select
 
 from bot.appkeys import CTX
@@ -26,6 +29,7 @@ from storage.models import Case, Evidence
 from tests.fakes import wecom as fake_wecom
 from tests.fakes.dingtalk import FakeDingtalk, running
 from tests.fakes.dingtalk_callbacks import DingtalkSigner, card_path, dingtalk_app
+from tests.fakes.labels import plain_photo
 from tests.fakes.wecom_callbacks import CallbackSigner, settle, with_wecom
 from tests.support import Client, FakeClock, MakeClient, make_settings, post_generic, return_body
 
@@ -181,6 +185,22 @@ async def post_message(client: Client, signer: DingtalkSigner, payload: dict[str
     return resp.status
 
 
+def as_png(jpeg: bytes) -> bytes:
+    out = io.BytesIO()
+    Image.open(io.BytesIO(jpeg)).save(out, "PNG")
+    return out.getvalue()
+
+
+async def photos_of(client: Client, case_id: str) -> list[Evidence]:
+    async with client.app[CTX].db.read() as session:
+        found = await session.scalars(
+            select(Evidence)
+            .where(Evidence.case_id == case_id, Evidence.kind == "photo")
+            .order_by(Evidence.id)
+        )
+        return list(found)
+
+
 async def test_a_scan_and_a_photo_from_dingtalk_reach_the_warehouse(
     dingtalk_client: Client,
     clock: FakeClock,
@@ -199,29 +219,38 @@ async def test_a_scan_and_a_photo_from_dingtalk_reach_the_warehouse(
     buttons = json.loads(card["params"]["buttons"])
     assert [b["text"] for b in buttons] == ["完好", "破损", "缺配件", "错发调包", "空包"]
 
-    jpeg = b"\xff\xd8\xff\xe0" + b"cracked bowl" * 100
+    # Bytes that only claim to be a JPEG are refused with a reply, and nothing is kept.
+    fake.add_file("DLCODE_0", b"\xff\xd8\xff\xe0" + b"cracked bowl" * 100)
+    assert await post_message(client, signer, signer.picture("staff2001", "DLCODE_0")) == 200
+    await settle(client.app)
+    assert any(t.startswith("无法读取这张图片") for t in fake.texts_to("staff2001"))
+    assert await photos_of(client, case_id) == []
+
+    # A real photo with no code on it is evidence for the case in hand, kept by its hash.
+    jpeg = plain_photo(3)
     fake.add_file("DLCODE_1", jpeg)
     assert await post_message(client, signer, signer.picture("staff2001", "DLCODE_1")) == 200
     await settle(client.app)
-    async with client.app[CTX].db.read() as session:
-        (photo,) = await session.scalars(
-            select(Evidence).where(Evidence.case_id == case_id, Evidence.kind == "photo")
-        )
-    assert photo.ref == f"file:{case_id}/{photo.id}.jpg"
-    assert (tmp_path / "evidence" / case_id / f"{photo.id}.jpg").read_bytes() == jpeg
-    assert any(f"已将照片附加到 {case_id}" in t for t in fake.texts_to("staff2001"))
+    (photo,) = await photos_of(client, case_id)
+    digest = hashlib.sha256(jpeg).hexdigest()
+    assert (photo.ref, photo.sha256, photo.added_by) == (f"sha256:{digest}", digest, "小周")
+    evidence = tmp_path / "evidence" / "sha256" / digest[:2]
+    assert (evidence / f"{digest}.jpg").read_bytes() == jpeg
+    assert f"已将照片附加到 {case_id}（共 1 张）" in fake.texts_to("staff2001")
 
     # A richText message: a remark and a second photo, the photo downloaded as well.
-    fake.add_file("DLCODE_2", b"\x89PNG\r\n\x1a\n" + b"box" * 50, "image/png")
+    png = as_png(plain_photo(4))
+    fake.add_file("DLCODE_2", png, "image/png")
     rich = signer.rich(
         "staff2001", [{"text": "外箱破损"}, {"type": "picture", "downloadCode": "DLCODE_2"}]
     )
     assert await post_message(client, signer, rich) == 200
     await settle(client.app)
-    async with client.app[CTX].db.read() as session:
-        photos = list(
-            await session.scalars(
-                select(Evidence).where(Evidence.case_id == case_id, Evidence.kind == "photo")
-            )
-        )
-    assert len(photos) == 2 and photos[1].ref.endswith(".png")
+    png_digest = hashlib.sha256(png).hexdigest()
+    assert [p.ref for p in await photos_of(client, case_id)] == [
+        f"sha256:{digest}",
+        f"sha256:{png_digest}",
+    ]
+    stored = tmp_path / "evidence" / "sha256" / png_digest[:2] / f"{png_digest}.png"
+    assert stored.read_bytes() == png
+    assert f"已将照片附加到 {case_id}（共 2 张）" in fake.texts_to("staff2001")

@@ -10,7 +10,7 @@ from bot.appkeys import CTX
 from bot.events import Sender
 from handlers.inspection import inspect
 from handlers.people import member_named
-from handlers.warehouse import scan
+from handlers.scan import scan_text
 from storage.models import AuditEvent, Case
 from tests.fakes.oms import FakeOms
 from tests.fakes.wecom_callbacks import settle
@@ -43,7 +43,8 @@ async def test_the_reshipment_round_trip(client: Client, clock: FakeClock, oms: 
     async with ctx.db.transaction() as session:
         member = await member_named(session, "小周")
         assert member is not None
-        await scan(session, ctx, member, "SF5100000001", Sender("console", "小周"))
+        scanned = await scan_text(session, ctx, member, "SF5100000001", Sender("console", "小周"))
+        assert scanned is not None and scanned.id == case_id
     async with ctx.db.transaction() as session:
         member = await member_named(session, "小周")
         assert member is not None

@@ -80,10 +80,18 @@ async def test_a_hold_stops_the_case_clocks(db: Database) -> None:
             session, case_id=case_id, kind="inspect_due", due_at=NOW + timedelta(hours=24)
         )
     await press(db, ctx, case_id, "empty", 1)
+    async with db.read() as session:
+        before = {
+            t.id: (t.kind, t.payload.get("stage"))
+            for t in await session.scalars(select(Timer).where(Timer.status == "pending"))
+        }
+    assert sorted(before.values()) == [("inspect_due", None), ("sla", "inspection")]
     await on_chat_message(ChatMessage("d1", WAREHOUSE, "箱内只有泡沫"), ctx)
     async with db.read() as session:
-        states = list(await session.scalars(select(Timer.status)))
-    assert states == ["cancelled"]
+        after = list(await session.scalars(select(Timer).where(Timer.case_id == case_id)))
+    assert {t.id: t.status for t in after if t.id in before} == dict.fromkeys(before, "cancelled")
+    (armed,) = [t for t in after if t.status == "pending"]
+    assert (armed.kind, armed.payload["stage"]) == ("sla", "hold"), "the hold runs its own clock"
 
 
 async def test_the_outcome_rules_can_reject_or_release_an_anomaly(db: Database) -> None:
