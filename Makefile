@@ -34,8 +34,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# One pytest worker per core (pytest-xdist), a test file to a worker; each worker has
+# its own PostgreSQL database (tests/conftest.py), so the engines' tests never collide.
 unit: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto --dist loadfile
 
 test: $(STAMP) browser-deps lint unit
 

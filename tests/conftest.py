@@ -4,18 +4,48 @@ on PostgreSQL too, so the same tests run on both engines.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from storage.db import Database
 from storage.migrate import upgrade
 
-PG_URL = os.environ.get("RETURNHUB_TEST_PG", "")
+
+def _worker_database(url: str) -> str:
+    """Under pytest-xdist each worker gets a database of its own (`<name>_gw0`, …), made
+    on first use from the one RETURNHUB_TEST_PG names: the tests drop and rebuild the
+    schema, so two workers must never share one."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not url or not worker:
+        return url
+    base = make_url(url)
+    name = f"{base.database}_{worker}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(
+            host=base.host, port=base.port or 5432, user=base.username,
+            password=base.password, database=base.database,
+        )  # fmt: skip
+        try:
+            found = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+            if not found:
+                await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+PG_URL = _worker_database(os.environ.get("RETURNHUB_TEST_PG", ""))
 
 ENGINES = ["sqlite", pytest.param("pg", marks=pytest.mark.pg)]
 # For what only PostgreSQL can show (replicas racing on row locks): the `db` fixture
