@@ -18,6 +18,7 @@ from aiohttp import web
 from bot import settings as config
 from bot.bench.main import add_parser as add_bench_parser
 from bot.dingtalk_cli import add_parser as add_dingtalk_parser
+from bot.orders_import import add_parser as add_orders_parser
 from bot.startup_report import log_report, render
 from bot.web.edge import server_kwargs
 from handlers.script_library import check_dir
@@ -243,46 +244,6 @@ def cmd_channels_check(args: argparse.Namespace) -> int:
 CONFIG_HELP = "配置文件；默认 $RETURNHUB_CONFIG，再是 ./returnhub.toml / config file"
 
 
-def cmd_import_orders(args: argparse.Namespace) -> int:
-    from zoneinfo import ZoneInfo
-
-    from bot import orders_import
-
-    settings = _load(args.config)
-    path = Path(args.file)
-    if not path.is_file():
-        print(f"{path}: 文件不存在 / no such file", file=sys.stderr)
-        return 2
-
-    async def run() -> int:
-        db = Database(settings.database.url)
-        try:
-            done = await orders_import.run(
-                db,
-                path,
-                channel=args.channel,
-                zone=ZoneInfo(settings.server.timezone),
-                encoding=args.encoding,
-                dry_run=args.dry_run,
-            )
-        except orders_import.ImportFailed as err:
-            for line in err.errors:
-                print(line, file=sys.stderr)
-            print("未导入任何订单 / nothing imported", file=sys.stderr)
-            return 2
-        finally:
-            await db.dispose()
-        verb = "将新增" if args.dry_run else "新增"
-        print(
-            f"{verb} {done.new} 笔，更新 {done.changed} 笔，未变 {done.same} 笔"
-            f" / new {done.new}, changed {done.changed}, unchanged {done.same}"
-            + ("（试运行，未写入 / dry run）" if args.dry_run else "")
-        )
-        return 0
-
-    return asyncio.run(run())
-
-
 def _config(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="PATH", help=CONFIG_HELP)
 
@@ -380,21 +341,7 @@ def parser() -> argparse.ArgumentParser:
     discard.add_argument("ids", nargs="+", type=int, help="死信 id（见 outbox dead）/ ids")
     discard.set_defaults(func=cmd_outbox_discard)
 
-    orders = sub.add_parser(
-        "import-orders", help="导入历史订单（客户画像用）/ import past orders for customer history"
-    )
-    orders.add_argument("file", help="CSV 文件（含表头）/ CSV file with a header line")
-    _config(orders)
-    orders.add_argument(
-        "--channel", default="generic", help="CSV 无渠道列时的渠道；默认 generic / channel"
-    )
-    orders.add_argument(
-        "--encoding", default="utf-8-sig", help="文件编码；默认 utf-8-sig，Excel 可用 gbk"
-    )
-    orders.add_argument(
-        "--dry-run", action="store_true", help="只检查并统计，不写入 / check only, write nothing"
-    )
-    orders.set_defaults(func=cmd_import_orders)
+    add_orders_parser(sub, _load, _config)
     channels = sub.add_parser("channels", help="电商渠道：检查凭证 / shop channels")
     channels_sub = channels.add_subparsers(
         dest="channels_command", required=True, metavar="命令/command"

@@ -18,16 +18,21 @@ channel/渠道 (else `--channel`) and buyer_nick/昵称.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import csv
 import re
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.bench.report import Progress
 from bot.money import parse_yuan
+from bot.settings import Settings
 from storage.db import Database
 from storage.orders import OrderRow, Outcome, upsert
 
@@ -182,3 +187,61 @@ async def run(
         done += len(batch)
         progress.step(f"{done}/{checked.rows} 行")
     return total
+
+
+def add_parser(
+    sub: Any,
+    load: Callable[[str | None], Settings],
+    config: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    """`returnhub import-orders FILE.csv [--channel] [--encoding] [--dry-run]`."""
+    orders = sub.add_parser(
+        "import-orders", help="导入历史订单（客户画像用）/ import past orders for customer history"
+    )
+    orders.add_argument("file", help="CSV 文件（含表头）/ CSV file with a header line")
+    config(orders)
+    orders.add_argument(
+        "--channel", default="generic", help="CSV 无渠道列时的渠道；默认 generic / channel"
+    )
+    orders.add_argument(
+        "--encoding", default="utf-8-sig", help="文件编码；默认 utf-8-sig，Excel 可用 gbk"
+    )
+    orders.add_argument(
+        "--dry-run", action="store_true", help="只检查并统计，不写入 / check only, write nothing"
+    )
+    orders.set_defaults(func=lambda args: command(args, load(args.config)))
+
+
+def command(args: argparse.Namespace, settings: Settings) -> int:
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"{path}: 文件不存在 / no such file", file=sys.stderr)
+        return 2
+
+    async def go() -> int:
+        db = Database(settings.database.url)
+        try:
+            done = await run(
+                db,
+                path,
+                channel=args.channel,
+                zone=ZoneInfo(settings.server.timezone),
+                encoding=args.encoding,
+                dry_run=args.dry_run,
+            )
+        except ImportFailed as err:
+            for line in err.errors:
+                print(line, file=sys.stderr)
+            print("未导入任何订单 / nothing imported", file=sys.stderr)
+            return 2
+        finally:
+            await db.dispose()
+        verb = "将新增" if args.dry_run else "新增"
+        print(
+            f"{verb} {done.new} 笔，更新 {done.changed} 笔，未变 {done.same} 笔"
+            f" / new {done.new}, changed {done.changed}, unchanged {done.same}"
+            + ("（试运行，未写入 / dry run）" if args.dry_run else "")
+        )
+        return 0
+
+    return asyncio.run(go())
