@@ -26,7 +26,6 @@ Times are on the injectable `clock` (epoch seconds), the test's FakeClock.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -40,6 +39,8 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+
+from tests.fakes.faults import arrive
 
 APP_KEY = "dingappkey0123456789"
 APP_SECRET = "dingtalk-app-secret-for-tests-0123456789abcdef"
@@ -164,17 +165,9 @@ class FakeDingtalk:
         return app
 
     async def _before(self, path: str) -> web.Response | None:
-        self.calls.append(path)
-        if self.delays.get(path):
-            await asyncio.sleep(self.delays[path])
-        queue = self.failures.get(path) or []
-        if not queue:
+        failure = await arrive(path, self.calls, self.delays, self.failures)
+        if failure is None:
             return None
-        failure = queue[0]
-        if failure.times is not None:
-            failure.times -= 1
-            if failure.times <= 0:
-                queue.pop(0)
         return _refuse(failure.status, failure.code, "injected failure")
 
     async def _token(self, request: web.Request) -> web.Response:

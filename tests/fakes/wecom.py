@@ -36,6 +36,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from tests.fakes.faults import arrive
 from tests.fakes.wecom_checks import (
     CHAT_NOT_FOUND,
     INTERACTIVE,
@@ -201,17 +202,9 @@ class FakeWecom:
         return app
 
     async def _before(self, path: str) -> web.Response | None:
-        self.calls.append(path)
-        if self.delays.get(path):
-            await asyncio.sleep(self.delays[path])
-        queue = self.failures.get(path) or []
-        if not queue:
+        failure = await arrive(path, self.calls, self.delays, self.failures)
+        if failure is None:
             return None
-        failure = queue[0]
-        if failure.times is not None:
-            failure.times -= 1
-            if failure.times <= 0:
-                queue.pop(0)
         if failure.status is not None:
             return web.Response(status=failure.status, text="upstream trouble")
         return _err(failure.errcode or -1, "injected failure")
