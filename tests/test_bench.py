@@ -55,6 +55,7 @@ def check(result: dict[str, Any]) -> None:
         assert row["intake"]["requests"] > 0 and row["intake"]["errors"] == 0
         assert row["intake"]["cpu_ms_per_request"] > 0
         assert row["api"]["requests"] > 0 and row["rss_mib"] > 0
+        assert row["dashboard"]["requests"] > 0 and row["dashboard"]["errors"] == 0
     assert [(t["timers"], t["due"]) for t in result["sla_tick"]] == [(1000, 50), (5000, 50)]
 
 

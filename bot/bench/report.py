@@ -97,12 +97,14 @@ def table(result: dict[str, Any]) -> str:
         if extra in result["effects"]:
             out.append(f"{extra}: {json.dumps(result['effects'][extra], ensure_ascii=False)}")
     out += ["", f"{'stored cases':>12}{'intake req/s':>14}{'vs first':>10}{'RSS MiB':>10}"
-            f"{'vs first':>10}{'api p50 ms':>12}{'api req/s':>11}{'CPU ms/req':>12}"]  # fmt: skip
+            f"{'vs first':>10}{'api p50 ms':>12}{'api req/s':>11}{'CPU ms/req':>12}"
+            f"{'dashboard p50 / p99 ms':>24}"]  # fmt: skip
     for row in result["scale"]:
         out.append(
             f"{row['cases']:>12}{row['intake']['rate']:>14.1f}{row['intake_vs_first']:>10.2f}"
             f"{row['rss_mib']:>10.1f}{row['rss_vs_first']:>10.2f}{row['api']['p50_ms']:>12.1f}"
             f"{row['api']['rate']:>11.1f}{row['intake']['cpu_ms_per_request']:>12.3f}"
+            f"{row['dashboard']['p50_ms']:>15.1f} / {row['dashboard']['p99_ms']:<6.1f}"
         )
     out.append("")
     for row in result["sla_tick"]:

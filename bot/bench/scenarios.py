@@ -168,11 +168,14 @@ async def _no_hook(_session: Any, _timer: Any) -> None:
 async def scale(
     run: Run, server: procs.Child, restart: Callable[[], Awaitable[procs.Child]]
 ) -> tuple[procs.Child, list[dict[str, Any]]]:
-    """Intake rate, RSS and /api/cases at each stored-case count (seeded in bulk)."""
+    """Intake rate, RSS, /api/cases and the dashboard at each stored-case count
+    (seeded in bulk); the dashboard is read by one client at a time, so its
+    latency is a page's render time."""
     rows: list[dict[str, Any]] = []
     stored = run.opts.sizes[0]
     auth = (("Authorization", f"Bearer {procs.API_TOKEN}"),)
     api = [Req("GET", "/api/cases?status=pending_approval", auth)]
+    board = [Req("GET", "/dashboard?period=30d", auth)]
     for size in run.opts.sizes:
         run.progress.step(f"scale: seeding {size} cases")
         if size > stored:
@@ -183,9 +186,11 @@ async def scale(
         run.progress.step(f"scale: intake and reads at {size} cases")
         intake = await run.measure(server, run.generic())
         reads = await run.drive(server.base, api)
+        dashboard = await run.drive(server.base, board, connections=1)
         rows.append(
             {"cases": size, "intake": intake.as_dict() | {"cpu_ms_per_request": cpu_ms([intake])},
-             "api": reads.as_dict(), "rss_mib": round(server.rss_mib(), 1)}
+             "api": reads.as_dict(), "dashboard": dashboard.as_dict(),
+             "rss_mib": round(server.rss_mib(), 1)}
         )  # fmt: skip
     first = rows[0]
     for row in rows:
