@@ -31,6 +31,9 @@ from handlers.commands import on_chat_message
 from handlers.digest_text import build, markdown
 from storage.db import Database
 from storage.models import ApprovalStep, Case, OutboxMessage
+from tests.fakes.dingtalk import FakeDingtalk
+from tests.fakes.dingtalk import running as running_dingtalk
+from tests.fakes.dingtalk_callbacks import with_dingtalk
 from tests.fakes.wecom import FakeWecom, running
 from tests.fakes.wecom_callbacks import api_client, with_wecom
 from tests.support import Client, FakeClock, MakeClient, make_settings
@@ -261,3 +264,26 @@ def test_the_chart_is_deterministic() -> None:
     png = digest_chart.render(chart)
     assert png == digest_chart.render(chart) and png.startswith(b"\x89PNG")
     assert len(png) < digest_chart.MAX_BYTES
+
+
+async def test_dingtalk_members_get_markdown_and_picture_the_robot_markdown(
+    db: Database, tmp_path: Path, clock: FakeClock, aiohttp_client: MakeClient
+) -> None:
+    async with running_dingtalk(FakeDingtalk(clock=lambda: clock.now.timestamp())) as fake:
+        settings = with_dingtalk(make_settings(tmp_path, db.url, console=False), fake.url)
+        settings = dataclasses.replace(settings, digest=DigestSettings(dingtalk_robots=("ops",)))
+        app = create_app(settings, clock=clock, background=False)
+        await aiohttp_client(app)
+        await seed(app[CTX].db)
+        assert await digest.DailyDigest(app[CTX]).tick()
+        fake.fail("media/upload", status=503)  # one outage on the way: retried, sent once
+        await app[WORKER].drain()
+        clock.advance(900)
+        await app[WORKER].drain()
+        for user in ("manager1001", "manager1004", "manager1002"):
+            keys = sorted(s["msgKey"] for s in fake.sends if s["userIds"] == [user])
+            assert keys == ["sampleImageMsg", "sampleMarkdown"], user
+            (png,) = fake.images_to(user)
+            assert png.startswith(b"\x89PNG")
+        (robot,) = fake.robot_messages
+        assert robot["msgtype"] == "markdown" and "售后日报" in robot["markdown"]["text"]
