@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -153,8 +154,13 @@ async def test_once_across_two_replicas_and_a_restart(client: Client, clock: Fak
     clock.set(at(24, 8, 59))
     assert await digest.DailyDigest(ctx).tick() is False  # not yet due
     clock.set(at(24, 9, 0))
-    first, second = digest.DailyDigest(ctx), digest.DailyDigest(ctx)
-    assert sorted(await asyncio.gather(first.tick(), second.tick())) == [False, True]
+    # Two replicas: each its own engine (its own connections) on the one database, racing.
+    other = Database(ctx.db.url)
+    try:
+        first, second = digest.DailyDigest(ctx), digest.DailyDigest(replace(ctx, db=other))
+        assert sorted(await asyncio.gather(first.tick(), second.tick())) == [False, True]
+    finally:
+        await other.dispose()
     markdowns = await rows(ctx.db, digest.MARKDOWN_KIND)
     assert sorted(m.destination for m in markdowns) == sorted(
         [*(f"wecom:{u}" for u in LEADS), "wecom-robot:ops"]
