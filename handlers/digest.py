@@ -133,13 +133,19 @@ class DailyDigest:
         async with self.ctx.db.transaction() as session:
             won = await claim(session, self.ctx, local.date())
             if won:
-                digest = await build(session, self.ctx, now)
-                to = await recipients(session, self.ctx)
-                rows = enqueue(session, self.ctx, digest, to)
+                await to_everyone(session, self.ctx)
         self.done = local.date()
-        if won:
-            log.info("digest %s: %d rows for %d recipients", digest.day, rows, len(to))
         return won
+
+
+async def to_everyone(session: AsyncSession, ctx: Ctx) -> tuple[int, int]:
+    """Yesterday's digest to every recipient, in the caller's transaction; returns
+    (outbox rows, recipients)."""
+    digest = await build(session, ctx, ctx.now())
+    to = await recipients(session, ctx)
+    rows = enqueue(session, ctx, digest, to)
+    log.info("digest %s: %d rows for %d recipients", digest.day, rows, len(to))
+    return rows, len(to)
 
 
 async def command(call: Call) -> None:
