@@ -91,10 +91,19 @@ def _reasons(
     row_h = min(48, (bottom - top - 40) // len(rows))
     for i, (label, n) in enumerate(rows):
         y = top + 40 + i * row_h
-        draw.text((left, y), str(label)[:18], fill=INK, font=small)
+        draw.text((left, y), _fit(str(label), small, right - left), fill=INK, font=small)
         width = int((right - left - 60) * int(n) / most)
         draw.rectangle((left, y + 20, left + max(width, 2), y + 20 + row_h // 3), fill=BAR)
         draw.text((left + width + 8, y + 14), f"{n} 单", fill=INK, font=small)
+
+
+def _fit(text: str, font: Any, width: int) -> str:
+    """`text` cut (with …) to `width` pixels in `font`."""
+    if font.getlength(text) <= width:
+        return text
+    while text and font.getlength(text + "…") > width:
+        text = text[:-1]
+    return text + "…"
 
 
 def _trend(
@@ -116,12 +125,15 @@ def _trend(
     def point(i: int, value: int) -> tuple[float, float]:
         return left + i * step, plot_bottom - (plot_bottom - plot_top) * value / most
 
-    for column, colour in ((1, NEW), (2, REFUNDED)):
+    for column, colour, above in ((1, NEW, True), (2, REFUNDED, False)):
         points = [point(i, int(d[column])) for i, d in enumerate(days)]
         if len(points) > 1:
             draw.line(points, fill=colour, width=3)
-        for x, y in points:
+        for (x, y), d in zip(points, days, strict=True):
             draw.ellipse((x - 4, y - 4, x + 4, y + 4), fill=colour)
+            label = str(d[column])
+            width = small.getlength(label)
+            draw.text((x - width / 2, y - 24 if above else y + 6), label, fill=colour, font=small)
     for i, d in enumerate(days):
         x, _ = point(i, 0)
         draw.text((x - 18, plot_bottom + 6), str(d[0])[5:], fill=INK, font=small)
