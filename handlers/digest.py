@@ -15,6 +15,7 @@ row delivered is never delivered again.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import date, time
@@ -65,7 +66,7 @@ async def recipients(session: AsyncSession, ctx: Ctx) -> list[Sender]:
     return list(found.values())
 
 
-def enqueue(session: AsyncSession, ctx: Ctx, digest: Digest, to: list[Sender]) -> int:
+async def enqueue(session: AsyncSession, ctx: Ctx, digest: Digest, to: list[Sender]) -> int:
     """The digest's outbox rows for `to`; returns how many rows."""
     link = ctx.settings.server.public_url.rstrip("/")
     payload: dict[str, Any] = {
@@ -73,7 +74,8 @@ def enqueue(session: AsyncSession, ctx: Ctx, digest: Digest, to: list[Sender]) -
         "markdown": markdown(digest, f"{link}/dashboard" if link else ""),
     }
     chart = ctx.settings.digest.chart and any(s.platform in IMAGE_PLATFORMS for s in to)
-    if chart and digest_chart.find_font() is None:
+    # The first lookup may run fc-match: off the loop.
+    if chart and await asyncio.to_thread(digest_chart.find_font) is None:
         log.warning(
             "digest %s: no CJK font found (install fonts-noto-cjk: make browser-deps); "
             "sending the markdown without its chart",
@@ -143,7 +145,14 @@ async def to_everyone(session: AsyncSession, ctx: Ctx) -> tuple[int, int]:
     (outbox rows, recipients)."""
     digest = await build(session, ctx, ctx.now())
     to = await recipients(session, ctx)
-    rows = enqueue(session, ctx, digest, to)
+    rows = await enqueue(session, ctx, digest, to)
+    if not to:
+        log.warning(
+            "digest %s: nobody to send it to: no member of %s is on an enabled platform, "
+            "and [digest] names no robot",
+            digest.day,
+            ", ".join(ctx.settings.digest.roles),
+        )
     log.info("digest %s: %d rows for %d recipients", digest.day, rows, len(to))
     return rows, len(to)
 
@@ -157,5 +166,5 @@ async def send_now(session: AsyncSession, ctx: Ctx, to: Sender) -> Digest:
     """/日报: the digest to whoever asked, now (claims nothing: the daily run still
     goes to everyone at its time)."""
     digest = await build(session, ctx, ctx.now())
-    enqueue(session, ctx, digest, [to])
+    await enqueue(session, ctx, digest, [to])
     return digest

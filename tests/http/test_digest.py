@@ -226,6 +226,8 @@ async def test_the_robot_image_is_base64_with_its_md5(client: Client, fake: Fake
         ):
             with pytest.raises(WecomApiError):
                 await wecom.robot_send(ROBOT_KEY, {"msgtype": "image", "image": image})
+        with pytest.raises(WecomApiError, match="40007"):  # an app image names a real upload
+            await wecom.send("wangzuzhang", "image", {"media_id": "3never-uploaded"})
 
 
 async def test_without_a_cjk_font_the_markdown_goes_alone(
