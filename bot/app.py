@@ -27,6 +27,7 @@ from bot.channels.polling import PollRunner
 from bot.channels.wiring import Marketplaces
 from bot.clock import Clock
 from bot.delivery import build_worker, chat_limits
+from bot.digest_delivery import digest_performers
 from bot.dispatch import Dispatcher
 from bot.events import CardAction, ChannelNotice, ChatMessage, ImageMessage, PhotoStored
 from bot.metrics import Metrics
@@ -46,6 +47,7 @@ from handlers.actions import on_card_action
 from handlers.approvals import resend_unseen
 from handlers.commands import on_chat_message
 from handlers.context import Ctx, utcnow
+from handlers.digest import DailyDigest
 from handlers.intake import apply_requests
 from handlers.intake_submit import via_writer
 from handlers.people import sync_members
@@ -61,6 +63,8 @@ log = logging.getLogger(__name__)
 HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("http", aiohttp.ClientSession)
 POLLS: web.AppKey[PollRunner] = web.AppKey("polls", PollRunner)
 OUTBOUND_TIMEOUT = aiohttp.ClientTimeout(total=10, connect=3)
+DIGEST_JOB_ID = "digest-tick"
+DIGEST_EVERY_SECONDS = 30.0  # the digest goes out within half a minute of its time
 
 
 def create_app(
@@ -120,6 +124,7 @@ def create_app(
         app[HTTP] = http
         performers: dict[str, Performer] = {
             **chat_performers(platforms, db),
+            **digest_performers(platforms),
             **media_performers(
                 platforms,
                 EvidenceStore(Path(settings.files.evidence)),
@@ -174,6 +179,7 @@ def create_app(
             settings.outbox,
             recover=dispatcher.recover,
             timer_finish=lambda session: sla.finish(session, ctx),
+            jobs={DIGEST_JOB_ID: (DIGEST_EVERY_SECONDS, DailyDigest(ctx).tick)},
         )
         app[appkeys.DISPATCH] = dispatcher
         app[POLLS] = polls = marketplaces.poll_runner(dispatcher.accept)

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from bot import settings as config
 from bot.bench.main import add_parser as add_bench_parser
+from bot.digest_cli import add_parser as add_digest_parser
 from bot.dingtalk_cli import add_parser as add_dingtalk_parser
 from bot.orders_import import add_parser as add_orders_parser
 from bot.startup_report import log_report, render
@@ -354,6 +355,7 @@ def parser() -> argparse.ArgumentParser:
 
     add_bench_parser(sub)
     add_dingtalk_parser(sub)
+    add_digest_parser(sub, _load, _config)
     return p
 
 

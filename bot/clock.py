@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC
 from typing import TYPE_CHECKING
 
@@ -52,6 +52,11 @@ async def inbox_tick(clock: Clock) -> None:
     await clock.tick_inbox()
 
 
+async def extra_tick(clock: Clock, job_id: str) -> None:
+    """Job function: one of the `jobs` the clock was given (the daily digest)."""
+    await clock.tick_job(job_id)
+
+
 class Clock:
     """Owns the AsyncIOScheduler; `start` in the app's startup, `stop` at shutdown.
 
@@ -73,8 +78,11 @@ class Clock:
         drain_seconds: float = 5.0,
         recover: Callable[[], Awaitable[int]] | None = None,
         timer_finish: BatchHook | None = None,
+        jobs: Mapping[str, tuple[float, Callable[[], Awaitable[object]]]] | None = None,
     ) -> None:
         self.worker = worker
+        # id -> (interval seconds, job): whatever they do must be safe on every replica.
+        self.jobs = dict(jobs or {})
         self.timer_hook = timer_hook
         self.timer_finish = timer_finish
         self.recover = recover
@@ -110,6 +118,10 @@ class Clock:
             every = max(seconds, INBOX_EVERY_SECONDS)
             scheduler.add_job(
                 inbox_tick, "interval", seconds=every, id=INBOX_JOB_ID, args=[self], **common
+            )
+        for job_id, (every, _) in self.jobs.items():
+            scheduler.add_job(
+                extra_tick, "interval", seconds=every, id=job_id, args=[self, job_id], **common
             )
         scheduler.start()
         self._scheduler = scheduler
@@ -189,6 +201,15 @@ class Clock:
                 await self.recover()
             except Exception:
                 log.exception("inbox tick failed")
+
+    async def tick_job(self, job_id: str) -> None:
+        """Run one of the extra jobs; a failure is logged and retried at its next tick."""
+        if self._stopping:
+            return
+        try:
+            await self.jobs[job_id][1]()
+        except Exception:
+            log.exception("job %s failed", job_id)
 
     async def tick_timers(self) -> None:
         """Fire the due timers through the hook, one transaction a batch (storage/timers.py)."""

@@ -48,7 +48,7 @@ def chat_cost(text_bytes: int) -> Callable[[OutboxMessage], int]:
     adapters split longer ones), a card update or media download none."""
 
     def cost(msg: OutboxMessage) -> int:
-        if msg.kind == "card.send":
+        if msg.kind == "card.send" or msg.kind.startswith("digest."):
             return 1
         if msg.kind == "text.send":
             return len(split_text(str(msg.payload.get("text", "")), text_bytes))

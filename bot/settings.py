@@ -264,6 +264,20 @@ class PhotoSettings:
     evidence_window_minutes: int = 30
 
 
+@dataclass(frozen=True)
+class DigestSettings:
+    """The daily digest (handlers/digest.py): at `time` (HH:MM in server.timezone) the
+    previous day's figures go to every member holding one of `roles`, and to the named
+    group robots (`[wecom] robots` / `[dingtalk] robots`), once across replicas."""
+
+    enabled: bool = True
+    time: str = "09:00"
+    roles: tuple[str, ...] = ("ops_director", "cs_lead")
+    wecom_robots: tuple[str, ...] = ()
+    dingtalk_robots: tuple[str, ...] = ()
+    chart: bool = True  # a PNG chart beside the markdown where the platform takes images
+
+
 SECTIONS: dict[str, type] = {
     "server": ServerSettings,
     "database": DatabaseSettings,
@@ -274,6 +288,7 @@ SECTIONS: dict[str, type] = {
     "files": FilesSettings,
     "outbox": OutboxSettings,
     "photos": PhotoSettings,
+    "digest": DigestSettings,
 }
 
 
@@ -293,6 +308,7 @@ class Settings:
     files: FilesSettings = FilesSettings()
     outbox: OutboxSettings = OutboxSettings()
     photos: PhotoSettings = PhotoSettings()
+    digest: DigestSettings = DigestSettings()
     routing: RoutingRules = RoutingRules(tiers=())
     sla: dict[str, SlaPolicy] = field(default_factory=dict)
     source: str = "<defaults>"

@@ -70,6 +70,9 @@ ROUTE_KEY = re.compile(r"[0-9A-Za-z_\-]{1,64}")
 ROUTE_RULE = "应为 1-64 位字母、数字、_ 或 - / 1-64 letters, digits, _ or -"
 
 
+DIGEST_TIME = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
+
+
 def _pattern_problem(pattern: re.Pattern[str], value: str, rule: str) -> str | None:
     return None if pattern.fullmatch(value) else f"{value[:40]!r}: {rule}"
 
@@ -134,6 +137,9 @@ _VALUE_CHECKS: dict[str, Callable[[Any], str | None]] = {
     **{f"outbox.{k}": _positive for k in ("tick_seconds", "lease_seconds", "base_delay_seconds")},
     **{f"outbox.{k}": _positive for k in ("max_delay_seconds", "give_up_after_hours")},
     **{f"photos.{k}": _positive for k in ("max_bytes", "max_pixels", "evidence_window_minutes")},
+    "digest.time": lambda v: _pattern_problem(
+        DIGEST_TIME, v, '应为 24 小时制 "HH:MM"，如 "09:00" / must be "HH:MM", e.g. "09:00"'
+    ),
 }
 
 
@@ -268,6 +274,7 @@ class _Loader:
         for name, route in settings.roles.items():
             if route.wecom_chat_id and not settings.wecom.enabled:  # else never used
                 self.report.at(("roles", name, "wecom_chat_id"), f"roles.{name}.{CHAT_NEEDS_APP}")
+        digest_problems(settings, self.report)
         for key, check in _VALUE_CHECKS.items():
             if problem := check(functools.reduce(getattr, key.split("."), settings)):
                 self.report.at(tuple(key.split(".")), f"{key}: {problem}")
@@ -366,6 +373,28 @@ def _load(path: str | Path | None, env: Mapping[str, str]) -> Settings:
     if errors:
         raise ConfigError(_by_file_and_line(errors))
     return settings
+
+
+def digest_problems(settings: Settings, report: Report) -> None:
+    """[digest] roles must be known roles, its robots configured ones."""
+    for role in settings.digest.roles:
+        if role not in settings.known_roles:
+            report.at(
+                ("digest", "roles"),
+                f"digest.roles: 未知角色 {role!r} / unknown role {role!r}",
+            )
+    for key, robots in (
+        ("wecom_robots", settings.wecom.robots),
+        ("dingtalk_robots", settings.dingtalk.robots),
+    ):
+        platform = key.split("_")[0]
+        for name in getattr(settings.digest, key):
+            if name not in robots:
+                report.at(
+                    ("digest", key),
+                    f"digest.{key}: 没有名为 {name!r} 的机器人（见 [{platform}] robots）"
+                    f" / no robot named {name!r} in [{platform}] robots",
+                )
 
 
 def workers_problem(workers: int, database_url: str) -> str | None:

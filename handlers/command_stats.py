@@ -1,4 +1,4 @@
-"""/统计 [今天|本周|本月] [渠道]: the KPIs of handlers/reports.py as a chat answer."""
+"""/统计 [今天|昨天|本周|本月] [渠道]: the KPIs of handlers/reports.py as a chat answer."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from handlers.command_grammar import Call
 from handlers.disputes import OUTCOME_ZH
 from handlers.workflow import STATUS_ZH, Status
 
-USAGE = "/统计 [今天|本周|本月] [渠道]"
+USAGE = "/统计 [今天|昨天|本周|本月] [渠道]"
 
 
 def _reason(code: str) -> str:

@@ -13,7 +13,7 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.events import ChatMessage
-from handlers import actions, command_cases, notify, scan, views, waybills
+from handlers import actions, command_cases, digest, notify, scan, views, waybills
 from handlers.command_grammar import CASE_ID, Call, Command, closest, parse, strip_mentions
 from handlers.command_scripts import script
 from handlers.command_stats import stats
@@ -101,12 +101,21 @@ COMMANDS = (
     ),
     Command(
         ("统计", "stats"),
-        "/统计 [今天|本周|本月]",
+        "/统计 [今天|昨天|本周|本月]",
         "查看售后指标",
         EVERYONE,
         stats,
         "新增、各环节待处理、退款金额、平均处理时长、SLA 超时、退货原因、纠纷结果；"
         "可加渠道名只看一个渠道，如 /统计 本周 taobao",
+    ),
+    Command(
+        ("日报", "digest"),
+        "/日报",
+        "立即把昨天的售后日报发给我",
+        APPROVERS | {"admin"},
+        digest.command,
+        "与每天定时发送的日报相同：新增、待处理、退款金额、自动通过占比、退货原因、"
+        "SLA 超时，支持图片的平台另附图表；只发给您，不影响定时日报",
     ),
     Command(
         ("同意", "approve"),

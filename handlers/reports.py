@@ -9,7 +9,7 @@ UTC; a period starts at local midnight of the configured zone.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -20,15 +20,15 @@ from handlers.workflow import OPEN
 from storage.models import ApprovalStep, Case, DisputeEvent
 
 PERIODS = {"今天": "today", "today": "today", "本周": "week", "week": "week"}
-PERIODS |= {"本月": "month", "month": "month"}
-PERIOD_ZH = {"today": "今天", "week": "本周", "month": "本月"}
+PERIODS |= {"本月": "month", "month": "month", "昨天": "yesterday", "yesterday": "yesterday"}
+PERIOD_ZH = {"today": "今天", "week": "本周", "month": "本月", "yesterday": "昨天"}
 TOP_REASONS = 5
 Q = TypeVar("Q", bound="Select[*tuple[Any, ...]]")
 
 
 @dataclass(frozen=True)
 class Period:
-    name: str  # today | week | month
+    name: str  # today | week | month | yesterday
     start: datetime  # naive UTC, inclusive
     end: datetime  # naive UTC, exclusive (now, for the period in progress)
 
@@ -59,15 +59,22 @@ class Kpis:
 
 
 def period(name: str, now: datetime, zone: ZoneInfo) -> Period:
-    """`today` / `week` (from Monday) / `month` up to `now` (naive UTC), local midnights."""
+    """`today` / `week` (from Monday) / `month` up to `now` (naive UTC), local midnights;
+    `yesterday` is the whole previous local day (what the daily digest reports)."""
     local = now.replace(tzinfo=ZoneInfo("UTC")).astimezone(zone)
     day = local.date()
     if name == "week":
         day -= timedelta(days=day.weekday())
     elif name == "month":
         day = day.replace(day=1)
-    start = datetime.combine(day, time(), zone).astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
-    return Period(name, start, now)
+    elif name == "yesterday":
+        return Period(name, _midnight(day - timedelta(days=1), zone), _midnight(day, zone))
+    return Period(name, _midnight(day, zone), now)
+
+
+def _midnight(day: date, zone: ZoneInfo) -> datetime:
+    """Naive UTC of local midnight starting `day`."""
+    return datetime.combine(day, time(), zone).astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
 
 
 def filtered(query: Q, filters: Filters) -> Q:

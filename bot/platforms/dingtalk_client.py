@@ -24,13 +24,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 
 from bot.outbox import PermanentError, RetryableError
 from bot.platforms.dingtalk_errors import TokenRejected, check_oapi, check_v1, scrub
-from bot.platforms.outbound import exchange, http_status, json_object
+from bot.platforms.outbound import Upload, exchange, http_status, json_object
 from bot.settings import DingtalkSettings
 
 log = logging.getLogger(__name__)
@@ -246,6 +246,23 @@ class DingtalkClient:
             raise PermanentError("dingtalk downloadUrl: a JSON answer instead of the file")
         return FileData(raw, content_type)
 
+    async def upload_media(self, upload: Upload) -> str:
+        """`oapi media/upload?type=image` -> a media_id ("@…") for `sampleImageMsg`.
+
+        UNCONFIRMED: that oapi takes the new-style token as `access_token` (DingTalk's
+        docs say the two tokens are interchangeable); a refusal is retryable."""
+        token = await self.access_token()
+        url = f"{self.oapi_base}/media/upload?" + urlencode(
+            {"access_token": token, "type": "image"}
+        )
+        status, _, raw = await self.fetch("POST", url, "media/upload", upload=upload)
+        self.http_status("media/upload", status)
+        answer = check_oapi("media/upload", self.decode("media/upload", raw))
+        media_id = answer.get("media_id")
+        if not isinstance(media_id, str) or not media_id:
+            raise RetryableError("dingtalk media/upload: answer has no media_id")
+        return media_id
+
     # --- transport ------------------------------------------------------------------------
 
     async def fetch(
@@ -258,6 +275,7 @@ class DingtalkClient:
         headers: Mapping[str, str] | None = None,
         limit: int = MAX_JSON,
         client_timeout: aiohttp.ClientTimeout | None = None,
+        upload: Upload | None = None,
     ) -> tuple[int, Mapping[str, str], bytes]:
         """One HTTP exchange; transport failures are retryable."""
         return await exchange(
@@ -270,6 +288,7 @@ class DingtalkClient:
             headers=headers,
             limit=limit,
             client_timeout=client_timeout,
+            upload=upload,
         )
 
     @staticmethod

@@ -20,7 +20,7 @@ from bot.platforms.dingtalk_client import DingtalkClient, FileData
 from bot.platforms.dingtalk_errors import DingtalkApiError
 from bot.platforms.dingtalk_events import NAME
 from bot.platforms.dingtalk_sessions import Sessions
-from bot.platforms.outbound import split_text
+from bot.platforms.outbound import PNG, Upload, split_text
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,19 @@ class DingtalkPlatform:
                     log.info("dingtalk session reply to %s refused (%s): OpenAPI", recipient, exc)
                     self.sessions.forget(recipient)
             await self.client.send_to_users([recipient], "sampleText", {"content": piece})
+
+    async def send_markdown(self, recipient: str, title: str, text: str) -> None:
+        """The robot's 1:1 chat, `sampleMarkdown` ({title, text})."""
+        await self.client.send_to_users(
+            [recipient], "sampleMarkdown", {"title": title, "text": text}
+        )
+
+    async def send_image(self, recipient: str, png: bytes) -> None:
+        """Upload the PNG (oapi media/upload) and send `sampleImageMsg` naming its
+        media_id as `photoURL`. UNCONFIRMED: DingTalk documents photoURL as a picture
+        URL; the media_id form is what its community answers use."""
+        media_id = await self.client.upload_media(Upload("media", "digest.png", png, PNG))
+        await self.client.send_to_users([recipient], "sampleImageMsg", {"photoURL": media_id})
 
     async def fetch_media(self, media_id: str) -> FileData:
         """A picture a robot message named by `downloadCode`."""

@@ -89,6 +89,13 @@ class DingtalkRobotPlatform:
     ) -> str | None:
         return None  # a robot message cannot change; the decision shows on the app's cards
 
+    async def send_markdown(self, recipient: str, title: str, text: str) -> None:
+        """A custom robot takes no uploaded picture (only a public URL in markdown):
+        the digest goes to it as markdown alone."""
+        await self._post(
+            recipient, {"msgtype": "markdown", "markdown": {"title": title, "text": text}}
+        )
+
     async def send_text(self, recipient: str, text: str, *, outbox_id: int) -> None:
         for piece in split_text(text, TEXT_BYTES):
             await self._post(recipient, {"msgtype": "text", "text": {"content": piece}})

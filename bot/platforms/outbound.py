@@ -3,13 +3,38 @@ mapped for the outbox, a bounded answer, texts cut to size."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
 from bot.outbox import PermanentError, RetryableError
+
+PNG = "image/png"
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """One file as a multipart/form-data body (WeCom and DingTalk `media/upload`)."""
+
+    field: str
+    filename: str
+    content: bytes
+    content_type: str
+
+    def encode(self) -> tuple[bytes, str]:
+        """The body and its Content-Type; built as bytes so a retry sends it again."""
+        boundary = "----returnhub" + hashlib.sha256(self.content).hexdigest()[:24]
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{self.field}"; '
+            f'filename="{self.filename}"; filelength={len(self.content)}\r\n'
+            f"Content-Type: {self.content_type}\r\n\r\n"
+        ).encode()
+        tail = f"\r\n--{boundary}--\r\n".encode()
+        return head + self.content + tail, f"multipart/form-data; boundary={boundary}"
 
 
 async def exchange(
@@ -24,12 +49,16 @@ async def exchange(
     headers: Mapping[str, str] | None = None,
     limit: int,
     client_timeout: aiohttp.ClientTimeout | None = None,
+    upload: Upload | None = None,
 ) -> tuple[int, Mapping[str, str], bytes]:
-    """One HTTP exchange, a JSON `body` sent as UTF-8; transport failures are retryable
-    (their text passed through `scrub`, so no credential reaches a log)."""
+    """One HTTP exchange, a JSON `body` sent as UTF-8 (or a file `upload`, multipart);
+    transport failures are retryable (their text passed through `scrub`, so no
+    credential reaches a log)."""
     send_headers = dict(headers or {})
     data = None
-    if body is not None:
+    if upload is not None:
+        data, send_headers["Content-Type"] = upload.encode()
+    elif body is not None:
         data = json.dumps(body, ensure_ascii=False).encode()
         send_headers["Content-Type"] = "application/json; charset=utf-8"
     # The session's own timeout applies unless the caller brings one (media).

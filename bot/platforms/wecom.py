@@ -35,7 +35,7 @@ from bot.cards import Card, CardRenderer, send_id
 from bot.outbox import RetryableError
 from bot.platforms import wecom_cards
 from bot.platforms.inbound import CallbackRejected, epoch, read_body, refuse
-from bot.platforms.outbound import split_text
+from bot.platforms.outbound import PNG, Upload, split_text
 from bot.platforms.wecom_chat import CHAT_PLATFORM, WecomChatPlatform
 from bot.platforms.wecom_client import WecomClient
 from bot.platforms.wecom_crypto import WecomCrypto
@@ -43,7 +43,7 @@ from bot.platforms.wecom_errors import WecomApiError
 from bot.platforms.wecom_events import NOT_UPDATABLE, make_ref, parse, split_ref
 from bot.platforms.wecom_media import Media, download
 from bot.platforms.wecom_outage import Alert
-from bot.platforms.wecom_robot import ROBOT_PLATFORM, WecomRobotPlatform
+from bot.platforms.wecom_robot import ROBOT_PLATFORM, WecomRobotPlatform, fit_markdown
 from bot.settings import WecomSettings
 
 log = logging.getLogger(__name__)
@@ -196,6 +196,15 @@ class WecomPlatform:
     async def send_text(self, recipient: str, text: str, *, outbox_id: int) -> None:
         for piece in split_text(text, TEXT_BYTES):
             await self.client.send_text(recipient, piece)
+
+    async def send_markdown(self, recipient: str, title: str, text: str) -> None:
+        """message/send `markdown` (at most 2,048 bytes: cut at a line end)."""
+        await self.client.send_markdown(recipient, fit_markdown(text, TEXT_BYTES))
+
+    async def send_image(self, recipient: str, png: bytes) -> None:
+        """media/upload the PNG, then message/send `image` with its media_id."""
+        media_id = await self.client.upload_media("image", Upload("media", "digest.png", png, PNG))
+        await self.client.send(recipient, "image", {"media_id": media_id})
 
     async def fetch_media(self, media_id: str) -> Media:
         """A photo an `ImageMessage` named (media/get; JSON errors raise)."""

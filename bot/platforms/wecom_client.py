@@ -35,7 +35,7 @@ from typing import Any
 import aiohttp
 
 from bot.outbox import PermanentError, RetryableError
-from bot.platforms.outbound import exchange, http_status, json_object
+from bot.platforms.outbound import Upload, exchange, http_status, json_object
 from bot.platforms.wecom_errors import SetupFault, TokenRejected, WecomApiError, check, scrub
 from bot.platforms.wecom_outage import (
     CALLBACK,
@@ -140,14 +140,24 @@ class WecomClient:
     # --- JSON API -----------------------------------------------------------------------
 
     async def call(
-        self, method: str, path: str, *, body: Mapping[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
+        upload: Upload | None = None,
     ) -> Mapping[str, Any]:
         """Call `/cgi-bin/<path>` with the token; one refresh and one retry on token errors."""
         self.gate.check(path)
         token = await self.access_token()
         for attempt in (1, 2):
             status, _, raw = await self.fetch(
-                method, path, params={"access_token": token}, body=body
+                method,
+                path,
+                params={**(params or {}), "access_token": token},
+                body=body,
+                upload=upload,
             )
             data = self.decode(path, status, raw)
             errcode = data.get("errcode")
@@ -227,6 +237,15 @@ class WecomClient:
         await self.call("POST", "message/update_template_card", body=body)
         self.gate.recovered(CALLBACK)
 
+    async def upload_media(self, kind: str, upload: Upload) -> str:
+        """`media/upload?type=image|file`: a temporary media_id (valid 3 days) that
+        message/send's `image` takes; an image is at most 10 MB, JPG or PNG."""
+        data = await self.call("POST", "media/upload", params={"type": kind}, upload=upload)
+        media_id = data.get("media_id")
+        if not isinstance(media_id, str) or not media_id:
+            raise RetryableError("wecom media/upload: answer has no media_id")
+        return media_id
+
     # --- group robot ----------------------------------------------------------------------
 
     async def robot_send(self, key: str, message: Mapping[str, Any]) -> None:
@@ -250,6 +269,7 @@ class WecomClient:
         headers: Mapping[str, str] | None = None,
         limit: int = MAX_JSON,
         client_timeout: aiohttp.ClientTimeout | None = None,
+        upload: Upload | None = None,
     ) -> tuple[int, Mapping[str, str], bytes]:
         """One HTTP exchange under `/cgi-bin/`; transport failures are retryable."""
         return await exchange(
@@ -263,6 +283,7 @@ class WecomClient:
             headers=headers,
             limit=limit,
             client_timeout=client_timeout,
+            upload=upload,
         )
 
     @staticmethod

@@ -9,6 +9,8 @@ the only credential, stays in settings and never lands in the outbox table.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Mapping
 
 from bot.cards import Card, CardRenderer, defang
@@ -22,6 +24,7 @@ ROBOT_PREFIX = f"{ROBOT_PLATFORM}:"  # outbox destination prefix, for rate_limit
 ROBOT_PER_MINUTE = 20
 ROBOT_TEXT_BYTES = 2048
 ROBOT_MARKDOWN_BYTES = 4096  # webhook markdown content: longer is refused, not cut
+ROBOT_IMAGE_BYTES = 2 << 20  # webhook image: at most 2 MB before base64, JPG or PNG
 CUT_NOTE = "\n…（内容过长，已截断，请在应用中查看）"
 
 
@@ -74,6 +77,17 @@ class WecomRobotPlatform:
         self, recipient: str, platform_ref: str, card: Card, *, card_id: int
     ) -> str | None:
         return None  # a robot message cannot be changed; the decision shows in the app
+
+    async def send_markdown(self, recipient: str, title: str, text: str) -> None:
+        message = {"msgtype": "markdown", "markdown": {"content": fit_markdown(text)}}
+        await self.client.robot_send(self._key(recipient), message)
+
+    async def send_image(self, recipient: str, png: bytes) -> None:
+        """webhook `image`: the picture inline as base64, with the md5 of its raw bytes."""
+        if len(png) > ROBOT_IMAGE_BYTES:
+            raise PermanentError(f"wecom robot image of {len(png)} bytes is over 2 MB")
+        image = {"base64": base64.b64encode(png).decode(), "md5": hashlib.md5(png).hexdigest()}  # noqa: S324 - the API's checksum
+        await self.client.robot_send(self._key(recipient), {"msgtype": "image", "image": image})
 
     async def send_text(self, recipient: str, text: str, *, outbox_id: int) -> None:
         key = self._key(recipient)

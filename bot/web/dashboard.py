@@ -3,7 +3,7 @@
 Server-rendered (jinja2, autoescaped) with SVG charts built here (bot/web/charts.py):
 the page runs no script and loads nothing from the internet. The figures are
 handlers/reports.py's (the ones /统计 answers) and handlers/dashboard_figures.py's,
-for `?period=today|week|month|30d` and optional `channel=` / `shop=`.
+for `?period=today|yesterday|week|month|30d` and optional `channel=` / `shop=`.
 
 Who may see it: demo mode on loopback; a request with the API token as Bearer; or a
 browser that entered the API token on the login form, which sets a signed cookie
@@ -35,7 +35,13 @@ log = logging.getLogger(__name__)
 
 COOKIE = "returnhub_dashboard"
 PAGE, LOGIN = "dashboard.html.j2", "dashboard_login.html.j2"
-PERIODS = {"today": "今天", "week": "本周", "month": "本月", "30d": "近 30 天"}
+PERIODS = {
+    "today": "今天",
+    "yesterday": "昨天",
+    "week": "本周",
+    "month": "本月",
+    "30d": "近 30 天",
+}
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 

@@ -19,6 +19,8 @@ In the manner of the fake WeCom (tests/fakes/wecom.py):
 - `messageFiles/download` hands out a URL on this server that serves the file;
 - custom robots (`/robot/send`) check the 加签 signature and the 1-hour window,
   take 20 messages a minute and then answer 130101 for 10 minutes;
+- `media/upload` (oapi) takes JPG/PNG/GIF/BMP up to 20 MB and answers a media_id;
+  `sampleImageMsg` must name one (or an http URL) as its photoURL;
 - `fail(path, …)` and `slow(path, seconds)` fail or delay the next calls.
 
 Times are on the injectable `clock` (epoch seconds), the test's FakeClock.
@@ -94,6 +96,7 @@ class FakeDingtalk:
     recipient_failures: dict[str, int] = field(default_factory=dict)  # spaceId -> times
     failures: dict[str, list[Failure]] = field(default_factory=dict)
     delays: dict[str, float] = field(default_factory=dict)
+    media: dict[str, bytes] = field(default_factory=dict)  # media/upload: media_id -> bytes
 
     # --- test controls ------------------------------------------------------------------
 
@@ -146,7 +149,7 @@ class FakeDingtalk:
     # --- the server ---------------------------------------------------------------------
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(client_max_size=32 << 20)  # media uploads past 1 MB
         app.router.add_post("/v1.0/oauth2/accessToken", self._token)
         api = [
             ("POST", "/v1.0/card/instances/createAndDeliver", self._create),
@@ -162,6 +165,7 @@ class FakeDingtalk:
         app.router.add_get("/files/{code}", self._file)
         app.router.add_post("/robot/send", self._robot)
         app.router.add_post("/robot/sendBySession", self._session_reply)
+        app.router.add_post("/media/upload", self._upload)
         return app
 
     async def _before(self, path: str) -> web.Response | None:
@@ -279,11 +283,15 @@ class FakeDingtalk:
     def _robot_send(self, body: dict[str, Any]) -> None:
         if body.get("robotCode") != self.robot_code:
             raise Refusal(400, "robot.notExist", "robotCode 不存在")
-        if body.get("msgKey") not in ("sampleText", "sampleMarkdown"):
+        if body.get("msgKey") not in ("sampleText", "sampleMarkdown", "sampleImageMsg"):
             raise Refusal(400, "param.msgKeyInvalid", "msgKey 不正确")
         param = body.get("msgParam")
         if not isinstance(param, str) or not isinstance(json.loads(param), dict):
             raise Refusal(400, "param.msgParamInvalid", "msgParam 须为 JSON 字符串")
+        if body["msgKey"] == "sampleImageMsg":
+            photo = str(json.loads(param).get("photoURL", ""))
+            if photo not in self.media and not photo.startswith(("http://", "https://")):
+                raise Refusal(400, "param.photoURLInvalid", "photoURL 须为图片地址或 media_id")
         self.sends.append(body)
 
     def _batch_send(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -328,6 +336,41 @@ class FakeDingtalk:
             return web.json_response({"errcode": 40035, "errmsg": "不合法的参数"})
         self.session_replies.append({**body, "user": found[0]})
         return web.json_response({"errcode": 0, "errmsg": "ok"})
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        """oapi media/upload?type=image: a live token as `access_token` (UNCONFIRMED that
+        the new-style token is taken here), one multipart field `media`, a JPG/PNG/GIF/BMP
+        of at most 20 MB; answers a media_id ("@…") sampleImageMsg may name."""
+        if self.tokens.get(request.query.get("access_token", "")) != "ok":
+            self.calls.append("media/upload")
+            return web.json_response({"errcode": 40014, "errmsg": "不合法的access_token"})
+        if (injected := await self._before("media/upload")) is not None:
+            return injected
+        if request.query.get("type") != "image":
+            return web.json_response({"errcode": 40004, "errmsg": "不合法的媒体文件类型"})
+        part = (await request.post()).get("media") if request.content_type.startswith(
+            "multipart/form-data") else None  # fmt: skip
+        if not isinstance(part, web.FileField):
+            return web.json_response({"errcode": 41006, "errmsg": "缺少media参数"})
+        raw = part.file.read()
+        if not raw.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF8", b"BM")):
+            return web.json_response({"errcode": 40005, "errmsg": "不合法的文件类型"})
+        if len(raw) > 20 << 20:
+            return web.json_response({"errcode": 40006, "errmsg": "不合法的文件大小"})
+        media_id = "@lA" + secrets.token_urlsafe(18)
+        self.media[media_id] = raw
+        return web.json_response(
+            {"errcode": 0, "errmsg": "ok", "type": "image", "media_id": media_id,
+             "created_at": int(self.clock() * 1000)}
+        )  # fmt: skip
+
+    def images_to(self, user: str) -> list[bytes]:
+        """The pictures sampleImageMsg sent `user` in the robot's 1:1 chat."""
+        return [
+            self.media[json.loads(s["msgParam"])["photoURL"]]
+            for s in self.sends
+            if s["msgKey"] == "sampleImageMsg" and user in s.get("userIds", [])
+        ]
 
     async def _robot(self, request: web.Request) -> web.Response:
         if (injected := await self._before("robot/send")) is not None:

@@ -4,7 +4,9 @@
 in `token_fetches` and `token_refusals`), expires them on demand (the old token then
 gets 42001), checks `access_token` on every call, validates what the real API
 requires of message/send, update_template_card, appchat/send and webhook/send
-(tests/fakes/wecom_checks.py), records what was sent, serves media (Range honoured,
+(tests/fakes/wecom_checks.py; a robot `image` must be a JPG/PNG of at most 2 MB whose
+md5 matches its base64), takes `media/upload` images (JPG/PNG, at most 10 MB) whose
+media_id message/send `image` must name, records what was sent, serves media (Range honoured,
 at most 20 MB a chunk; unknown ids answer JSON 40007), and fails or slows down when
 told to. Like the real platform, on its injectable `clock` (tests/fakes/wecom_limits.py):
 
@@ -38,6 +40,7 @@ from aiohttp.test_utils import TestServer
 
 from tests.fakes.faults import arrive
 from tests.fakes.wecom_checks import (
+    APP_IMAGE_BYTES,
     CHAT_NOT_FOUND,
     INTERACTIVE,
     INVALID_MEDIA,
@@ -51,6 +54,7 @@ from tests.fakes.wecom_checks import (
     check_card,
     check_content,
     check_robot,
+    image_kind,
     media_answer,
 )
 from tests.fakes.wecom_limits import CHAT_LIMITS, MemberWindows, issue_code, use_code
@@ -87,6 +91,7 @@ class FakeWecom:
     robot: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     robot_times: dict[str, list[float]] = field(default_factory=dict)
     media: dict[str, tuple[bytes, str, str]] = field(default_factory=dict)
+    uploads: list[str] = field(default_factory=list)  # media_ids media/upload issued
     ranges: list[str] = field(default_factory=list)
     codes: dict[str, dict[str, Any]] = field(default_factory=dict)  # code -> userid, task_id,
     task_ids: set[str] = field(default_factory=set)  # used, issued (clock seconds)
@@ -192,12 +197,13 @@ class FakeWecom:
     # --- the server ---------------------------------------------------------------------
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(client_max_size=32 << 20)  # media and robot images past 1 MB
         app.router.add_get("/cgi-bin/gettoken", self._gettoken)
         app.router.add_post("/cgi-bin/message/send", self._api(self._send))
         app.router.add_post("/cgi-bin/message/update_template_card", self._api(self._update))
         app.router.add_post("/cgi-bin/appchat/send", self._api(self._appchat, agent=False))
         app.router.add_get("/cgi-bin/media/get", self._media)
+        app.router.add_post("/cgi-bin/media/upload", self._upload)
         app.router.add_post("/cgi-bin/webhook/send", self._webhook)
         return app
 
@@ -293,6 +299,9 @@ class FakeWecom:
         content = body.get(msgtype) if isinstance(msgtype, str) else None
         if msgtype in ("text", "markdown"):
             check_content(content, TEXT_BYTES)
+        elif msgtype == "image":
+            if not isinstance(content, dict) or content.get("media_id") not in self.media:
+                raise Refusal(INVALID_MEDIA, "invalid media_id")
         elif msgtype == "template_card":
             check_card(content, send=True, seen=self.task_ids)
             if content["card_type"] in INTERACTIVE and not self.has_callback_url:
@@ -357,6 +366,43 @@ class FakeWecom:
             return _err(INVALID_MEDIA, "invalid media_id")
         self.ranges.extend(request.headers.getall("Range", []))
         return media_answer(*found, request.headers.get("Range"), self.range_required_over)
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        """media/upload?type=image: one multipart field `media`, a JPG/PNG of at most
+        10 MB; the media_id it answers is what message/send's `image` takes."""
+        if (refused := self._token_error(request)) is not None:
+            self.calls.append("media/upload")
+            return refused
+        if (injected := await self._before("media/upload")) is not None:
+            return injected
+        if request.query.get("type") != "image":
+            return _err(40004, "invalid media type")
+        if not request.content_type.startswith("multipart/form-data"):
+            return _err(41006, "media data missing")  # UNCONFIRMED errcode
+        form = await request.post()
+        part = form.get("media")
+        if not isinstance(part, web.FileField):
+            return _err(41006, "media data missing")
+        raw = part.file.read()
+        if not 5 <= len(raw) <= APP_IMAGE_BYTES:
+            return _err(40006, "invalid file size")
+        if image_kind(raw) is None:
+            return _err(40005, "invalid file type")
+        media_id = "3" + secrets.token_urlsafe(24)
+        self.media[media_id] = (raw, part.content_type, part.filename)
+        self.uploads.append(media_id)
+        return web.json_response(
+            {"errcode": 0, "errmsg": "ok", "type": "image", "media_id": media_id,
+             "created_at": str(int(self.clock()))}
+        )  # fmt: skip
+
+    def images_to(self, userid: str) -> list[bytes]:
+        """The pictures message/send delivered to `userid` (their uploaded bytes)."""
+        return [
+            self.media[m["image"]["media_id"]][0]
+            for m in self.messages
+            if m["msgtype"] == "image" and m["touser"] == userid
+        ]
 
     async def _webhook(self, request: web.Request) -> web.Response:
         if (injected := await self._before("webhook/send")) is not None:

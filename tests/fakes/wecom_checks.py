@@ -7,6 +7,9 @@ WeCom: a request it accepts and WeCom refuses is a bug the tests cannot see.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import re
 from typing import Any
 
@@ -93,6 +96,38 @@ def check_robot(body: Any) -> None:
         check_content(body.get("text"), TEXT_BYTES)
     elif kind == "markdown":
         check_content(body.get("markdown"), ROBOT_MARKDOWN_BYTES)
+    elif kind == "image":
+        check_robot_image(body.get("image"))
+
+
+ROBOT_IMAGE_BYTES = 2 << 20  # webhook image: the raw picture at most 2 MB
+IMAGE_TOO_BIG = 40009  # "图片文件大小不能超过2M" (UNCONFIRMED which code the webhook uses)
+MD5_MISMATCH = 301019  # "md5 of the image does not match" (UNCONFIRMED code)
+APP_IMAGE_BYTES = 10 << 20  # media/upload type=image: at most 10 MB
+
+
+def image_kind(raw: bytes) -> str | None:
+    """JPG or PNG by their magic bytes, the only pictures WeCom takes."""
+    if raw.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    return "jpg" if raw.startswith(b"\xff\xd8\xff") else None
+
+
+def check_robot_image(image: Any) -> bytes:
+    """webhook image: base64 of a JPG/PNG of at most 2 MB, and the md5 of those bytes."""
+    if not isinstance(image, dict) or not isinstance(image.get("base64"), str):
+        raise Refusal(INVALID_PARAM, "image.base64 required")
+    try:
+        raw = base64.b64decode(image["base64"], validate=True)
+    except binascii.Error:
+        raise Refusal(INVALID_PARAM, "image.base64 is not base64") from None
+    if len(raw) > ROBOT_IMAGE_BYTES:
+        raise Refusal(IMAGE_TOO_BIG, "image size over 2M")
+    if image_kind(raw) is None:
+        raise Refusal(INVALID_PARAM, "image must be jpg or png")
+    if image.get("md5") != hashlib.md5(raw).hexdigest():  # noqa: S324 - the API's checksum
+        raise Refusal(MD5_MISMATCH, "image md5 mismatch")
+    return raw
 
 
 def _check_buttons(card: dict[str, Any]) -> None:

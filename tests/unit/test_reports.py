@@ -167,4 +167,4 @@ async def test_stats_in_chat(db: Database) -> None:
     )
     assert (await texts_to(db, "王组长"))[-1].startswith("【统计 · 本月】（渠道 taobao）")
     await on_chat_message(ChatMessage("st4", Sender("console", "王组长"), "/统计 a b"), ctx)
-    assert (await texts_to(db, "王组长"))[-1] == "用法：/统计 [今天|本周|本月] [渠道]"
+    assert (await texts_to(db, "王组长"))[-1] == "用法：/统计 [今天|昨天|本周|本月] [渠道]"

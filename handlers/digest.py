@@ -1,0 +1,170 @@
+"""The daily digest: at `[digest] time` the previous day's figures go to the managers.
+
+Once a day across replicas and restarts: the run claims the key `digest:<local
+date>` (an inbox key, INSERT … ON CONFLICT DO NOTHING) in the same transaction that
+writes the outbox rows, so of two replicas, or of a server restarted after sending,
+exactly one writes them; a server that was down at the configured time sends when it
+comes back the same day, and a day missed entirely is not sent the next day.
+
+Each recipient gets a markdown row and, where the platform takes images and a CJK
+font is installed, an image row whose chart is drawn at delivery
+(bot/digest_chart.py) from the figures in the row, so a retry sends the same bytes.
+The outbox does the sending: an IM outage delays the digest, loses nothing, and a
+row delivered is never delivered again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import date, time
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot import digest_chart
+from bot.events import Sender
+from handlers.command_grammar import Call
+from handlers.context import Ctx
+from handlers.digest_text import Digest, build, markdown
+from handlers.people import address, holders, receives
+from storage import outbox
+from storage.db import dialect_insert
+from storage.models import InboxKey
+
+log = logging.getLogger(__name__)
+
+MARKDOWN_KIND = "digest.markdown"
+IMAGE_KIND = "digest.image"
+KEY_PREFIX = "digest:"
+# Platforms whose digest performer can send a picture (bot/digest_delivery.py).
+IMAGE_PLATFORMS = frozenset({"wecom", "wecom-robot", "dingtalk"})
+MEMBER_PLATFORMS = ("console", "wecom", "dingtalk")
+ROBOTS = (("wecom-robot", "wecom_robots"), ("dingtalk-robot", "dingtalk_robots"))
+
+
+def at_time(value: str) -> time:
+    hour, minute = value.split(":")
+    return time(int(hour), int(minute))
+
+
+async def recipients(session: AsyncSession, ctx: Ctx) -> list[Sender]:
+    """Every member holding a digest role, on each platform they receive on, then the
+    configured group robots; each destination once."""
+    found: dict[str, Sender] = {}
+    for role in ctx.settings.digest.roles:
+        for member in await holders(session, role):
+            for platform in MEMBER_PLATFORMS:
+                user = address(member, platform)
+                if platform in ctx.platforms and user and receives(member, platform):
+                    found.setdefault(f"{platform}:{user}", Sender(platform, user))
+    for platform, key in ROBOTS:
+        if platform in ctx.platforms:
+            for name in getattr(ctx.settings.digest, key):
+                found.setdefault(f"{platform}:{name}", Sender(platform, name))
+    return list(found.values())
+
+
+async def enqueue(session: AsyncSession, ctx: Ctx, digest: Digest, to: list[Sender]) -> int:
+    """The digest's outbox rows for `to`; returns how many rows."""
+    link = ctx.settings.server.public_url.rstrip("/")
+    payload: dict[str, Any] = {
+        "title": f"售后日报 {digest.day.isoformat()}",
+        "markdown": markdown(digest, f"{link}/dashboard" if link else ""),
+    }
+    chart = ctx.settings.digest.chart and any(s.platform in IMAGE_PLATFORMS for s in to)
+    # The first lookup may run fc-match: off the loop.
+    if chart and await asyncio.to_thread(digest_chart.find_font) is None:
+        log.warning(
+            "digest %s: no CJK font found (install fonts-noto-cjk: make browser-deps); "
+            "sending the markdown without its chart",
+            digest.day,
+        )
+        chart = False
+    rows = 0
+    for sender in to:
+        destination = f"{sender.platform}:{sender.user_id}"
+        outbox.enqueue(
+            session, kind=MARKDOWN_KIND, destination=destination, payload=payload, now=ctx.now()
+        )
+        rows += 1
+        if chart and sender.platform in IMAGE_PLATFORMS:
+            outbox.enqueue(
+                session,
+                kind=IMAGE_KIND,
+                destination=destination,
+                payload={"chart": digest.chart_data()},
+                now=ctx.now(),
+            )
+            rows += 1
+    return rows
+
+
+async def claim(session: AsyncSession, ctx: Ctx, day: date) -> bool:
+    """Take today's digest key; False when a replica (or an earlier run) has it."""
+    table = InboxKey.__table__
+    stmt = (
+        dialect_insert(ctx.db, table)
+        .values(key=f"{KEY_PREFIX}{day.isoformat()}", source="digest", received_at=ctx.now())
+        .on_conflict_do_nothing(index_elements=[table.c.key])
+        .returning(table.c.key)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none() is not None
+
+
+@dataclass
+class DailyDigest:
+    """The clock's digest job: `tick()` sends today's digest once it is due.
+
+    `done` remembers the last local day this process saw claimed, so after that the
+    tick costs no query until tomorrow."""
+
+    ctx: Ctx
+    done: date | None = field(default=None)
+
+    async def tick(self) -> bool:
+        """Send the digest if it is due and nobody has; True when this call sent it."""
+        settings = self.ctx.settings.digest
+        now = self.ctx.now()
+        local = self.ctx.local(now)
+        if not settings.enabled or self.done == local.date():
+            return False
+        if local.time().replace(tzinfo=None) < at_time(settings.time):
+            return False
+        async with self.ctx.db.transaction() as session:
+            won = await claim(session, self.ctx, local.date())
+            if won:
+                await to_everyone(session, self.ctx)
+        self.done = local.date()
+        return won
+
+
+async def to_everyone(session: AsyncSession, ctx: Ctx) -> tuple[int, int]:
+    """Yesterday's digest to every recipient, in the caller's transaction; returns
+    (outbox rows, recipients)."""
+    digest = await build(session, ctx, ctx.now())
+    to = await recipients(session, ctx)
+    rows = await enqueue(session, ctx, digest, to)
+    if not to:
+        log.warning(
+            "digest %s: nobody to send it to: no member of %s is on an enabled platform, "
+            "and [digest] names no robot",
+            digest.day,
+            ", ".join(ctx.settings.digest.roles),
+        )
+    log.info("digest %s: %d rows for %d recipients", digest.day, rows, len(to))
+    return rows, len(to)
+
+
+async def command(call: Call) -> None:
+    """/日报 [/digest]: today's digest to the member who asked, in the chat they asked in."""
+    await send_now(call.session, call.ctx, call.event.sender)
+
+
+async def send_now(session: AsyncSession, ctx: Ctx, to: Sender) -> Digest:
+    """/日报: the digest to whoever asked, now (claims nothing: the daily run still
+    goes to everyone at its time)."""
+    digest = await build(session, ctx, ctx.now())
+    await enqueue(session, ctx, digest, [to])
+    return digest
