@@ -72,8 +72,9 @@ class Mix:
         at = now()
         lead = max(1, round(LEAD_CASES_PER_MINUTE * self.opts.sample_seconds / 60))
         prefix = f"soak{self.sample}"
-        fresh = traffic.generic(prefix, share["intake"], at, amounts=("29.90",))
-        fresh += traffic.generic(prefix + "lead", lead, at, amounts=("132.00",))
+        # The CS lead's cases first: their cards are out by the next sample, to be clicked.
+        fresh = traffic.generic(prefix + "lead", lead, at, amounts=("132.00",))
+        fresh += traffic.generic(prefix, share["intake"], at, amounts=("29.90",))
         again = [traffic.signed_generic(r.body, at) for r in self.previous[: share["duplicate"]]]
         self.previous = fresh
         texts = [
