@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from bot import settings as config
+from bot.backup import add_parser as add_backup_parser
 from bot.bench.main import add_parser as add_bench_parser
 from bot.digest_cli import add_parser as add_digest_parser
 from bot.dingtalk_cli import add_parser as add_dingtalk_parser
@@ -356,6 +357,7 @@ def parser() -> argparse.ArgumentParser:
     add_bench_parser(sub)
     add_dingtalk_parser(sub)
     add_digest_parser(sub, _load, _config)
+    add_backup_parser(sub, _load, _config)
     return p
 
 

@@ -82,29 +82,40 @@ async def drive(
     *,
     connections: int,
     seconds: float,
+    rate: float = 0.0,
 ) -> Stats:
     """Replay `requests` (cycling when exhausted) for `seconds` on `connections`.
 
     An error is a dropped connection, a timeout or an answer >= 400 (as wrk counts).
+    `rate` > 0 paces the python driver to that many requests a second in all (a
+    steady load, as the soak needs) instead of as fast as the server answers.
     """
     if client == "wrk":
+        if rate:
+            raise ValueError("wrk cannot pace requests: use the python client for a rate")
         return await _wrk(base, requests, connections=connections, seconds=seconds)
-    return await _python(base, requests, connections=connections, seconds=seconds)
+    return await _python(base, requests, connections=connections, seconds=seconds, rate=rate)
 
 
 async def _python(
-    base: str, requests: Sequence[Req], *, connections: int, seconds: float
+    base: str, requests: Sequence[Req], *, connections: int, seconds: float, rate: float = 0.0
 ) -> Stats:
     latencies: list[float] = []
     stats = Stats()
     counter = iter(range(1 << 62))
-    deadline = time.perf_counter() + seconds
+    began = time.perf_counter()
+    deadline = began + seconds
     connector = aiohttp.TCPConnector(limit=connections, force_close=False)
     timeout = aiohttp.ClientTimeout(total=30)
 
     async def worker(http: aiohttp.ClientSession) -> None:
         while time.perf_counter() < deadline:
-            req = requests[next(counter) % len(requests)]
+            n = next(counter)
+            if rate:  # request n leaves at began + n / rate, whichever worker is free
+                await asyncio.sleep(began + n / rate - time.perf_counter())
+                if time.perf_counter() >= deadline:
+                    break
+            req = requests[n % len(requests)]
             start = time.perf_counter()
             try:
                 async with http.request(
@@ -120,7 +131,6 @@ async def _python(
             if status == 0 or status >= 400:
                 stats.errors += 1
 
-    began = time.perf_counter()
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
         await asyncio.gather(*(worker(http) for _ in range(connections)))
     stats.seconds = time.perf_counter() - began

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bot.bench import procs, scenarios
+from bot.bench import procs, scenarios, soak
 from bot.bench.load import pick_client
 from bot.bench.report import Progress, table
 from bot.bench.run import Options, Run, temp_database
@@ -102,6 +102,8 @@ async def bench(opts: Options) -> dict[str, Any]:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one migration per temp database
+    if args.soak:
+        return soak.cmd_soak(args)
     opts = options(args)
     result = asyncio.run(bench(opts))
     print(json.dumps(result, ensure_ascii=False, indent=2) if args.json else table(result))
@@ -139,5 +141,18 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--profile", metavar="FILE",
         help="用 cProfile 记录服务端（会变慢，数字不可比）/ profile the server into FILE",
+    )  # fmt: skip
+    p.add_argument(
+        "--soak", action="store_true",
+        help="持续稳定的混合负载，每分钟采样 RSS、文件描述符、outbox 积压和 p99 / steady soak",
+    )  # fmt: skip
+    p.add_argument("--minutes", type=int, default=10, help="--soak 的采样次数（默认 10）")
+    p.add_argument(
+        "--sample-seconds", type=float, default=60.0,
+        help="--soak 每次采样的时长（秒，默认 60）/ seconds per soak sample",
+    )  # fmt: skip
+    p.add_argument(
+        "--rate", type=float, default=40.0,
+        help="--soak 的稳定请求速率（每秒，默认 40）/ paced requests per second",
     )  # fmt: skip
     p.set_defaults(func=cmd_bench)

@@ -103,6 +103,10 @@ class Child:
         """Resident memory of the processes and all their descendants, from /proc (Linux)."""
         return sum(_rss_kib(pid) for p in self.procs for pid in _tree(p.pid)) / 1024
 
+    def open_fds(self) -> int:
+        """File descriptors the processes and their descendants hold open, from /proc."""
+        return sum(_fd_count(pid) for p in self.procs for pid in _tree(p.pid))
+
     def cpu_seconds(self) -> float:
         """CPU time (user + system) the processes and their descendants used so far:
         the load-independent cost of a round, on a machine others share."""
@@ -143,6 +147,13 @@ def _cpu_ticks(pid: int) -> int:
         return 0
     fields = stat.rpartition(")")[2].split()  # after the command name, which may hold spaces
     return int(fields[11]) + int(fields[12])  # utime, stime
+
+
+def _fd_count(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
 
 
 def _rss_kib(pid: int) -> int:
