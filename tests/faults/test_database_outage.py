@@ -2,9 +2,10 @@
 
 The server reaches the database through a TCP proxy the test controls
 (tests/fakes/tcp_proxy.py). While it is cut (every connection aborted, new ones
-refused) `/healthz` answers 503 and a webhook gets 503 with Retry-After, storing
-nothing; once it is back the same process serves again, with no restart (the pools
-ping and replace dead connections), and the sender's retry makes exactly one case.
+refused) `/healthz` answers 503, a webhook gets 503 with Retry-After and a WeCom
+callback 503 (so WeCom sends it again), storing nothing. Once it is back the same
+process serves again, with no restart (the pools ping and replace dead
+connections), and each sender's retry takes effect exactly once.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from storage.db import Database
 from storage.models import Case
 from tests.conftest import ONLY_PG
 from tests.fakes.tcp_proxy import TcpProxy, tcp_proxy
+from tests.fakes.wecom import FakeWecom, running
+from tests.fakes.wecom_callbacks import CallbackSigner, settle, with_wecom
 from tests.support import (
     GENERIC_SECRET,
     Client,
@@ -48,11 +51,17 @@ async def proxy(db: Database) -> AsyncIterator[TcpProxy]:
 
 
 @pytest.fixture
+async def wecom() -> AsyncIterator[FakeWecom]:
+    async with running(FakeWecom()) as server:
+        yield server
+
+
+@pytest.fixture
 async def client(
-    db: Database, proxy: TcpProxy, tmp_path: Path, aiohttp_client: MakeClient
+    db: Database, proxy: TcpProxy, wecom: FakeWecom, tmp_path: Path, aiohttp_client: MakeClient
 ) -> Client:
     through = make_url(db.url).set(port=proxy.port).render_as_string(hide_password=False)
-    settings = make_settings(tmp_path, through, console=False)
+    settings = with_wecom(make_settings(tmp_path, through, console=False), wecom.url)
     bounds = dataclasses.replace(
         settings.database, timeout_seconds=1.0, statement_timeout_seconds=2.0
     )
@@ -71,9 +80,11 @@ async def cases_of(db: Database, external_id: str) -> int:
 
 
 async def test_a_lost_database_is_503_meanwhile_and_served_again_without_a_restart(
-    client: Client, proxy: TcpProxy, db: Database
+    client: Client, proxy: TcpProxy, db: Database, wecom: FakeWecom
 ) -> None:
     clock = client.app[CTX].clock
+    signer = CallbackSigner(lambda: int(clock().timestamp()))
+    query, sealed = signer.seal(signer.text("xiaomei", "/帮助", msg_id=7001))
     assert (await client.get("/healthz")).status == 200
     status, _ = await post_generic(
         client, return_body(event_id="before", external_id="AS-1"), clock
@@ -91,6 +102,8 @@ async def test_a_lost_database_is_503_meanwhile_and_served_again_without_a_resta
     resp = await client.post("/webhooks/generic", data=raw, headers=signed(raw, clock))
     assert resp.status == 503 and resp.headers["Retry-After"].isdigit()
     assert "retry later" in (await resp.json())["error"]
+    chat = await client.post("/callbacks/wecom", params=query, data=sealed)
+    assert chat.status == 503  # not 200: WeCom sends the message again
     assert await table_counts(db) == stored  # nothing half-written
 
     reconnects = proxy.accepted
@@ -102,4 +115,9 @@ async def test_a_lost_database_is_503_meanwhile_and_served_again_without_a_resta
         assert status == 202, answer
     assert answer["duplicate"] is True
     assert proxy.accepted > reconnects  # dead pooled connections were replaced, in-process
+    for _ in range(2):  # WeCom's re-send, and one more: a single reply
+        chat = await client.post("/callbacks/wecom", params=query, data=sealed)
+        assert chat.status == 200
+    await settle(client.app)
+    assert len(wecom.texts_to("xiaomei")) == 1
     assert await cases_of(db, "AS-2") == 1 and await cases_of(db, "AS-1") == 1
