@@ -1,8 +1,9 @@
 """WeCom, DingTalk and the OMS callback receiver all failing at once (issue 14, fault 1):
-HTTP 500s, then 429s, then answers that never come in time (the far side may have done
-the work), then recovery. Every message is delivered after recovery, in order per case,
-and none twice: read from what each fake received, keyed by the far side's own
-idempotency key (WeCom task_id, DingTalk outTrackId, the OMS event_id).
+HTTP 500s, then 429s (WeCom's errcode 45009 and -1 too), then calls that time out
+before the far side acts, then answers lost after it acted, then recovery. Every
+message is delivered after recovery, in order per case, and none twice: read from
+what each fake received, keyed by the far side's own idempotency key (WeCom
+task_id, DingTalk outTrackId, the OMS event_id).
 
 The retry backoff runs on the injected clock; only the timeouts cost wall time
 (a quarter of a second each, a few rounds).
@@ -50,9 +51,15 @@ class Fakes:
     def __init__(self, wecom: FakeWecom, dingtalk: FakeDingtalk, oms: FakeOms) -> None:
         self.wecom, self.dingtalk, self.oms = wecom, dingtalk, oms
 
-    def fail(self, status: int) -> None:
+    def fail(self, status: int, *, wecom_errcode: int | None = None) -> None:
+        """Every call answers HTTP `status`; WeCom, given `wecom_errcode`, answers HTTP
+        200 with that errcode instead, as it signals being busy or rate limited."""
+        self.clear()
         for path in WECOM_PATHS:
-            self.wecom.fail(path, status=status, times=None)
+            if wecom_errcode is None:
+                self.wecom.fail(path, status=status, times=None)
+            else:
+                self.wecom.fail(path, errcode=wecom_errcode, times=None)
         for path in DINGTALK_PATHS:
             self.dingtalk.fail(path, status=status, code="Throttling", times=None)
         self.oms.down(status)
@@ -166,7 +173,10 @@ async def test_an_outage_of_every_far_side_delivers_everything_once_and_in_order
     fakes.fail(429)
     await tick(app, clock, 3, 30)
     await cancel(client, clock, range(BIG, 2 * BIG))  # cancelled before their cards went out
-    await tick(app, clock, 3, 60)
+    fakes.fail(429, wecom_errcode=45009)  # WeCom: 接口调用超过限制
+    await tick(app, clock, 2, 60)
+    fakes.fail(503, wecom_errcode=-1)  # WeCom: 系统繁忙
+    await tick(app, clock, 2, 120)
     fakes.slow()
     await tick(app, clock, 1, 600)
     fakes.lose_answers()
