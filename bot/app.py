@@ -19,7 +19,7 @@ import aiohttp
 from aiohttp import web
 
 from bot import appkeys
-from bot.alerts import tell_admins
+from bot.alerts import tell_admins, tell_sender
 from bot.cards import CardRenderer
 from bot.channels import generic, generic_orders
 from bot.channels.base import channel_performers
@@ -36,7 +36,7 @@ from bot.platforms import console, dingtalk, dingtalk_stream, wecom
 from bot.platforms.base import Platform, chat_performers
 from bot.platforms.dingtalk_events import Unsupported
 from bot.platforms.dingtalk_sessions import Sessions
-from bot.platforms.evidence import media_performers
+from bot.platforms.evidence import Keeper, media_performers
 from bot.platforms.inbound import epoch
 from bot.settings import Settings, templates_dir
 from bot.web import api, dashboard, edge, export, health
@@ -108,6 +108,8 @@ def create_app(
     )
     app[appkeys.CTX] = ctx
     app[appkeys.METRICS] = metrics
+    evidence = EvidenceStore(Path(settings.files.evidence))
+    keeper = app[appkeys.KEEPER] = Keeper(evidence, settings.photos.max_bytes, alert)
     app[appkeys.RENDERER] = renderer
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
@@ -127,9 +129,9 @@ def create_app(
             **digest_performers(platforms),
             **media_performers(
                 platforms,
-                EvidenceStore(Path(settings.files.evidence)),
+                keeper,
                 lambda event: app[appkeys.DISPATCH].accept(event),  # set below, before a tick
-                settings.photos.max_bytes,
+                lambda sender, text: tell_sender(ctx, sender, text),
             ),
             **channel_performers(
                 {

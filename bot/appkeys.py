@@ -11,12 +11,14 @@ if TYPE_CHECKING:
     from bot.dispatch import Dispatcher
     from bot.metrics import Metrics
     from bot.outbox import OutboxWorker
+    from bot.platforms.evidence import Keeper
     from bot.writer import Writer
     from handlers.context import Ctx
 
 CTX: web.AppKey[Ctx] = web.AppKey("ctx")
 DISPATCH: web.AppKey[Dispatcher] = web.AppKey("dispatch")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+KEEPER: web.AppKey[Keeper] = web.AppKey("keeper")  # the evidence store's writer
 RENDERER: web.AppKey[CardRenderer] = web.AppKey("renderer")
 WORKER: web.AppKey[OutboxWorker] = web.AppKey("worker")
 WRITER: web.AppKey[Writer] = web.AppKey("writer")

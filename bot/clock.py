@@ -14,6 +14,12 @@ The periodic jobs stay on APScheduler as in python-telegram-bot's JobQueue:
 module-level functions with deterministic ids and `replace_existing=True`;
 `max_instances=1` with `coalesce=True` means a slow tick is never overlapped by
 the next one and missed ticks collapse into one run.
+
+What is due is decided by the injected clock against the rows, so a clock step
+neither refires a fired timer nor loses a pending one. APScheduler, though, times
+its interval jobs by the wall clock: after an NTP step back of an hour each job's
+next run lies an hour ahead, and the timers would wait that hour. The outbox loop,
+which waits on the monotonic clock, brings such a job back to now (`_realign`).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -151,9 +157,23 @@ class Clock:
             while not self._stopping:
                 started = loop.time()
                 self._wake.clear()  # before the round: a kick while it runs asks for one more
+                self._realign()
                 if not await self.tick_outbox():
                     break
                 await asyncio.sleep(max(0.0, started + ROUND_GAP - loop.time()))
+
+    def _realign(self) -> None:
+        """Run now any job whose next run is further ahead than two of its intervals:
+        only a wall clock stepped back puts it there (a step forward needs nothing,
+        the job is due and `coalesce` runs it once)."""
+        if self._scheduler is None:
+            return
+        now = datetime.now(UTC)
+        for job in self._scheduler.get_jobs():
+            ahead = job.next_run_time - now if job.next_run_time is not None else None
+            if ahead is not None and ahead > 2 * job.trigger.interval:
+                log.warning("clock: the wall clock stepped back %s; %s runs now", ahead, job.id)
+                job.modify(next_run_time=now)
 
     async def stop(self) -> None:
         """Stop ticking, wait for in-flight ticks, shut the scheduler down, flush the outbox."""

@@ -38,6 +38,7 @@ from bot.channels.shops import DouyinShop
 from bot.channels.values import id_str
 from bot.events import ChannelNotice
 from bot.web.body import BodyTooLarge, read_body
+from storage.db import is_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -199,8 +200,12 @@ async def receive(request: web.Request) -> web.Response:
         return _answer(exc.status, {"code": 40041, "msg": exc.message})
     try:
         stored = await asyncio.gather(*(request.app[ACCEPT](n) for n in found))
-    except Exception:
-        log.exception("douyin push: storing %d notices failed", len(found))
+    except Exception as exc:
+        if is_unavailable(exc):  # an outage 抖店 waits out by pushing again: no traceback
+            log.warning("douyin push: %d notice(s) not stored, database unavailable (%s)",
+                        len(found), type(exc).__name__)  # fmt: skip
+        else:
+            log.exception("douyin push: storing %d notices failed", len(found))
         return _answer(503, {"code": 1, "msg": "fail"})
     if not all(stored):
         log.warning("douyin push refused: shutting down")

@@ -37,6 +37,7 @@ from bot.events import ReturnRequest
 from bot.outbox import PermanentError, RetryableError
 from bot.settings import GenericChannelSettings
 from bot.web.body import BodyTooLarge, read_body
+from bot.web.edge import cannot_store
 from bot.writer import Closed
 
 log = logging.getLogger(__name__)
@@ -117,17 +118,12 @@ async def receive(request: web.Request) -> web.Response:
             "generic webhook from %s refused (%d): %s", request.remote, exc.status, exc.message
         )
         return answer(exc.status, {"error": exc.message})
-    if not request.app[DISPATCH].accepting:
-        log.warning("generic webhook %s refused: shutting down", event.key)
-        return answer(503, {"error": "shutting down; retry later"})
     try:
+        if not request.app[DISPATCH].accepting:
+            raise Closed("shutting down")
         result = await request.app[INTAKE](event, ctx)
-    except Closed:
-        log.warning("generic webhook %s refused: shutting down", event.key)
-        return answer(503, {"error": "shutting down; retry later"})
-    except Exception:
-        log.exception("generic webhook %s: intake failed", event.key)
-        return answer(503, {"error": "could not store the request; retry later"})
+    except Exception as exc:
+        return cannot_store(exc, f"generic webhook {event.key}")
     if result.refused:
         log.warning("generic webhook %s refused (409): %s", event.key, result.refused)
         return answer(409, {"error": result.refused, "case_id": result.case_id})

@@ -29,6 +29,7 @@ from bot.appkeys import CTX, DISPATCH
 from bot.channels import generic_body as body
 from bot.channels.generic import answer, signed_body
 from bot.events import OrderEvent
+from bot.web.edge import cannot_store
 from bot.writer import Closed
 
 log = logging.getLogger(__name__)
@@ -88,15 +89,12 @@ async def receive(request: web.Request) -> web.Response:
             "order event from %s refused (%d): %s", request.remote, exc.status, exc.message
         )
         return answer(exc.status, {"error": exc.message})
-    if not request.app[DISPATCH].accepting:
-        return answer(503, {"error": "shutting down; retry later"})
     try:
+        if not request.app[DISPATCH].accepting:
+            raise Closed("shutting down")
         result = await request.app[INTAKE](event)
-    except Closed:
-        return answer(503, {"error": "shutting down; retry later"})
-    except Exception:
-        log.exception("order event %s: store failed", event.key)
-        return answer(503, {"error": "could not store the order; retry later"})
+    except Exception as exc:
+        return cannot_store(exc, f"order event {event.key}")
     log.info(
         "order event %s (%s %s)%s",
         event.key,

@@ -35,7 +35,7 @@ from bot.channels.shops import ShopifyShop
 from bot.channels.values import id_str, minor_from_decimal, utc_time
 from bot.events import Item, ReturnRequest, time_version
 from bot.web.body import BodyTooLarge, read_body
-from bot.writer import Closed
+from bot.web.edge import cannot_store
 
 log = logging.getLogger(__name__)
 
@@ -200,11 +200,8 @@ async def receive(request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "ignored": topic})
     try:
         result = await request.app[INTAKE](event, ctx)
-    except Closed:
-        return web.json_response({"error": "shutting down; retry later"}, status=503)
-    except Exception:
-        log.exception("shopify %s: intake failed", event.key)
-        return web.json_response({"error": "could not store the event; retry later"}, status=503)
+    except Exception as exc:
+        return cannot_store(exc, f"shopify {event.key}")
     if result.refused:
         log.warning("shopify %s refused (409): %s", event.key, result.refused)
         return web.json_response({"error": result.refused}, status=409)

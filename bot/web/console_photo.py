@@ -6,25 +6,25 @@ body is the image itself (`Content-Type: image/jpeg` or `image/png`), read up to
 thread) and handled as the `PhotoStored` event the chat platforms' download
 raises, by the same handler (handlers/photos.py): decoded, then a scan or
 evidence. An oversized or non-image body gets a 4xx with a Chinese message and
-changes nothing. The page's uuid keys the event, so a double post is one photo.
+changes nothing; so does a store that cannot write (507, the admins alerted:
+bot/platforms/evidence.py `Keeper`). The page's uuid keys the event, so a double
+post is one photo.
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from aiohttp import web
 
-from bot.appkeys import CTX, DISPATCH
+from bot.appkeys import CTX, DISPATCH, KEEPER
 from bot.platforms.console import ConsoleInputError, is_member, parse_photo
-from bot.platforms.evidence import keep
+from bot.platforms.evidence import UPLOAD_FULL_ZH, StoreFull
 from bot.web.auth import acting_as, console_member, require_same_origin
 from bot.web.body import BodyTooLarge, read_body
 from bot.web.console_poll import error
 from bot.web.console_post import deliver
 from handlers.photos import on_photo_stored, size_zh
-from storage.evidence import EvidenceStore
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,10 @@ async def upload(request: web.Request) -> web.Response:
         return error(413, f"照片过大（上限 {size_zh(limit)}），请压缩后重发")
     if not content:
         return error(400, "照片内容为空")
-    store = EvidenceStore(Path(ctx.settings.files.evidence))
-    event = await keep(store, content, request.content_type, limit, key, sender)
+    try:
+        event = await request.app[KEEPER].keep(content, request.content_type, key, sender)
+    except StoreFull:
+        return error(507, UPLOAD_FULL_ZH)  # nothing shown, nothing stored: upload again
     note = {"type": "photo", "sha256": event.sha256, "uuid": uuid}
     dispatch = request.app[DISPATCH]
     return await deliver(

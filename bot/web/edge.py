@@ -14,7 +14,8 @@ The middleware, in order:
    mid-body is logged at INFO and counted as 499 (nginx's "client closed request"),
    never as a 500 with a traceback that would page someone.
 4. A database that does not answer within its bounds (storage/db.py) is 503 with
-   Retry-After, so the sender retries later, and logged as a WARNING.
+   Retry-After, so the sender retries later, and logged as a WARNING. Routes that
+   catch their intake's failure answer it the same way through `cannot_store`.
 
 aiohttp rejects some requests before any application code runs (a malformed
 request line, header or chunk size) and logs each as an ERROR with a traceback.
@@ -36,6 +37,7 @@ from aiohttp.typedefs import Handler
 from bot.appkeys import CTX, METRICS
 from bot.web.access_log import AccessLog
 from bot.web.body import unsafe_text
+from bot.writer import Closed
 from storage.db import is_unavailable
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ R = TypeVar("R", bound=web.StreamResponse)
 CLIENT_CLOSED = 499
 RETRY_AFTER_SECONDS = "5"
 UNPARSED = "unparsed"  # route label for requests aiohttp refused before routing
+UNAVAILABLE = "database unavailable; retry later; 数据库暂不可用，请稍后重试"
 
 
 class BodyTimeout(TimeoutError):
@@ -62,6 +65,29 @@ def _error(status: int, message: str, **headers: str) -> web.Response:
         content_type="application/json",
         headers=headers,
     )
+
+
+def retry_later(message: str) -> web.Response:
+    """503 with Retry-After: what a route answers when it cannot store a request now
+    (shutting down, the database unavailable), so the sender retries instead of
+    giving up."""
+    return _error(503, message, **{"Retry-After": RETRY_AFTER_SECONDS})
+
+
+def cannot_store(exc: Exception, what: str) -> web.Response:
+    """The answer to a route whose intake raised `exc` for `what` (e.g. "generic webhook
+    <key>"): always a retry-later, since nothing was stored. A writer shutting down or a
+    database that is unavailable is the sender's to wait out (a WARNING); anything else
+    is a bug, logged with its traceback."""
+    if isinstance(exc, Closed):
+        log.warning("%s refused: shutting down", what)
+        return retry_later("shutting down; retry later; 服务正在重启，请稍后重试")
+    if is_unavailable(exc):
+        log.warning("%s refused: database unavailable (%s: %s)",
+                    what, type(exc).__name__, str(exc)[:200])  # fmt: skip
+        return retry_later(UNAVAILABLE)
+    log.error("%s: could not be stored", what, exc_info=exc)
+    return retry_later("could not store the request; retry later; 暂时无法保存，请稍后重试")
 
 
 def _closing(request: web.Request, response: R) -> R:
@@ -139,8 +165,7 @@ def _fault(request: web.Request, exc: Exception) -> web.Response | None:
     if is_unavailable(exc):
         log.warning("%s: database unavailable (%s: %s); answered 503",
                     where, type(exc).__name__, str(exc)[:200])  # fmt: skip
-        message = "database unavailable; retry later; 数据库暂不可用，请稍后重试"
-        return _error(503, message, **{"Retry-After": RETRY_AFTER_SECONDS})
+        return retry_later(UNAVAILABLE)
     return None
 
 

@@ -21,13 +21,15 @@ In the manner of the fake WeCom (tests/fakes/wecom.py):
   take 20 messages a minute and then answer 130101 for 10 minutes;
 - `media/upload` (oapi) takes JPG/PNG/GIF/BMP up to 20 MB and answers a media_id;
   `sampleImageMsg` must name one (or an http URL) as its photoURL;
-- `fail(path, …)` and `slow(path, seconds)` fail or delay the next calls.
+- `fail(path, …)` and `slow(path, seconds)` fail or delay the next calls;
+  `slow_answer(path, seconds)` does the work and answers late.
 
 Times are on the injectable `clock` (epoch seconds), the test's FakeClock.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -97,6 +99,7 @@ class FakeDingtalk:
     failures: dict[str, list[Failure]] = field(default_factory=dict)
     delays: dict[str, float] = field(default_factory=dict)
     media: dict[str, bytes] = field(default_factory=dict)  # media/upload: media_id -> bytes
+    lags: dict[str, float] = field(default_factory=dict)  # after the work, before the answer
 
     # --- test controls ------------------------------------------------------------------
 
@@ -107,6 +110,11 @@ class FakeDingtalk:
 
     def slow(self, path: str, seconds: float) -> None:
         self.delays[path] = seconds
+
+    def slow_answer(self, path: str, seconds: float) -> None:
+        """Do the work at once, answer `seconds` later: a client that times out meanwhile
+        loses the answer to a call DingTalk accepted (a created card, an update)."""
+        self.lags[path] = seconds
 
     def fail_recipient(self, space_id: str, times: int = 1) -> None:
         """The next `times` deliveries to `space_id` fail in `deliverResults` (HTTP 200)."""
@@ -198,7 +206,10 @@ class FakeDingtalk:
                 body = json.loads(await request.read())
                 if not isinstance(body, dict):
                     raise Refusal(400, "InvalidParameter", "body is not an object")
-                return web.json_response(work(body))
+                answer = web.json_response(work(body))
+                if self.lags.get(path):
+                    await asyncio.sleep(self.lags[path])
+                return answer
             except ValueError:
                 return _refuse(400, "InvalidParameter", "body is not JSON")
             except Refusal as exc:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from bot.events import TOO_LARGE, PhotoStored, Sender
-from bot.outbox import PermanentError, RetryableError
-from bot.platforms.evidence import media_performers
+from bot.outbox import Performer, PermanentError, RetryableError
+from bot.platforms.evidence import Keeper, media_performers
 from storage.evidence import EvidenceStore, extension
 from storage.models import OutboxMessage
 
@@ -63,9 +63,19 @@ class Announced:
         return self.accept
 
 
+async def nobody(*_: object) -> None:
+    raise AssertionError("the store wrote: nobody is alerted or told")
+
+
+def performers(
+    platforms: dict[str, object], store: EvidenceStore, announced: Announced, max_bytes: int
+) -> dict[str, Performer]:
+    return media_performers(platforms, Keeper(store, max_bytes, nobody), announced, nobody)
+
+
 async def test_a_redelivery_writes_one_file_and_announces_the_same_key(tmp_path: Path) -> None:
     source, announced = Source(), Announced()
-    fetch = media_performers({"wecom": source}, EvidenceStore(tmp_path), announced, 1000)
+    fetch = performers({"wecom": source}, EvidenceStore(tmp_path), announced, 1000)
     digest = hashlib.sha256(source.content).hexdigest()
     for _ in range(2):
         result = await fetch["media.fetch"](row())
@@ -80,23 +90,21 @@ async def test_a_redelivery_writes_one_file_and_announces_the_same_key(tmp_path:
 
 async def test_a_photo_over_the_byte_bound_is_announced_unstored(tmp_path: Path) -> None:
     announced = Announced()
-    fetch = media_performers(
-        {"wecom": Source(b"x" * 101)}, EvidenceStore(tmp_path), announced, 100
-    )
+    fetch = performers({"wecom": Source(b"x" * 101)}, EvidenceStore(tmp_path), announced, 100)
     await fetch["media.fetch"](row())
     assert announced.events == [PhotoStored("photo:wecom:msg:1", ME, size=101, problem=TOO_LARGE)]
     assert stored(tmp_path) == []
 
 
 async def test_shutting_down_is_retried_later(tmp_path: Path) -> None:
-    fetch = media_performers({"wecom": Source()}, EvidenceStore(tmp_path), Announced(False), 1000)
+    fetch = performers({"wecom": Source()}, EvidenceStore(tmp_path), Announced(False), 1000)
     with pytest.raises(RetryableError):
         await fetch["media.fetch"](row())
 
 
 async def test_a_platform_without_media_is_a_permanent_error(tmp_path: Path) -> None:
     store = EvidenceStore(tmp_path)
-    fetch = media_performers({"console": object()}, store, Announced(), 1000)["media.fetch"]
+    fetch = performers({"console": object()}, store, Announced(), 1000)["media.fetch"]
     with pytest.raises(PermanentError):
         await fetch(row("console:media"))
     with pytest.raises(PermanentError):

@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 
 from bot import barcodes
 from bot.events import ImageMessage, PhotoStored, Sender
-from bot.platforms.evidence import media_performers
+from bot.platforms.evidence import Keeper, media_performers
 from handlers import photos
 from handlers.context import Ctx
 from storage.db import Database
@@ -53,9 +53,11 @@ async def send(
         await photos.on_photo_stored(event, ctx)
         return True
 
-    fetch = media_performers(
-        {"console": phone}, photos.store(ctx), announce, ctx.settings.photos.max_bytes
-    )["media.fetch"]
+    async def nobody(*_: object) -> None:
+        raise AssertionError("the store wrote: nobody is alerted or told")
+
+    keeper = Keeper(photos.store(ctx), ctx.settings.photos.max_bytes, nobody)
+    fetch = media_performers({"console": phone}, keeper, announce, nobody)["media.fetch"]
     async with ctx.db.read() as session:
         rows = list(
             await session.scalars(
