@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +107,25 @@ class Card:
         return f"已{action}"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """What `dataclasses.asdict` gives (tests/unit/test_card_text.py checks it), written
+        out: asdict deep-copies every leaf, which was most of the cost of building a card
+        at intake (0.17 ms of 0.26 ms a card under cProfile)."""
+        return {
+            "kind": self.kind,
+            "title": self.title,
+            "case_id": self.case_id,
+            "summary": self.summary,
+            "fields": tuple(tuple(f) for f in self.fields),
+            "lines": tuple(self.lines),
+            "history": tuple(self.history),
+            "buttons": tuple(
+                {"label": b.label, "action": b.action, "token": b.token, "style": b.style}
+                for b in self.buttons
+            ),
+            "status": self.status,
+            "closed": self.closed,
+            "extra": dict(self.extra),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Card:

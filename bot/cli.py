@@ -70,6 +70,7 @@ def _run(app: web.Application, host: str, port: int) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from bot import workers as prefork
     from bot.app import create_app
+    from bot.heap import freeze_after_start
 
     settings = _load(args.config)
     try:
@@ -89,6 +90,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             migrate=not args.no_migrate,
         )
     app = create_app(settings, migrate=not args.no_migrate)
+    freeze_after_start(app)
     _run(app, host, port)
     return 0
 

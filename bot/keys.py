@@ -30,8 +30,8 @@ def _escape_char(ch: str) -> str:
 
 def escape(part: str) -> str:
     """`part` with "%", ":", "#" and unprintable characters as %XX (UTF-8 bytes)."""
-    if not any(ch in _RESERVED or not ch.isprintable() for ch in part):
-        return part
+    if part.isprintable() and "%" not in part and ":" not in part and "#" not in part:
+        return part  # the common case, in C: every intake builds a key
     return "".join(_escape_char(ch) for ch in part)
 
 

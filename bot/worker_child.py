@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, lambda got, _frame: early.append(got))
     from bot.app import create_app
     from bot.cli import _load, _logging
+    from bot.heap import freeze_after_start
 
     p = argparse.ArgumentParser(prog="returnhub-worker")
     p.add_argument("--fd", type=int, required=True)
@@ -89,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = _load(args.config)  # exit 2 on a config error: the parent stops the server
     app = create_app(settings, migrate=False)
     app.on_response_prepare.append(_stamp)
+    freeze_after_start(app)
     return asyncio.run(_serve(app, socket.socket(fileno=args.fd), args.slot, parent, early))
 
 

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.events import Item, ReturnRequest
 from handlers import abuse, routing, steps
@@ -43,7 +44,12 @@ def case_number(day: str, value: int) -> str:
 def new_case(
     fx: Effects, event: ReturnRequest, case_id: str, raised_by: int | None
 ) -> tuple[Case, list[Evidence]]:
-    """The case `event` opens, not routed yet, and its evidence."""
+    """The case `event` opens, not routed yet, and its evidence.
+
+    Transient rows for storage/intake_rows.py's Core inserts, never added to a
+    session: its items and (empty) steps are set as if loaded, without the ORM's
+    collection events and backrefs, which cost as much as the rest of the case
+    (opening.py writes each item's and step's `case_id` itself)."""
     now = fx.now
     case = Case(
         id=case_id,
@@ -67,9 +73,9 @@ def new_case(
         created_at=now,
         updated_at=now,
         attachments=[],
-        steps=[],
-        items=case_items(event.items),
     )
+    set_committed_value(case, "items", case_items(event.items))
+    set_committed_value(case, "steps", [])
     evidence = [
         Evidence(case_id=case_id, kind="url", ref=url, added_by=event.channel, at=now)
         for url in event.evidence

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import chinese_calendar
@@ -29,6 +30,14 @@ def _official(day: date, calendar: WorkCalendar) -> str:
     regular day, or a year chinese-calendar does not cover yet)."""
     if calendar.holidays != "chinese-calendar":
         return ""
+    return _statutory(day)
+
+
+@lru_cache(maxsize=4096)
+def _statutory(day: date) -> str:
+    """`_official` from chinese-calendar's tables, once per day: each of its lookups
+    scans every holiday it knows for the years it covers (about 16 µs a call, and an
+    SLA clock asks for each day of each reminder's span)."""
     try:
         off, name = chinese_calendar.get_holiday_detail(day)
     except NotImplementedError:
@@ -98,10 +107,14 @@ def _utc(day: date, at: time, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, at, tzinfo=zone).astimezone(UTC)
 
 
+@lru_cache(maxsize=1024)
 def add_business_hours(
     start: datetime, hours: float | timedelta, calendar: WorkCalendar, zone: ZoneInfo
 ) -> datetime:
-    """The moment `hours` of working time after `start` (both naive UTC)."""
+    """The moment `hours` of working time after `start` (both naive UTC).
+
+    Remembered: a batch of new cases opened at one moment asks the same few
+    questions (one per policy and reminder fraction) for every case."""
     remaining = hours if isinstance(hours, timedelta) else timedelta(hours=hours)
     if remaining <= timedelta(0):
         return start

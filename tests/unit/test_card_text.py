@@ -7,6 +7,7 @@ JSON can write a C0/C1 control no other way, so none may be left in any value.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any, cast
 
@@ -141,3 +142,15 @@ async def test_chat_texts_lose_control_characters_too() -> None:
     await send(OutboxMessage(id=1, kind="text.send", destination="rec:u", payload={"text": text}))
     assert platform.texts == [clean_text(text, multiline=True)]
     assert platform.texts[0].startswith("【RC-1】待审批\n原因：开关失灵，[31m不出粮\n")
+
+
+def test_to_dict_is_what_asdict_gives_and_round_trips() -> None:
+    """`Card.to_dict` is written out for speed; it must stay what `asdict` made."""
+    card = dirty_card(
+        status="已由 王组长 于 11-21 14:03 同意",
+        closed=True,
+        extra={"send": "ab12cd34", "assignees": "王组长"},
+        buttons=(Button("同意", "approve", "tok.a", "primary"), Button("驳回", "reject", "t.b")),
+    )
+    assert card.to_dict() == dataclasses.asdict(card)
+    assert Card.from_dict(json.loads(json.dumps(card.to_dict()))) == card
