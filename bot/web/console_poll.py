@@ -62,7 +62,7 @@ def view(ctx: Ctx, row: ConsoleMessage) -> dict[str, Any]:
     }
 
 
-def _after(raw: str) -> int:
+def parse_after(raw: str) -> int:
     try:
         after = int(raw or "0")
     except ValueError:
@@ -72,7 +72,7 @@ def _after(raw: str) -> int:
     return after
 
 
-def _since(raw: str) -> datetime | None:
+def parse_since(raw: str) -> datetime | None:
     """The client's cursor: naive UTC, as we sent it, and far enough from year 1 to look back."""
     if not raw:
         return None
@@ -122,8 +122,8 @@ async def messages(request: web.Request) -> web.Response:
     user = request.query.get("user", "")
     acting_as(me, user)
     try:
-        after = _after(request.query.get("after", ""))
-        since = _since(request.query.get("since", ""))
+        after = parse_after(request.query.get("after", ""))
+        since = parse_since(request.query.get("since", ""))
     except BadPoll as exc:
         return error(400, str(exc))
     if not user or not await is_member(ctx.db, user):
