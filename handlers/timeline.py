@@ -71,6 +71,13 @@ ACTION_ZH: dict[str, tuple[str, str]] = {
 }
 
 
+STEP = "分派审批"
+ROUTED = frozenset(
+    ACTION_ZH[a][0]
+    for a in ("created", "route", "reroute", "auto_approve", "approve_step", "transfer")
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     at: datetime  # naive UTC
@@ -100,7 +107,7 @@ def _why(row: AuditEvent) -> str:
 
 def _audit(case: Case, row: AuditEvent) -> Entry:
     if row.action.startswith("refused:"):
-        tried = row.action.split(":", 1)[1]
+        tried = row.action.split(":", 1)[1].removeprefix("/")  # a command's, or a click's
         label, tone = f"操作未执行（{ACTION_ZH.get(tried, (tried, ''))[0]}）", "muted"
     else:
         label, tone = ACTION_ZH.get(row.action, (row.action, "info"))
@@ -118,7 +125,7 @@ def _step(step: ApprovalStep) -> Entry | None:
         return None
     who = f"：{step.assignee.name}" if step.assignee is not None else ""
     detail = f"第 {step.seq} 级 · {role_zh(step.role)}{who}"
-    return Entry(step.opened_at, "分派审批", "系统", detail, "info")
+    return Entry(step.opened_at, STEP, "系统", detail, "info")
 
 
 def _resolutions(row: Resolution) -> list[Entry]:
@@ -130,14 +137,26 @@ def _resolutions(row: Resolution) -> list[Entry]:
 
 
 def _reminders(rows: list[OutboxMessage]) -> list[Entry]:
-    """One entry per reminder text, however many platforms it went out on."""
-    seen: dict[tuple[datetime, str], Entry] = {}
+    """One entry per reminder, naming everyone it went to ("⏰ @王组长 …" to each of them,
+    on every platform they are on)."""
+    found: dict[tuple[datetime, str], list[str]] = {}
     for row in rows:
         text = str(row.payload.get("text", ""))
-        if text.startswith(REMINDER_MARK) and (row.created_at, text) not in seen:
-            line = text.removeprefix(REMINDER_MARK).strip()
-            seen[(row.created_at, text)] = Entry(row.created_at, "时效提醒", "系统", line, "bad")
-    return list(seen.values())
+        if not text.startswith(REMINDER_MARK):
+            continue
+        line = text.removeprefix(REMINDER_MARK).strip()
+        name = ""
+        if line.startswith("@"):
+            name, _, line = line[1:].partition(" ")
+        names = found.setdefault((row.created_at, line), [])
+        if name and name not in names:
+            names.append(name)
+    return [
+        Entry(
+            at, "时效提醒", "系统", f"{line}（提醒 {'、'.join(names)}）" if names else line, "bad"
+        )
+        for (at, line), names in found.items()
+    ]
 
 
 async def timeline(session: AsyncSession, case_id: str) -> tuple[Case, list[Entry]] | None:
@@ -162,7 +181,9 @@ async def timeline(session: AsyncSession, case_id: str) -> tuple[Case, list[Entr
         )
     )
     entries += _reminders(list(texts))
-    entries.sort(key=lambda e: e.at)  # stable: the audit's own order among equal times
+    # Stable, so the audit's own order holds among equal times; a step opened at the
+    # moment of its routing comes right after it, before anything decided on it.
+    entries.sort(key=lambda e: (e.at, 0 if e.label in ROUTED else 1 if e.label == STEP else 2))
     return case, entries
 
 

@@ -142,7 +142,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
             await _catch_up(request, out, user, seq)
         elif replay:
             await out.send([(c.row, c.updated_at) for c in replay], replay[-1].seq)
-        await _forward(out, sub, feed.heartbeat)
+        await _forward(out, sub, feed)
     except ConnectionResetError:
         pass  # the page went away; it reconnects with its Last-Event-ID
     finally:
@@ -163,11 +163,11 @@ async def _catch_up(request: web.Request, out: Stream, user: str, seq: int) -> N
             return
 
 
-async def _forward(out: Stream, sub: Subscriber, heartbeat: float) -> None:
+async def _forward(out: Stream, sub: Subscriber, feed: ConsoleFeed) -> None:
     """The feed's changes as they come, several at once if they queued; a ping when idle."""
     while True:
         try:
-            first = await asyncio.wait_for(sub.queue.get(), heartbeat)
+            first = await asyncio.wait_for(sub.queue.get(), feed.heartbeat)
         except TimeoutError:
             await out.ping()
             continue
