@@ -1,4 +1,5 @@
-"""`GET /console/api/messages`: what the page polls every second.
+"""`GET /console/api/messages`: what the page polls every second where server push
+(console_stream.py) is not available; the stream's catch-up runs the same query.
 
 A poll returns rows newer than the client's last id, plus rows at or below it
 that changed, or first became visible, since the client's cursor. The second

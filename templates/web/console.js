@@ -278,11 +278,19 @@
       bubble.textContent = "[照片]";
       return bubble;
     }
+    // The label until the file has loaded: pushed at once, the photo can show before its
+    // handler has filed it as evidence (a 404 for a moment), so ask again a few times.
+    bubble.append(el("span", null, "[照片]"));
+    const src = `/console/api/evidence/${msg.sha256}`;
     const img = el("img");
     img.alt = "照片";
-    img.src = `/console/api/evidence/${msg.sha256}`;
-    img.addEventListener("error", () => bubble.replaceChildren(el("span", null, "[照片]")));
-    bubble.append(img);
+    let tries = 0;
+    img.addEventListener("load", () => bubble.replaceChildren(img));
+    img.addEventListener("error", () => {
+      tries += 1;
+      if (tries <= 5) setTimeout(() => { img.src = `${src}?try=${tries}`; }, 500 * tries);
+    });
+    img.src = src;
     return bubble;
   }
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from aiohttp import web
-from playwright.async_api import Locator, Page, Route, async_playwright, expect
+from playwright.async_api import Page, Route, async_playwright, expect
 
 from bot.app import create_app
 from bot.appkeys import CTX, WORKER
@@ -24,7 +23,7 @@ from bot.demo import demo_settings, seed
 from bot.events import Item, ReturnRequest
 from bot.web.console_login import signin_link
 from handlers.intake import on_return_request
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, free_port
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, expect_decided, free_port, open_chat
 from tests.fakes.labels import label_photo
 from tests.support import add_console_row
 
@@ -36,40 +35,6 @@ pytestmark = [
     ),
 ]
 SCREENSHOT = Path("/tmp/console.png")  # noqa: S108 - a fixed place to look at by hand
-
-
-@pytest.fixture
-def console_url(demo: tuple[web.Application, str]) -> str:
-    return demo[1]
-
-
-@pytest.fixture
-async def page(console_url: str) -> AsyncIterator[Page]:
-    """A fresh Chromium page; fails the test on any uncaught script error."""
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = await browser.new_page(viewport={"width": 1280, "height": 900})
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            yield page
-            assert errors == []
-        finally:
-            await browser.close()
-
-
-async def open_chat(page: Page, url: str, name: str) -> None:
-    await page.goto(f"{url}#{name}")
-    await expect(page.locator("#chat-title")).to_have_text(name)
-
-
-async def expect_decided(card: Locator, who: str, words: str, tone: str) -> None:
-    """The card's status line, as a person sees it: who decided what, in the right colour."""
-    status = card.locator(".card-status")
-    await expect(status).to_contain_text(who, timeout=15_000)  # the outbox round trip
-    await expect(status).to_be_visible()
-    await expect(status).to_contain_text(words)
-    await expect(status).to_have_class(f"card-status {tone}")
 
 
 async def test_lead_approves_and_director_sees_history(page: Page, console_url: str) -> None:
@@ -208,9 +173,11 @@ async def test_a_row_that_commits_late_appears_in_its_place(
 async def test_switching_member_during_a_poll_still_loads_the_new_chat(
     page: Page, console_url: str
 ) -> None:
-    """A poll for the old member is in flight when someone clicks another member: its
-    answer is dropped, and the new member's chat must still load and keep polling."""
+    """Polling, the page's fallback where EventSource is missing: a poll for the old
+    member is in flight when someone clicks another member. Its answer is dropped, and
+    the new member's chat must still load and keep polling."""
     held, release = asyncio.Event(), asyncio.Event()
+    await page.add_init_script("delete window.EventSource")
 
     async def hold_old_polls(route: Route) -> None:
         if "%E5%B0%8F%E7%BE%8E" in route.request.url:  # user=小美
@@ -220,8 +187,9 @@ async def test_switching_member_during_a_poll_still_loads_the_new_chat(
 
     await open_chat(page, console_url, "小美")
     await expect(page.locator(".placeholder")).to_contain_text("还没有消息")
+    await expect(page.locator("#conn")).to_have_attribute("data-mode", "poll")
     await page.route("**/console/api/messages?*", hold_old_polls)
-    await held.wait()  # the next poll for 小美 is now in flight
+    await asyncio.wait_for(held.wait(), 15)  # the next poll for 小美 is now in flight
     await page.locator(".member", has_text="王组长").click()
     release.set()
     await expect(page.locator(".card", has_text="132.00").first).to_be_visible()
