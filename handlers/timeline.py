@@ -19,7 +19,7 @@ from sqlalchemy.orm import selectinload
 
 from bot.money import yuan_zh
 from handlers.context import Ctx
-from handlers.people import role_zh
+from handlers.people import ROLE_ZH, role_zh
 from handlers.views import reason_zh
 from handlers.workflow import STATUS_ZH, Status
 from storage.models import ApprovalStep, AuditEvent, Case, OutboxMessage, Resolution
@@ -112,6 +112,9 @@ def _audit(case: Case, row: AuditEvent) -> Entry:
     else:
         label, tone = ACTION_ZH.get(row.action, (row.action, "info"))
     detail = _why(row)
+    if row.action in ("route", "reroute"):  # 档位「…」：cs_lead -> 客服组长
+        for role, zh in ROLE_ZH.items():
+            detail = detail.replace(role, zh)
     if row.action == "created":
         detail = f"{yuan_zh(case.amount_fen)} · {reason_zh(case)}"
     if row.from_status and row.from_status != row.to_status and row.to_status in set(Status):

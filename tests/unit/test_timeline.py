@@ -50,6 +50,7 @@ async def test_a_case_from_request_to_refund_in_order(db: Database) -> None:
     by = {e.label: e for e in found}
     assert by["收到售后申请"].detail.startswith("¥132.00 · ")
     assert by["分派审批"].detail == "第 1 级 · 客服组长"
+    assert by["进入审批"].detail == "档位「客服组长审批」：客服组长（→ 待审批）"
     first, second = (e for e in found if e.label == "时效提醒")
     assert "已用时 50%" in first.detail and first.detail.endswith("（提醒 王组长、刘组长）")
     assert "已用时 100%" in second.detail
