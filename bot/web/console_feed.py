@@ -144,6 +144,10 @@ class ConsoleFeed:
             del self._subs[sub.user]
             self._linger[sub.user] = time.monotonic()
 
+    def streams(self, user: str) -> int:
+        """How many streams watch `user` now."""
+        return len(self._subs.get(user, ()))
+
     def _replay(self, user: str, epoch: str, seq: int) -> list[Change] | None:
         if epoch != self.epoch or not 0 <= seq <= self.seq:
             return None

@@ -110,7 +110,7 @@ async def until_unsubscribed(client: Client, user: str) -> None:
     """The server noticed the closed stream (at its next write, a heartbeat)."""
     feed = client.app[FEED]
     feed.heartbeat = 0.05
-    await eventually(lambda: not feed._subs.get(user), WAIT)
+    await eventually(lambda: feed.streams(user) == 0, WAIT)
 
 
 async def test_the_stream_needs_a_member_sign_in(
