@@ -93,6 +93,11 @@ async def test_transfer_then_reject_with_a_reason(page: Page, console_url: str) 
     await expect_decided(rejected, "刘组长", "驳回：买家近 90 天", "bad")
     await expect(page.locator(".row.bot .bubble").last).to_have_text(f"已驳回 {case_id}")
     await expect(box).not_to_have_attribute("placeholder", re.compile("回复驳回原因"))
+    await rejected.locator(".trail-btn").click()  # the case's timeline keeps the reason
+    entry = page.locator("#trail .trail-item", has_text="审批驳回")
+    await expect(entry).to_contain_text("刘组长")
+    await expect(entry).to_contain_text("买家近 90 天多次以漏发为由申请")
+    await expect(page.locator("#trail .trail-item", has_text="转交")).to_contain_text("王组长")
 
 
 async def test_typed_text_is_a_chat_message(page: Page, console_url: str) -> None:
@@ -252,3 +257,6 @@ async def test_warehouse_uploads_a_label_photo_and_inspects(
     await expect(card).to_be_visible(timeout=15_000)
     buttons = card.locator(".card-buttons .btn")
     await expect(buttons).to_have_text(["完好", "破损", "缺配件", "错发调包", "空包"])
+    await card.locator(".trail-btn").click()  # the photo's scan is in the case's timeline
+    scanned = page.locator("#trail .trail-item", has_text="仓库扫码签收")
+    await expect(scanned).to_contain_text("小周")
