@@ -111,6 +111,7 @@ class ConsoleFeed:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._failing = False
 
     def kick(self) -> None:
         """A console row was committed in this process: look now, not at the next tick."""
@@ -176,8 +177,13 @@ class ConsoleFeed:
                 return
             try:
                 await self._scan()
-            except Exception as exc:  # the database is away: look again next time
-                log.warning("console feed: %s", exc)
+                if self._failing:
+                    log.info("console feed: reading the database again")
+                self._failing = False
+            except Exception as exc:  # the database is away: look again next time, say it once
+                if not self._failing:
+                    log.warning("console feed cannot read the database: %s", exc)
+                self._failing = True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval)
             self._wake.clear()
