@@ -32,7 +32,7 @@ from bot.dispatch import Dispatcher
 from bot.events import CardAction, ChannelNotice, ChatMessage, ImageMessage, PhotoStored
 from bot.metrics import Metrics
 from bot.outbox import Performer
-from bot.platforms import console, dingtalk, dingtalk_stream, wecom
+from bot.platforms import dingtalk, dingtalk_stream, wecom
 from bot.platforms.base import Platform, chat_performers
 from bot.platforms.dingtalk_events import Unsupported
 from bot.platforms.dingtalk_sessions import Sessions
@@ -88,7 +88,7 @@ def create_app(
     now = clock or utcnow
     platforms: dict[str, Platform] = {}
     if settings.console.enabled:
-        platforms["console"] = console.ConsolePlatform(db, renderer, clock=now)
+        platforms["console"] = console_web.platform(app, db, renderer, now)
     link = settings.server.public_url
 
     async def alert(text: str) -> None:  # adapters alert only once running, after ctx is set

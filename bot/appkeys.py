@@ -11,11 +11,13 @@ if TYPE_CHECKING:
     from bot.dispatch import Dispatcher
     from bot.metrics import Metrics
     from bot.outbox import OutboxWorker
+    from bot.platforms.console import ConsolePlatform
     from bot.platforms.evidence import Keeper
     from bot.writer import Writer
     from handlers.context import Ctx
 
 CTX: web.AppKey[Ctx] = web.AppKey("ctx")
+CONSOLE: web.AppKey[ConsolePlatform] = web.AppKey("console")
 DISPATCH: web.AppKey[Dispatcher] = web.AppKey("dispatch")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 KEEPER: web.AppKey[Keeper] = web.AppKey("keeper")  # the evidence store's writer

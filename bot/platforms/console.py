@@ -2,9 +2,10 @@
 
 Outbound, it is the same `Platform` the outbox drives for WeCom and DingTalk:
 cards are rendered through `templates/cards/console/` and stored as chat rows
-the page polls. Delivery is at-least-once, so every write is keyed by the
-outbox row id and checked before insert (under a PostgreSQL advisory lock, so
-two replicas retrying the same row still write one message).
+the page is pushed (`changed` wakes bot/web/console_feed.py) or polls.
+Delivery is at-least-once, so every write is keyed by the outbox row id and
+checked before insert (under a PostgreSQL advisory lock, so two replicas
+retrying the same row still write one message).
 
 Inbound, the page's JSON posts become neutral `ChatMessage` / `CardAction`
 events, and an uploaded photo a `PhotoStored` one (bot/web/console_photo.py).
@@ -62,10 +63,12 @@ class ConsolePlatform:
         renderer: CardRenderer,
         *,
         clock: Callable[[], datetime] = _utcnow,
+        changed: Callable[[], None] = lambda: None,
     ) -> None:
         self.db = db
         self.renderer = renderer
         self.clock = clock
+        self.changed = changed  # called after each commit the page should see (a push)
 
     def _now(self) -> datetime:
         now = self.clock()
@@ -95,6 +98,7 @@ class ConsolePlatform:
             # The send is still queued (or being retried): fail this attempt so the
             # outbox retries later, instead of the old card landing after its update.
             raise CardNotShownYet(f"console card {card_id} for {recipient} is not shown yet")
+        self.changed()
         return None
 
     async def send_text(self, recipient: str, text: str, *, outbox_id: int) -> None:
@@ -139,7 +143,9 @@ class ConsolePlatform:
             )
             session.add(row)
             await session.flush()
-            return row.id
+            row_id = row.id
+        self.changed()
+        return row_id
 
     async def _lock(self, session: AsyncSession, key: str) -> None:
         """Serialize check-then-insert for one key across PostgreSQL replicas.

@@ -3,24 +3,32 @@
 The console is a chat platform like WeCom or DingTalk, only the client is a web
 page: posts (console_post.py) become neutral events handled by the same
 handlers, and replies come back through the outbox into `console_messages`
-(bot/platforms/console.py), which the page polls (console_poll.py). Who the page
-acts as is bot/web/auth.py's answer; signing in is console_login.py.
+(bot/platforms/console.py), which reach the page by server push
+(console_stream.py, fed by console_feed.py) or, where that fails, by polling
+(console_poll.py). A case's timeline is console_timeline.py. Who the page acts
+as is bot/web/auth.py's answer; signing in is console_login.py.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import datetime
 
 from aiohttp import web
 from sqlalchemy import func, select
 
-from bot.appkeys import CTX
-from bot.web import console_login, console_photo, evidence_files
+from bot.appkeys import CONSOLE, CTX
+from bot.cards import CardRenderer
+from bot.platforms.console import ConsolePlatform
+from bot.web import console_login, console_photo, console_stream, console_timeline, evidence_files
 from bot.web import console_pages as pages
 from bot.web.auth import console_member
-from bot.web.console_poll import dumps, messages
+from bot.web.console_feed import ConsoleFeed
+from bot.web.console_poll import dumps, messages, view
 from bot.web.console_post import click, send
 from handlers.people import ROLE_ZH
+from storage.db import Database
 from storage.models import ConsoleMessage, Member
 
 log = logging.getLogger(__name__)
@@ -29,14 +37,27 @@ POLL_MS = 1000
 ROLE_ORDER = tuple(ROLE_ZH)
 
 
+def platform(
+    app: web.Application, db: Database, renderer: CardRenderer, clock: Callable[[], datetime]
+) -> ConsolePlatform:
+    """The process's console platform, whose every commit wakes the process's one feed."""
+    feed = ConsoleFeed(db, lambda row: view(app[CTX], row))
+    app[console_stream.FEED] = feed
+    console = app[CONSOLE] = ConsolePlatform(db, renderer, clock=clock, changed=feed.kick)
+    return console
+
+
 def setup(app: web.Application) -> None:
-    """Mount the console on `app` (bot/app.py calls this when [console] enabled)."""
+    """Mount the console on `app` (bot/app.py calls this, after `platform`, when [console]
+    is enabled)."""
     pages.setup(app)
     app.router.add_get("/console", page)
     console_login.setup(app)
     app.router.add_get("/console/static/{name}", asset)
     app.router.add_get("/console/api/members", members)
     app.router.add_get("/console/api/messages", messages)
+    console_stream.setup(app)
+    console_timeline.setup(app)
     app.router.add_post("/console/api/send", send)
     app.router.add_post("/console/api/click", click)
     console_photo.setup(app)

@@ -1,4 +1,5 @@
-"""`GET /console/api/messages`: what the page polls every second.
+"""`GET /console/api/messages`: what the page polls every second where server push
+(console_stream.py) is not available; the stream's catch-up runs the same query.
 
 A poll returns rows newer than the client's last id, plus rows at or below it
 that changed, or first became visible, since the client's cursor. The second
@@ -62,7 +63,7 @@ def view(ctx: Ctx, row: ConsoleMessage) -> dict[str, Any]:
     }
 
 
-def _after(raw: str) -> int:
+def parse_after(raw: str) -> int:
     try:
         after = int(raw or "0")
     except ValueError:
@@ -72,7 +73,7 @@ def _after(raw: str) -> int:
     return after
 
 
-def _since(raw: str) -> datetime | None:
+def parse_since(raw: str) -> datetime | None:
     """The client's cursor: naive UTC, as we sent it, and far enough from year 1 to look back."""
     if not raw:
         return None
@@ -122,8 +123,8 @@ async def messages(request: web.Request) -> web.Response:
     user = request.query.get("user", "")
     acting_as(me, user)
     try:
-        after = _after(request.query.get("after", ""))
-        since = _since(request.query.get("since", ""))
+        after = parse_after(request.query.get("after", ""))
+        since = parse_since(request.query.get("since", ""))
     except BadPoll as exc:
         return error(400, str(exc))
     if not user or not await is_member(ctx.db, user):

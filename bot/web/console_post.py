@@ -15,11 +15,10 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from bot.appkeys import CTX, DISPATCH, RENDERER
+from bot.appkeys import CONSOLE, CTX, DISPATCH
 from bot.events import CardAction, ChatMessage
 from bot.platforms.console import (
     ConsoleInputError,
-    ConsolePlatform,
     click_label,
     event_uuid,
     is_member,
@@ -76,9 +75,7 @@ async def deliver(
     request: web.Request, user: str, note: dict[str, Any], run: Callable[[], Awaitable[Any]]
 ) -> web.Response:
     """Show the person's own post in their timeline, then run the handler inline."""
-    ctx = request.app[CTX]
-    platform = ConsolePlatform(ctx.db, request.app[RENDERER], clock=ctx.clock)
-    shown = await platform.record_inbound(user, note)
+    shown = await request.app[CONSOLE].record_inbound(user, note)
     try:
         await run()
     except Exception as exc:

@@ -1,8 +1,11 @@
 // returnhub local console: a chat client for the console platform.
-// Polls /console/api/messages every second (after=<last id>, since=<cursor>),
-// re-renders a card in place when its rev changes, slots in a row that committed
-// late (below the last id), and posts sends/clicks with a fresh uuid each, so a
-// double submit is one event on the server.
+// Server push first: an EventSource on /console/api/stream (it resumes by itself
+// with Last-Event-ID). Where EventSource is missing or keeps failing, it polls
+// /console/api/messages every second (after=<last id>, since=<cursor>) and tries
+// the stream again later. Both deliver the same answer, which `apply` renders:
+// a card re-rendered in place when its rev changes, a row that committed late
+// (below the last id) slotted into its place. Sends/clicks carry a fresh uuid
+// each, so a double submit is one event on the server.
 // All text from the server goes into the DOM through textContent, never innerHTML.
 "use strict";
 
@@ -12,6 +15,8 @@
   const ME = document.body.dataset.me || "";
   const PHOTO_MAX = Number(document.body.dataset.photoMax) || 10485760;
   const MEMBERS_MS = 5000;
+  const SSE_ERRORS = 3; // failed (re)connects in a row before falling back to polling
+  const SSE_RETRY_MS = 60000; // how long to poll before trying the stream again
   const ROLE_CHIPS = {
     cs_agent: ["/查单 RC-", "/记录 RC- "],
     cs_lead: ["/同意 RC-", "/驳回 RC- 原因", "/转交 RC- @"],
@@ -35,6 +40,10 @@
     generation: 0, // bumps on member switch so late answers are dropped
     locked: false,
     membersTimer: null,
+    stream: null, // the open EventSource, if any
+    streamErrors: 0,
+    streamAfter: 0, // Date.now() after which the stream may be tried again
+    caseShown: "", // the case whose timeline panel is open
   };
 
   // --- small helpers ------------------------------------------------------------------
@@ -65,14 +74,17 @@
   }
 
   function setConn(ok) {
+    const live = Boolean(state.stream);
     $("conn").classList.toggle("down", !ok);
-    $("conn-text").textContent = ok ? "已连接" : "连接中断，重试中";
+    $("conn").dataset.mode = live ? "push" : "poll";
+    $("conn-text").textContent = ok ? (live ? "已连接 · 实时" : "已连接 · 轮询") : "连接中断，重试中";
   }
 
   // After a 401 the page stops polling: retrying every second cannot log anyone in.
   function locked(e) {
     if (!e || e.status !== 401) return false;
     state.locked = true;
+    closeStream();
     clearTimeout(state.timer);
     clearInterval(state.membersTimer);
     setConn(false);
@@ -166,7 +178,7 @@
     renderMembers();
     plainHint();
     $("input").focus();
-    schedule(0);
+    connect();
   }
 
   function renderChips(m) {
@@ -212,7 +224,11 @@
       id.type = "button";
       id.title = "查看这张售后单";
       id.addEventListener("click", () => sendText(`/查单 ${c.case_id}`));
-      head.append(id);
+      const trail = el("button", "trail-btn", "时间线");
+      trail.type = "button";
+      trail.title = "查看这张售后单的全部经过";
+      trail.addEventListener("click", () => openTimeline(c.case_id));
+      head.append(id, trail);
     }
     card.append(head);
     if (c.summary) card.append(el("p", "card-summary", c.summary));
@@ -262,11 +278,19 @@
       bubble.textContent = "[照片]";
       return bubble;
     }
+    // The label until the file has loaded: pushed at once, the photo can show before its
+    // handler has filed it as evidence (a 404 for a moment), so ask again a few times.
+    bubble.append(el("span", null, "[照片]"));
+    const src = `/console/api/evidence/${msg.sha256}`;
     const img = el("img");
     img.alt = "照片";
-    img.src = `/console/api/evidence/${msg.sha256}`;
-    img.addEventListener("error", () => bubble.replaceChildren(el("span", null, "[照片]")));
-    bubble.append(img);
+    let tries = 0;
+    img.addEventListener("load", () => bubble.replaceChildren(img));
+    img.addEventListener("error", () => {
+      tries += 1;
+      if (tries <= 5) setTimeout(() => { img.src = `${src}?try=${tries}`; }, 500 * tries);
+    });
+    img.src = src;
     return bubble;
   }
 
@@ -342,10 +366,52 @@
     if (data.cursor) state.cursor = data.cursor;
     if (state.user) localStorage.setItem(seenKey(state.user), String(state.lastId));
     if (stick) t.scrollTop = t.scrollHeight;
+    const touched = [...data.messages, ...data.updated].some(
+      (m) => m.card && m.card.case_id === state.caseShown,
+    );
+    if (touched) loadTimeline(state.caseShown);
+  }
+
+  // --- server push --------------------------------------------------------------------
+  function closeStream() {
+    if (state.stream) state.stream.close();
+    state.stream = null;
+  }
+
+  // The member's chat, pushed; polling where EventSource is missing or keeps failing.
+  function connect() {
+    closeStream();
+    clearTimeout(state.timer);
+    if (!state.user || state.locked) return;
+    if (!window.EventSource || Date.now() < state.streamAfter) { schedule(0); return; }
+    const gen = state.generation;
+    const q = new URLSearchParams({ user: state.user, after: String(state.lastId) });
+    if (state.cursor) q.set("since", state.cursor);
+    const source = new EventSource(`/console/api/stream?${q}`);
+    state.stream = source;
+    source.onopen = () => { state.streamErrors = 0; setConn(true); };
+    source.onmessage = (event) => {
+      if (gen !== state.generation || source !== state.stream) return;
+      state.streamErrors = 0;
+      apply(JSON.parse(event.data));
+      setConn(true);
+    };
+    source.onerror = () => {
+      if (source !== state.stream) return;
+      state.streamErrors += 1;
+      // CLOSED: refused outright (a 401 after the session ran out, a 400); a poll says why.
+      if (source.readyState === EventSource.CLOSED || state.streamErrors >= SSE_ERRORS) {
+        closeStream();
+        state.streamErrors = 0;
+        state.streamAfter = Date.now() + SSE_RETRY_MS;
+        schedule(0);
+      }
+      setConn(false);
+    };
   }
 
   async function poll() {
-    if (!state.user || state.polling || state.locked) return;
+    if (!state.user || state.polling || state.locked || state.stream) return;
     state.polling = true;
     const gen = state.generation;
     let again = POLL_MS;
@@ -369,7 +435,9 @@
     if (document.hidden && again === POLL_MS) again = POLL_MS * 5;
     // Switched member meanwhile: the switch's own poll found this one in flight and
     // gave way, so start the new member's chat now.
-    schedule(gen === state.generation ? again : 0);
+    if (gen !== state.generation) { connect(); return; }
+    if (window.EventSource && Date.now() >= state.streamAfter) { connect(); return; }
+    schedule(again);
   }
 
   function schedule(ms) {
@@ -377,9 +445,49 @@
     state.timer = setTimeout(poll, ms);
   }
 
+  // After a post: the stream brings the answer by itself; a poller asks now.
   function pollSoon() {
+    if (state.stream) return;
     if (state.polling) { setTimeout(pollSoon, 100); return; }
     schedule(0);
+  }
+
+  // --- a case's timeline (the panel a card's 时间线 button opens) --------------------------
+  async function loadTimeline(caseId) {
+    const list = $("trail-list");
+    try {
+      const data = await api(`/console/api/cases/${encodeURIComponent(caseId)}/timeline`);
+      if (caseId !== state.caseShown) return;
+      $("trail-title").textContent = `${data.case_id} 的时间线`;
+      $("trail-sub").textContent = `订单 ${data.order_id} · 当前：${data.status}`;
+      list.replaceChildren();
+      for (const e of data.entries) {
+        const item = el("li", `trail-item ${e.tone}`);
+        const head = el("div", "trail-head");
+        head.append(el("span", "trail-label", e.label), el("span", "trail-actor", e.actor));
+        item.append(el("time", "trail-time", e.time), head);
+        if (e.detail) item.append(el("div", "trail-detail", e.detail));
+        list.append(item);
+      }
+      if (!data.entries.length) list.append(el("li", "empty", "还没有记录"));
+    } catch (e) {
+      if (!locked(e)) list.replaceChildren(el("li", "empty", e.message));
+    }
+  }
+
+  function openTimeline(caseId) {
+    state.caseShown = caseId;
+    $("trail-title").textContent = `${caseId} 的时间线`;
+    $("trail-sub").textContent = "正在加载…";
+    $("trail-list").replaceChildren();
+    $("trail").hidden = false;
+    $("trail-close").focus();
+    loadTimeline(caseId);
+  }
+
+  function closeTimeline() {
+    state.caseShown = "";
+    $("trail").hidden = true;
   }
 
   // --- sending ------------------------------------------------------------------------
@@ -546,6 +654,10 @@
     });
     document.addEventListener("visibilitychange", () => {
       if (!document.hidden && state.user) pollSoon();
+    });
+    $("trail-close").addEventListener("click", closeTimeline);
+    document.addEventListener("keydown", (e) => {
+      if (e.key === "Escape" && !$("trail").hidden) closeTimeline();
     });
     window.addEventListener("hashchange", () => {
       const name = decodeURIComponent(location.hash.slice(1));

@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from aiohttp import web
-from playwright.async_api import Locator, Page, Route, async_playwright, expect
+from playwright.async_api import Page, Route, async_playwright, expect
 
 from bot.app import create_app
 from bot.appkeys import CTX, WORKER
@@ -24,7 +23,7 @@ from bot.demo import demo_settings, seed
 from bot.events import Item, ReturnRequest
 from bot.web.console_login import signin_link
 from handlers.intake import on_return_request
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, free_port
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, expect_decided, free_port, open_chat
 from tests.fakes.labels import label_photo
 from tests.support import add_console_row
 
@@ -36,40 +35,6 @@ pytestmark = [
     ),
 ]
 SCREENSHOT = Path("/tmp/console.png")  # noqa: S108 - a fixed place to look at by hand
-
-
-@pytest.fixture
-def console_url(demo: tuple[web.Application, str]) -> str:
-    return demo[1]
-
-
-@pytest.fixture
-async def page(console_url: str) -> AsyncIterator[Page]:
-    """A fresh Chromium page; fails the test on any uncaught script error."""
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = await browser.new_page(viewport={"width": 1280, "height": 900})
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            yield page
-            assert errors == []
-        finally:
-            await browser.close()
-
-
-async def open_chat(page: Page, url: str, name: str) -> None:
-    await page.goto(f"{url}#{name}")
-    await expect(page.locator("#chat-title")).to_have_text(name)
-
-
-async def expect_decided(card: Locator, who: str, words: str, tone: str) -> None:
-    """The card's status line, as a person sees it: who decided what, in the right colour."""
-    status = card.locator(".card-status")
-    await expect(status).to_contain_text(who, timeout=15_000)  # the outbox round trip
-    await expect(status).to_be_visible()
-    await expect(status).to_contain_text(words)
-    await expect(status).to_have_class(f"card-status {tone}")
 
 
 async def test_lead_approves_and_director_sees_history(page: Page, console_url: str) -> None:
@@ -128,6 +93,11 @@ async def test_transfer_then_reject_with_a_reason(page: Page, console_url: str) 
     await expect_decided(rejected, "刘组长", "驳回：买家近 90 天", "bad")
     await expect(page.locator(".row.bot .bubble").last).to_have_text(f"已驳回 {case_id}")
     await expect(box).not_to_have_attribute("placeholder", re.compile("回复驳回原因"))
+    await rejected.locator(".trail-btn").click()  # the case's timeline keeps the reason
+    entry = page.locator("#trail .trail-item", has_text="审批驳回")
+    await expect(entry).to_contain_text("刘组长")
+    await expect(entry).to_contain_text("买家近 90 天多次以漏发为由申请")
+    await expect(page.locator("#trail .trail-item", has_text="转交")).to_contain_text("王组长")
 
 
 async def test_typed_text_is_a_chat_message(page: Page, console_url: str) -> None:
@@ -208,9 +178,11 @@ async def test_a_row_that_commits_late_appears_in_its_place(
 async def test_switching_member_during_a_poll_still_loads_the_new_chat(
     page: Page, console_url: str
 ) -> None:
-    """A poll for the old member is in flight when someone clicks another member: its
-    answer is dropped, and the new member's chat must still load and keep polling."""
+    """Polling, the page's fallback where EventSource is missing: a poll for the old
+    member is in flight when someone clicks another member. Its answer is dropped, and
+    the new member's chat must still load and keep polling."""
     held, release = asyncio.Event(), asyncio.Event()
+    await page.add_init_script("delete window.EventSource")
 
     async def hold_old_polls(route: Route) -> None:
         if "%E5%B0%8F%E7%BE%8E" in route.request.url:  # user=小美
@@ -220,8 +192,9 @@ async def test_switching_member_during_a_poll_still_loads_the_new_chat(
 
     await open_chat(page, console_url, "小美")
     await expect(page.locator(".placeholder")).to_contain_text("还没有消息")
+    await expect(page.locator("#conn")).to_have_attribute("data-mode", "poll")
     await page.route("**/console/api/messages?*", hold_old_polls)
-    await held.wait()  # the next poll for 小美 is now in flight
+    await asyncio.wait_for(held.wait(), 15)  # the next poll for 小美 is now in flight
     await page.locator(".member", has_text="王组长").click()
     release.set()
     await expect(page.locator(".card", has_text="132.00").first).to_be_visible()
@@ -284,3 +257,6 @@ async def test_warehouse_uploads_a_label_photo_and_inspects(
     await expect(card).to_be_visible(timeout=15_000)
     buttons = card.locator(".card-buttons .btn")
     await expect(buttons).to_have_text(["完好", "破损", "缺配件", "错发调包", "空包"])
+    await card.locator(".trail-btn").click()  # the photo's scan is in the case's timeline
+    scanned = page.locator("#trail .trail-item", has_text="仓库扫码签收")
+    await expect(scanned).to_contain_text("小周")
