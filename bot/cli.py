@@ -6,10 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
-import shutil
 import sys
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +15,14 @@ from aiohttp import web
 from bot import settings as config
 from bot.backup import add_parser as add_backup_parser
 from bot.bench.main import add_parser as add_bench_parser
+from bot.config_cli import add_parser as add_config_parser
+from bot.config_cli import error_count
+from bot.db_cli import add_parser as add_db_parser
 from bot.digest_cli import add_parser as add_digest_parser
 from bot.dingtalk_cli import add_parser as add_dingtalk_parser
 from bot.orders_import import add_parser as add_orders_parser
-from bot.startup_report import log_report, render
+from bot.startup_report import log_report
 from bot.web.edge import server_kwargs
-from handlers.script_library import check_dir
-from storage import outbox
-from storage.db import Database
-from storage.migrate import upgrade
 
 log = logging.getLogger("returnhub")
 
@@ -37,12 +33,8 @@ def _load(path: str | None) -> config.Settings:
     except config.ConfigError as err:
         for line in err.errors:
             print(line, file=sys.stderr)
-        print(_error_count(err.errors), file=sys.stderr)
+        print(error_count(err.errors), file=sys.stderr)
         raise SystemExit(2) from None
-
-
-def _error_count(errors: list[str]) -> str:
-    return f"配置有 {len(errors)} 处错误，请修改后重试 / {len(errors)} config error(s)"
 
 
 def _logging(worker: str = "") -> None:
@@ -119,116 +111,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_init(args: argparse.Namespace) -> int:
-    target = Path(args.dir)
-    target.mkdir(parents=True, exist_ok=True)
-    source = config.config_dir()
-    plan = {
-        "returnhub.example.toml": "returnhub.toml",
-        "routing.toml": "routing.toml",
-        "sla.toml": "sla.toml",
-        "warehouse.toml": "warehouse.toml",
-    }
-    for src, dst in plan.items():
-        if (target / dst).exists():
-            print(f"{target / dst}: 已存在，保持不变 / exists, left as is")
-            continue
-        shutil.copyfile(source / src, target / dst)
-        print(f"已写入 / wrote {target / dst}")
-    scripts = target / "scripts"
-    if not scripts.exists():
-        shutil.copytree(source / "scripts", scripts)
-        print(f"已写入 / wrote {scripts}/")
-    return 0
-
-
-def cmd_check_config(args: argparse.Namespace) -> int:
-    """Every error as `file:line: message` (exit 2); else what the config switches on."""
-    try:
-        settings = config.load(args.config)
-    except config.ConfigError as err:
-        for line in err.errors:
-            print(line)
-        print(_error_count(err.errors), file=sys.stderr)
-        return 2
-    # Dispute scripts are checked here, not in load(): the server re-reads them while
-    # it runs and leaves a broken file out rather than refusing to start.
-    if script_errors := check_dir(settings.scripts_dir):
-        for line in script_errors:
-            print(line)
-        print(_error_count(script_errors), file=sys.stderr)
-        return 2
-    for line in render(settings):
-        print(line)
-    print("配置无误 / config ok")
-    return 0
-
-
-def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    async def work(db: Database) -> int:
-        await upgrade(db)
-        print("数据库已是最新结构 / database is at the latest schema")
-        return 0
-
-    return _with_db(args, work)
-
-
-def _with_db(args: argparse.Namespace, work: Callable[[Database], Awaitable[int]]) -> int:
-    settings = _load(args.config)
-
-    async def run() -> int:
-        db = Database(settings.database.url)
-        try:
-            return await work(db)
-        finally:
-            await db.dispose()
-
-    return asyncio.run(run())
-
-
-def cmd_outbox_dead(args: argparse.Namespace) -> int:
-    async def work(db: Database) -> int:
-        async with db.read() as session:
-            rows = await outbox.dead_letters(session, args.limit)
-        for row in rows:
-            print(
-                f"{row.id}\t{row.kind}\t{row.destination}\t{row.case_id or '-'}\t"
-                f"{row.attempts}\t{row.last_error[:120]}"
-            )
-        print(f"共 {len(rows)} 条死信 / {len(rows)} dead letter(s)", file=sys.stderr)
-        return 0
-
-    return _with_db(args, work)
-
-
-def cmd_outbox_retry(args: argparse.Namespace) -> int:
-    if not args.all and not args.ids:
-        print(
-            "请给出要重新投递的 id，或用 --all / name the ids to retry, or --all", file=sys.stderr
-        )
-        return 2
-
-    async def work(db: Database) -> int:
-        async with db.transaction() as session:
-            count = await outbox.revive(
-                session, None if args.all else args.ids, now=datetime.now(UTC)
-            )
-        print(f"已重新排队 {count} 条消息 / {count} message(s) queued again")
-        return 0
-
-    return _with_db(args, work)
-
-
-def cmd_outbox_discard(args: argparse.Namespace) -> int:
-    async def work(db: Database) -> int:
-        async with db.transaction() as session:
-            count = await outbox.discard(session, args.ids)
-        print(f"已作废 {count} 条死信，其后被暂停的消息将按序发出 / {count} discarded")
-        return 0
-
-    return _with_db(args, work)
-
-
 def cmd_console_login(args: argparse.Namespace) -> int:
     from bot.web.console_login import print_signin_link
 
@@ -298,17 +180,7 @@ def parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=cmd_demo)
 
-    init = sub.add_parser("init", help="写出一套可编辑的配置 / write an editable config set")
-    init.add_argument(
-        "dir", nargs="?", default=".", help="目标目录；默认当前目录 / target directory"
-    )
-    init.set_defaults(func=cmd_init)
-
-    check = sub.add_parser(
-        "check-config", help="检查配置，有错误时以 2 退出 / validate config; exit 2 on errors"
-    )
-    _config(check)
-    check.set_defaults(func=cmd_check_config)
+    add_config_parser(sub, _config)
 
     signin = sub.add_parser(
         "console-login",
@@ -321,30 +193,7 @@ def parser() -> argparse.ArgumentParser:
     _config(signin)
     signin.set_defaults(func=cmd_console_login)
 
-    db = sub.add_parser("db", help="数据库命令 / database commands")
-    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="命令/command")
-    up = db_sub.add_parser("upgrade", help="执行数据库迁移 / apply migrations")
-    _config(up)
-    up.set_defaults(func=cmd_db_upgrade)
-
-    box = sub.add_parser("outbox", help="死信：列出与重新投递 / dead letters: list and retry")
-    box_sub = box.add_subparsers(dest="outbox_command", required=True, metavar="命令/command")
-    dead = box_sub.add_parser("dead", help="列出死信，最新的在前 / list dead letters")
-    _config(dead)
-    dead.add_argument("--limit", type=int, default=100, help="最多列出几条；默认 100 / how many")
-    dead.set_defaults(func=cmd_outbox_dead)
-    retry = box_sub.add_parser("retry", help="排除故障后重新投递死信 / queue dead letters again")
-    _config(retry)
-    retry.add_argument("--all", action="store_true", help="全部死信 / every dead letter")
-    retry.add_argument("ids", nargs="*", type=int, help="要重新投递的死信 id / ids to retry")
-    retry.set_defaults(func=cmd_outbox_retry)
-    discard = box_sub.add_parser(
-        "discard", help="作废死信（不再投递），放行其后被暂停的消息 / give dead letters up"
-    )
-    _config(discard)
-    discard.add_argument("ids", nargs="+", type=int, help="死信 id（见 outbox dead）/ ids")
-    discard.set_defaults(func=cmd_outbox_discard)
-
+    add_db_parser(sub, _load, _config)
     add_orders_parser(sub, _load, _config)
     channels = sub.add_parser("channels", help="电商渠道：检查凭证 / shop channels")
     channels_sub = channels.add_subparsers(

@@ -47,7 +47,7 @@ from types import FrameType
 
 from bot.metrics import MULTIPROCESS_DIR
 from bot.settings import Settings
-from bot.settings_load import workers_problem
+from bot.settings_checks import workers_problem
 from storage.db import Database
 from storage.migrate import upgrade
 
@@ -79,7 +79,7 @@ def resolve(settings: Settings, flag: int | None) -> int:
     """How many workers to run: the flag, else `[server] workers`, else the default.
 
     The default is one per core on PostgreSQL and 1 on SQLite (one writer); more
-    than 1 on SQLite is refused (bot/settings_load.py `workers_problem` says why).
+    than 1 on SQLite is refused (bot/settings_checks.py `workers_problem` says why).
     """
     wanted = flag if flag is not None else settings.server.workers
     if wanted == 0:

@@ -21,7 +21,8 @@ told to. Like the real platform, on its injectable `clock` (tests/fakes/wecom_li
 
 The inbound side (what WeCom POSTs to our callback, encrypted and signed) is
 `CallbackSigner` in tests/fakes/wecom_callbacks.py; both share the test app's
-credentials defined here.
+credentials defined here. The sending endpoints and the views of what they delivered
+are tests/fakes/wecom_messages.py, media/get and media/upload tests/fakes/wecom_media.py.
 """
 
 from __future__ import annotations
@@ -40,24 +41,13 @@ from aiohttp.test_utils import TestServer
 
 from tests.fakes.faults import arrive
 from tests.fakes.wecom_checks import (
-    APP_IMAGE_BYTES,
-    CHAT_NOT_FOUND,
-    INTERACTIVE,
-    INVALID_MEDIA,
-    INVALID_MSGTYPE,
-    INVALID_PARAM,
     IP_NOT_TRUSTED,
-    NO_CALLBACK_URL,
-    TEXT_BYTES,
     Refusal,
-    check_appchat,
-    check_card,
-    check_content,
-    check_robot,
-    image_kind,
-    media_answer,
+    err,
 )
-from tests.fakes.wecom_limits import CHAT_LIMITS, MemberWindows, issue_code, use_code
+from tests.fakes.wecom_limits import CHAT_LIMITS, MemberWindows, issue_code
+from tests.fakes.wecom_media import Media
+from tests.fakes.wecom_messages import Messages
 
 CORP_ID = "ww0123456789abcdef"
 SECRET = "app-secret-for-tests-0123456789"
@@ -75,7 +65,7 @@ class Failure:
 
 
 @dataclass
-class FakeWecom:
+class FakeWecom(Messages, Media):
     corp_id: str = CORP_ID
     secret: str = SECRET
     agent_id: int = AGENT_ID
@@ -135,9 +125,6 @@ class FakeWecom:
         for token in self.tokens:
             self.tokens[token] = "expired"
 
-    def add_media(self, media_id: str, content: bytes, content_type: str = "image/jpeg") -> None:
-        self.media[media_id] = (content, content_type, f"{media_id}.jpg")
-
     def click_code(self, userid: str, task_id: str, *, code: str | None = None) -> str:
         """The fresh ResponseCode WeCom puts in a template_card_event for `userid`.
 
@@ -166,34 +153,6 @@ class FakeWecom:
         """A group chat this app created (appchat/create), so appchat/send may post to it."""
         self.chats[chatid] = set(members)
 
-    def chat_texts(self, chatid: str) -> list[str]:
-        return [
-            m[m["msgtype"]]["content"]
-            for m in self.chat_messages
-            if m["chatid"] == chatid and m["msgtype"] in ("text", "markdown")
-        ]
-
-    def dropped_for(self, userid: str) -> list[dict[str, Any]]:
-        """Messages WeCom accepted for `userid` (errcode 0) and never delivered."""
-        return [d for d in self.dropped if d["touser"].lower() == userid.lower()]
-
-    def texts_to(self, userid: str) -> list[str]:
-        return [
-            m["text"]["content"]
-            for m in self.messages
-            if m["msgtype"] == "text" and m["touser"] == userid
-        ]
-
-    def cards_to(self, userid: str) -> list[dict[str, Any]]:
-        return [
-            m["template_card"]
-            for m in self.messages
-            if m["msgtype"] == "template_card" and m["touser"] == userid
-        ]
-
-    def updates_for(self, userid: str) -> list[dict[str, Any]]:
-        return [u for u in self.updates if userid in u["userids"]]
-
     # --- the server ---------------------------------------------------------------------
 
     def app(self) -> web.Application:
@@ -213,12 +172,12 @@ class FakeWecom:
             return None
         if failure.status is not None:
             return web.Response(status=failure.status, text="upstream trouble")
-        return _err(failure.errcode or -1, "injected failure")
+        return err(failure.errcode or -1, "injected failure")
 
     def _ip_error(self, request: web.Request) -> web.Response | None:
         if self.ip_trusted:
             return None
-        return _err(
+        return err(
             IP_NOT_TRUSTED,
             f"not allow to access from your ip, hint: [{secrets.token_hex(8)}], "
             f"from ip: {request.remote}, more info at "
@@ -230,12 +189,12 @@ class FakeWecom:
             return refused
         token = request.query.get("access_token")
         if not token:
-            return _err(41001, "access_token missing")
+            return err(41001, "access_token missing")
         state = self.tokens.get(token)
         if state is None:
-            return _err(40014, "invalid access_token")
+            return err(40014, "invalid access_token")
         if state == "expired":
-            return _err(42001, "access_token expired")
+            return err(42001, "access_token expired")
         return None
 
     async def _gettoken(self, request: web.Request) -> web.Response:
@@ -246,12 +205,12 @@ class FakeWecom:
             return refused
         if request.query.get("corpid") != self.corp_id:
             self.token_refusals += 1
-            return _err(40013, "invalid corpid")
+            return err(40013, "invalid corpid")
         if request.query.get("corpsecret") != self.secret:
             # 40001 "不合法的secret参数" (errcode page path/90455); repeated, the IP is
             # banned for about an hour (im-protocols.md 7a), which this fake does not play.
             self.token_refusals += 1
-            return _err(40001, "invalid credential, access_token is invalid or not latest")
+            return err(40001, "invalid credential, access_token is invalid or not latest")
         token = "tok_" + secrets.token_urlsafe(32)
         self.tokens[token] = "ok"
         return web.json_response(
@@ -279,155 +238,11 @@ class FakeWecom:
                     await asyncio.sleep(self.lags[path])
                 return answer
             except ValueError:
-                return _err(47001, "data format error")
+                return err(47001, "data format error")
             except Refusal as exc:
-                return _err(exc.errcode, exc.errmsg)
+                return err(exc.errcode, exc.errmsg)
 
         return handler
-
-    def _send(self, body: dict[str, Any]) -> dict[str, Any]:
-        touser = body.get("touser")
-        if not isinstance(touser, str) or not touser:
-            raise Refusal(40031, "invalid touser")
-        users = touser.split("|")
-        # WeCom matches userids case-insensitively and echoes the invalid ones lowercased.
-        known = {u.lower() for u in self.users} if self.users is not None else None
-        invalid = [u for u in users if known is not None and u.lower() not in known]
-        if len(invalid) == len(users):
-            raise Refusal(81013, "user & party & tag all invalid")
-        msgtype = body.get("msgtype")
-        content = body.get(msgtype) if isinstance(msgtype, str) else None
-        if msgtype in ("text", "markdown"):
-            check_content(content, TEXT_BYTES)
-        elif msgtype == "image":
-            if not isinstance(content, dict) or content.get("media_id") not in self.media:
-                raise Refusal(INVALID_MEDIA, "invalid media_id")
-        elif msgtype == "template_card":
-            check_card(content, send=True, seen=self.task_ids)
-            if content["card_type"] in INTERACTIVE and not self.has_callback_url:
-                raise Refusal(NO_CALLBACK_URL, "app has no callback url for this template_card")
-        else:
-            raise Refusal(INVALID_MSGTYPE, "invalid message type")
-        now = self.clock()
-        valid = [u for u in users if u not in invalid]
-        delivered = [u for u in valid if self.member_windows.admit(u, now)]
-        self.dropped.extend({**body, "touser": u} for u in valid if u not in delivered)
-        if delivered:
-            self.messages.append({**body, "touser": "|".join(delivered)})
-        answer: dict[str, Any] = {
-            "msgid": secrets.token_hex(8),
-            "invaliduser": "|".join(u.lower() for u in invalid),
-        }
-        if msgtype == "template_card" and content["card_type"] in INTERACTIVE:
-            # Dropped or not, the task_id is taken and a code issued (UNCONFIRMED for drops).
-            self.task_ids.add(content["task_id"])
-            answer["response_code"] = issue_code(self.codes, users[0], content["task_id"], now)
-        return answer
-
-    def _appchat(self, body: dict[str, Any]) -> dict[str, Any]:
-        """appchat/send: no agentid; only chats this app created; no template cards."""
-        chatid = body.get("chatid")
-        if not isinstance(chatid, str) or chatid not in self.chats:
-            raise Refusal(CHAT_NOT_FOUND, "chatid not found")
-        check_appchat(body)
-        now = self.clock()
-        for member in sorted(self.chats[chatid]):
-            if not self.chat_windows.admit(member, now):
-                self.dropped.append({**body, "touser": member})
-        self.chat_messages.append(body)
-        return {}
-
-    def _update(self, body: dict[str, Any]) -> dict[str, Any]:
-        userids = body.get("userids")
-        if not isinstance(userids, list) or not userids or len(userids) > 1000:
-            raise Refusal(INVALID_PARAM, "invalid userids")
-        if not self.has_callback_url:
-            raise Refusal(NO_CALLBACK_URL, "app has no callback url")  # UNCONFIRMED here
-        code = use_code(self.codes, str(body.get("response_code")), userids, self.clock())
-        if "template_card" in body:
-            card = body["template_card"]
-            check_card(card, send=False, seen=set())
-            if card.get("task_id", code["task_id"]) != code["task_id"]:
-                raise Refusal(INVALID_PARAM, "task_id does not match the response_code")
-        elif not isinstance(body.get("button"), dict) or not body["button"].get("replace_name"):
-            raise Refusal(INVALID_PARAM, "need template_card or button.replace_name")
-        code["used"] = True
-        self.updates.append(body)
-        return {"invaliduser": []}
-
-    async def _media(self, request: web.Request) -> web.Response:
-        if (refused := self._token_error(request)) is not None:
-            self.calls.append("media/get")
-            return refused
-        if (injected := await self._before("media/get")) is not None:
-            return injected
-        found = self.media.get(request.query.get("media_id", ""))
-        if found is None:
-            return _err(INVALID_MEDIA, "invalid media_id")
-        self.ranges.extend(request.headers.getall("Range", []))
-        return media_answer(*found, request.headers.get("Range"), self.range_required_over)
-
-    async def _upload(self, request: web.Request) -> web.Response:
-        """media/upload?type=image: one multipart field `media`, a JPG/PNG of at most
-        10 MB; the media_id it answers is what message/send's `image` takes."""
-        if (refused := self._token_error(request)) is not None:
-            self.calls.append("media/upload")
-            return refused
-        if (injected := await self._before("media/upload")) is not None:
-            return injected
-        if request.query.get("type") != "image":
-            return _err(40004, "invalid media type")
-        if not request.content_type.startswith("multipart/form-data"):
-            return _err(41006, "media data missing")  # UNCONFIRMED errcode
-        form = await request.post()
-        part = form.get("media")
-        if not isinstance(part, web.FileField):
-            return _err(41006, "media data missing")
-        raw = part.file.read()
-        if not 5 <= len(raw) <= APP_IMAGE_BYTES:
-            return _err(40006, "invalid file size")
-        if image_kind(raw) is None:
-            return _err(40005, "invalid file type")
-        media_id = "3" + secrets.token_urlsafe(24)
-        self.media[media_id] = (raw, part.content_type, part.filename)
-        self.uploads.append(media_id)
-        return web.json_response(
-            {"errcode": 0, "errmsg": "ok", "type": "image", "media_id": media_id,
-             "created_at": str(int(self.clock()))}
-        )  # fmt: skip
-
-    def images_to(self, userid: str) -> list[bytes]:
-        """The pictures message/send delivered to `userid` (their uploaded bytes)."""
-        return [
-            self.media[m["image"]["media_id"]][0]
-            for m in self.messages
-            if m["msgtype"] == "image" and m["touser"] == userid
-        ]
-
-    async def _webhook(self, request: web.Request) -> web.Response:
-        if (injected := await self._before("webhook/send")) is not None:
-            return injected
-        key = request.query.get("key", "")
-        if key not in self.robot_keys:
-            return _err(93000, "invalid webhook url")
-        try:
-            body = json.loads(await request.read())
-            check_robot(body)
-        except ValueError:
-            return _err(40035, "invalid json")
-        except Refusal as exc:
-            return _err(exc.errcode, exc.errmsg)
-        now = self.clock()
-        recent = [t for t in self.robot_times.get(key, []) if now - t < 60]
-        if len(recent) >= 20:  # 20 messages a minute per robot
-            return _err(45009, "api freq out of limit")
-        self.robot_times[key] = [*recent, now]
-        self.robot.append((key, body))
-        return _err(0, "ok")
-
-
-def _err(errcode: int, errmsg: str) -> web.Response:
-    return web.json_response({"errcode": errcode, "errmsg": errmsg})
 
 
 @asynccontextmanager

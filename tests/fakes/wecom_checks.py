@@ -214,3 +214,7 @@ def media_answer(
     return web.Response(
         status=206, body=content[first : last + 1], content_type=ctype, headers=headers
     )
+
+
+def err(errcode: int, errmsg: str) -> web.Response:
+    return web.json_response({"errcode": errcode, "errmsg": errmsg})
