@@ -164,14 +164,27 @@ async def claim_due(
             await session.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK)))
         rows = list((await session.scalars(stmt)).all())
         lease = at + timedelta(seconds=lease_seconds)
+        # A row still carrying an expired lease was claimed by a worker that never
+        # recorded the outcome (killed mid-send): that send is an attempt whose
+        # result nobody knows, so the row goes out as a retry (`attempts` > 0),
+        # which lets a performer ask the far side to drop a copy it already has.
+        unrecorded = {row.id for row in rows if row.locked_until is not None}
         if rows:
             await session.execute(
                 update(TABLE)
                 .where(TABLE.c.id.in_([row.id for row in rows]))
                 .values(locked_until=lease)
             )
+        if unrecorded:
+            await session.execute(
+                update(TABLE)
+                .where(TABLE.c.id.in_(unrecorded))
+                .values(attempts=TABLE.c.attempts + 1)
+            )
     for row in rows:
         set_committed_value(row, "locked_until", lease)
+        if row.id in unrecorded:
+            set_committed_value(row, "attempts", row.attempts + 1)
     return rows
 
 

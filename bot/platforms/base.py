@@ -27,8 +27,11 @@ class Platform(Protocol):
     ) -> str | None:
         """Replace every copy of card `card_id`; may return a fresher handle."""
 
-    async def send_text(self, recipient: str, text: str, *, outbox_id: int) -> None:
-        """Send a plain chat message."""
+    async def send_text(
+        self, recipient: str, text: str, *, outbox_id: int, retry: bool = False
+    ) -> None:
+        """Send a plain chat message; `retry`: an earlier attempt may have got through
+        (it failed ambiguously, or its worker died before recording it)."""
 
 
 def split_destination(destination: str) -> tuple[str, str]:
@@ -73,7 +76,7 @@ def chat_performers(platforms: Mapping[str, Platform], db: Database) -> dict[str
     async def send_text(msg: OutboxMessage) -> dict[str, Any]:
         platform, recipient = adapter(msg)
         text = clean_text(msg.payload["text"], multiline=True)  # as cards: no \u00XX (40033)
-        await platform.send_text(recipient, text, outbox_id=msg.id)
+        await platform.send_text(recipient, text, outbox_id=msg.id, retry=msg.attempts > 0)
         return {}
 
     return {"card.send": send_card, "card.update": update_card, "text.send": send_text}

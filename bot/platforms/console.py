@@ -101,7 +101,9 @@ class ConsolePlatform:
         self.changed()
         return None
 
-    async def send_text(self, recipient: str, text: str, *, outbox_id: int) -> None:
+    async def send_text(
+        self, recipient: str, text: str, *, outbox_id: int, retry: bool = False
+    ) -> None:
         body = {"type": "text", "text": text, "outbox_id": outbox_id}
         await self._insert_once(recipient, "out", body, "outbox_id")
 

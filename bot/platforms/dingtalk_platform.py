@@ -91,7 +91,9 @@ class DingtalkPlatform:
         await self.client.update_card(platform_ref, dingtalk_cards.param_map(self.renderer, card))
         return None
 
-    async def send_text(self, recipient: str, text: str, *, outbox_id: int) -> None:
+    async def send_text(
+        self, recipient: str, text: str, *, outbox_id: int, retry: bool = False
+    ) -> None:
         """The member's session webhook while valid (a reply in the chat they wrote in),
         else the robot's 1:1 chat through the OpenAPI."""
         for piece in split_text(text, TEXT_BYTES):
@@ -140,6 +142,8 @@ class DingtalkGroupPlatform(DingtalkPlatform):
     def _create_extra(self) -> Payload:
         return {"imGroupOpenSpaceModel": {"supportForward": False}}
 
-    async def send_text(self, recipient: str, text: str, *, outbox_id: int) -> None:
+    async def send_text(
+        self, recipient: str, text: str, *, outbox_id: int, retry: bool = False
+    ) -> None:
         for piece in split_text(text, TEXT_BYTES):
             await self.client.send_to_group(recipient, "sampleText", {"content": piece})

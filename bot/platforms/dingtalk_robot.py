@@ -96,6 +96,8 @@ class DingtalkRobotPlatform:
             recipient, {"msgtype": "markdown", "markdown": {"title": title, "text": text}}
         )
 
-    async def send_text(self, recipient: str, text: str, *, outbox_id: int) -> None:
+    async def send_text(
+        self, recipient: str, text: str, *, outbox_id: int, retry: bool = False
+    ) -> None:
         for piece in split_text(text, TEXT_BYTES):
             await self._post(recipient, {"msgtype": "text", "text": {"content": piece}})

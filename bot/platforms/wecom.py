@@ -193,9 +193,15 @@ class WecomPlatform:
             )
         return make_ref(task_id, "")
 
-    async def send_text(self, recipient: str, text: str, *, outbox_id: int) -> None:
+    async def send_text(
+        self, recipient: str, text: str, *, outbox_id: int, retry: bool = False
+    ) -> None:
+        """A text has no id WeCom could refuse twice, as a card's task_id is: a retry
+        asks message/send's duplicate check instead, so the piece an earlier attempt
+        delivered (its answer lost, its worker killed) is not shown again. First
+        attempts never ask, so a member who asks twice gets the same answer twice."""
         for piece in split_text(text, TEXT_BYTES):
-            await self.client.send_text(recipient, piece)
+            await self.client.send_text(recipient, piece, dedupe=retry)
 
     async def send_markdown(self, recipient: str, title: str, text: str) -> None:
         """message/send `markdown` (at most 2,048 bytes: cut at a line end)."""

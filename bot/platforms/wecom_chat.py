@@ -61,7 +61,9 @@ class WecomChatPlatform:
             await self._text(recipient, clean_text(f"{card.title} · {card.status}"))
         return None
 
-    async def send_text(self, recipient: str, text: str, *, outbox_id: int) -> None:
+    async def send_text(
+        self, recipient: str, text: str, *, outbox_id: int, retry: bool = False
+    ) -> None:
         await self._text(recipient, text)
 
     async def _text(self, chatid: str, text: str) -> None:

@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 REFRESH_EARLY = 300.0  # seconds before expires_in that a token counts as stale
 MAX_JSON = 1 << 20
+DEDUPE_SECONDS = 4 * 3600  # message/send's duplicate_check_interval at most (default 1800)
 # "taskid has existed or empty or exceed max len" (message/send, quoted from a WeCom
 # developer-community answer): for an id that is neither empty nor too long, "existed".
 TASK_ID_EXISTS = 42014
@@ -176,14 +177,21 @@ class WecomClient:
                 token = await self.access_token(stale=token)
         raise AssertionError("unreachable")
 
-    async def send(self, touser: str, msgtype: str, content: Mapping[str, Any]) -> SentMessage:
-        """`message/send` to one member; an invalid user is a permanent failure."""
+    async def send(
+        self, touser: str, msgtype: str, content: Mapping[str, Any], *, dedupe: bool = False
+    ) -> SentMessage:
+        """`message/send` to one member; an invalid user is a permanent failure.
+        `dedupe`: WeCom drops this message if the same one reached `touser` within
+        DEDUPE_SECONDS (its `enable_duplicate_check`; whether it compares with
+        messages sent without the flag is UNCONFIRMED, so at worst a copy shows)."""
         body = {
             "touser": touser,
             "msgtype": msgtype,
             "agentid": self.settings.agent_id,
             msgtype: content,
         }
+        if dedupe:
+            body |= {"enable_duplicate_check": 1, "duplicate_check_interval": DEDUPE_SECONDS}
         try:
             data = await self.call("POST", "message/send", body=body)
         except WecomApiError as exc:
@@ -203,8 +211,8 @@ class WecomClient:
             raise WecomApiError("message/send", 81013, f"invalid user {touser}")
         return SentMessage(str(data.get("msgid", "")), str(data.get("response_code", "")))
 
-    async def send_text(self, touser: str, content: str) -> SentMessage:
-        return await self.send(touser, "text", {"content": content})
+    async def send_text(self, touser: str, content: str, *, dedupe: bool = False) -> SentMessage:
+        return await self.send(touser, "text", {"content": content}, dedupe=dedupe)
 
     async def send_markdown(self, touser: str, content: str) -> SentMessage:
         return await self.send(touser, "markdown", {"content": content})

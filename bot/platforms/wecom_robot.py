@@ -89,7 +89,9 @@ class WecomRobotPlatform:
         image = {"base64": base64.b64encode(png).decode(), "md5": hashlib.md5(png).hexdigest()}  # noqa: S324 - the API's checksum
         await self.client.robot_send(self._key(recipient), {"msgtype": "image", "image": image})
 
-    async def send_text(self, recipient: str, text: str, *, outbox_id: int) -> None:
+    async def send_text(
+        self, recipient: str, text: str, *, outbox_id: int, retry: bool = False
+    ) -> None:
         key = self._key(recipient)
         for piece in split_text(text, ROBOT_TEXT_BYTES):
             await self.client.robot_send(key, {"msgtype": "text", "text": {"content": piece}})

@@ -86,6 +86,10 @@ class FakeWecom(Messages, Media):
     codes: dict[str, dict[str, Any]] = field(default_factory=dict)  # code -> userid, task_id,
     task_ids: set[str] = field(default_factory=set)  # used, issued (clock seconds)
     dropped: list[dict[str, Any]] = field(default_factory=list)  # accepted, never delivered
+    # message/send's duplicate check: (clock seconds, touser, the message) delivered, and
+    # the flagged sends it dropped as copies (answered errcode 0, like WeCom).
+    delivered_at: list[tuple[float, str, str]] = field(default_factory=list)
+    deduplicated: list[dict[str, Any]] = field(default_factory=list)
     member_windows: MemberWindows = field(default_factory=MemberWindows)
     chats: dict[str, set[str]] = field(default_factory=dict)  # chatid -> members
     chat_messages: list[dict[str, Any]] = field(default_factory=list)

@@ -197,6 +197,28 @@ async def test_long_texts_are_split_within_2048_bytes(
     assert all(len(p.encode()) <= 10 for p in split_text("长" * 50, 10))
 
 
+async def test_a_retried_text_asks_for_the_duplicate_check_and_shows_once(
+    client: WecomClient, fake: FakeWecom
+) -> None:
+    platform = WecomPlatform(client, CardRenderer(templates_dir()))
+    text = "\n".join(f"第{i}行：售后单状态明细" for i in range(300))  # several pieces
+    await platform.send_text("wangzuzhang", text, outbox_id=1)
+    first = fake.texts_to("wangzuzhang")
+    assert all("enable_duplicate_check" not in m for m in fake.messages)  # a first attempt
+    # The worker died before recording the send; the retry's pieces are copies.
+    await platform.send_text("wangzuzhang", text, outbox_id=1, retry=True)
+    assert fake.texts_to("wangzuzhang") == first
+    assert len(fake.deduplicated) == len(first)
+    assert {m["duplicate_check_interval"] for m in fake.deduplicated} == {4 * 3600}
+    # A member who asks twice gets the answer twice: first attempts never dedupe.
+    await platform.send_text("wangzuzhang", "已收到", outbox_id=2)
+    await platform.send_text("wangzuzhang", "已收到", outbox_id=3)
+    assert fake.texts_to("wangzuzhang")[-2:] == ["已收到", "已收到"]
+    # A retry of a text that never got through is delivered.
+    await platform.send_text("wangzuzhang", "新的一条", outbox_id=4, retry=True)
+    assert fake.texts_to("wangzuzhang")[-1] == "新的一条"
+
+
 async def test_robots_post_markdown_and_text(
     fake: FakeWecom, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
