@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from bot import digest_chart
 from bot.outbox import Performer, PermanentError
-from bot.platforms.base import Platform, split_destination
+from bot.platforms.base import Platform, platform_for
 from handlers.digest import IMAGE_KIND, MARKDOWN_KIND
 from storage.models import OutboxMessage
 
@@ -30,15 +30,8 @@ class ImagePlatform(Protocol):
 
 
 def digest_performers(platforms: Mapping[str, Platform]) -> dict[str, Performer]:
-    def adapter(msg: OutboxMessage) -> tuple[Platform, str]:
-        name, recipient = split_destination(msg.destination)
-        platform = platforms.get(name)
-        if platform is None:
-            raise PermanentError(f"platform {name!r} is not enabled")
-        return platform, recipient
-
     async def send_markdown(msg: OutboxMessage) -> dict[str, Any]:
-        platform, recipient = adapter(msg)
+        platform, recipient = platform_for(platforms, msg)
         title, text = str(msg.payload["title"]), str(msg.payload["markdown"])
         if isinstance(platform, MarkdownPlatform):
             await platform.send_markdown(recipient, title, text)
@@ -47,7 +40,7 @@ def digest_performers(platforms: Mapping[str, Platform]) -> dict[str, Performer]
         return {}
 
     async def send_image(msg: OutboxMessage) -> dict[str, Any]:
-        platform, recipient = adapter(msg)
+        platform, recipient = platform_for(platforms, msg)
         if not isinstance(platform, ImagePlatform):
             raise PermanentError(f"{msg.destination}: the platform takes no pictures")
         try:

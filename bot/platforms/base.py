@@ -41,6 +41,15 @@ def split_destination(destination: str) -> tuple[str, str]:
     return platform, recipient
 
 
+def platform_for(platforms: Mapping[str, Platform], msg: OutboxMessage) -> tuple[Platform, str]:
+    """The enabled adapter a row's destination names, and the recipient on it."""
+    name, recipient = split_destination(msg.destination)
+    platform = platforms.get(name)
+    if platform is None:
+        raise PermanentError(f"platform {name!r} is not enabled")
+    return platform, recipient
+
+
 def chat_performers(platforms: Mapping[str, Platform], db: Database) -> dict[str, Performer]:
     """Outbox performers for chat side effects, dispatching on the destination's platform.
 
@@ -48,15 +57,8 @@ def chat_performers(platforms: Mapping[str, Platform], db: Database) -> dict[str
     or the click that refreshed it, may have landed after the update was enqueued.
     """
 
-    def adapter(msg: OutboxMessage) -> tuple[Platform, str]:
-        name, recipient = split_destination(msg.destination)
-        platform = platforms.get(name)
-        if platform is None:
-            raise PermanentError(f"platform {name!r} is not enabled")
-        return platform, recipient
-
     async def send_card(msg: OutboxMessage) -> dict[str, Any]:
-        platform, recipient = adapter(msg)
+        platform, recipient = platform_for(platforms, msg)
         card = Card.from_dict(msg.payload["card"])
         ref = await platform.send_card(
             recipient, card, card_id=msg.payload["card_id"], outbox_id=msg.id
@@ -64,7 +66,7 @@ def chat_performers(platforms: Mapping[str, Platform], db: Database) -> dict[str
         return {"card_id": msg.payload["card_id"], "platform_ref": ref}
 
     async def update_card(msg: OutboxMessage) -> dict[str, Any]:
-        platform, recipient = adapter(msg)
+        platform, recipient = platform_for(platforms, msg)
         card = Card.from_dict(msg.payload["card"])
         async with db.read() as session:
             record = await session.get(CardRecord, msg.payload["card_id"])
@@ -74,7 +76,7 @@ def chat_performers(platforms: Mapping[str, Platform], db: Database) -> dict[str
         return {"card_id": msg.payload["card_id"], "platform_ref": ref or ""}
 
     async def send_text(msg: OutboxMessage) -> dict[str, Any]:
-        platform, recipient = adapter(msg)
+        platform, recipient = platform_for(platforms, msg)
         text = clean_text(msg.payload["text"], multiline=True)  # as cards: no \u00XX (40033)
         await platform.send_text(recipient, text, outbox_id=msg.id, retry=msg.attempts > 0)
         return {}
