@@ -29,6 +29,8 @@ one snapshot on both engines (SQLite: BEGIN on the reader; PostgreSQL: REPEATABL
 READ), so a page assembled from several SELECTs is consistent. PostgreSQL's pooled
 connections are checked before use only when they sat idle or a sibling failed
 (storage/liveness.py), not with a three-round-trip pre-ping at every checkout.
+`ping` has two read-only connections of its own, so /healthz never queues for a
+connection behind page reads.
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ DEFAULT_STATEMENT_TIMEOUT = 10.0
 # Connections the read pool keeps (fixed: no overflow). Reads are short; more
 # concurrent readers than this queue for `timeout` seconds at most.
 DEFAULT_READ_POOL = 4
+# The health check's own readers: a load balancer asks one or two at a time.
+HEALTH_POOL = 2
 
 
 class DatabaseBusy(TimeoutError):
@@ -109,10 +113,12 @@ class Database:
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.write_lock = WriteLock()
         self.read_engine: AsyncEngine = self._reader(echo, read_pool_size)
-        self.read_liveness: Liveness | None = None
+        # `ping`'s own connections, so /healthz never queues behind page reads.
+        self.health_engine: AsyncEngine = self._reader(echo, HEALTH_POOL)
+        self.liveness: Liveness | None = None
         if not self.is_sqlite:
-            Liveness(self.engine, timeout)
-            self.read_liveness = Liveness(self.read_engine, timeout)
+            engines = (self.engine, self.read_engine, self.health_engine)
+            self.liveness = Liveness(engines, timeout)
         self.read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
 
     def _reader(self, echo: bool, size: int) -> AsyncEngine:
@@ -192,8 +198,9 @@ class Database:
         return {"skip_locked": skip_locked} if not self.is_sqlite else {}
 
     async def ping(self) -> bool:
-        """Whether the database answers `SELECT 1` within `timeout` seconds, through the
-        read pool: a busy writer does not make a healthy database look down.
+        """Whether the database answers `SELECT 1` within `timeout` seconds, through
+        read-only connections of its own: neither a busy writer nor page reads holding
+        the read pool make a healthy database look down or slow to answer.
 
         The statement goes straight to the driver, outside any transaction: one round
         trip (not BEGIN, SELECT, ROLLBACK), as the load balancer asks every few seconds
@@ -208,7 +215,7 @@ class Database:
             return False
 
     async def _select_one(self) -> bool:
-        async with self.read_engine.connect() as conn:
+        async with self.health_engine.connect() as conn:
             driver: Any = (await conn.get_raw_connection()).driver_connection
             try:
                 if self.is_sqlite:
@@ -217,14 +224,15 @@ class Database:
                     await driver.fetchval("SELECT 1")
             except Exception:  # noqa: BLE001 - the connection is gone; the caller may retry
                 await conn.invalidate()
-                if self.read_liveness is not None:
-                    self.read_liveness.suspect()
+                if self.liveness is not None:
+                    self.liveness.suspect()
                 return False
         return True
 
     async def dispose(self) -> None:
-        if self.read_engine is not self.engine:
-            await self.read_engine.dispose()
+        for reader in (self.health_engine, self.read_engine):
+            if reader is not self.engine:
+                await reader.dispose()
         await self.engine.dispose()
 
 

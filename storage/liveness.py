@@ -7,16 +7,18 @@ for a turn of the busy event loop, so `/healthz`'s one `SELECT 1` took four turn
 and every read and write transaction paid three more.
 
 Here a connection is checked, in one round trip, only when it sat unused longer
-than `IDLE`, or when it was in the pool at a failure (`suspect`). One used a moment
-ago is as live as one just checked; if it did die meanwhile, its statement fails as
-a disconnect, on which SQLAlchemy invalidates every pooled connection, so the next
-checkouts connect afresh. A failed check does the same (`InvalidatePoolError`) and
-the checkout goes on with a new connection.
+than `IDLE`, or when it was pooled at a failure on any of the database's engines
+(`suspect`: the health check met a dead connection, or a statement a disconnect).
+One used a moment ago is as live as one just checked; if it did die meanwhile, its
+statement fails as a disconnect, on which SQLAlchemy invalidates its pool and the
+other pools check theirs. A failed check invalidates the pool too
+(`InvalidatePoolError`) and the checkout goes on with a new connection.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import event
@@ -29,19 +31,25 @@ _USED = "returnhub_used_at"
 
 
 class Liveness:
-    """The checkout check of one engine's pool (see the module docstring)."""
+    """The checkout check of the pools of one database's engines (see the module docstring)."""
 
-    def __init__(self, engine: AsyncEngine, timeout: float, idle: float = IDLE) -> None:
+    def __init__(self, engines: Iterable[AsyncEngine], timeout: float, idle: float = IDLE) -> None:
         self.timeout, self.idle = timeout, idle
         self.suspect_since = 0.0
-        pool = engine.sync_engine.pool
-        event.listen(pool, "connect", self._used)
-        event.listen(pool, "checkin", self._used)
-        event.listen(pool, "checkout", self._checkout)
+        for engine in engines:
+            pool = engine.sync_engine.pool
+            event.listen(pool, "connect", self._used)
+            event.listen(pool, "checkin", self._used)
+            event.listen(pool, "checkout", self._checkout)
+            event.listen(engine.sync_engine, "handle_error", self._on_error)
 
     def suspect(self) -> None:
-        """A connection of this pool just failed: check the others before their next use."""
+        """A connection just failed: check every pooled one before its next use."""
         self.suspect_since = time.monotonic()
+
+    def _on_error(self, context: Any) -> None:
+        if context.is_disconnect:
+            self.suspect()
 
     def _used(self, _dbapi_conn: Any, record: Any) -> None:
         record.info[_USED] = time.monotonic()

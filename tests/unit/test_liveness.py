@@ -9,15 +9,16 @@ from typing import Any
 import asyncpg
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from storage.db import Database
 from storage.models import Case
 from tests.conftest import ONLY_PG
 
 
-async def _pooled(db: Database, count: int) -> list[Any]:
-    """The driver connections of `count` read-pool connections, checked in again after."""
-    conns = [await db.read_engine.connect() for _ in range(count)]
+async def _pooled(engine: AsyncEngine, count: int) -> list[Any]:
+    """The driver connections of `count` pooled connections, checked in again after."""
+    conns = [await engine.connect() for _ in range(count)]
     drivers = [(await c.get_raw_connection()).driver_connection for c in conns]
     for conn in conns:
         await conn.close()
@@ -40,8 +41,11 @@ async def _kill(db: Database, drivers: list[Any]) -> None:
 async def test_a_health_check_and_reads_get_past_dead_pooled_connections(db: Database) -> None:
     """On PostgreSQL every pooled connection dies (a restart); an SQLite file's
     connections do not die, but a health check that met one would ask again."""
-    pooled = await _pooled(db, 2)
-    await _kill(db, pooled[:1] if db.is_sqlite else pooled)
+    health = await _pooled(db.health_engine, 2)
+    if db.is_sqlite:
+        await _kill(db, health[:1])
+    else:
+        await _kill(db, health + await _pooled(db.read_engine, 2))
     assert await db.ping()  # the first connection it met was dead; it asked again
     for _ in range(3):  # on PostgreSQL the other dead one is found before it is used
         async with db.read() as session:
@@ -69,15 +73,16 @@ async def test_a_busy_pool_checks_no_connection_an_idle_one_checks_once(
             await session.scalar(select(func.count()).select_from(Case))
 
     await read()
+    assert await db.ping()
     monkeypatch.setattr(asyncpg.Connection, "fetchval", counting)
     monkeypatch.setattr(asyncpg.Connection, "fetchrow", pre_ping)
     for _ in range(5):
         await read()
     assert checks == []
-    liveness = db.read_liveness
+    assert await db.ping()
+    assert checks == ["SELECT 1"]  # its own question, in one round trip: no pre-ping
+    liveness = db.liveness
     assert liveness is not None
     monkeypatch.setattr(liveness, "idle", -1.0)  # every connection has now sat "too long"
-    await read()
-    assert checks == ["SELECT 1"]
-    assert await db.ping()  # its own SELECT 1 after the check: no transaction, no pre-ping
-    assert checks == ["SELECT 1"] * 3
+    assert await db.ping()
+    assert checks == ["SELECT 1"] * 3  # the check at checkout, then the question
