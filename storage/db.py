@@ -26,7 +26,11 @@ PostgreSQL, where MVCC already lets readers past writers, the separate pool is w
 keeps a read from queueing behind write transactions that hold every pooled
 connection; its sessions are `default_transaction_read_only`. A read session sees
 one snapshot on both engines (SQLite: BEGIN on the reader; PostgreSQL: REPEATABLE
-READ), so a page assembled from several SELECTs is consistent.
+READ), so a page assembled from several SELECTs is consistent. PostgreSQL's pooled
+connections are checked before use only when they sat idle or a sibling failed
+(storage/liveness.py), not with a three-round-trip pre-ping at every checkout.
+`ping` has two read-only connections of its own, so /healthz never queues for a
+connection behind page reads.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from sqlalchemy.orm import Mapped
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
+from storage.liveness import Liveness
 from storage.writelock import DEFAULT_LANE, WriteLock
 
 T = TypeVar("T")
@@ -62,6 +67,8 @@ DEFAULT_STATEMENT_TIMEOUT = 10.0
 # Connections the read pool keeps (fixed: no overflow). Reads are short; more
 # concurrent readers than this queue for `timeout` seconds at most.
 DEFAULT_READ_POOL = 4
+# The health check's own readers: a load balancer asks one or two at a time.
+HEALTH_POOL = 2
 
 
 class DatabaseBusy(TimeoutError):
@@ -92,7 +99,7 @@ class Database:
                 kwargs["pool_timeout"] = timeout  # in memory: one static connection
             kwargs["connect_args"] = {"timeout": self.statement_timeout or 3600}
         else:
-            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True, pool_timeout=timeout)
+            kwargs.update(pool_size=10, max_overflow=10, pool_timeout=timeout)
             kwargs["connect_args"] = _pg_timeouts(timeout, self.statement_timeout)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
@@ -106,6 +113,12 @@ class Database:
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.write_lock = WriteLock()
         self.read_engine: AsyncEngine = self._reader(echo, read_pool_size)
+        # `ping`'s own connections, so /healthz never queues behind page reads.
+        self.health_engine: AsyncEngine = self._reader(echo, HEALTH_POOL)
+        self.liveness: Liveness | None = None
+        if not self.is_sqlite:
+            engines = (self.engine, self.read_engine, self.health_engine)
+            self.liveness = Liveness(engines, timeout)
         self.read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
 
     def _reader(self, echo: bool, size: int) -> AsyncEngine:
@@ -129,7 +142,6 @@ class Database:
             return create_async_engine(
                 self.url,
                 **kwargs,
-                pool_pre_ping=True,
                 isolation_level="REPEATABLE READ",
                 connect_args=connect_args,
             )
@@ -186,26 +198,41 @@ class Database:
         return {"skip_locked": skip_locked} if not self.is_sqlite else {}
 
     async def ping(self) -> bool:
-        """Whether the database answers `SELECT 1` within `timeout` seconds, through the
-        read pool: a busy writer does not make a healthy database look down.
+        """Whether the database answers `SELECT 1` within `timeout` seconds, through
+        read-only connections of its own: neither a busy writer nor page reads holding
+        the read pool make a healthy database look down or slow to answer.
 
         The statement goes straight to the driver, outside any transaction: one round
         trip (not BEGIN, SELECT, ROLLBACK), as the load balancer asks every few seconds
-        and a health check under load should cost next to nothing."""
+        and a health check under load should cost next to nothing. A pooled connection
+        that died (the database restarted) is dropped, the pool's others are checked
+        before their next use (storage/liveness.py), and the question is asked once more
+        on a connection that works, so a healthy database never looks down."""
         try:
-            async with asyncio.timeout(self.timeout), self.read_engine.connect() as conn:
-                driver: Any = (await conn.get_raw_connection()).driver_connection
+            async with asyncio.timeout(self.timeout):
+                return await self._select_one() or await self._select_one()
+        except Exception:  # noqa: BLE001 - any failure means "unreachable" to /healthz
+            return False
+
+    async def _select_one(self) -> bool:
+        async with self.health_engine.connect() as conn:
+            driver: Any = (await conn.get_raw_connection()).driver_connection
+            try:
                 if self.is_sqlite:
                     await driver.execute_fetchall("SELECT 1")
                 else:
                     await driver.fetchval("SELECT 1")
-        except Exception:  # noqa: BLE001 - any failure means "unreachable" to /healthz
-            return False
+            except Exception:  # noqa: BLE001 - the connection is gone; the caller may retry
+                await conn.invalidate()
+                if self.liveness is not None:
+                    self.liveness.suspect()
+                return False
         return True
 
     async def dispose(self) -> None:
-        if self.read_engine is not self.engine:
-            await self.read_engine.dispose()
+        for reader in (self.health_engine, self.read_engine):
+            if reader is not self.engine:
+                await reader.dispose()
         await self.engine.dispose()
 
 

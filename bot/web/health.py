@@ -2,9 +2,10 @@
 
 `/healthz` answers 503 when the database does not answer a `SELECT 1` within
 `database.timeout_seconds`, so a replica that lost its database leaves the pool instead of
-accepting webhooks it cannot store. It asks through the read pool (storage/db.py), as
-`/metrics` does, so a writer that is busy (the SQLite lock held, PostgreSQL's write
-connections all in transactions) neither slows it nor makes a healthy database look down.
+accepting webhooks it cannot store. It asks through two read-only connections of its own
+(storage/db.py), so a writer that is busy (the SQLite lock held, PostgreSQL's write
+connections all in transactions) or page reads holding the read pool neither slow it nor
+make a healthy database look down.
 `/metrics` refreshes the database-backed gauges (cases by status, outbox depth) on
 every scrape; those are the truth shared by all replicas.
 
