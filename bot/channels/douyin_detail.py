@@ -12,12 +12,15 @@ shipment (11, with the return waybill and carrier), a refund (12, refund_status
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from bot.channels.storable import storable
 from bot.channels.values import fen_int, id_str, utc_time
 from bot.events import Item, ReturnRequest
 
 CHANNEL = "douyin"
+_INT = re.compile(r"-?[0-9]{1,18}")  # ASCII digits only: int() also reads "٣", not "²"
 RETURN, REFUND_SHIPPED, REFUND_UNSHIPPED, EXCHANGE = 0, 1, 2, 3
 SYSTEM_CANCEL, BUYER_CANCEL, PRICE_PROTECT, RESEND, REPAIR = 4, 5, 6, 7, 8
 KINDS = {
@@ -54,7 +57,7 @@ def info_of(data: dict[str, Any]) -> dict[str, Any]:
 
 def _int(info: dict[str, Any], name: str, default: int = -1) -> int:
     value = info.get(name, default)
-    if isinstance(value, str) and value.lstrip("-").isdigit():
+    if isinstance(value, str) and _INT.fullmatch(value):
         return int(value)
     return value if isinstance(value, int) and not isinstance(value, bool) else default
 
@@ -125,7 +128,7 @@ def to_request(data: dict[str, Any], *, key: str, shop: str) -> ReturnRequest:
         for url in info.get("evidence") or ()
         if isinstance(url, str) and url.startswith("http")
     )
-    return ReturnRequest(
+    event = ReturnRequest(
         key=key,
         channel=CHANNEL,
         shop=shop,
@@ -144,3 +147,7 @@ def to_request(data: dict[str, Any], *, key: str, shop: str) -> ReturnRequest:
         evidence=evidence[:50],
         deadline_at=deadline,
     )
+    try:
+        return storable(event)
+    except ValueError as exc:
+        raise DetailError(f"afterSale/Detail: {exc}") from None

@@ -16,7 +16,8 @@ from datetime import datetime
 from typing import Any
 
 from bot import keys
-from bot.channels.values import id_str, minor_from_decimal, utc_time
+from bot.channels.storable import storable
+from bot.channels.values import count, id_str, minor_from_decimal, utc_time
 from bot.events import Item, ReturnRequest
 
 CHANNEL = "taobao"
@@ -146,27 +147,29 @@ def request(refund: dict[str, Any], *, key: str, shop: str) -> ReturnRequest:
     item = Item(
         sku=str(refund.get("outer_id") or refund.get("num_iid") or ""),
         name=str(refund.get("title") or ""),
-        qty=int(refund.get("num") or 1),
+        qty=count(refund.get("num") or 1, "num"),
         unit_price_fen=_fen(refund.get("price") or "0", "price"),
     )
     reason = str(refund.get("reason") or "")
-    return ReturnRequest(
-        key=key,
-        channel=CHANNEL,
-        shop=shop,
-        external_id=id_str(refund.get("refund_id"), "refund_id"),
-        order_id=id_str(refund.get("tid"), "tid"),
-        kind=kind_of(refund),
-        status=status,
-        amount_fen=amount,
-        version=version,
-        occurred_at=_when(refund.get("modified"), "modified") or created,
-        reason_code=reason_code(reason),
-        reason_text="；".join(t for t in (reason, str(refund.get("desc") or "")) if t),
-        buyer_ref=str(refund.get("buyer_open_uid") or refund.get("buyer_nick") or ""),
-        buyer_nick=str(refund.get("buyer_nick") or ""),
-        items=(item,),
-        return_waybill=str(refund.get("sid") or "") or None,
-        carrier=str(refund.get("company_name") or "") or None,
-        deadline_at=deadline(refund),
+    return storable(
+        ReturnRequest(
+            key=key,
+            channel=CHANNEL,
+            shop=shop,
+            external_id=id_str(refund.get("refund_id"), "refund_id"),
+            order_id=id_str(refund.get("tid"), "tid"),
+            kind=kind_of(refund),
+            status=status,
+            amount_fen=amount,
+            version=version,
+            occurred_at=_when(refund.get("modified"), "modified") or created,
+            reason_code=reason_code(reason),
+            reason_text="；".join(t for t in (reason, str(refund.get("desc") or "")) if t),
+            buyer_ref=str(refund.get("buyer_open_uid") or refund.get("buyer_nick") or ""),
+            buyer_nick=str(refund.get("buyer_nick") or ""),
+            items=(item,),
+            return_waybill=str(refund.get("sid") or "") or None,
+            carrier=str(refund.get("company_name") or "") or None,
+            deadline_at=deadline(refund),
+        )
     )

@@ -32,6 +32,15 @@ def id_str(value: object, field: str) -> str:
     raise ValueError(f"{field} must be an integer or a string id, got {type(value).__name__}")
 
 
+def count(value: object, field: str) -> int:
+    """A quantity that may arrive as a JSON integer or a string of digits (Taobao's num)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        return int(value)
+    raise ValueError(f"{field} must be a whole number, got {value!r:.40}")
+
+
 def fen_int(value: object, field: str) -> int:
     """Fen that arrive as an integer or a string of digits (Douyin)."""
     if isinstance(value, bool):
