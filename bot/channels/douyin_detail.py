@@ -16,7 +16,7 @@ import re
 from typing import Any
 
 from bot.channels.storable import storable
-from bot.channels.values import fen_int, id_str, utc_time
+from bot.channels.values import fen_int, id_str, listed, utc_time
 from bot.events import Item, ReturnRequest
 
 CHANNEL = "douyin"
@@ -78,7 +78,7 @@ def status_of(info: dict[str, Any]) -> str:
 
 def _items(order: dict[str, Any]) -> tuple[Item, ...]:
     items = []
-    for sku in order.get("sku_order_infos") or ():
+    for sku in listed(order.get("sku_order_infos"), "order_info.sku_order_infos"):
         if not isinstance(sku, dict):
             continue
         qty = max(_int(sku, "after_sale_item_count", 0) or _int(sku, "item_quantity", 1), 1)
@@ -125,7 +125,7 @@ def to_request(data: dict[str, Any], *, key: str, shop: str) -> ReturnRequest:
     reason = " ".join(str(info.get(k) or "") for k in ("reason", "reason_remark")).strip()
     evidence = tuple(
         url
-        for url in info.get("evidence") or ()
+        for url in listed(info.get("evidence"), "evidence")
         if isinstance(url, str) and url.startswith("http")
     )
     event = ReturnRequest(

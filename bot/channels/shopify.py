@@ -33,7 +33,7 @@ from bot.channels.generic_body import Rejected
 from bot.channels.notices import Submit
 from bot.channels.shops import ShopifyShop
 from bot.channels.storable import storable
-from bot.channels.values import id_str, minor_from_decimal, utc_time
+from bot.channels.values import id_str, listed, minor_from_decimal, utc_time
 from bot.events import Item, ReturnRequest, time_version
 from bot.web.body import BodyTooLarge, read_body
 from bot.writer import Closed
@@ -101,7 +101,7 @@ def _version(body: dict[str, Any], headers: Mapping[str, str], now: datetime) ->
 
 def _line_items(body: dict[str, Any]) -> tuple[tuple[Item, ...], str]:
     items, reasons = [], []
-    for n, line in enumerate(body.get("return_line_items") or ()):
+    for n, line in enumerate(listed(body.get("return_line_items"), "return_line_items")):
         if not isinstance(line, dict):
             raise ValueError(f"return_line_items[{n}] must be an object")
         sold = _table(_table(line.get("fulfillment_line_item")).get("line_item"))
@@ -140,7 +140,7 @@ def to_request(
             order_id = id_str(body.get("order_id"), "order_id")
             amount = sum(
                 minor_from_decimal(t.get("amount"), "transactions[].amount")
-                for t in body.get("transactions") or ()
+                for t in listed(body.get("transactions"), "transactions")
                 if isinstance(t, dict) and t.get("kind") == "refund"
             )
             items: tuple[Item, ...] = ()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from typing import Any
 from zoneinfo import ZoneInfo
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -30,6 +31,15 @@ def id_str(value: object, field: str) -> str:
     if isinstance(value, str) and value.strip() and len(value) <= MAX_ID:
         return value.strip()
     raise ValueError(f"{field} must be an integer or a string id, got {type(value).__name__}")
+
+
+def listed(value: object, field: str) -> list[Any]:
+    """A JSON array that may be absent (None: empty); anything else is refused."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError(f"{field} must be a list, got {type(value).__name__}")
+    return value
 
 
 def count(value: object, field: str) -> int:

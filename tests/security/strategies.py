@@ -68,8 +68,10 @@ def mutated(draw: st.DrawFn, base: dict[str, Any], paths: list[list[str]] | None
     """`base` with a few fields (top level, or along `paths`) replaced, dropped or
     retyped: what reaches the deeper checks, past "is it an object"."""
     body = json.loads(json.dumps(base))
-    keys = [[k] for k in body] + (paths or [])
-    for path in draw(st.lists(st.sampled_from(keys), min_size=1, max_size=4)):
+    keys = st.sampled_from([[k] for k in body])
+    if paths:  # the nested fields as often as the top-level ones
+        keys = st.one_of(keys, st.sampled_from(paths))
+    for path in draw(st.lists(keys, min_size=1, max_size=4)):
         holder = body
         for part in path[:-1]:
             holder = holder.get(part) if isinstance(holder, dict) else None

@@ -99,6 +99,8 @@ def test_jd_records_map_or_are_refused(record: dict[str, Any]) -> None:
 
 @fuzz_settings("sqlite")
 @given(data=mutated(DOUYIN, DOUYIN_PATHS))
+@example(data={**DOUYIN, "order_info": {"shop_order_id": 1, "sku_order_infos": True}})
+@example(data=with_info(evidence=7))  # both were a TypeError
 @example(data=with_info(after_sale_type="²"))  # isdigit() yet not a number: read as unknown
 def test_douyin_details_map_or_are_refused(data: dict[str, Any]) -> None:
     maps_or_refuses(lambda: douyin_detail.to_request(data, key="k", shop="95250"))
@@ -120,6 +122,7 @@ SHOPIFY_REFUSED = {
             {**return_payload()["return_line_items"][0], "fulfillment_line_item": [1]}
         ],
     },  # fmt: skip
+    "return_line_items is not a list": {**return_payload(), "return_line_items": True},
     "quantity past BIGINT": line_item(quantity=10**30),
     "NUL in the sku": line_item(sku="a\x00b"),
     "NUL in the return id": {**return_payload(), "id": "r\x00"},

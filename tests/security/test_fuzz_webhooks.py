@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from typing import Any
 
 import pytest
@@ -38,6 +39,9 @@ from tests.support import MEMBERS, Client, FakeClock, return_body, sign_generic,
 pytestmark = pytest.mark.usefixtures("errors")
 USERS = [wecom for _, _, wecom, _ in MEMBERS] + ["stranger"]
 STAFF = [staff for _, _, _, staff in MEMBERS] + ["staff9999"]
+TOPICS = ["returns/approve", "refunds/create", "returns/close", "orders/create"]
+
+
 header_values = st.one_of(texts.filter(lambda t: t.isprintable()), st.sampled_from(["", "0"]))
 
 
@@ -216,39 +220,54 @@ async def test_generic_bodies_of_any_shape(
     await asyncio.to_thread(check)
 
 
-async def test_shopify_bodies_and_headers_of_any_shape(
+SHOPIFY_HEADERS = ["X-Shopify-Topic", "X-Shopify-Shop-Domain", "X-Shopify-Event-Id",
+                   "X-Shopify-Webhook-Id", "X-Shopify-Triggered-At"]  # fmt: skip
+
+
+def shopify_headers(raw: bytes, topic: str) -> dict[str, str]:
+    return {
+        "X-Shopify-Topic": topic, "X-Shopify-Shop-Domain": DOMAIN,
+        "X-Shopify-Event-Id": str(uuid.uuid4()), "X-Shopify-Triggered-At": "2026-11-23T02:00:00Z",
+        "X-Shopify-Hmac-Sha256": webhook_hmac(raw),
+    }  # fmt: skip
+
+
+async def test_shopify_signed_bodies_of_any_shape(
     everything: Client, clock: FakeClock, engine: str
 ) -> None:
-    paths = [["order", "id"], ["return_line_items", "quantity"]]
+    line = ["return_line_items", "fulfillment_line_item", "line_item"]
+    paths = [["order", "id"], ["return_line_items", "quantity"], ["return_line_items", "id"],
+             ["return_line_items", "return_reason_note"], line[:2], line, line + ["title"],
+             line + ["price"], line + ["sku"]]  # fmt: skip
 
     @fuzz_settings(engine)
     @given(
-        body=st.one_of(mutated(return_payload(), paths), json_values),
-        topic=st.one_of(
-            st.sampled_from(
-                [
-                    "returns/request",
-                    "returns/approve",
-                    "refunds/create",
-                    "returns/close",
-                    "orders/create",
-                ]
-            ),
-            header_values,
-        ),
-        domain=st.sampled_from([DOMAIN, "evil.myshopify.com", ""]),
-        event_id=header_values,
+        body=mutated(return_payload(), paths),
+        topic=st.sampled_from(["returns/request", *TOPICS]),
+    )
+    @example(body={**return_payload(), "return_line_items": True}, topic="returns/request")
+    @example(body={"id": 1, "order_id": 2, "transactions": 1}, topic="refunds/create")
+    @on_loop
+    async def check(body: Any, topic: str) -> None:
+        raw = dumps(body)
+        await post(everything, "/webhooks/shopify", raw, headers=shopify_headers(raw, topic))
+
+    await asyncio.to_thread(check)
+
+
+async def test_shopify_headers_of_any_shape(everything: Client, engine: str) -> None:
+    @fuzz_settings(engine)
+    @given(
+        body=st.one_of(st.just(return_payload()), json_values),
+        headers=st.dictionaries(st.sampled_from(SHOPIFY_HEADERS), header_values, max_size=5),
         signed=st.booleans(),
     )
     @on_loop
-    async def check(body: Any, topic: str, domain: str, event_id: str, signed: bool) -> None:
+    async def check(body: Any, headers: dict[str, str], signed: bool) -> None:
         raw = dumps(body)
-        headers = {
-            "X-Shopify-Topic": topic, "X-Shopify-Shop-Domain": domain,
-            "X-Shopify-Event-Id": event_id, "X-Shopify-Triggered-At": "2026-11-23T02:00:00Z",
-            "X-Shopify-Hmac-Sha256": webhook_hmac(raw) if signed else "AAAA",
-        }  # fmt: skip
-        await post(everything, "/webhooks/shopify", raw, headers=headers)
+        good = shopify_headers(raw, "returns/request")
+        forged = {**good, **headers} if signed else headers
+        await post(everything, "/webhooks/shopify", raw, headers=forged)
 
     await asyncio.to_thread(check)
 
