@@ -7,14 +7,8 @@ from __future__ import annotations
 import pytest
 
 from bot.appkeys import CTX, DISPATCH
-from tests.security.endpoints import Endpoint, Req, endpoints
+from tests.security.endpoints import Req, endpoints
 from tests.support import Client, FakeClock, table_counts
-
-NAMES = [e.name for e in endpoints(FakeClock())]
-
-
-def endpoint(clock: FakeClock, name: str) -> Endpoint:
-    return next(e for e in endpoints(clock) if e.name == name)
 
 
 async def send(client: Client, req: Req) -> int:
@@ -27,28 +21,31 @@ async def send(client: Client, req: Req) -> int:
 
 
 @pytest.mark.usefixtures("errors")
-@pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("attack", ["forged", "tampered", "stale"])
 async def test_forgeries_are_refused_and_store_nothing(
-    everything: Client, clock: FakeClock, name: str, attack: str
+    everything: Client, clock: FakeClock
 ) -> None:
-    build = getattr(endpoint(clock, name), attack)
-    if build is None:  # no such attack on this protocol: see the endpoint's note
-        assert endpoint(clock, name).note
-        return
     before = await table_counts(everything.app[CTX].db)
-    status = await send(everything, build())
-    assert status in (400, 401, 403), status
-    assert await table_counts(everything.app[CTX].db) == before
+    tried = 0
+    for endpoint in endpoints(clock):
+        for attack in ("forged", "tampered", "stale"):
+            build = getattr(endpoint, attack)
+            if build is None:  # no such attack on this protocol: the note says why
+                assert endpoint.note, (endpoint.name, attack)
+                continue
+            status = await send(everything, build())
+            assert status in (400, 401, 403), (endpoint.name, attack, status)
+            assert await table_counts(everything.app[CTX].db) == before, (endpoint.name, attack)
+            tried += 1
+    assert tried >= 20
 
 
 @pytest.mark.usefixtures("errors")
-@pytest.mark.parametrize("name", NAMES)
 async def test_a_replay_changes_nothing_the_original_did_not(
-    everything: Client, clock: FakeClock, name: str
+    everything: Client, clock: FakeClock
 ) -> None:
-    request = endpoint(clock, name).good()
-    assert await send(everything, request) in (200, 202)
-    after_first = await table_counts(everything.app[CTX].db)
-    assert await send(everything, request) < 500
-    assert await table_counts(everything.app[CTX].db) == after_first
+    for endpoint in endpoints(clock):
+        request = endpoint.good()
+        assert await send(everything, request) in (200, 202), endpoint.name
+        after_first = await table_counts(everything.app[CTX].db)
+        assert await send(everything, request) < 500, endpoint.name
+        assert await table_counts(everything.app[CTX].db) == after_first, endpoint.name

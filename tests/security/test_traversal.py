@@ -54,6 +54,7 @@ async def get(port: int, target: str) -> tuple[int, bytes]:
 
 
 @pytest.mark.usefixtures("errors")
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)  # routing, not storage
 async def test_no_path_leaves_its_folder(port: int) -> None:
     for route in ROUTES:
         for tail in TAILS:
