@@ -10,7 +10,6 @@ an older detail never overwrites a newer one (handlers/versions.py).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,6 +18,7 @@ from bot import keys
 from bot.channels.storable import storable
 from bot.channels.values import count, id_str, minor_from_decimal, utc_time
 from bot.events import Item, ReturnRequest
+from bot.web.body import json_value
 
 CHANNEL = "taobao"
 REFUND_TOPICS = frozenset(
@@ -81,7 +81,7 @@ def notice(message: dict[str, Any]) -> Notice | None:
     if topic not in REFUND_TOPICS:
         return None
     try:
-        content = json.loads(message.get("content") or "{}")
+        content = json_value(message.get("content") or "{}")
     except (TypeError, ValueError) as exc:
         raise ValueError(f"content is not JSON: {exc}") from None
     if not isinstance(content, dict):

@@ -15,12 +15,16 @@ import uuid
 from typing import Any
 
 import pytest
+from dingtalk.crypto import DingTalkCrypto
 from hypothesis import example, given
 from hypothesis import strategies as st
 
 from bot.appkeys import CTX, DISPATCH
+from bot.channels import taobao_map
 from bot.platforms.dingtalk import EVENTS_PATH
-from tests.fakes.dingtalk import FakeDingtalk
+from bot.platforms.dingtalk_stream_protocol import Frame
+from tests.fakes.dingtalk import APP_KEY as DINGTALK_KEY
+from tests.fakes.dingtalk import EVENT_AES_KEY, EVENT_TOKEN, FakeDingtalk
 from tests.fakes.dingtalk_callbacks import DingtalkSigner, card_path
 from tests.fakes.douyin import APP_KEY as DOUYIN_KEY
 from tests.fakes.douyin import SHOP_ID, push_sign
@@ -303,3 +307,49 @@ def test_the_log_check_sees_errors(caplog: pytest.LogCaptureFixture) -> None:
     with pytest.raises(AssertionError):
         assert_no_errors(caplog)
     caplog.clear()
+
+
+DEEP = "[" * 20_000 + "]" * 20_000  # 40 KB: under every body bound, past the parser's depth
+
+
+@pytest.mark.usefixtures("errors")
+async def test_json_nested_past_the_parsers_depth_is_a_400_everywhere(
+    everything: Client, clock: FakeClock
+) -> None:
+    """Found by hand after the fuzz: json.loads raises RecursionError, no ValueError, and
+    six routes answered 500 with a traceback; the DingTalk event push did so before its
+    signature was checked, so anyone could fill the log (bot/web/body.py json_value)."""
+    signer = DingtalkSigner(clock, FakeDingtalk(clock=lambda: clock.timestamp()))
+    query, _ = signer.event({"EventType": "check_url"})
+    crypto = DingTalkCrypto(EVENT_TOKEN, EVENT_AES_KEY, DINGTALK_KEY)
+    inner = crypto.encrypt_message(
+        DEEP[:6000] + DEEP[-6000:], nonce="abcd", timestamp=query["timestamp"]
+    )
+    sealed_query = {"signature": inner["msg_signature"], "timestamp": query["timestamp"],
+                    "nonce": inner["nonce"]}  # fmt: skip
+    click = json.dumps({"outTrackId": "rh-c1-1", "userId": "manager1001", "content": DEEP})
+    push = json.dumps([{"tag": "101", "msg_id": "m-1", "data": DEEP}]).encode()
+    deep = DEEP.encode()
+    requests: list[tuple[str, bytes, dict[str, str], dict[str, str]]] = [
+        ("/callbacks/dingtalk", deep, {}, signer.headers()),
+        (card_path(), deep, {}, {}),
+        (card_path(), click.encode(), {}, {}),
+        (EVENTS_PATH, deep, query, {}),
+        (EVENTS_PATH, json.dumps({"encrypt": inner["encrypt"]}).encode(), sealed_query, {}),
+        ("/webhooks/douyin", push, {}, {"app-id": DOUYIN_KEY, "event-sign": push_sign(push)}),
+        ("/webhooks/douyin", deep, {}, {"app-id": DOUYIN_KEY, "event-sign": push_sign(deep)}),
+        ("/webhooks/shopify", deep, {}, shopify_headers(deep, "returns/request")),
+        *((path, deep, {}, sign_generic("test-secret", deep, clock.timestamp()))
+          for path in ("/webhooks/generic", "/webhooks/generic/orders")),
+    ]  # fmt: skip
+    for path, body, params, headers in requests:
+        assert await post(everything, path, body, params=params, headers=headers) == 400, path
+
+
+def test_deep_json_in_a_stream_frame_or_a_tmc_message_is_a_value_error() -> None:
+    with pytest.raises(ValueError):
+        Frame.parse(DEEP)
+    with pytest.raises(ValueError):
+        Frame("CALLBACK", "t", "m", DEEP).payload()
+    with pytest.raises(ValueError):
+        taobao_map.notice({"topic": next(iter(taobao_map.REFUND_TOPICS)), "content": DEEP})
