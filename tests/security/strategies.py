@@ -40,6 +40,10 @@ HOSTILE_TEXT = st.sampled_from(
         "-29.90",
         "true",
         "null",
+        "9" * 5000,  # int() refuses more than 4300 digits
+        "0001-01-01",  # no UTC date east of Greenwich
+        "9999-12-31",  # no next day
+        "0001-01-01T00:00:00+08:00",
     ]
 )
 texts = st.one_of(st.text(max_size=40), HOSTILE_TEXT)

@@ -107,6 +107,9 @@ async def test_every_read_route_with_any_query(
     @example(route="/api/cases", part="", query={"since": "0001-01-01T00:00+08:00"}, token=True)
     @example(route="/api/export/cases", part="", query={"from": "9999-12-31"}, token=True)
     @example(route="/api/cases", part="", query={"cursor": "A" * 300}, token=True)
+    @example(route="/api/cases", part="", query={"limit": "9" * 5000}, token=True)  # was a 500
+    @example(route="/api/export/cases", part="", query={"from": "0001-01-01"}, token=True)  # 500
+    @example(route="/api/export/cases", part="", query={"to": "9999-12-31"}, token=True)  # 500
     @example(route="/console/api/messages", part="", query={"user": "小美", "after": "-1"},
              token=False)  # fmt: skip
     @on_loop
