@@ -22,6 +22,7 @@ from storage.db import Database
 from tests.http.generic_cases import request, submit
 from tests.security.conftest import API_TOKEN, every_endpoint_settings, fuzz_settings, on_loop
 from tests.security.strategies import chat_lines, json_values, texts
+from tests.security.test_fuzz_photos import damaged_images
 from tests.support import MEMBERS, Client, FakeClock, MakeClient, table_counts
 
 pytestmark = pytest.mark.usefixtures("errors")
@@ -132,3 +133,62 @@ def test_the_grammar_never_raises(line: str) -> None:
     if parsed is not None:
         assignments(parsed.args)
         closest(parsed.word, ["帮助", "查单", "同意"])
+
+
+async def test_photo_uploads_of_any_kind(demo: tuple[Client, list[str]], engine: str) -> None:
+    client, _ = demo
+
+    @fuzz_settings(engine)
+    @given(
+        user=st.one_of(st.sampled_from(NAMES), texts),
+        uuid_=st.one_of(st.uuids().map(str), texts),
+        kind=st.sampled_from(["image/jpeg", "image/png", "image/webp", "text/html", "", "image/"]),
+        body=st.one_of(st.binary(max_size=300), damaged_images()),
+    )
+    @on_loop
+    async def check(user: str, uuid_: str, kind: str, body: bytes) -> None:
+        params = {"user": user, "uuid": uuid_}
+        headers = {"Content-Type": kind} if kind else {}
+        resp = await client.post("/console/api/photo", params=params, data=body, headers=headers)
+        await resp.read()
+        await client.app[DISPATCH].idle()
+        assert resp.status < 500, resp.status
+
+    await asyncio.to_thread(check)
+
+
+async def test_dashboard_sign_in_bodies_of_any_kind(
+    demo: tuple[Client, list[str]], engine: str
+) -> None:
+    client, _ = demo
+    db = client.app[CTX].db
+
+    @fuzz_settings(engine)
+    @given(
+        body=st.one_of(st.binary(max_size=200), texts.map(lambda t: t.encode("utf-8", "replace"))),
+        kind=st.sampled_from(
+            [
+                "application/x-www-form-urlencoded",
+                "multipart/form-data",
+                "application/json",
+                "text/plain",
+                "",
+            ]
+        ),  # fmt: skip
+        token=st.one_of(
+            texts.map(lambda t: t.encode("utf-8", "replace").decode()), st.just(API_TOKEN)
+        ),
+    )
+    @example(body=b"token=%ED%A0%80", kind="application/x-www-form-urlencoded", token="")
+    @on_loop
+    async def check(body: bytes, kind: str, token: str) -> None:
+        before = await table_counts(db)
+        data = body if token == "" else {"token": token}
+        headers = {"Content-Type": kind} if kind and token == "" else {}
+        resp = await client.post("/dashboard/login", data=data, headers=headers,
+                                 allow_redirects=False)  # fmt: skip
+        await resp.read()
+        assert resp.status < 500, resp.status
+        assert await table_counts(db) == before
+
+    await asyncio.to_thread(check)
