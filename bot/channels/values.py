@@ -91,14 +91,14 @@ def utc_time(value: object, field: str) -> datetime:
             local = datetime.strptime(text, _LOCAL_TIME)  # noqa: DTZ007 - China time, below
         except ValueError:
             local = None
-        if local is not None:
-            return local.replace(tzinfo=SHANGHAI).astimezone(UTC)
-        try:
+        try:  # 0001-01-01 east of Greenwich has no UTC date: OverflowError
+            if local is not None:
+                return local.replace(tzinfo=SHANGHAI).astimezone(UTC)
             moment = datetime.fromisoformat(text)
-        except ValueError:
-            moment = None
-        if moment is not None and moment.utcoffset() is not None:
-            return moment.astimezone(UTC)
+            if moment.utcoffset() is not None:
+                return moment.astimezone(UTC)
+        except (ValueError, OverflowError):
+            pass
     raise ValueError(f"{field} is not a time (unix seconds or yyyy-MM-dd HH:mm:ss): {value!r:.40}")
 
 

@@ -92,6 +92,7 @@ def test_taobao_details_map_or_are_refused(refund: dict[str, Any]) -> None:
 @example(record={**JD, "applyRefundSum": "NaN"})  # was decimal.InvalidOperation
 @example(record={**JD, "applyRefundSum": "Infinity"})  # was an OverflowError
 @example(record={**JD, "applyRefundSum": "1e40"})  # was past BIGINT
+@example(record={**JD, "checkTime": "0001-01-01 00:00:00"})  # no UTC date: was an OverflowError
 @example(record={**JD, "buyerName": "\ud800", "reason": "a\x00b"})
 def test_jd_records_map_or_are_refused(record: dict[str, Any]) -> None:
     maps_or_refuses(lambda: jd_map.request(record, key="k", shop="jd-shop"))

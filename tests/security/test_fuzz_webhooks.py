@@ -251,6 +251,9 @@ async def test_shopify_signed_bodies_of_any_shape(
     )
     @example(body={**return_payload(), "return_line_items": True}, topic="returns/request")
     @example(body={"id": 1, "order_id": 2, "transactions": 1}, topic="refunds/create")
+    @example(
+        body={**return_payload(), "updated_at": "0001-01-01T00:00+00:01"}, topic="returns/request"
+    )
     @on_loop
     async def check(body: Any, topic: str) -> None:
         raw = dumps(body)
