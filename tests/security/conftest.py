@@ -13,8 +13,9 @@ import asyncio
 import functools
 import logging
 import os
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -56,7 +57,7 @@ def fuzz_settings(engine: str) -> settings:
     return settings.get_profile("security-pg" if engine == "pg" else "security")
 
 
-def on_loop(check: Callable[..., Awaitable[None]]) -> Callable[..., None]:
+def on_loop(check: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
     """`check` as a plain function that runs each call on the test's event loop.
 
     Hypothesis drives only plain functions, and the app under test lives on the

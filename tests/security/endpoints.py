@@ -12,6 +12,7 @@ the event id's dedupe.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -42,6 +43,18 @@ class Endpoint:
     tampered: Callable[[], Req] | None
     stale: Callable[[], Req] | None
     note: str = ""
+
+
+SHOPIFY_HEADERS = ["X-Shopify-Topic", "X-Shopify-Shop-Domain", "X-Shopify-Event-Id",
+                   "X-Shopify-Webhook-Id", "X-Shopify-Triggered-At"]  # fmt: skip
+
+
+def shopify_headers(raw: bytes, topic: str) -> dict[str, str]:
+    return {
+        "X-Shopify-Topic": topic, "X-Shopify-Shop-Domain": DOMAIN,
+        "X-Shopify-Event-Id": str(uuid.uuid4()), "X-Shopify-Triggered-At": "2026-11-23T02:00:00Z",
+        "X-Shopify-Hmac-Sha256": webhook_hmac(raw),
+    }  # fmt: skip
 
 
 def _flip(body: bytes, at: int = -40) -> bytes:

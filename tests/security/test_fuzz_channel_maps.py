@@ -34,7 +34,7 @@ from tests.unit.test_taobao_map import detail as taobao_detail
 JD = {"id": 900000000000000001, "orderId": 300000000000000001, "applyRefundSum": "29.90",
       "status": 0, "applyTime": "2026-11-23 10:00:00", "checkTime": "2026-11-23 10:00:00",
       "buyerId": "jd_buyer_01", "buyerName": "京东买家"}  # fmt: skip
-DOUYIN = {
+DOUYIN: dict[str, Any] = {
     "process_info": {"after_sale_info": {
         "after_sale_id": 7001, "after_sale_status": 6, "after_sale_type": 1, "refund_status": 1,
         "refund_total_amount": 13200, "update_time": 1_800_000_000, "reason": "质量问题",

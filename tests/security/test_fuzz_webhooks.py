@@ -11,24 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from typing import Any
 
 import pytest
-from dingtalk.crypto import DingTalkCrypto
 from hypothesis import example, given
 from hypothesis import strategies as st
 
 from bot.appkeys import CTX, DISPATCH
-from bot.channels import taobao_map
 from bot.platforms.dingtalk import EVENTS_PATH
-from bot.platforms.dingtalk_stream_protocol import Frame
-from tests.fakes.dingtalk import APP_KEY as DINGTALK_KEY
-from tests.fakes.dingtalk import EVENT_AES_KEY, EVENT_TOKEN, FakeDingtalk
+from tests.fakes.dingtalk import FakeDingtalk
 from tests.fakes.dingtalk_callbacks import DingtalkSigner, card_path
 from tests.fakes.douyin import APP_KEY as DOUYIN_KEY
 from tests.fakes.douyin import SHOP_ID, push_sign
-from tests.fakes.shopify import DOMAIN, return_payload, webhook_hmac
+from tests.fakes.shopify import return_payload
 from tests.fakes.wecom import AGENT_ID, CORP_ID
 from tests.fakes.wecom_callbacks import CallbackSigner
 from tests.security.conftest import (
@@ -37,6 +32,7 @@ from tests.security.conftest import (
     on_loop,
     refused_changes_nothing,
 )
+from tests.security.endpoints import SHOPIFY_HEADERS, shopify_headers
 from tests.security.strategies import dumps, json_values, mutated, texts, xml_documents
 from tests.support import MEMBERS, Client, FakeClock, return_body, sign_generic, table_counts
 
@@ -224,18 +220,6 @@ async def test_generic_bodies_of_any_shape(
     await asyncio.to_thread(check)
 
 
-SHOPIFY_HEADERS = ["X-Shopify-Topic", "X-Shopify-Shop-Domain", "X-Shopify-Event-Id",
-                   "X-Shopify-Webhook-Id", "X-Shopify-Triggered-At"]  # fmt: skip
-
-
-def shopify_headers(raw: bytes, topic: str) -> dict[str, str]:
-    return {
-        "X-Shopify-Topic": topic, "X-Shopify-Shop-Domain": DOMAIN,
-        "X-Shopify-Event-Id": str(uuid.uuid4()), "X-Shopify-Triggered-At": "2026-11-23T02:00:00Z",
-        "X-Shopify-Hmac-Sha256": webhook_hmac(raw),
-    }  # fmt: skip
-
-
 async def test_shopify_signed_bodies_of_any_shape(
     everything: Client, clock: FakeClock, engine: str
 ) -> None:
@@ -310,49 +294,3 @@ def test_the_log_check_sees_errors(caplog: pytest.LogCaptureFixture) -> None:
     with pytest.raises(AssertionError):
         assert_no_errors(caplog)
     caplog.clear()
-
-
-DEEP = "[" * 20_000 + "]" * 20_000  # 40 KB: under every body bound, past the parser's depth
-
-
-@pytest.mark.usefixtures("errors")
-async def test_json_nested_past_the_parsers_depth_is_a_400_everywhere(
-    everything: Client, clock: FakeClock
-) -> None:
-    """Found by hand after the fuzz: json.loads raises RecursionError, no ValueError, and
-    six routes answered 500 with a traceback; the DingTalk event push did so before its
-    signature was checked, so anyone could fill the log (bot/web/body.py json_value)."""
-    signer = DingtalkSigner(clock, FakeDingtalk(clock=lambda: clock.timestamp()))
-    query, _ = signer.event({"EventType": "check_url"})
-    crypto = DingTalkCrypto(EVENT_TOKEN, EVENT_AES_KEY, DINGTALK_KEY)
-    inner = crypto.encrypt_message(
-        DEEP[:6000] + DEEP[-6000:], nonce="abcd", timestamp=query["timestamp"]
-    )
-    sealed_query = {"signature": inner["msg_signature"], "timestamp": query["timestamp"],
-                    "nonce": inner["nonce"]}  # fmt: skip
-    click = json.dumps({"outTrackId": "rh-c1-1", "userId": "manager1001", "content": DEEP})
-    push = json.dumps([{"tag": "101", "msg_id": "m-1", "data": DEEP}]).encode()
-    deep = DEEP.encode()
-    requests: list[tuple[str, bytes, dict[str, str], dict[str, str]]] = [
-        ("/callbacks/dingtalk", deep, {}, signer.headers()),
-        (card_path(), deep, {}, {}),
-        (card_path(), click.encode(), {}, {}),
-        (EVENTS_PATH, deep, query, {}),
-        (EVENTS_PATH, json.dumps({"encrypt": inner["encrypt"]}).encode(), sealed_query, {}),
-        ("/webhooks/douyin", push, {}, {"app-id": DOUYIN_KEY, "event-sign": push_sign(push)}),
-        ("/webhooks/douyin", deep, {}, {"app-id": DOUYIN_KEY, "event-sign": push_sign(deep)}),
-        ("/webhooks/shopify", deep, {}, shopify_headers(deep, "returns/request")),
-        *((path, deep, {}, sign_generic("test-secret", deep, clock.timestamp()))
-          for path in ("/webhooks/generic", "/webhooks/generic/orders")),
-    ]  # fmt: skip
-    for path, body, params, headers in requests:
-        assert await post(everything, path, body, params=params, headers=headers) == 400, path
-
-
-def test_deep_json_in_a_stream_frame_or_a_tmc_message_is_a_value_error() -> None:
-    with pytest.raises(ValueError):
-        Frame.parse(DEEP)
-    with pytest.raises(ValueError):
-        Frame("CALLBACK", "t", "m", DEEP).payload()
-    with pytest.raises(ValueError):
-        taobao_map.notice({"topic": next(iter(taobao_map.REFUND_TOPICS)), "content": DEEP})
