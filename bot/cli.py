@@ -37,6 +37,13 @@ def _load(path: str | None) -> config.Settings:
         raise SystemExit(2) from None
 
 
+# Libraries whose chatter is not ours, held at these levels whatever RETURNHUB_LOG_LEVEL
+# says: apscheduler logs two INFO lines per tick; aiosqlite logs every statement with
+# its parameters at DEBUG, which would put the server secret and buyers' details in
+# the log of anyone who turned DEBUG on.
+QUIET = {"apscheduler": logging.WARNING, "aiosqlite": logging.INFO}
+
+
 def _logging(worker: str = "") -> None:
     """Log to stderr; a worker of `serve --workers N` tags its lines `[w<slot>:<pid>]`."""
     tag = f"[{worker}:%(process)d] " if worker else ""
@@ -44,7 +51,8 @@ def _logging(worker: str = "") -> None:
         level=os.environ.get("RETURNHUB_LOG_LEVEL", "INFO").upper(),
         format=f"%(asctime)s %(levelname)s {tag}%(name)s: %(message)s",
     )
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # two INFO lines per tick
+    for name, level in QUIET.items():
+        logging.getLogger(name).setLevel(level)
 
 
 def _run(app: web.Application, host: str, port: int) -> None:

@@ -50,6 +50,7 @@ _VALUE_CHECKS: dict[str, Callable[[Any], str | None]] = {
     "server.timezone": zone_problem,
     "server.max_body_bytes": _positive,
     "server.body_timeout_seconds": _positive,
+    "server.idle_timeout_seconds": _positive,
     "server.secret_grace_days": lambda v: None if v >= 0 else "must be 0 or more",
     "server.workers": lambda v: None if v >= 0 else "须为 0（自动）或正整数 / must be 0 or more",
     "database.timeout_seconds": _positive,

@@ -18,6 +18,9 @@ class ServerSettings:
     demo: bool = False
     max_body_bytes: int = 1_048_576
     body_timeout_seconds: float = 10.0  # a body not complete by then gets 408
+    # A connection with no complete request head this long after it opened (or after its
+    # last answer) is closed: a client trickling header bytes holds no slot for longer.
+    idle_timeout_seconds: float = 15.0
     # `returnhub serve` processes (bot/workers.py); 0: one per core on PostgreSQL, 1 on SQLite.
     workers: int = 0
 

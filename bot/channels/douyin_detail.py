@@ -12,12 +12,15 @@ shipment (11, with the return waybill and carrier), a refund (12, refund_status
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from bot.channels.values import fen_int, id_str, utc_time
+from bot.channels.storable import storable
+from bot.channels.values import fen_int, id_str, listed, utc_time
 from bot.events import Item, ReturnRequest
 
 CHANNEL = "douyin"
+_INT = re.compile(r"-?[0-9]{1,18}")  # ASCII digits only: int() also reads "٣", not "²"
 RETURN, REFUND_SHIPPED, REFUND_UNSHIPPED, EXCHANGE = 0, 1, 2, 3
 SYSTEM_CANCEL, BUYER_CANCEL, PRICE_PROTECT, RESEND, REPAIR = 4, 5, 6, 7, 8
 KINDS = {
@@ -54,7 +57,7 @@ def info_of(data: dict[str, Any]) -> dict[str, Any]:
 
 def _int(info: dict[str, Any], name: str, default: int = -1) -> int:
     value = info.get(name, default)
-    if isinstance(value, str) and value.lstrip("-").isdigit():
+    if isinstance(value, str) and _INT.fullmatch(value):
         return int(value)
     return value if isinstance(value, int) and not isinstance(value, bool) else default
 
@@ -75,7 +78,7 @@ def status_of(info: dict[str, Any]) -> str:
 
 def _items(order: dict[str, Any]) -> tuple[Item, ...]:
     items = []
-    for sku in order.get("sku_order_infos") or ():
+    for sku in listed(order.get("sku_order_infos"), "order_info.sku_order_infos"):
         if not isinstance(sku, dict):
             continue
         qty = max(_int(sku, "after_sale_item_count", 0) or _int(sku, "item_quantity", 1), 1)
@@ -122,10 +125,10 @@ def to_request(data: dict[str, Any], *, key: str, shop: str) -> ReturnRequest:
     reason = " ".join(str(info.get(k) or "") for k in ("reason", "reason_remark")).strip()
     evidence = tuple(
         url
-        for url in info.get("evidence") or ()
+        for url in listed(info.get("evidence"), "evidence")
         if isinstance(url, str) and url.startswith("http")
     )
-    return ReturnRequest(
+    event = ReturnRequest(
         key=key,
         channel=CHANNEL,
         shop=shop,
@@ -144,3 +147,7 @@ def to_request(data: dict[str, Any], *, key: str, shop: str) -> ReturnRequest:
         evidence=evidence[:50],
         deadline_at=deadline,
     )
+    try:
+        return storable(event)
+    except ValueError as exc:
+        raise DetailError(f"afterSale/Detail: {exc}") from None

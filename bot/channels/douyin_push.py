@@ -37,7 +37,7 @@ from bot.channels.generic_body import Rejected
 from bot.channels.shops import DouyinShop
 from bot.channels.values import id_str
 from bot.events import ChannelNotice
-from bot.web.body import BodyTooLarge, read_body
+from bot.web.body import BodyTooLarge, json_value, read_body
 from storage.db import is_unavailable
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ def _tag(value: object) -> str:
 def _data(value: object) -> dict[str, Any]:
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            value = json_value(value)
         except ValueError:
             raise Rejected(400, "data is not valid JSON") from None
     if not isinstance(value, dict):

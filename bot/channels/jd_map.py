@@ -17,6 +17,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from bot import keys
+from bot.channels.storable import storable
 from bot.channels.values import id_str, utc_time
 from bot.events import ReturnRequest, time_version
 
@@ -37,6 +38,8 @@ def fen(value: Any, unit: str) -> int:
         amount = Decimal(str(value))
     except InvalidOperation:
         raise ValueError(f"applyRefundSum {value!r} is not a number") from None
+    if not amount.is_finite():  # "NaN" and "Infinity" are Decimals too
+        raise ValueError(f"applyRefundSum {value!r} is not a number")
     cents = amount * 100 if unit == "yuan" else amount
     if cents <= 0 or cents != cents.to_integral_value():
         raise ValueError(f"applyRefundSum {value!r} is not a whole number of fen in {unit}")
@@ -73,19 +76,21 @@ def request(record: dict[str, Any], *, key: str, shop: str, unit: str = "yuan") 
     apply_id = id_str(record.get("id"), "id")
     checked = checked_at(record)
     status = status_of(record.get("status"))
-    return ReturnRequest(
-        key=key,
-        channel=CHANNEL,
-        shop=shop,
-        external_id=apply_id,
-        order_id=id_str(record.get("orderId"), "orderId"),
-        kind="refund_only",
-        status=status,
-        amount_fen=fen(record.get("applyRefundSum"), unit),
-        version=time_version(checked),
-        occurred_at=checked,
-        reason_code="other",
-        reason_text=str(record.get("reason") or record.get("applyReason") or ""),
-        buyer_ref=str(record.get("buyerId") or record.get("open_id_buyer") or ""),
-        buyer_nick=str(record.get("buyerName") or ""),
+    return storable(
+        ReturnRequest(
+            key=key,
+            channel=CHANNEL,
+            shop=shop,
+            external_id=apply_id,
+            order_id=id_str(record.get("orderId"), "orderId"),
+            kind="refund_only",
+            status=status,
+            amount_fen=fen(record.get("applyRefundSum"), unit),
+            version=time_version(checked),
+            occurred_at=checked,
+            reason_code="other",
+            reason_text=str(record.get("reason") or record.get("applyReason") or ""),
+            buyer_ref=str(record.get("buyerId") or record.get("open_id_buyer") or ""),
+            buyer_nick=str(record.get("buyerName") or ""),
+        )
     )

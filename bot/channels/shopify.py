@@ -32,7 +32,8 @@ from bot.appkeys import CTX
 from bot.channels.generic_body import Rejected
 from bot.channels.notices import Submit
 from bot.channels.shops import ShopifyShop
-from bot.channels.values import id_str, minor_from_decimal, utc_time
+from bot.channels.storable import storable
+from bot.channels.values import id_str, listed, minor_from_decimal, utc_time
 from bot.events import Item, ReturnRequest, time_version
 from bot.web.body import BodyTooLarge, read_body
 from bot.web.edge import cannot_store
@@ -100,16 +101,16 @@ def _version(body: dict[str, Any], headers: Mapping[str, str], now: datetime) ->
 
 def _line_items(body: dict[str, Any]) -> tuple[tuple[Item, ...], str]:
     items, reasons = [], []
-    for n, line in enumerate(body.get("return_line_items") or ()):
+    for n, line in enumerate(listed(body.get("return_line_items"), "return_line_items")):
         if not isinstance(line, dict):
             raise ValueError(f"return_line_items[{n}] must be an object")
-        sold = ((line.get("fulfillment_line_item") or {}).get("line_item")) or {}
+        sold = _table(_table(line.get("fulfillment_line_item")).get("line_item"))
         qty = line.get("quantity")
         if not isinstance(qty, int) or isinstance(qty, bool) or qty < 1:
             raise ValueError(f"return_line_items[{n}].quantity must be a positive integer")
         price = sold.get("price")
         if price is None:
-            price = ((sold.get("price_set") or {}).get("shop_money") or {}).get("amount")
+            price = _table(_table(sold.get("price_set")).get("shop_money")).get("amount")
         unit = minor_from_decimal(price, f"return_line_items[{n}] line_item.price")
         code = sold.get("sku") or sold.get("id") or line.get("id")
         name = str(sold.get("title") or sold.get("name") or "Shopify item")[:128]
@@ -139,7 +140,7 @@ def to_request(
             order_id = id_str(body.get("order_id"), "order_id")
             amount = sum(
                 minor_from_decimal(t.get("amount"), "transactions[].amount")
-                for t in body.get("transactions") or ()
+                for t in listed(body.get("transactions"), "transactions")
                 if isinstance(t, dict) and t.get("kind") == "refund"
             )
             items: tuple[Item, ...] = ()
@@ -158,7 +159,7 @@ def to_request(
     except ValueError as exc:
         raise Rejected(422, str(exc)) from None
     currency = str(body.get("currency") or "CNY")[:3]
-    return ReturnRequest(
+    event = ReturnRequest(
         key=keys.key(CHANNEL, shop, event_id),
         channel=CHANNEL,
         shop=shop,
@@ -173,6 +174,10 @@ def to_request(
         reason_text=reason[:2000],
         items=items,
     )
+    try:
+        return storable(event)
+    except ValueError as exc:
+        raise Rejected(422, str(exc)) from None
 
 
 def setup(app: web.Application, shops: list[ShopifyShop], intake: Submit) -> None:

@@ -10,14 +10,15 @@ an older detail never overwrites a newer one (handlers/versions.py).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from bot import keys
-from bot.channels.values import id_str, minor_from_decimal, utc_time
+from bot.channels.storable import storable
+from bot.channels.values import count, id_str, minor_from_decimal, utc_time
 from bot.events import Item, ReturnRequest
+from bot.web.body import json_value
 
 CHANNEL = "taobao"
 REFUND_TOPICS = frozenset(
@@ -80,7 +81,7 @@ def notice(message: dict[str, Any]) -> Notice | None:
     if topic not in REFUND_TOPICS:
         return None
     try:
-        content = json.loads(message.get("content") or "{}")
+        content = json_value(message.get("content") or "{}")
     except (TypeError, ValueError) as exc:
         raise ValueError(f"content is not JSON: {exc}") from None
     if not isinstance(content, dict):
@@ -146,27 +147,29 @@ def request(refund: dict[str, Any], *, key: str, shop: str) -> ReturnRequest:
     item = Item(
         sku=str(refund.get("outer_id") or refund.get("num_iid") or ""),
         name=str(refund.get("title") or ""),
-        qty=int(refund.get("num") or 1),
+        qty=count(refund.get("num") or 1, "num"),
         unit_price_fen=_fen(refund.get("price") or "0", "price"),
     )
     reason = str(refund.get("reason") or "")
-    return ReturnRequest(
-        key=key,
-        channel=CHANNEL,
-        shop=shop,
-        external_id=id_str(refund.get("refund_id"), "refund_id"),
-        order_id=id_str(refund.get("tid"), "tid"),
-        kind=kind_of(refund),
-        status=status,
-        amount_fen=amount,
-        version=version,
-        occurred_at=_when(refund.get("modified"), "modified") or created,
-        reason_code=reason_code(reason),
-        reason_text="；".join(t for t in (reason, str(refund.get("desc") or "")) if t),
-        buyer_ref=str(refund.get("buyer_open_uid") or refund.get("buyer_nick") or ""),
-        buyer_nick=str(refund.get("buyer_nick") or ""),
-        items=(item,),
-        return_waybill=str(refund.get("sid") or "") or None,
-        carrier=str(refund.get("company_name") or "") or None,
-        deadline_at=deadline(refund),
+    return storable(
+        ReturnRequest(
+            key=key,
+            channel=CHANNEL,
+            shop=shop,
+            external_id=id_str(refund.get("refund_id"), "refund_id"),
+            order_id=id_str(refund.get("tid"), "tid"),
+            kind=kind_of(refund),
+            status=status,
+            amount_fen=amount,
+            version=version,
+            occurred_at=_when(refund.get("modified"), "modified") or created,
+            reason_code=reason_code(reason),
+            reason_text="；".join(t for t in (reason, str(refund.get("desc") or "")) if t),
+            buyer_ref=str(refund.get("buyer_open_uid") or refund.get("buyer_nick") or ""),
+            buyer_nick=str(refund.get("buyer_nick") or ""),
+            items=(item,),
+            return_waybill=str(refund.get("sid") or "") or None,
+            carrier=str(refund.get("company_name") or "") or None,
+            deadline_at=deadline(refund),
+        )
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from typing import Any
 from zoneinfo import ZoneInfo
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -30,6 +31,24 @@ def id_str(value: object, field: str) -> str:
     if isinstance(value, str) and value.strip() and len(value) <= MAX_ID:
         return value.strip()
     raise ValueError(f"{field} must be an integer or a string id, got {type(value).__name__}")
+
+
+def listed(value: object, field: str) -> list[Any]:
+    """A JSON array that may be absent (None: empty); anything else is refused."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError(f"{field} must be a list, got {type(value).__name__}")
+    return value
+
+
+def count(value: object, field: str) -> int:
+    """A quantity that may arrive as a JSON integer or a string of digits (Taobao's num)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        return int(value)
+    raise ValueError(f"{field} must be a whole number, got {value!r:.40}")
 
 
 def fen_int(value: object, field: str) -> int:
@@ -72,14 +91,14 @@ def utc_time(value: object, field: str) -> datetime:
             local = datetime.strptime(text, _LOCAL_TIME)  # noqa: DTZ007 - China time, below
         except ValueError:
             local = None
-        if local is not None:
-            return local.replace(tzinfo=SHANGHAI).astimezone(UTC)
-        try:
+        try:  # 0001-01-01 east of Greenwich has no UTC date: OverflowError
+            if local is not None:
+                return local.replace(tzinfo=SHANGHAI).astimezone(UTC)
             moment = datetime.fromisoformat(text)
-        except ValueError:
-            moment = None
-        if moment is not None and moment.utcoffset() is not None:
-            return moment.astimezone(UTC)
+            if moment.utcoffset() is not None:
+                return moment.astimezone(UTC)
+        except (ValueError, OverflowError):
+            pass
     raise ValueError(f"{field} is not a time (unix seconds or yyyy-MM-dd HH:mm:ss): {value!r:.40}")
 
 

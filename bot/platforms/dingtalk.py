@@ -32,7 +32,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -60,6 +59,7 @@ from bot.platforms.dingtalk_sessions import Sessions, SignGuard
 from bot.platforms.dingtalk_sign import verify
 from bot.platforms.inbound import CallbackRejected, epoch, read_body, refuse
 from bot.settings import DingtalkSettings
+from bot.web.body import json_value
 from storage.models import CardRecord
 
 log = logging.getLogger(__name__)
@@ -187,7 +187,7 @@ def setup(app: web.Application, *, max_body: int = MAX_BODY) -> None:
 async def _json(request: web.Request) -> Payload:
     body = await read_body(request, request.app[INBOUND].max_body)
     try:
-        data = json.loads(body)
+        data = json_value(body)
     except ValueError:
         raise CallbackRejected(400, "body is not JSON") from None
     if not isinstance(data, dict):

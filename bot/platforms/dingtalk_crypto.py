@@ -19,7 +19,6 @@ from __future__ import annotations
 import binascii
 import hashlib
 import hmac
-import json
 import re
 import secrets
 from collections.abc import Callable, Mapping
@@ -29,6 +28,7 @@ from dingtalk.core.exceptions import InvalidCorpIdOrSuiteKeyException
 from dingtalk.crypto import DingTalkCrypto
 
 from bot.platforms.inbound import CallbackRejected
+from bot.web.body import json_value
 
 MAX_ENCRYPT = 256 * 1024
 _SIGNATURE = re.compile(r"[0-9a-f]{40}")
@@ -82,7 +82,7 @@ class EventCrypto:
         if skew > self.window:
             raise CallbackRejected(403, f"timestamp outside the replay window ({int(skew)} s)")
         try:
-            outer = json.loads(body)
+            outer = json_value(body)
         except ValueError:
             raise CallbackRejected(400, "body is not JSON") from None
         encrypt = outer.get("encrypt") if isinstance(outer, dict) else None
@@ -100,7 +100,7 @@ class EventCrypto:
         except Exception:  # base64, padding, length: a wrong aes key or a forged body
             raise CallbackRejected(400, "encrypt does not decrypt") from None
         try:
-            event = json.loads(plain)
+            event = json_value(plain)
         except ValueError:
             raise CallbackRejected(400, "decrypted event is not JSON") from None
         if not isinstance(event, dict):

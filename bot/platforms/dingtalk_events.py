@@ -22,7 +22,6 @@ then answers "该按钮无效或已过期").
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 from bot import keys
 from bot.events import CardAction, ChatMessage, ImageMessage, Sender
 from bot.platforms.inbound import CallbackRejected, is_opaque
+from bot.web.body import json_value
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def _str(data: dict[str, Any], name: str, *, limit: int = OPAQUE_MAX) -> str:
 def _object(value: Any, name: str) -> dict[str, Any]:
     if isinstance(value, str):  # card callbacks carry JSON inside strings
         try:
-            value = json.loads(value)
+            value = json_value(value)
         except ValueError:
             raise CallbackRejected(400, f"{name} is not JSON") from None
     if not isinstance(value, dict):

@@ -30,6 +30,8 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from bot.web.body import json_value
+
 BOT_MESSAGES = "/v1.0/im/bot/messages/get"
 CARD_CALLBACKS = "/v1.0/card/instances/callback"
 EVENTS = "*"  # the only EVENT topic a client can subscribe to: every event ticked in the console
@@ -113,7 +115,7 @@ class Frame:
     @classmethod
     def parse(cls, raw: str) -> Frame:
         """A pushed frame; ValueError when it is not one."""
-        frame = json.loads(raw)
+        frame = json_value(raw)
         # "header" is how the protocol page's own EVENT example spells it
         headers = frame.get("headers", frame.get("header")) if isinstance(frame, dict) else None
         if not isinstance(headers, dict):
@@ -125,7 +127,7 @@ class Frame:
 
     def payload(self) -> dict[str, Any]:
         """The parsed `data`; ValueError when it is not a JSON object."""
-        value = json.loads(self.data) if self.data else {}
+        value = json_value(self.data) if self.data else {}
         if not isinstance(value, dict):
             raise ValueError("frame data is not a JSON object")
         return value

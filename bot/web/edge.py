@@ -5,7 +5,8 @@ The middleware, in order:
 1. A path or query parameter holding a control character (NUL above all: PostgreSQL
    refuses it, and the driver error would be a 500) is refused with 400 before any
    route, so no route can forget the check.
-2. The body must arrive within `server.body_timeout_seconds`: a client that sends
+2. The request head must arrive within `server.idle_timeout_seconds` (see
+   `server_kwargs`), and the body within `server.body_timeout_seconds`: a client that sends
    headers and then a trickle (or nothing) gets 408 and the connection is closed,
    instead of holding a slot for as long as it likes. The bound is armed on the
    request's stream, so every route's body read obeys it, whoever wrote the read.
@@ -199,5 +200,16 @@ class ProtocolLog(logging.LoggerAdapter[logging.Logger]):
 
 
 def server_kwargs(app: web.Application) -> dict[str, Any]:
-    """What the runner (web.run_app, AppRunner, the test server) must be given for `app`."""
-    return {"access_log_class": AccessLog, "logger": ProtocolLog(app)}
+    """What the runner (web.run_app, AppRunner, the test server) must be given for `app`.
+
+    aiohttp has no deadline for a request's head, only the keep-alive timer, which
+    it arms when a connection opens and after each answer, and which closes the
+    connection if no complete head arrived by then: that is the head's deadline.
+    Its default differs by runner (run_app 75 s, AppRunner about an hour), so it is
+    set here, from `server.idle_timeout_seconds`, for every way the app is served.
+    """
+    return {
+        "access_log_class": AccessLog,
+        "logger": ProtocolLog(app),
+        "keepalive_timeout": app[CTX].settings.server.idle_timeout_seconds,
+    }

@@ -78,8 +78,11 @@ def _moment(value: str, name: str, zone: ZoneInfo, *, end: bool) -> datetime:
     except ValueError:
         pass
     else:
-        local = datetime.combine(day + timedelta(days=1 if end else 0), time(), zone)
-        return local.astimezone(UTC).replace(tzinfo=None)
+        try:  # 0001-01-01 in Shanghai has no UTC date; 9999-12-31 has no next day
+            local = datetime.combine(day + timedelta(days=1 if end else 0), time(), zone)
+            return local.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:
+            raise BadQuery(f"{name} is out of range") from None
     try:
         moment = datetime.fromisoformat(_SPACED_OFFSET.sub(r"+\1", value))
     except ValueError:
