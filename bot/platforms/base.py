@@ -78,7 +78,7 @@ def chat_performers(platforms: Mapping[str, Platform], db: Database) -> dict[str
     async def send_text(msg: OutboxMessage) -> dict[str, Any]:
         platform, recipient = platform_for(platforms, msg)
         text = clean_text(msg.payload["text"], multiline=True)  # as cards: no \u00XX (40033)
-        await platform.send_text(recipient, text, outbox_id=msg.id, retry=msg.attempts > 0)
+        await platform.send_text(recipient, text, outbox_id=msg.id, retry=bool(msg.attempts))
         return {}
 
     return {"card.send": send_card, "card.update": update_card, "text.send": send_text}

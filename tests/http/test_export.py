@@ -15,7 +15,7 @@ from sqlalchemy import update
 
 from bot.app import create_app
 from bot.appkeys import CTX
-from bot.bench.seed import seed_cases
+from bot.bench.seed import EPOCH, seed_cases
 from storage.db import Database
 from storage.models import Case
 from tests.http.test_api import AUTH, TOKEN, new_case
@@ -130,8 +130,9 @@ async def test_xlsx_has_the_same_rows_with_numbers(client: Client, clock: FakeCl
 
 
 async def test_many_cases_stream_in_chunks(client: Client) -> None:
-    await seed_cases(client.app[CTX].db, 0, 1234)  # 2025-01-01, more than two chunks
-    query = {"from": "2025-01-01", "to": "2025-01-01"}
+    await seed_cases(client.app[CTX].db, 0, 1234)  # all on EPOCH's day, more than two chunks
+    day = EPOCH.date().isoformat()  # UTC midnight: the same date in Shanghai (08:00)
+    query = {"from": day, "to": day}
     for fmt, read in (("csv", csv_rows), ("xlsx", xlsx_rows)):
         status, raw, _ = await export(client, format=fmt, **query)
         assert status == 200

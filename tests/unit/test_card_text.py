@@ -130,7 +130,9 @@ class Recorder:
     ) -> str | None:
         raise AssertionError("no cards here")
 
-    async def send_text(self, recipient: str, text: str, *, outbox_id: int) -> None:
+    async def send_text(
+        self, recipient: str, text: str, *, outbox_id: int, retry: bool = False
+    ) -> None:
         self.texts.append(text)
 
 
