@@ -16,9 +16,10 @@ the next card is worse than a stale one.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.channels.base import PREFIX as CHANNEL
@@ -41,6 +42,7 @@ STRICT = (f"{CHANNEL}:",)  # destinations where a dead row holds its case's late
 # WeCom app messages: 30 a minute and 1,000 an hour per member per app; the excess
 # is dropped without a word (developer.work.weixin.qq.com/document/path/90454).
 WECOM_MEMBER_WINDOWS = (Window(30, 60), Window(1000, 3600))
+CARD_KINDS = ("card.send", "card.update")  # their result carries the card's new handle
 
 
 def chat_cost(text_bytes: int) -> Callable[[OutboxMessage], int]:
@@ -76,9 +78,19 @@ def chat_limits(settings: OutboxSettings) -> dict[str, RateLimit]:
 def build_worker(ctx: Ctx, performers: Mapping[str, Performer], **kwargs: Any) -> OutboxWorker:
     """The delivery worker with the handlers' follow-ups wired in as its hooks."""
 
+    async def preload(
+        session: AsyncSession, sent: Sequence[tuple[OutboxMessage, dict[str, Any]]]
+    ) -> Sequence[CardRecord]:
+        """The round's cards in one SELECT: each `on_done` then finds its own in the
+        session, not with a SELECT of its own."""
+        ids = {r["card_id"] for m, r in sent if m.kind in CARD_KINDS and r.get("platform_ref")}
+        if len(ids) < 2:
+            return ()
+        return list(await session.scalars(select(CardRecord).where(CardRecord.id.in_(ids))))
+
     async def on_done(session: AsyncSession, msg: OutboxMessage, result: dict[str, Any]) -> None:
         ref = result.get("platform_ref")
-        if msg.kind in ("card.send", "card.update") and ref:
+        if msg.kind in CARD_KINDS and ref:
             record = await session.get(CardRecord, result["card_id"])
             if record is not None:
                 record.platform_ref = ref
@@ -113,6 +125,7 @@ def build_worker(ctx: Ctx, performers: Mapping[str, Performer], **kwargs: Any) -
         clock=ctx.clock,
         on_done=on_done,
         on_dead=on_dead,
+        preload=preload,
         strict=STRICT,
         **kwargs,
     )
