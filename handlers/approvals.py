@@ -7,9 +7,9 @@ other is told who did and when.
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Session, SessionTransaction, selectinload
 
 from bot.events import Sender
 from handlers import cs_notice, notify, steps, views
@@ -18,13 +18,28 @@ from handlers.people import holders, member_named, role_zh
 from handlers.workflow import STATUS_ZH, Actor, Refusal, Status, audit, check, fire, must
 from storage.models import ApprovalStep, CardRecord, Case, Member, PendingReply
 
+LOCKED = "approvals.locked"  # session.info key: the cases `load_case` locked, by id
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_locked(session: Session, transaction: SessionTransaction) -> None:
+    """A savepoint that ends may have rolled back (and released) its locks, and the
+    transaction's end releases all: forget them (a flush's inner end keeps them)."""
+    if transaction.nested or transaction.parent is None:
+        session.info.pop(LOCKED, None)
+
 
 async def load_case(session: AsyncSession, ctx: Ctx, case_id: str) -> Case | None:
     """The case with its items and steps, locked for the rest of the transaction.
 
     `populate_existing`: a copy the session read earlier without the lock (a scan's
-    lookup) is refreshed with what the lock waited for, not kept stale.
+    lookup) is refreshed with what the lock waited for, not kept stale. A case this
+    transaction locked already is returned as it is (a click locks the case, then
+    decides on it): nobody else can have changed it since.
     """
+    locked: dict[str, Case] = session.info.setdefault(LOCKED, {})
+    if case_id in locked:
+        return locked[case_id]
     query = (
         select(Case)
         .where(Case.id == case_id)
@@ -32,7 +47,10 @@ async def load_case(session: AsyncSession, ctx: Ctx, case_id: str) -> Case | Non
         .with_for_update(**ctx.db.for_update())
         .execution_options(populate_existing=True)
     )
-    return (await session.scalars(query)).first()
+    case = (await session.scalars(query)).first()
+    if case is not None:
+        locked[case_id] = case
+    return case
 
 
 async def case_or_reply(

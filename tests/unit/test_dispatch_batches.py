@@ -7,16 +7,20 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.dispatch import GRACE, Dispatcher
 from bot.events import ChatMessage
+from handlers.actions import card_action
 from handlers.commands import chat_message, on_chat_message
 from handlers.context import Ctx
 from handlers.inbox import DUPLICATE, Once, once_each
+from handlers.intake import on_return_request
 from storage.db import Database
 from storage.models import InboxKey
 from tests.unit.test_dispatch import counts, help_message, ticking
+from tests.unit.test_flow import card_token, case_of, click, request, setup, texts_to
 from tests.unit.test_writer import commits
 
 
@@ -89,3 +93,29 @@ async def test_a_redelivery_after_its_batch_is_dropped(db: Database) -> None:
         assert await dispatcher.accept(help_message(7))
         await dispatcher.idle()
     assert await counts(db) == (0, 1, 1)
+
+
+async def test_two_clicks_on_one_case_in_one_batch_decide_once(db: Database) -> None:
+    """The batch locks and reads the case once; the second click finds it decided (the
+    case the first click left, not a stale copy) and is told who decided."""
+    ctx = await setup(db)
+    case_id = (await on_return_request(request(1, 13200), ctx)).case_id or ""
+    clicks = [
+        click(n, user, await card_token(db, case_id, user, "approve"))
+        for n, user in ((1, "王组长"), (2, "刘组长"))
+    ]
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
+        statements.append(" ".join(sql.split()))
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        async with db.transaction() as session:
+            results = await once_each(session, ctx, [card_action(c, ctx) for c in clicks])
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
+    assert results == [None, None]
+    assert len([s for s in statements if s.startswith("SELECT cases.id")]) == 1
+    assert (await case_of(db, case_id)).status == "refund_pending"
+    assert any(t.startswith("已由 王组长 于") for t in await texts_to(db, "刘组长"))
