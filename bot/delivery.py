@@ -31,10 +31,11 @@ from bot.platforms.outbound import split_text
 from bot.platforms.wecom_robot import ROBOT_PREFIX, ROBOT_TEXT_BYTES
 from bot.settings import OutboxSettings
 from handlers import notify, refunds
+from handlers.approvals import lock_cases
 from handlers.context import Ctx
 from handlers.people import holders
 from storage import outbox
-from storage.models import CardRecord, OutboxMessage
+from storage.models import CardRecord, Case, OutboxMessage
 
 log = logging.getLogger(__name__)
 
@@ -75,18 +76,28 @@ def chat_limits(settings: OutboxSettings) -> dict[str, RateLimit]:
     }
 
 
+def _confirmed(msg: OutboxMessage, result: dict[str, Any]) -> bool:
+    """A refund the channel confirmed: its case becomes refunded."""
+    return msg.kind == notify.REFUND_KIND and bool(msg.case_id and result.get("confirmed"))
+
+
 def build_worker(ctx: Ctx, performers: Mapping[str, Performer], **kwargs: Any) -> OutboxWorker:
     """The delivery worker with the handlers' follow-ups wired in as its hooks."""
 
     async def preload(
         session: AsyncSession, sent: Sequence[tuple[OutboxMessage, dict[str, Any]]]
-    ) -> Sequence[CardRecord]:
-        """The round's cards in one SELECT: each `on_done` then finds its own in the
-        session, not with a SELECT of its own."""
+    ) -> Sequence[CardRecord | Case]:
+        """What the round's `on_done` hooks look up, in one query each: the cards whose
+        handle they store, and the cases of confirmed refunds, locked as `load_case`
+        locks them (so each hook finds its own in the session)."""
         ids = {r["card_id"] for m, r in sent if m.kind in CARD_KINDS and r.get("platform_ref")}
-        if len(ids) < 2:
-            return ()
-        return list(await session.scalars(select(CardRecord).where(CardRecord.id.in_(ids))))
+        refunded = {m.case_id for m, r in sent if _confirmed(m, r)}
+        found: list[CardRecord | Case] = []
+        if len(ids) > 1:
+            found += await session.scalars(select(CardRecord).where(CardRecord.id.in_(ids)))
+        if len(refunded) > 1:
+            found += await lock_cases(session, ctx, (i for i in refunded if i))
+        return found
 
     async def on_done(session: AsyncSession, msg: OutboxMessage, result: dict[str, Any]) -> None:
         ref = result.get("platform_ref")
@@ -94,7 +105,7 @@ def build_worker(ctx: Ctx, performers: Mapping[str, Performer], **kwargs: Any) -
             record = await session.get(CardRecord, result["card_id"])
             if record is not None:
                 record.platform_ref = ref
-        elif msg.kind == notify.REFUND_KIND and msg.case_id and result.get("confirmed"):
+        elif _confirmed(msg, result) and msg.case_id:
             await refunds.record_result(session, ctx, RefundResult(msg.case_id, ok=True))
 
     async def on_dead(session: AsyncSession, msg: OutboxMessage) -> None:

@@ -70,6 +70,32 @@ async def test_a_rounds_card_handles_are_read_in_one_select(db: Database) -> Non
     assert all(card.platform_ref == f"ref-{sends[card.id]}" for card in cards)
 
 
+async def test_a_rounds_confirmed_refunds_lock_their_cases_in_one_select(db: Database) -> None:
+    ctx = await setup(db)
+    small = [(await on_return_request(request(20 + n, 2990), ctx)).case_id for n in range(3)]
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
+        statements.append(" ".join(sql.split()))
+
+    async def nothing(msg: OutboxMessage) -> None:
+        return None
+
+    async def refund(msg: OutboxMessage) -> dict[str, object]:
+        return {"confirmed": True}
+
+    worker = build_worker(ctx, {"channel.event": nothing, "channel.refund": refund})
+    await worker.run_once()  # the approved events: each case's refund waits behind its own
+    event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        assert await worker.run_once() == 3
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
+    reads = [s for s in statements if s.startswith("SELECT cases.id")]
+    assert len(reads) == 1, reads  # three refunded cases, locked in one statement
+    assert [(await case_of(db, c or "")).status for c in small] == ["refunded"] * 3
+
+
 async def test_a_dead_letter_alerts_the_admins_once(db: Database) -> None:
     ctx = await setup(db)
     case_id = (await on_return_request(request(3, 2990), ctx)).case_id or ""
