@@ -43,9 +43,9 @@ from bot.web import api, dashboard, edge, export, health
 from bot.web import console as console_web
 from bot.writer import Writer
 from handlers import intake_submit, orders, sla
-from handlers.actions import on_card_action
+from handlers.actions import card_action, on_card_action
 from handlers.approvals import resend_unseen
-from handlers.commands import on_chat_message
+from handlers.commands import chat_message, on_chat_message
 from handlers.context import Ctx, utcnow
 from handlers.digest import DailyDigest
 from handlers.intake import apply_requests
@@ -173,6 +173,7 @@ def create_app(
             },
             kick=lambda: ticker.kick(),
             writer=writer,
+            batched={ChatMessage: chat_message, CardAction: card_action},
         )
         ticker = Clock(
             worker,

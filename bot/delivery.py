@@ -16,9 +16,10 @@ the next card is worse than a stale one.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.channels.base import PREFIX as CHANNEL
@@ -30,10 +31,11 @@ from bot.platforms.outbound import split_text
 from bot.platforms.wecom_robot import ROBOT_PREFIX, ROBOT_TEXT_BYTES
 from bot.settings import OutboxSettings
 from handlers import notify, refunds
+from handlers.approvals import lock_cases
 from handlers.context import Ctx
 from handlers.people import holders
 from storage import outbox
-from storage.models import CardRecord, OutboxMessage
+from storage.models import CardRecord, Case, OutboxMessage
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,7 @@ STRICT = (f"{CHANNEL}:",)  # destinations where a dead row holds its case's late
 # WeCom app messages: 30 a minute and 1,000 an hour per member per app; the excess
 # is dropped without a word (developer.work.weixin.qq.com/document/path/90454).
 WECOM_MEMBER_WINDOWS = (Window(30, 60), Window(1000, 3600))
+CARD_KINDS = ("card.send", "card.update")  # their result carries the card's new handle
 
 
 def chat_cost(text_bytes: int) -> Callable[[OutboxMessage], int]:
@@ -73,16 +76,36 @@ def chat_limits(settings: OutboxSettings) -> dict[str, RateLimit]:
     }
 
 
+def _confirmed(msg: OutboxMessage, result: dict[str, Any]) -> bool:
+    """A refund the channel confirmed: its case becomes refunded."""
+    return msg.kind == notify.REFUND_KIND and bool(msg.case_id and result.get("confirmed"))
+
+
 def build_worker(ctx: Ctx, performers: Mapping[str, Performer], **kwargs: Any) -> OutboxWorker:
     """The delivery worker with the handlers' follow-ups wired in as its hooks."""
 
+    async def preload(
+        session: AsyncSession, sent: Sequence[tuple[OutboxMessage, dict[str, Any]]]
+    ) -> Sequence[CardRecord | Case]:
+        """What the round's `on_done` hooks look up, in one query each: the cards whose
+        handle they store, and the cases of confirmed refunds, locked as `load_case`
+        locks them (so each hook finds its own in the session)."""
+        ids = {r["card_id"] for m, r in sent if m.kind in CARD_KINDS and r.get("platform_ref")}
+        refunded = {m.case_id for m, r in sent if _confirmed(m, r)}
+        found: list[CardRecord | Case] = []
+        if len(ids) > 1:
+            found += await session.scalars(select(CardRecord).where(CardRecord.id.in_(ids)))
+        if len(refunded) > 1:
+            found += await lock_cases(session, ctx, (i for i in refunded if i))
+        return found
+
     async def on_done(session: AsyncSession, msg: OutboxMessage, result: dict[str, Any]) -> None:
         ref = result.get("platform_ref")
-        if msg.kind in ("card.send", "card.update") and ref:
+        if msg.kind in CARD_KINDS and ref:
             record = await session.get(CardRecord, result["card_id"])
             if record is not None:
                 record.platform_ref = ref
-        elif msg.kind == notify.REFUND_KIND and msg.case_id and result.get("confirmed"):
+        elif _confirmed(msg, result) and msg.case_id:
             await refunds.record_result(session, ctx, RefundResult(msg.case_id, ok=True))
 
     async def on_dead(session: AsyncSession, msg: OutboxMessage) -> None:
@@ -113,6 +136,7 @@ def build_worker(ctx: Ctx, performers: Mapping[str, Performer], **kwargs: Any) -
         clock=ctx.clock,
         on_done=on_done,
         on_dead=on_dead,
+        preload=preload,
         strict=STRICT,
         **kwargs,
     )

@@ -6,32 +6,43 @@ event survives a crash; then, after that commit, the handler runs in a tracked
 task (never fire-and-forget). The handler's own transaction deletes the record; what
 a crash, a failed handler or an unfinished shutdown leaves behind, `recover`
 (ticked by the clock) runs again, with backoff, until it is handled or dead.
+
+Events with a `batched` handler (chat texts, card clicks) are handled, once
+recorded, by a second group-commit writer: whatever arrived meanwhile runs in ONE
+transaction (handlers/inbox.py `once_each`), which deletes their records too, so
+a burst costs two shared writes per batch, not one transaction per event. One
+that fails there fails alone (bot/writer.py); its record stays for `recover`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.events import Deferrable, decode, encode
 from bot.writer import Closed, Writer
 from handlers import notify
 from handlers.context import Ctx
+from handlers.inbox import Once, once_each
 from handlers.people import holders
 from storage import inbound
 
 log = logging.getLogger(__name__)
 E = TypeVar("E")
 Handler = Callable[[E, Ctx], Awaitable[Any]]
+Batched = Callable[[E, Ctx], Once]  # the event's work, for a batch's transaction
 
 # The immediate task normally finishes within milliseconds; recovery waits this long.
 GRACE = timedelta(seconds=30)
 LEASE = timedelta(seconds=120)
 MAX_ATTEMPTS = 8
 INBOUND = "inbound"  # the writer's kind for recording acknowledged events
+HANDLE = "inbound.handle"  # the handling writer's kind: recorded events, handled
 
 
 class Dispatcher:
@@ -43,11 +54,16 @@ class Dispatcher:
         *,
         concurrency: int = 16,
         writer: Writer | None = None,
+        batched: Mapping[type, Batched[Any]] | None = None,
     ) -> None:
         self.ctx = ctx
         self.writer = writer or Writer(ctx.db)
         self.writer.register(INBOUND, inbound.put_many)
         self.handlers = dict(handlers)
+        self.batched = dict(batched or {})
+        w = self.writer
+        self.handling = Writer(ctx.db, max_batch=w.max_batch, concurrency=w.concurrency, kick=kick)
+        self.handling.register(HANDLE, self._handle_batch)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._by_key: dict[str, asyncio.Task[Any]] = {}
         self._kick = kick
@@ -89,6 +105,11 @@ class Dispatcher:
         task.add_done_callback(lambda _: self._by_key.pop(event.key, None))
         return True
 
+    async def _handle_batch(self, session: AsyncSession, events: Sequence[Any]) -> list[Any]:
+        """The handling writer's kind: each recorded event's work, once, in its batch."""
+        jobs = [self.batched[type(event)](event, self.ctx) for event in events]
+        return await once_each(session, self.ctx, jobs)
+
     async def settled(self, key: str, wait: float) -> bool:
         """Wait up to `wait` s for the handler `accept` started for `key`; False if it
         still runs. For edges whose answer shows the outcome (a DingTalk card callback
@@ -101,7 +122,10 @@ class Dispatcher:
 
     async def _guarded(self, handler: Handler[E], event: E) -> None:
         try:
-            await self.run(handler, event)
+            if type(event) in self.batched:
+                await self.handling.submit(HANDLE, event)
+            else:
+                await self.run(handler, event)
         except Exception:
             # The record stays; recover() runs it again after GRACE.
             log.exception(
@@ -155,3 +179,4 @@ class Dispatcher:
         await self.writer.close()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=grace)
+        await self.handling.close()

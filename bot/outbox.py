@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from bot.outbox_limits import RateLimit, SendLog, merged, plan
-from bot.outbox_outcomes import DeadHook, DoneHook, Ledger, Outcomes, ids_of
+from bot.outbox_outcomes import DeadHook, DoneHook, Ledger, Outcomes, PreloadHook, ids_of
 from bot.outbox_retry import RetrySchedule
 from storage import outbox as repo
 from storage.db import Database
@@ -71,8 +71,10 @@ class OutboxWorker:
     be marked sent without the case learning it, nor a dead letter buried without its
     alert. They run only when this worker still holds the lease, so once per recorded
     outcome. If a hook raises, its writes roll back, the outcome is recorded alone and
-    the error is logged. `on_dead`
-    must not alert about a dead alert, or a broken alert channel dead-letters forever.
+    the error is logged. `on_dead` must not alert about a dead alert, or a broken
+    alert channel dead-letters forever. `preload(session, [(msg, result), …])` runs
+    first, once per round with several hooks: one read of the rows the round's
+    `on_done` hooks will look up.
     `rate_limits` maps a destination prefix (e.g. `"wecom:"`) to the RateLimit of
     each destination under it; the longest matching prefix wins and destinations
     matching none are unlimited. Under a `strict` prefix a dead row holds its case's
@@ -89,6 +91,7 @@ class OutboxWorker:
         metrics: Metrics | None = None,
         on_done: DoneHook | None = None,
         on_dead: DeadHook | None = None,
+        preload: PreloadHook | None = None,
         rate_limits: Mapping[str, RateLimit] | None = None,
         strict: tuple[str, ...] = (),
         rng: random.Random | None = None,
@@ -100,7 +103,7 @@ class OutboxWorker:
         self.clock = clock
         self.strict = strict
         self.outcomes = Outcomes(
-            db, settings, RetrySchedule(settings, rng), clock, metrics, on_done, on_dead
+            db, settings, RetrySchedule(settings, rng), clock, metrics, on_done, on_dead, preload
         )
         self._limits = sorted((rate_limits or {}).items(), key=lambda kv: -len(kv[0]))
         self._slots = asyncio.Semaphore(concurrency)

@@ -35,6 +35,12 @@ HOOK_TRIES = 3  # a hook (or the round's write) aborted by a deadlock is run aga
 DoneHook = Callable[[AsyncSession, OutboxMessage, dict[str, Any]], Awaitable[None]]
 DeadHook = Callable[[AsyncSession, OutboxMessage], Awaitable[None]]
 Hook = Callable[[AsyncSession, OutboxMessage], Awaitable[None]]
+# Before a round's `on_done` hooks run: one read of what they will look up, given every
+# sent row with its result; what it returns is kept referenced until they ran, so the
+# rows it loaded stay in the session's identity map (which holds them weakly).
+PreloadHook = Callable[
+    [AsyncSession, Sequence[tuple[OutboxMessage, dict[str, Any]]]], Awaitable[Sequence[Any]]
+]
 
 
 def ids_of(msgs: Sequence[OutboxMessage]) -> str:
@@ -51,6 +57,7 @@ class Entry:
     hook: Hook | None
     hook_name: str
     report: Callable[[OutboxMessage], None] | None  # log and tally, once recorded
+    result: dict[str, Any] | None = None  # a sent row's performer result (for `preload`)
 
 
 @dataclass
@@ -73,6 +80,7 @@ class Outcomes:
         metrics: Metrics | None,
         on_done: DoneHook | None,
         on_dead: DeadHook | None,
+        preload: PreloadHook | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
@@ -81,6 +89,7 @@ class Outcomes:
         self.metrics = metrics
         self.on_done = on_done
         self.on_dead = on_dead
+        self.preload = preload
 
     def sent(
         self, ledger: Ledger, send: list[OutboxMessage], result: dict[str, Any], cost: int
@@ -98,7 +107,8 @@ class Outcomes:
             sends = cost if i == 0 else 0
             values = {"sent_at": now, "sends": sends}
             seen = {"status": repo.SENT, **values, "attempts": msg.attempts + 1}
-            self._add(ledger, msg, repo.SENT, values, seen, hook, "on_done", self._sent_report)
+            report = self._sent_report
+            self._add(ledger, msg, repo.SENT, values, seen, hook, "on_done", report, result)
         return now
 
     def retry(self, ledger: Ledger, send: list[OutboxMessage], error: str) -> None:
@@ -147,11 +157,12 @@ class Outcomes:
         hook: Hook | None,
         hook_name: str,
         report: Callable[[OutboxMessage], None] | None,
+        result: dict[str, Any] | None = None,
     ) -> None:
         if msg.locked_until is None:
             raise ValueError(f"outbox {msg.id}: only a claimed row has an outcome")
         outcome = repo.Outcome(msg.id, msg.locked_until, kind, values)
-        ledger.entries.append(Entry(msg, outcome, seen, hook, hook_name, report))
+        ledger.entries.append(Entry(msg, outcome, seen, hook, hook_name, report, result))
 
     async def record(self, ledger: Ledger) -> None:
         """Write the ledger in one transaction; report each row once it is recorded.
@@ -196,13 +207,17 @@ class Outcomes:
 
     async def _run_hooks(self, session: AsyncSession, entries: list[Entry]) -> None:
         """The round's hooks together in one savepoint, so their writes flush as one
-        (a card handle each: one executemany, not a savepoint and an UPDATE per row).
-        If any raises, that savepoint rolls back, and each runs again in its own."""
+        (a card handle each: one executemany, not a savepoint and an UPDATE per row),
+        after `preload` read what they look up in one statement, not one each. If any
+        raises, that savepoint rolls back, and each runs again in its own."""
         if len(entries) > 1:
             try:
                 async with session.begin_nested():
+                    sent = [(e.msg, e.result) for e in entries if e.result is not None]
+                    held = await self.preload(session, sent) if self.preload and sent else ()
                     for entry in entries:
                         await cast(Hook, entry.hook)(session, entry.msg)
+                del held  # the hooks ran: the preloaded rows may go
                 return
             except Exception as exc:  # noqa: BLE001 - found and logged one by one below
                 log.info("outbox: a hook of the round failed (%r); each alone", exc)

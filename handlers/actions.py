@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.events import CardAction, Sender
 from handlers import approvals, disputes, inspection, notify, resolve, tokens
 from handlers.context import Ctx
-from handlers.inbox import once
+from handlers.inbox import Once, once
 from handlers.people import NOT_A_MEMBER, member_for, same_user
 from handlers.workflow import Actor, audit
 from storage.models import CardRecord, Member
@@ -24,9 +24,15 @@ APPROVAL = {"approve", "reject", "transfer"}
 INSPECTION = {"ok", "damaged", "missing_parts", "wrong_item", "empty"}
 
 
+def card_action(event: CardAction, ctx: Ctx) -> Once:
+    """A button click, for the writer's batch (handlers/inbox.py `once_each`)."""
+    return Once(event.key, event.sender.platform, lambda s: _handle(s, ctx, event))
+
+
 async def on_card_action(event: CardAction, ctx: Ctx) -> None:
-    """A button click, handled once (the platform may redeliver the callback)."""
-    await once(ctx, event.key, event.sender.platform, lambda s: _handle(s, ctx, event))
+    """A button click, handled once in a transaction of its own (recovery)."""
+    job = card_action(event, ctx)
+    await once(ctx, job.key, job.source, job.work)
 
 
 async def _handle(session: AsyncSession, ctx: Ctx, event: CardAction) -> None:

@@ -7,9 +7,11 @@ other is told who did and when.
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from collections.abc import Iterable
+
+from sqlalchemy import Select, event, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Session, SessionTransaction, selectinload
 
 from bot.events import Sender
 from handlers import cs_notice, notify, steps, views
@@ -18,21 +20,54 @@ from handlers.people import holders, member_named, role_zh
 from handlers.workflow import STATUS_ZH, Actor, Refusal, Status, audit, check, fire, must
 from storage.models import ApprovalStep, CardRecord, Case, Member, PendingReply
 
+LOCKED = "approvals.locked"  # session.info key: the cases `load_case` locked, by id
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_locked(session: Session, transaction: SessionTransaction) -> None:
+    """A savepoint that ends may have rolled back (and released) its locks, and the
+    transaction's end releases all: forget them (a flush's inner end keeps them)."""
+    if transaction.nested or transaction.parent is None:
+        session.info.pop(LOCKED, None)
+
 
 async def load_case(session: AsyncSession, ctx: Ctx, case_id: str) -> Case | None:
     """The case with its items and steps, locked for the rest of the transaction.
 
     `populate_existing`: a copy the session read earlier without the lock (a scan's
-    lookup) is refreshed with what the lock waited for, not kept stale.
+    lookup) is refreshed with what the lock waited for, not kept stale. A case this
+    transaction locked already is returned as it is (a click locks the case, then
+    decides on it): nobody else can have changed it since.
     """
-    query = (
+    locked: dict[str, Case] = session.info.setdefault(LOCKED, {})
+    if case_id not in locked:
+        case = (await session.scalars(_locking(ctx).where(Case.id == case_id))).first()
+        if case is None:
+            return None
+        locked[case_id] = case
+    return locked[case_id]
+
+
+async def lock_cases(session: AsyncSession, ctx: Ctx, case_ids: Iterable[str]) -> list[Case]:
+    """`load_case` for several cases in one query, locked in id order; the ones found."""
+    locked: dict[str, Case] = session.info.setdefault(LOCKED, {})
+    wanted = sorted(set(case_ids))
+    missing = [i for i in wanted if i not in locked]
+    if missing:
+        query = _locking(ctx).where(Case.id.in_(missing)).order_by(Case.id)
+        for case in await session.scalars(query):
+            locked[case.id] = case
+    return [locked[i] for i in wanted if i in locked]
+
+
+def _locking(ctx: Ctx) -> Select[Case]:
+    """Cases with their items and steps, locked, refreshing what the session held."""
+    return (
         select(Case)
-        .where(Case.id == case_id)
         .options(selectinload(Case.items), selectinload(Case.steps))
         .with_for_update(**ctx.db.for_update())
         .execution_options(populate_existing=True)
     )
-    return (await session.scalars(query)).first()
 
 
 async def case_or_reply(

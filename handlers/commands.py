@@ -19,7 +19,7 @@ from handlers.command_scripts import script
 from handlers.command_stats import stats
 from handlers.context import Ctx
 from handlers.disputes import DISPUTE_ROLES
-from handlers.inbox import once
+from handlers.inbox import Once, once
 from handlers.people import ROLE_ZH, role_zh
 from handlers.workflow import Actor, audit
 from storage.models import Member, PendingReply
@@ -179,9 +179,15 @@ COMMANDS = (
 BY_NAME = {name: c for c in COMMANDS for name in c.names}
 
 
+def chat_message(event: ChatMessage, ctx: Ctx) -> Once:
+    """Text typed to the bot, for the writer's batch (handlers/inbox.py `once_each`)."""
+    return Once(event.key, event.sender.platform, lambda s: _handle(s, ctx, event))
+
+
 async def on_chat_message(event: ChatMessage, ctx: Ctx) -> None:
-    """Text typed to the bot, handled once (the platform may redeliver it)."""
-    await once(ctx, event.key, event.sender.platform, lambda s: _handle(s, ctx, event))
+    """Text typed to the bot, handled once in a transaction of its own (recovery)."""
+    job = chat_message(event, ctx)
+    await once(ctx, job.key, job.source, job.work)
 
 
 async def _handle(session: AsyncSession, ctx: Ctx, event: ChatMessage) -> None:

@@ -8,14 +8,21 @@ under us), a unique row another event inserted first (the same new case or
 customer, on PostgreSQL), or a deadlock / serialization failure PostgreSQL broke
 by aborting us. The edge has already acknowledged the event, so dropping it on
 such a race would lose it.
+
+`once_each` is the same rule for a batch of events in the caller's transaction
+(the group-commit writer's, bot/writer.py): one statement clears their
+acknowledged records, one finds the keys already handled, and the SLA timers of
+every case the batch moved are settled once, not once per event.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
@@ -24,7 +31,7 @@ from handlers import sla
 from handlers.context import Ctx
 from storage import inbound
 from storage.db import is_retryable
-from storage.models import InboxKey
+from storage.models import InboundEvent, InboxKey
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -39,6 +46,16 @@ class Duplicate:
 
 DUPLICATE = Duplicate()
 RETRIES = 3
+Work = Callable[[AsyncSession], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Once:
+    """An event to handle once: its idempotency key, where it came from, its work."""
+
+    key: str
+    source: str
+    work: Work
 
 
 async def once(
@@ -56,6 +73,32 @@ async def once(
         return await work(session)
 
     return await retrying(ctx, key, claimed)
+
+
+async def once_each(session: AsyncSession, ctx: Ctx, events: Sequence[Once]) -> list[Any]:
+    """Handle each event in the caller's transaction, in order: its result, or DUPLICATE
+    for a key already handled (also one repeated in the batch, after its first).
+
+    Whatever raises propagates, and the caller's savepoint takes the batch back: the
+    writer then runs each event alone (bot/writer.py).
+    """
+    keys = list(dict.fromkeys(event.key for event in events))
+    await session.execute(delete(InboundEvent).where(InboundEvent.key.in_(keys)))
+    handled = set(await session.scalars(select(InboxKey.key).where(InboxKey.key.in_(keys))))
+    results: list[Any] = []
+    claimed: list[dict[str, Any]] = []
+    for event in events:
+        if event.key in handled:
+            log.info("duplicate delivery %s dropped", event.key)
+            results.append(DUPLICATE)
+            continue
+        handled.add(event.key)
+        claimed.append({"key": event.key, "source": event.source, "received_at": ctx.now()})
+        results.append(await event.work(session))
+    if claimed:  # one executemany; a key a concurrent batch took fails it, then each alone
+        await session.execute(insert(InboxKey), claimed)
+    await sla.settle(session, ctx)  # the SLA timers of the cases the batch moved
+    return results
 
 
 async def claim(session: AsyncSession, ctx: Ctx, key: str, source: str) -> bool:

@@ -57,14 +57,24 @@ def same_user(platform: str, a: str, b: str) -> bool:
     return a.lower() == b.lower() if platform in CASE_INSENSITIVE else a == b
 
 
+MEMO = "people.members"  # session.info key: the members this transaction looked up
+
+
 async def member_for(session: AsyncSession, sender: Sender) -> Member | None:
-    """The active member behind a chat user, or None for a stranger."""
+    """The active member behind a chat user, or None for a stranger.
+
+    Kept for the rest of the transaction (members change only in `sync_members`), so
+    a batch of one member's texts or clicks looks them and their roles up once."""
     if sender.platform not in _ID_COLUMN:
         return None
-    found = await session.scalars(
-        select(Member).where(_matches(sender.platform, sender.user_id), Member.active.is_(True))
-    )
-    return found.first()
+    user = sender.user_id.lower() if sender.platform in CASE_INSENSITIVE else sender.user_id
+    memo: dict[tuple[str, str], Member | None] = session.info.setdefault(MEMO, {})
+    if (sender.platform, user) not in memo:
+        found = await session.scalars(
+            select(Member).where(_matches(sender.platform, user), Member.active.is_(True))
+        )
+        memo[sender.platform, user] = found.first()
+    return memo[sender.platform, user]
 
 
 async def member_named(session: AsyncSession, name: str) -> Member | None:
@@ -209,6 +219,7 @@ async def sync_members(session: AsyncSession, configured: Iterable[MemberConfig]
     """
     global _synced
     _synced += 1
+    session.info.pop(MEMO, None)
     wanted = {m.name: m for m in configured}
     existing = {m.name: m for m in await session.scalars(select(Member))}
     for name, member in existing.items():

@@ -55,6 +55,9 @@ from storage.models import ApprovalStep, Case, Timer
 
 TIMER_KIND = "sla"
 TOUCHED = "sla.touched"  # session.info key: ids of cases whose stage may have changed
+# session.info key: the cases this transaction wrote, held until `settle` so it finds
+# them with their steps (the session's identity map holds a flushed object weakly)
+MOVED = "sla.moved"
 _CASE_WATCH = ("status", "channel_deadline_at")
 _STEP_WATCH = ("state", "assignee_id")
 TICK = timedelta(microseconds=1)
@@ -64,9 +67,12 @@ TICK = timedelta(microseconds=1)
 def _note_changes(session: Session, _context: Any, _instances: Any) -> None:
     """Remember which cases moved, across every flush of the transaction."""
     touched: set[str] = session.info.setdefault(TOUCHED, set())
+    moved: dict[str, Case] = session.info.setdefault(MOVED, {})
     for obj in (*session.new, *session.dirty):
-        if isinstance(obj, Case) and _changed(obj, _CASE_WATCH):
-            touched.add(obj.id)
+        if isinstance(obj, Case):
+            moved[obj.id] = obj  # a step's change may name it: hold it either way
+            if _changed(obj, _CASE_WATCH):
+                touched.add(obj.id)
         elif isinstance(obj, ApprovalStep) and _changed(obj, _STEP_WATCH):
             case_id = obj.case_id or (obj.case.id if "case" in obj.__dict__ and obj.case else None)
             if case_id:
@@ -200,6 +206,7 @@ async def settle(session: AsyncSession, ctx: Ctx) -> None:
             await _reconcile(session, ctx, case, armed.get(case_id, []))
     await session.flush()
     session.info.pop(TOUCHED, None)  # only our own due times changed since
+    session.info.pop(MOVED, None)
 
 
 async def _case(session: AsyncSession, case_id: str) -> Case | None:

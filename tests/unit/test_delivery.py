@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from bot.delivery import build_worker
 from bot.outbox import PermanentError
@@ -41,6 +41,59 @@ async def test_handles_are_kept_and_a_confirmed_refund_is_refunded(db: Database)
     async with db.read() as session:
         refs = [r.platform_ref for r in await session.scalars(select(CardRecord))]
     assert len(refs) == 2 and all(ref.startswith("ref-") for ref in refs)
+
+
+async def test_a_rounds_card_handles_are_read_in_one_select(db: Database) -> None:
+    ctx = await setup(db)
+    for n in range(3):
+        await on_return_request(request(10 + n, 13200), ctx)  # a card to each CS lead
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
+        statements.append(" ".join(sql.split()))
+
+    async def send_card(msg: OutboxMessage) -> dict[str, object]:
+        return {"card_id": msg.payload["card_id"], "platform_ref": f"ref-{msg.id}"}
+
+    worker = build_worker(ctx, {"card.send": send_card})
+    event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        assert await worker.run_once() == 6
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
+    reads = [s for s in statements if s.startswith("SELECT") and " FROM cards" in s]
+    assert len(reads) == 1, reads  # the round's six cards, not one SELECT each
+    async with db.read() as session:
+        cards = list(await session.scalars(select(CardRecord)))
+    sends = {m.payload["card_id"]: m.id for m in await outbox(db, "card.send")}
+    assert len(cards) == 6
+    assert all(card.platform_ref == f"ref-{sends[card.id]}" for card in cards)
+
+
+async def test_a_rounds_confirmed_refunds_lock_their_cases_in_one_select(db: Database) -> None:
+    ctx = await setup(db)
+    small = [(await on_return_request(request(20 + n, 2990), ctx)).case_id for n in range(3)]
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
+        statements.append(" ".join(sql.split()))
+
+    async def nothing(msg: OutboxMessage) -> None:
+        return None
+
+    async def refund(msg: OutboxMessage) -> dict[str, object]:
+        return {"confirmed": True}
+
+    worker = build_worker(ctx, {"channel.event": nothing, "channel.refund": refund})
+    await worker.run_once()  # the approved events: each case's refund waits behind its own
+    event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        assert await worker.run_once() == 3
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
+    reads = [s for s in statements if s.startswith("SELECT cases.id")]
+    assert len(reads) == 1, reads  # three refunded cases, locked in one statement
+    assert [(await case_of(db, c or "")).status for c in small] == ["refunded"] * 3
 
 
 async def test_a_dead_letter_alerts_the_admins_once(db: Database) -> None:

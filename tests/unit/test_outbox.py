@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -535,3 +535,35 @@ async def test_a_rounds_hooks_share_one_savepoint_and_a_failing_one_fails_alone(
     assert done == {i: "sent" for i in more}  # a failing hook leaves its row's outcome
     notes = [r.payload["of"] for r in await rows(db) if r.kind == "note"]
     assert sorted(notes) == sorted([*ids, more[0], more[2]])  # its own write rolled back
+
+
+async def test_a_rounds_preload_reads_once_and_a_failing_hook_still_fails_alone(
+    db: Database, clock: FakeClock
+) -> None:
+    ids = [i for n in range(3) for i in await add(db, clock, dest=f"wecom:p{n}")]
+    loads: list[list[tuple[int, str]]] = []
+
+    async def preload(
+        session: AsyncSession, sent: Sequence[tuple[OutboxMessage, dict[str, Any]]]
+    ) -> list[OutboxMessage]:
+        loads.append(sorted((m.id, r["ref"]) for m, r in sent))
+        return [m for m, _ in sent]
+
+    async def on_done(session: AsyncSession, msg: OutboxMessage, result: dict[str, Any]) -> None:
+        note = {"of": msg.id}
+        outbox.enqueue(session, kind="note", destination="x:y", payload=note, now=clock())
+        await session.flush()
+        if msg.id == ids[1]:
+            raise RuntimeError("card table locked")
+
+    worker = OutboxWorker(
+        db, OutboxSettings(), {"text": Recorder()}, clock=clock, on_done=on_done, preload=preload
+    )
+    await worker.run_once()
+    # Once for the round, with each sent row and its performer's result; the hooks run
+    # again one by one without it.
+    assert loads == [[(i, f"handle-{i}") for i in ids]]
+    done = {r.id: r.status for r in await rows(db) if r.id in ids}
+    assert done == {i: "sent" for i in ids}
+    notes = [r.payload["of"] for r in await rows(db) if r.kind == "note"]
+    assert sorted(notes) == [ids[0], ids[2]]  # the failing hook's own write rolled back

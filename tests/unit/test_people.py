@@ -4,9 +4,10 @@ userids match whatever their case."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from bot.config_locate import ConfigError
 from bot.events import Sender
@@ -63,3 +64,27 @@ def test_two_members_whose_wecom_userids_differ_only_in_case_is_a_config_error(
         f"{path}:9: members[1] (王小组): wecom_userid 已被 王组长 使用"
         " / wecom_userid already used by 王组长"
     ]
+
+
+async def test_a_transaction_looks_each_member_up_once_until_a_sync(db: Database) -> None:
+    """A batch of one member's texts or clicks reads them (and their roles) once."""
+    lead = MemberConfig(name="王组长", roles=("cs_lead",), wecom_userid="wangzuzhang")
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
+        statements.append(sql)
+
+    async with db.transaction() as session:
+        await sync_members(session, [lead])
+        event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
+        try:
+            found = [await member_for(session, Sender("wecom", u)) for u in ("wangzuzhang",) * 3]
+            found.append(await member_for(session, Sender("wecom", "WangZuZhang")))
+            strangers = [await member_for(session, Sender("wecom", "nobody")) for _ in range(2)]
+        finally:
+            event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
+        assert len(statements) == 3  # the member, their roles, the stranger
+        assert {id(m) for m in found} == {id(found[0])} and found[0] is not None
+        assert found[0].role_names == {"cs_lead"} and strangers == [None, None]
+        await sync_members(session, [])  # removed: the next lookup sees it
+        assert await member_for(session, Sender("wecom", "wangzuzhang")) is None
