@@ -72,8 +72,11 @@ def plan(msgs: Sequence[OutboxMessage], text_bytes: int) -> list[list[OutboxMess
     """One destination's rows (in id order) as the sends to make, in order.
 
     Each send is one row, or plain texts coalesced into the first of them. A text
-    joins the open run only if it fits and no row of its case was passed on the way
-    (that row would then arrive after it).
+    joins the open run only if it fits, no row of its case was passed on the way
+    (that row would then arrive after it), and it is a retry exactly when the run's
+    head is: retried texts coalesce as they did the first time, so the far side's
+    duplicate check (bot/platforms/wecom.py send_text) sees the same message again,
+    and a fresh text never hides in one it would drop as a copy.
     """
     sends: list[list[OutboxMessage]] = []
     run: list[OutboxMessage] | None = None
@@ -84,6 +87,7 @@ def plan(msgs: Sequence[OutboxMessage], text_bytes: int) -> list[list[OutboxMess
             and run is not None
             and _mergeable(msg)
             and msg.case_id not in passed
+            and bool(msg.attempts) == bool(run[0].attempts)
             and len(_joined([*run, msg]).encode()) <= text_bytes
         ):
             run.append(msg)

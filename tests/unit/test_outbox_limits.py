@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from bot.delivery import WECOM_MEMBER_WINDOWS, chat_cost, chat_limits
 from bot.outbox import OutboxWorker, RetryableError
-from bot.outbox_limits import RateLimit, Window, plan
+from bot.outbox_limits import RateLimit, Window, merged, plan
 from bot.platforms.wecom import TEXT_BYTES
 from bot.platforms.wecom_robot import ROBOT_PREFIX
 from bot.settings import OutboxSettings
@@ -173,6 +173,7 @@ def test_the_plan_coalesces_texts_only_past_other_cases_rows() -> None:
         [10],
     ]
     assert [[m.id for m in send] for send in plan(msgs, 0)] == [[m.id] for m in msgs]
+
     alert = row(11, "text.send", "A", "x")
     alert.payload["alert"] = True
     extra = row(12, "text.send", "A", "y")
@@ -181,6 +182,20 @@ def test_the_plan_coalesces_texts_only_past_other_cases_rows() -> None:
         [1, 11],
         [12],
     ]
+
+
+def test_retried_texts_coalesce_only_with_retried_ones() -> None:
+    """Texts A and B went out as one message and the worker died before recording
+    it: both come back as retries and coalesce as before, so WeCom's duplicate check
+    sees the same message; a fresh text C goes apart, never inside the copy."""
+
+    def text(n: int, attempts: int) -> OutboxMessage:
+        return OutboxMessage(id=n, kind="text.send", destination=MEMBER, case_id=f"RC-{n}",
+                             payload={"text": f"t{n}"}, attempts=attempts)  # fmt: skip
+
+    sends = plan([text(1, 1), text(2, 1), text(3, 0), text(4, 0), text(5, 2)], TEXT_BYTES)
+    assert [[m.id for m in send] for send in sends] == [[1, 2], [3, 4], [5]]
+    assert merged(sends[0]).attempts == 1 and merged(sends[0]).payload == {"text": "t1\n\nt2"}
 
 
 async def test_waiting_texts_go_as_one_message_and_each_row_is_delivered(
