@@ -58,8 +58,14 @@ class EvidenceStore:
         if not path.exists() or path.stat().st_size != len(content):
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_suffix(f"{path.suffix}.{os.getpid()}.part")
-            partial.write_bytes(content)
-            os.replace(partial, path)
+            try:
+                partial.write_bytes(content)
+                os.replace(partial, path)
+            except OSError:
+                # A full disk leaves what fitted: remove it, so failures do not eat
+                # the space the admins were alerted to free.
+                partial.unlink(missing_ok=True)
+                raise
         return Stored(digest, kind, len(content))
 
     def read(self, sha256: str, content_type: str) -> bytes | None:

@@ -3,7 +3,9 @@ byte bound, and the hand-over to the workflow."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -125,3 +127,20 @@ def test_the_store_names_files_by_digest_only(tmp_path: Path, name: str) -> None
 )
 def test_extensions(content_type: str, ext: str) -> None:
     assert extension(content_type) == ext
+
+
+def test_a_full_disk_leaves_no_partial_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The write got as far as the disk allowed, then ENOSPC: nothing of it stays."""
+    real = Path.write_bytes
+
+    def half(path: Path, data: bytes) -> int:
+        real(path, bytes(data[: len(data) // 2]))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Path, "write_bytes", half)
+    store = EvidenceStore(tmp_path)
+    with pytest.raises(OSError):
+        store.put(b"\xff\xd8" + b"x" * 10_000, "image/jpeg")
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
