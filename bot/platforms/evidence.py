@@ -111,7 +111,9 @@ def media_performers(
                 media.content, media.content_type, msg.payload["photo_key"], sender
             )
         except StoreFull:
-            if msg.attempts == 0:
+            # The row's first StoreFull (an earlier attempt may have failed otherwise,
+            # a media/get error, say): its last_error then names no StoreFull yet.
+            if not (msg.last_error or "").startswith(StoreFull.__name__):
                 await reply(sender, CHAT_FULL_ZH)
             raise
         if not await announce(event):

@@ -14,7 +14,7 @@ import pytest
 
 from bot.events import TOO_LARGE, PhotoStored, Sender
 from bot.outbox import Performer, PermanentError, RetryableError
-from bot.platforms.evidence import Keeper, media_performers
+from bot.platforms.evidence import CHAT_FULL_ZH, Keeper, StoreFull, media_performers
 from storage.evidence import EvidenceStore, extension
 from storage.models import OutboxMessage
 
@@ -144,3 +144,34 @@ def test_a_full_disk_leaves_no_partial_file(
     with pytest.raises(OSError):
         store.put(b"\xff\xd8" + b"x" * 10_000, "image/jpeg")
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+async def test_the_sender_hears_of_a_full_store_on_its_first_such_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not on the row's first attempt: that one may have failed otherwise."""
+    told: list[tuple[Sender, str]] = []
+    alerts: list[str] = []
+
+    async def reply(sender: Sender, text: str) -> None:
+        told.append((sender, text))
+
+    async def alert(text: str) -> None:
+        alerts.append(text)
+
+    def full(*_: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(EvidenceStore, "put", full)
+    keeper = Keeper(EvidenceStore(tmp_path), 1000, alert)
+    fetch = media_performers({"wecom": Source()}, keeper, Announced(), reply)["media.fetch"]
+    earlier = row()
+    earlier.attempts, earlier.last_error = 1, "RetryableError: wecom media/get: HTTP 502"
+    with pytest.raises(StoreFull):
+        await fetch(earlier)
+    assert [text for _, text in told] == [CHAT_FULL_ZH] and len(alerts) == 1
+    again = row()
+    again.attempts, again.last_error = 2, f"StoreFull: evidence store: {os.strerror(28)}"
+    with pytest.raises(StoreFull):
+        await fetch(again)
+    assert len(told) == 1 and len(alerts) == 1  # once per row, one alert per outage
