@@ -65,9 +65,10 @@ def command(args: argparse.Namespace, settings: Settings) -> int:
                 async with db.read() as session:
                     print(markdown(await build(session, ctx, ctx.now())))
                 return 0
+            prepared = await digest.prepare(ctx)
             async with db.transaction() as session:
                 await digest.claim(session, ctx, ctx.local(ctx.now()).date())
-                rows, people = await digest.to_everyone(session, ctx)
+                rows, people = digest.put(session, ctx, prepared), len(prepared.to)
             print(
                 f"已排队 {rows} 条消息给 {people} 个接收人，由运行中的 returnhub serve 投递"
                 f" / {rows} message(s) queued for {people} recipient(s)"

@@ -66,15 +66,36 @@ async def recipients(session: AsyncSession, ctx: Ctx) -> list[Sender]:
     return list(found.values())
 
 
-async def enqueue(session: AsyncSession, ctx: Ctx, digest: Digest, to: list[Sender]) -> int:
-    """The digest's outbox rows for `to`; returns how many rows."""
+@dataclass(frozen=True)
+class Prepared:
+    """A digest and its outbox rows, (kind, destination, payload), ready to write."""
+
+    digest: Digest
+    to: list[Sender]
+    rows: list[tuple[str, str, dict[str, Any]]]
+
+
+async def prepare(ctx: Ctx, to: list[Sender] | None = None) -> Prepared:
+    """Yesterday's digest for `to` (default: every recipient), read and laid out
+    outside any write transaction: the figures scan a month of cases and the first
+    font lookup may run fc-match, neither of which may hold the SQLite writer."""
+    async with ctx.db.read() as session:
+        digest = await build(session, ctx, ctx.now())
+        if to is None:
+            to = await recipients(session, ctx)
+    if not to:
+        log.warning(
+            "digest %s: nobody to send it to: no member of %s is on an enabled platform, "
+            "and [digest] names no robot",
+            digest.day,
+            ", ".join(ctx.settings.digest.roles),
+        )
     link = ctx.settings.server.public_url.rstrip("/")
     payload: dict[str, Any] = {
         "title": f"售后日报 {digest.day.isoformat()}",
         "markdown": markdown(digest, f"{link}/dashboard" if link else ""),
     }
     chart = ctx.settings.digest.chart and any(s.platform in IMAGE_PLATFORMS for s in to)
-    # The first lookup may run fc-match: off the loop.
     if chart and await asyncio.to_thread(digest_chart.find_font) is None:
         log.warning(
             "digest %s: no CJK font found (install fonts-noto-cjk: make browser-deps); "
@@ -82,23 +103,26 @@ async def enqueue(session: AsyncSession, ctx: Ctx, digest: Digest, to: list[Send
             digest.day,
         )
         chart = False
-    rows = 0
+    rows: list[tuple[str, str, dict[str, Any]]] = []
     for sender in to:
         destination = f"{sender.platform}:{sender.user_id}"
-        outbox.enqueue(
-            session, kind=MARKDOWN_KIND, destination=destination, payload=payload, now=ctx.now()
-        )
-        rows += 1
+        rows.append((MARKDOWN_KIND, destination, payload))
         if chart and sender.platform in IMAGE_PLATFORMS:
-            outbox.enqueue(
-                session,
-                kind=IMAGE_KIND,
-                destination=destination,
-                payload={"chart": digest.chart_data()},
-                now=ctx.now(),
-            )
-            rows += 1
-    return rows
+            rows.append((IMAGE_KIND, destination, {"chart": digest.chart_data()}))
+    return Prepared(digest, to, rows)
+
+
+def put(session: AsyncSession, ctx: Ctx, prepared: Prepared) -> int:
+    """The prepared rows into the outbox, in the caller's transaction; how many."""
+    for kind, destination, payload in prepared.rows:
+        outbox.enqueue(session, kind=kind, destination=destination, payload=payload, now=ctx.now())
+    log.info(
+        "digest %s: %d rows for %d recipients",
+        prepared.digest.day,
+        len(prepared.rows),
+        len(prepared.to),
+    )
+    return len(prepared.rows)
 
 
 async def claim(session: AsyncSession, ctx: Ctx, day: date) -> bool:
@@ -132,29 +156,13 @@ class DailyDigest:
             return False
         if local.time().replace(tzinfo=None) < at_time(settings.time):
             return False
+        prepared = await prepare(self.ctx)
         async with self.ctx.db.transaction() as session:
             won = await claim(session, self.ctx, local.date())
             if won:
-                await to_everyone(session, self.ctx)
+                put(session, self.ctx, prepared)
         self.done = local.date()
         return won
-
-
-async def to_everyone(session: AsyncSession, ctx: Ctx) -> tuple[int, int]:
-    """Yesterday's digest to every recipient, in the caller's transaction; returns
-    (outbox rows, recipients)."""
-    digest = await build(session, ctx, ctx.now())
-    to = await recipients(session, ctx)
-    rows = await enqueue(session, ctx, digest, to)
-    if not to:
-        log.warning(
-            "digest %s: nobody to send it to: no member of %s is on an enabled platform, "
-            "and [digest] names no robot",
-            digest.day,
-            ", ".join(ctx.settings.digest.roles),
-        )
-    log.info("digest %s: %d rows for %d recipients", digest.day, rows, len(to))
-    return rows, len(to)
 
 
 async def command(call: Call) -> None:
@@ -165,6 +173,6 @@ async def command(call: Call) -> None:
 async def send_now(session: AsyncSession, ctx: Ctx, to: Sender) -> Digest:
     """/日报: the digest to whoever asked, now (claims nothing: the daily run still
     goes to everyone at its time)."""
-    digest = await build(session, ctx, ctx.now())
-    await enqueue(session, ctx, digest, [to])
-    return digest
+    prepared = await prepare(ctx, [to])
+    put(session, ctx, prepared)
+    return prepared.digest
