@@ -252,12 +252,22 @@ class DingtalkClient:
         UNCONFIRMED: that oapi takes the new-style token as `access_token` (DingTalk's
         docs say the two tokens are interchangeable); a refusal is retryable."""
         token = await self.access_token()
-        url = f"{self.oapi_base}/media/upload?" + urlencode(
-            {"access_token": token, "type": "image"}
-        )
-        status, _, raw = await self.fetch("POST", url, "media/upload", upload=upload)
-        self.http_status("media/upload", status)
-        answer = check_oapi("media/upload", self.decode("media/upload", raw))
+        for attempt in (1, 2):
+            url = f"{self.oapi_base}/media/upload?" + urlencode(
+                {"access_token": token, "type": "image"}
+            )
+            status, _, raw = await self.fetch("POST", url, "media/upload", upload=upload)
+            self.http_status("media/upload", status)
+            try:
+                answer = check_oapi("media/upload", self.decode("media/upload", raw))
+                break
+            except TokenRejected as exc:
+                if attempt == 2:
+                    raise RetryableError(
+                        f"dingtalk media/upload: token refused again after a refresh ({exc})"
+                    ) from None
+                log.warning("dingtalk media/upload: token refused (%s); refreshing once", exc)
+                token = await self.access_token(stale=token)
         media_id = answer.get("media_id")
         if not isinstance(media_id, str) or not media_id:
             raise RetryableError("dingtalk media/upload: answer has no media_id")

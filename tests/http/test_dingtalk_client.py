@@ -15,6 +15,7 @@ from sqlalchemy import select
 from bot.outbox import PermanentError, RetryableError
 from bot.platforms.dingtalk_client import DingtalkClient
 from bot.platforms.dingtalk_errors import DingtalkApiError
+from bot.platforms.outbound import Upload
 from storage import outbox
 from storage.db import Database
 from storage.models import OutboxMessage
@@ -74,6 +75,18 @@ async def test_an_expired_token_is_refreshed_once_and_a_storm_is_a_retry(
     with pytest.raises(RetryableError, match="token refused again"):
         await client.send_to_group("cid1", "sampleText", {"content": "c"})
     assert fake.token_fetches == 3  # one refresh, not a loop
+
+
+async def test_an_image_upload_with_an_expired_token_refreshes_it_once(
+    fake: FakeDingtalk, http: aiohttp.ClientSession
+) -> None:
+    client = client_for(fake, http)
+    png = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
+    first = await client.upload_media(Upload("media", "digest.png", png, "image/png"))
+    fake.expire_tokens()  # oapi answers errcode 40014 for the cached token
+    second = await client.upload_media(Upload("media", "digest.png", png, "image/png"))
+    assert first != second and fake.media[second] == png
+    assert fake.token_fetches == 2
 
 
 async def test_a_refused_secret_backs_off_before_fetching_again(
