@@ -151,6 +151,8 @@ def _reminders(rows: list[OutboxMessage]) -> list[Entry]:
         name = ""
         if line.startswith("@"):
             name, _, line = line[1:].partition(" ")
+        if row.status == "pending":
+            line += "（发送中）"
         names = found.setdefault((row.created_at, line), [])
         if name and name not in names:
             names.append(name)
@@ -178,9 +180,13 @@ async def timeline(session: AsyncSession, case_id: str) -> tuple[Case, list[Entr
     proposals = await session.scalars(select(Resolution).where(Resolution.case_id == case_id))
     for proposal in proposals:
         entries += _resolutions(proposal)
+    # A reminder that went dead (a member no longer on the platform) or was voided
+    # reached nobody; one still waiting (rate limit, outage) shows as on its way.
     texts = await session.scalars(
         select(OutboxMessage).where(
-            OutboxMessage.case_id == case_id, OutboxMessage.kind == "text.send"
+            OutboxMessage.case_id == case_id,
+            OutboxMessage.kind == "text.send",
+            OutboxMessage.status.in_(("sent", "pending")),
         )
     )
     entries += _reminders(list(texts))

@@ -3,12 +3,15 @@ PostgreSQL: created, routed, SLA reminders and the escalation, who decided, the 
 
 from __future__ import annotations
 
+from sqlalchemy import update
+
 from bot.events import RefundResult
 from handlers.context import Ctx
 from handlers.intake import on_return_request
 from handlers.refunds import record_result
 from handlers.timeline import Entry, timeline, when
 from storage.db import Database
+from storage.models import OutboxMessage
 from tests.support import FakeClock
 from tests.unit.test_flow import request
 from tests.unit.test_sla import at, say, setup, tick
@@ -60,6 +63,14 @@ async def test_a_case_from_request_to_refund_in_order(db: Database) -> None:
     assert approved.detail == "→ 已同意"
     assert when(ctx, approved.at) == "2026-11-23 16:05:00"  # Shanghai time
     assert by["已退款"].actor == "渠道"
+    assert "（发送中）" in first.detail  # no worker ran: still on its way
+    async with db.transaction() as session:  # a reminder that reached nobody is no entry
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.case_id == case_id, OutboxMessage.kind == "text.send")
+            .values(status="dead")
+        )
+    assert "时效提醒" not in [e.label for e in await entries(db, case_id)]
 
 
 async def test_a_refusal_then_a_rejection_with_its_reason(db: Database) -> None:
