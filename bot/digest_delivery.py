@@ -21,7 +21,9 @@ from storage.models import OutboxMessage
 
 @runtime_checkable
 class MarkdownPlatform(Protocol):
-    async def send_markdown(self, recipient: str, title: str, text: str) -> None: ...
+    async def send_markdown(
+        self, recipient: str, title: str, text: str, *, retry: bool = False
+    ) -> None: ...
 
 
 @runtime_checkable
@@ -33,10 +35,11 @@ def digest_performers(platforms: Mapping[str, Platform]) -> dict[str, Performer]
     async def send_markdown(msg: OutboxMessage) -> dict[str, Any]:
         platform, recipient = platform_for(platforms, msg)
         title, text = str(msg.payload["title"]), str(msg.payload["markdown"])
+        retry = bool(msg.attempts)  # an earlier attempt may have got through
         if isinstance(platform, MarkdownPlatform):
-            await platform.send_markdown(recipient, title, text)
+            await platform.send_markdown(recipient, title, text, retry=retry)
         else:
-            await platform.send_text(recipient, text, outbox_id=msg.id)
+            await platform.send_text(recipient, text, outbox_id=msg.id, retry=retry)
         return {}
 
     async def send_image(msg: OutboxMessage) -> dict[str, Any]:

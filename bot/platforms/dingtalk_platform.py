@@ -108,7 +108,9 @@ class DingtalkPlatform:
                     self.sessions.forget(recipient)
             await self.client.send_to_users([recipient], "sampleText", {"content": piece})
 
-    async def send_markdown(self, recipient: str, title: str, text: str) -> None:
+    async def send_markdown(
+        self, recipient: str, title: str, text: str, *, retry: bool = False
+    ) -> None:
         """The robot's 1:1 chat, `sampleMarkdown` ({title, text})."""
         await self.client.send_to_users(
             [recipient], "sampleMarkdown", {"title": title, "text": text}

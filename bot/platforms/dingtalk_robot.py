@@ -89,7 +89,9 @@ class DingtalkRobotPlatform:
     ) -> str | None:
         return None  # a robot message cannot change; the decision shows on the app's cards
 
-    async def send_markdown(self, recipient: str, title: str, text: str) -> None:
+    async def send_markdown(
+        self, recipient: str, title: str, text: str, *, retry: bool = False
+    ) -> None:
         """A custom robot takes no uploaded picture (only a public URL in markdown):
         the digest goes to it as markdown alone."""
         await self._post(

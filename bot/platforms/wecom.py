@@ -203,9 +203,12 @@ class WecomPlatform:
         for piece in split_text(text, TEXT_BYTES):
             await self.client.send_text(recipient, piece, dedupe=retry)
 
-    async def send_markdown(self, recipient: str, title: str, text: str) -> None:
-        """message/send `markdown` (at most 2,048 bytes: cut at a line end)."""
-        await self.client.send_markdown(recipient, fit_markdown(text, TEXT_BYTES))
+    async def send_markdown(
+        self, recipient: str, title: str, text: str, *, retry: bool = False
+    ) -> None:
+        """message/send `markdown` (at most 2,048 bytes: cut at a line end); a retry
+        asks the duplicate check, as a text's does."""
+        await self.client.send_markdown(recipient, fit_markdown(text, TEXT_BYTES), dedupe=retry)
 
     async def send_image(self, recipient: str, png: bytes) -> None:
         """media/upload the PNG, then message/send `image` with its media_id."""

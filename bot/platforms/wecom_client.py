@@ -214,8 +214,10 @@ class WecomClient:
     async def send_text(self, touser: str, content: str, *, dedupe: bool = False) -> SentMessage:
         return await self.send(touser, "text", {"content": content}, dedupe=dedupe)
 
-    async def send_markdown(self, touser: str, content: str) -> SentMessage:
-        return await self.send(touser, "markdown", {"content": content})
+    async def send_markdown(
+        self, touser: str, content: str, *, dedupe: bool = False
+    ) -> SentMessage:
+        return await self.send(touser, "markdown", {"content": content}, dedupe=dedupe)
 
     async def send_template_card(self, touser: str, card: Mapping[str, Any]) -> SentMessage:
         return await self.send(touser, "template_card", card)

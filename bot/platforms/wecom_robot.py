@@ -78,7 +78,9 @@ class WecomRobotPlatform:
     ) -> str | None:
         return None  # a robot message cannot be changed; the decision shows in the app
 
-    async def send_markdown(self, recipient: str, title: str, text: str) -> None:
+    async def send_markdown(
+        self, recipient: str, title: str, text: str, *, retry: bool = False
+    ) -> None:
         message = {"msgtype": "markdown", "markdown": {"content": fit_markdown(text)}}
         await self.client.robot_send(self._key(recipient), message)
 

@@ -219,6 +219,16 @@ async def test_a_retried_text_asks_for_the_duplicate_check_and_shows_once(
     assert fake.texts_to("wangzuzhang")[-1] == "新的一条"
 
 
+async def test_a_retried_digest_markdown_is_shown_once(
+    client: WecomClient, fake: FakeWecom
+) -> None:
+    platform = WecomPlatform(client, CardRenderer(templates_dir()))
+    await platform.send_markdown("wangzuzhang", "售后日报", "**昨日新增** 12 单")
+    await platform.send_markdown("wangzuzhang", "售后日报", "**昨日新增** 12 单", retry=True)
+    assert [m["msgtype"] for m in fake.messages] == ["markdown"]
+    assert [m["msgtype"] for m in fake.deduplicated] == ["markdown"]
+
+
 async def test_robots_post_markdown_and_text(
     fake: FakeWecom, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
