@@ -53,6 +53,7 @@ from handlers.intake_submit import via_writer
 from handlers.people import sync_members
 from handlers.photos import on_image_message, on_photo_stored
 from handlers.unsupported import reply_unsupported
+from storage import inbound as inbound_rows
 from storage.db import Database
 from storage.evidence import EvidenceStore
 from storage.migrate import upgrade
@@ -186,6 +187,11 @@ def create_app(
         )
         app[appkeys.DISPATCH] = dispatcher
         app[POLLS] = polls = marketplaces.poll_runner(dispatcher.accept)
+        # SQLite has one serving process: an event a killed predecessor acknowledged and
+        # never handled is nobody's now, so it is recovered at once, not after
+        # dispatch.GRACE (which leaves a live replica on PostgreSQL its time).
+        if background and db.is_sqlite and (taken := await inbound_rows.due_now(db, ctx.clock())):
+            log.warning("%d acknowledged events left unhandled; recovering them now", taken)
         if background:
             await ticker.start()
             polls.start()

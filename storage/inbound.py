@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -82,6 +82,19 @@ def _insert(session: AsyncSession) -> Any:
 async def done(session: AsyncSession, key: str) -> None:
     """Called in the handler's transaction: the event's effects and this go together."""
     await session.execute(delete(InboundEvent).where(InboundEvent.key == key))
+
+
+async def due_now(db: Database, now: datetime) -> int:
+    """Make every unhandled event due at `now`; how many there were. For a process that
+    knows it is the only one (SQLite's): whoever recorded them is dead."""
+    at = naive(now)
+    async with db.transaction() as session:
+        result = await session.execute(
+            update(InboundEvent)
+            .where(InboundEvent.status == PENDING, InboundEvent.next_at > at)
+            .values(next_at=at)
+        )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def claim_due(

@@ -67,14 +67,16 @@ async def settled(db: Database) -> bool:
 
 
 async def skip_grace(db: Database) -> list[str]:
-    """Events acknowledged and not yet handled when the server died: the restarted one
-    recovers them after the dispatcher's GRACE (30 s, so that on PostgreSQL it never
-    takes over what a live replica is still running). The test moves their due time
-    to now instead of sleeping it out; the keys, for the report."""
+    """Events acknowledged and not yet handled when the server died; the keys, for the
+    report. On SQLite the restarted server, the only one, recovers them at once by
+    itself. On PostgreSQL it waits the dispatcher's GRACE (30 s, so that it never takes
+    over what a live replica is still running): the test moves their due time to now
+    instead of sleeping it out."""
     now = datetime.now(UTC).replace(tzinfo=None)
     async with db.transaction() as session:
         keys = list(await session.scalars(select(InboundEvent.key)))
-        await session.execute(update(InboundEvent).values(next_at=now))
+        if not db.is_sqlite:
+            await session.execute(update(InboundEvent).values(next_at=now))
     return keys
 
 
