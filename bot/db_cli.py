@@ -11,7 +11,7 @@ from functools import partial
 from typing import Any
 
 from bot.settings import Settings
-from storage import outbox
+from storage import outbox_dead
 from storage.db import Database
 from storage.migrate import upgrade
 
@@ -45,7 +45,7 @@ def cmd_db_upgrade(args: argparse.Namespace, load: Load) -> int:
 def cmd_outbox_dead(args: argparse.Namespace, load: Load) -> int:
     async def work(db: Database) -> int:
         async with db.read() as session:
-            rows = await outbox.dead_letters(session, args.limit)
+            rows = await outbox_dead.dead_letters(session, args.limit)
         for row in rows:
             print(
                 f"{row.id}\t{row.kind}\t{row.destination}\t{row.case_id or '-'}\t"
@@ -66,7 +66,7 @@ def cmd_outbox_retry(args: argparse.Namespace, load: Load) -> int:
 
     async def work(db: Database) -> int:
         async with db.transaction() as session:
-            count = await outbox.revive(
+            count = await outbox_dead.revive(
                 session, None if args.all else args.ids, now=datetime.now(UTC)
             )
         print(f"已重新排队 {count} 条消息 / {count} message(s) queued again")
@@ -78,7 +78,7 @@ def cmd_outbox_retry(args: argparse.Namespace, load: Load) -> int:
 def cmd_outbox_discard(args: argparse.Namespace, load: Load) -> int:
     async def work(db: Database) -> int:
         async with db.transaction() as session:
-            count = await outbox.discard(session, args.ids)
+            count = await outbox_dead.discard(session, args.ids)
         print(f"已作废 {count} 条死信，其后被暂停的消息将按序发出 / {count} discarded")
         return 0
 

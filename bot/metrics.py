@@ -24,7 +24,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import func, select
 
-from storage import outbox
+from storage import outbox_dead
 from storage.db import Database
 from storage.models import Case
 
@@ -106,6 +106,6 @@ class Metrics:
             rows = (
                 await session.execute(select(Case.status, func.count()).group_by(Case.status))
             ).all()
-            depth = await outbox.depth(session)
+            depth = await outbox_dead.depth(session)
         self.database.cases = {status: count for status, count in rows}
         self.database.depth = dict(depth)

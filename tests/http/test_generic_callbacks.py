@@ -8,7 +8,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from bot.appkeys import CTX, WORKER
-from storage import outbox
+from storage import outbox_dead
 from storage.models import AuditEvent, Case, OutboxMessage
 from tests.fakes.oms import CLOSE, LOSE_ACK, FakeOms
 from tests.support import Client, FakeClock, post_generic, return_body
@@ -89,7 +89,7 @@ async def test_a_callback_refused_with_4xx_dead_letters_at_once(
     assert [(r.status, r.attempts) for r in rows] == [("dead", 1), ("pending", 0)]
     assert "400" in rows[0].last_error
     async with client.app[CTX].db.transaction() as session:
-        assert await outbox.discard(session, [rows[0].id]) == 1
+        assert await outbox_dead.discard(session, [rows[0].id]) == 1
     await client.app[WORKER].drain()
     rows = await channel_rows(client)
     assert [(r.status, r.attempts) for r in rows] == [("void", 1), ("dead", 1)]

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.clock import TIMER_JOB_ID, Clock
 from bot.outbox import OutboxWorker
 from bot.settings import OutboxSettings
-from storage import outbox, timers
+from storage import outbox, outbox_dead, timers
 from storage.db import Database
 from storage.models import OutboxMessage, Timer
 
@@ -100,7 +100,7 @@ async def test_stop_waits_for_the_tick_in_flight(db: Database) -> None:
     await asyncio.wait_for(stopping, 5)
     assert sent == ids
     async with db.read() as session:
-        assert await outbox.depth(session) == {"pending": 0, "dead": 0}
+        assert await outbox_dead.depth(session) == {"pending": 0, "dead": 0}
 
 
 async def test_stop_flushes_what_is_due_and_is_idempotent(db: Database) -> None:

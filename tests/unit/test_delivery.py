@@ -12,7 +12,7 @@ from bot.delivery import build_worker
 from bot.outbox import PermanentError
 from handlers import refunds
 from handlers.intake import on_return_request
-from storage import outbox as storage_outbox
+from storage import outbox_dead
 from storage.db import Database
 from storage.models import CardRecord, OutboxMessage
 from tests.support import FakeClock
@@ -117,7 +117,7 @@ async def test_a_dead_letter_alerts_the_admins_once(db: Database) -> None:
     assert f"returnhub outbox discard {approved.id}" in alert.payload["text"]
 
     async with db.transaction() as session:  # the admin gives the approved event up
-        assert await storage_outbox.discard(session, [approved.id]) == 1
+        assert await outbox_dead.discard(session, [approved.id]) == 1
     await worker.drain()
     alerts = [m for m in await outbox(db, "text.send") if m.payload.get("alert")]
     # Then the refund, and the 退款失败 notice to finance, died too: three alerts; the
@@ -184,8 +184,8 @@ async def test_a_revived_refund_that_dies_again_is_reported_again(db: Database) 
     )
     await worker.drain()
     async with db.transaction() as session:
-        dead = [m.id for m in await storage_outbox.dead_letters(session)]
-        assert await storage_outbox.revive(session, dead, now=NOW) == 1
+        dead = [m.id for m in await outbox_dead.dead_letters(session)]
+        assert await outbox_dead.revive(session, dead, now=NOW) == 1
     await worker.drain()
     texts = [m.payload["text"] for m in await outbox(db, "text.send")]
     assert len([t for t in texts if "退款失败" in t]) == 2

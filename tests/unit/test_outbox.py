@@ -20,7 +20,7 @@ from bot.outbox import OutboxWorker, PermanentError, RetryableError
 from bot.outbox_limits import RateLimit, Window
 from bot.outbox_retry import RetrySchedule
 from bot.settings import OutboxSettings
-from storage import outbox
+from storage import outbox, outbox_dead
 from storage.db import Database
 from storage.models import OutboxMessage
 from tests.conftest import ONLY_PG
@@ -210,7 +210,7 @@ async def test_dead_letter_after_the_give_up_time(db: Database, clock: FakeClock
     assert sample(metrics, DELIVERIES, kind="text", result="dead") == 1
     assert sample(metrics, DELIVERIES, kind="text", result="retry") == len(perform.calls) - 1
     async with db.read() as session:
-        assert await outbox.depth(session) == {"pending": 0, "dead": 1}
+        assert await outbox_dead.depth(session) == {"pending": 0, "dead": 1}
 
 
 async def test_a_revived_row_gets_a_fresh_retry_period(db: Database, clock: FakeClock) -> None:
@@ -224,7 +224,7 @@ async def test_a_revived_row_gets_a_fresh_retry_period(db: Database, clock: Fake
     [row] = await rows(db)
     assert row.status == "dead"
     async with db.transaction() as session:
-        assert await outbox.revive(session, [row.id], now=clock()) == 1
+        assert await outbox_dead.revive(session, [row.id], now=clock()) == 1
     await worker.run_once()
     [row] = await rows(db)
     assert (row.status, row.attempts) == ("pending", 1)
@@ -456,7 +456,7 @@ async def test_on_the_money_path_a_dead_row_holds_its_case_until_an_admin_decide
         db, OutboxSettings(), {"text": perform}, clock=clock, strict=("channel:",)
     )
     async with db.transaction() as session:  # fixed: revived, it goes first, then the rest
-        assert await outbox.revive(session, [ids[0]], now=clock()) == 1
+        assert await outbox_dead.revive(session, [ids[0]], now=clock()) == 1
     await worker.drain()
     assert perform.calls == [ids[0], *ids]
     assert {r.status for r in await rows(db)} == {"sent"}
@@ -467,8 +467,8 @@ async def test_a_discarded_dead_row_releases_the_rows_it_held(
 ) -> None:
     ids, perform = await _dead_elder(db, clock, "channel:generic")
     async with db.transaction() as session:
-        assert await outbox.discard(session, [ids[1]]) == 0  # only dead rows are discarded
-        assert await outbox.discard(session, [ids[0]]) == 1
+        assert await outbox_dead.discard(session, [ids[1]]) == 0  # only dead rows are discarded
+        assert await outbox_dead.discard(session, [ids[0]]) == 1
     worker = OutboxWorker(
         db, OutboxSettings(), {"text": perform}, clock=clock, strict=("channel:",)
     )
