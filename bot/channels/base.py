@@ -9,12 +9,16 @@ can drop a redelivery (delivery is at-least-once, DESIGN.md §6).
 
 from __future__ import annotations
 
+import logging
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from datetime import UTC
 from typing import Any, Protocol
 
 from bot.outbox import Performer, PermanentError
 from storage.models import OutboxMessage
+
+log = logging.getLogger(__name__)
 
 PREFIX = "channel"
 EVENT_KIND = "channel.event"
@@ -50,6 +54,35 @@ def decision(payload: dict[str, Any]) -> str | None:
     if event == "approved" and payload.get("kind") != "refund_only":
         return "approve"
     return "reject" if event == "rejected" else None
+
+
+class Deciding(ABC):
+    """A marketplace on which each case decision is one platform call, `_decide`
+    ("approve", "reject" or "refund", as `decision` reads the event); what concerns
+    only us (closed, on_hold) needs none. The platform pays the buyer on the refund
+    decision, so a refund command leaves the case refunded."""
+
+    name: str
+
+    @abstractmethod
+    async def _decide(self, payload: dict[str, Any], decision: str, event_id: str) -> None:
+        """Make `decision` on the platform for the case in `payload`, once per event_id."""
+
+    async def send_event(self, payload: dict[str, Any], event_id: str) -> None:
+        wanted = decision(payload)
+        if wanted is None:
+            log.debug(
+                "%s: %s for case %s needs no call",
+                self.name,
+                payload.get("event"),
+                payload.get("case_id"),
+            )
+        else:
+            await self._decide(payload, wanted, event_id)
+
+    async def refund(self, payload: dict[str, Any], event_id: str) -> bool:
+        await self._decide(payload, "refund", event_id)
+        return True
 
 
 def event_id(msg: OutboxMessage) -> str:

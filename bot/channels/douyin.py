@@ -89,8 +89,9 @@ def operation(decision: str, info: dict[str, Any]) -> int:
     raise PermanentError(f"抖店售后类型 {kind} 请在抖店后台处理 / type {kind} not supported")
 
 
-class DouyinChannel:
-    """All configured 抖店 shops: notice fetching, the outbox client, the health check."""
+class DouyinChannel(base.Deciding):
+    """All configured 抖店 shops: notice fetching, the outbox client, the health check.
+    A refund-only case waits for its refund command (`base.decision`)."""
 
     name = CHANNEL
 
@@ -121,24 +122,6 @@ class DouyinChannel:
         """The after-sale's current detail as a neutral event keyed like the notice."""
         data = await self.api_for(notice.shop).detail(notice.external_id)
         return to_request(data, key=notice.key, shop=notice.shop)
-
-    async def send_event(self, payload: dict[str, Any], event_id: str) -> None:
-        """approved -> agree (a refund-only case waits for its refund command);
-        rejected -> reject; closed and on_hold concern only us."""
-        wanted = base.decision(payload)
-        if wanted is None:
-            log.debug(
-                "douyin: %s for case %s needs no call",
-                payload.get("event"),
-                payload.get("case_id"),
-            )
-        else:
-            await self._decide(payload, wanted, event_id)
-
-    async def refund(self, payload: dict[str, Any], event_id: str) -> bool:
-        """Agree the refund: the platform pays the buyer, so the case is refunded."""
-        await self._decide(payload, "refund", event_id)
-        return True
 
     async def _decide(self, payload: dict[str, Any], decision: str, event_id: str) -> None:
         api = self.api_for(str(payload.get("shop", "")))

@@ -50,7 +50,7 @@ DONE = {
 }
 
 
-class TaobaoChannel:
+class TaobaoChannel(base.Deciding):
     """The configured sellers (by seller nick), each with its TOP client."""
 
     name = CHANNEL
@@ -78,21 +78,6 @@ class TaobaoChannel:
     async def fetch(self, notice: ChannelNotice) -> ReturnRequest:
         refund = await self.detail(notice.shop, notice.external_id)
         return taobao_map.request(refund, key=notice.key, shop=notice.shop)
-
-    async def send_event(self, payload: dict[str, Any], event_id: str) -> None:
-        wanted = base.decision(payload)
-        if wanted is None:
-            log.debug(
-                "taobao: %s for case %s needs no call",
-                payload.get("event"),
-                payload.get("case_id"),
-            )
-        else:
-            await self._decide(payload, wanted, event_id)
-
-    async def refund(self, payload: dict[str, Any], event_id: str) -> bool:
-        await self._decide(payload, "refund", event_id)
-        return True
 
     async def _decide(self, payload: dict[str, Any], decision: str, event_id: str) -> None:
         shop, refund_id = str(payload.get("shop", "")), str(payload.get("external_id", ""))
