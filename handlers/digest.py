@@ -156,6 +156,11 @@ class DailyDigest:
             return False
         if local.time().replace(tzinfo=None) < at_time(settings.time):
             return False
+        async with self.ctx.db.read() as session:  # sent already (a restart, a replica)
+            taken = await session.get(InboxKey, f"{KEY_PREFIX}{local.date().isoformat()}")
+        if taken is not None:
+            self.done = local.date()
+            return False
         prepared = await prepare(self.ctx)
         async with self.ctx.db.transaction() as session:
             won = await claim(session, self.ctx, local.date())
