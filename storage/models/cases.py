@@ -117,6 +117,7 @@ class ApprovalStep(Base):
     __table_args__ = (
         UniqueConstraint("case_id", "seq", name="uq_step_seq"),
         Index("ix_step_due", "due_at"),  # /统计 SLA breaches in a period
+        Index("ix_step_state", "state"),  # start-up: the pending steps no card reached
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

@@ -22,7 +22,10 @@ class CardRecord(Base):
     """A card shown to one recipient, so every copy can be updated after a decision."""
 
     __tablename__ = "cards"
-    __table_args__ = (Index("ix_card_case", "case_id", "kind"),)
+    __table_args__ = (
+        Index("ix_card_case", "case_id", "kind"),
+        Index("ix_card_step", "step_id"),  # start-up: the steps no card reached
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     case_id: Mapped[str] = mapped_column(String(20))

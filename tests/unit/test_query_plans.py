@@ -50,7 +50,7 @@ from bot.web.console_poll import poll_rows
 from bot.web.evidence_files import stored_type
 from bot.web.export import Query
 from bot.web.export import statement as export_statement
-from handlers import abuse, deduction, parcels, release, scan, sla, waybills
+from handlers import abuse, approvals, deduction, parcels, release, scan, sla, waybills
 from handlers.context import Ctx
 from storage import channel_state, inbound, intake_rows, outbox, timers
 from storage.db import Database
@@ -619,5 +619,18 @@ async def test_the_sla_settle_uses_indexes(seeded: Database) -> None:
         async with seeded.transaction() as session:
             session.info[sla.TOUCHED] = {f"RC-{CASES - 1:06d}", f"RC-{CASES - 2:06d}"}
             await sla.settle(session, ctx)
+
+    await assert_indexed(seeded, run)
+
+
+async def test_the_start_up_resend_uses_indexes(seeded: Database) -> None:
+    """Pending steps no card reached: once quadratic (every step, every card), which held
+    a restart after a busy day for minutes before it served /healthz."""
+    settings = load(config_dir() / "returnhub.example.toml", env={})
+    ctx = Ctx(db=seeded, settings=settings, clock=lambda: NOW.replace(tzinfo=UTC))
+
+    async def run() -> None:
+        async with seeded.transaction() as session:
+            await approvals.resend_unseen(session, ctx)
 
     await assert_indexed(seeded, run)
