@@ -39,6 +39,7 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -57,6 +58,7 @@ from sqlalchemy.orm import Mapped
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
+from storage import sqlite_inline
 from storage.liveness import Liveness
 from storage.writelock import DEFAULT_LANE, WriteLock
 
@@ -93,37 +95,42 @@ class Database:
         parsed = make_url(url)
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         kwargs: dict[str, Any] = {"echo": echo}
+        self.checkpointer: sqlite_inline.Checkpointer | None = None
         if self.is_sqlite:
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
                 kwargs["pool_timeout"] = timeout  # in memory: one static connection
-            kwargs["connect_args"] = {"timeout": self.statement_timeout or 3600}
+                self.checkpointer = sqlite_inline.Checkpointer(parsed.database)
+            # The writer runs on the loop, not on aiosqlite's thread (storage/sqlite_inline.py).
+            kwargs["connect_args"] = {
+                "async_creator_fn": partial(
+                    sqlite_inline.connect,
+                    busy_timeout=self.statement_timeout or 3600,
+                    checkpointer=self.checkpointer,
+                )
+            }
         else:
             kwargs.update(pool_size=10, max_overflow=10, pool_timeout=timeout)
             kwargs["connect_args"] = _pg_timeouts(timeout, self.statement_timeout)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
-            busy_ms = int((self.statement_timeout or 0) * 1000)
-            event.listen(
-                self.engine.sync_engine,
-                "connect",
-                lambda conn, _record: _sqlite_pragmas(conn, busy_ms),
-            )
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.engine.sync_engine, "begin", _sqlite_write_begin)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.write_lock = WriteLock()
         self.read_engine: AsyncEngine = self._reader(echo, read_pool_size)
         # `ping`'s own connections, so /healthz never queues behind page reads.
-        self.health_engine: AsyncEngine = self._reader(echo, HEALTH_POOL)
+        self.health_engine: AsyncEngine = self._reader(echo, HEALTH_POOL, inline=True)
         self.liveness: Liveness | None = None
         if not self.is_sqlite:
             engines = (self.engine, self.read_engine, self.health_engine)
             self.liveness = Liveness(engines, timeout)
         self.read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
 
-    def _reader(self, echo: bool, size: int) -> AsyncEngine:
+    def _reader(self, echo: bool, size: int, *, inline: bool = False) -> AsyncEngine:
         """The read pool's engine (see the module docstring); in-memory SQLite has one
-        connection for everything, so there it is the writer's engine."""
+        connection for everything, so there it is the writer's engine. `inline`: SQLite's
+        calls run on the loop (storage/sqlite_inline.py), for the health check."""
         parsed = make_url(self.url)
         kwargs: dict[str, Any] = {
             "echo": echo,
@@ -147,10 +154,13 @@ class Database:
             )
         if not parsed.database or parsed.database == ":memory:":
             return self.engine
-        engine = create_async_engine(
-            self.url, **kwargs, connect_args={"timeout": self.statement_timeout or 3600}
-        )
-        busy_ms = int((self.statement_timeout or 0) * 1000)
+        bound = self.statement_timeout or 3600
+        lite_args: dict[str, Any] = {"timeout": bound}
+        busy_ms: int | None = int(bound * 1000)
+        if inline:
+            lite_args = {"async_creator_fn": partial(sqlite_inline.connect, busy_timeout=bound)}
+            busy_ms = None  # it waits for locks itself
+        engine = create_async_engine(self.url, **kwargs, connect_args=lite_args)
         event.listen(
             engine.sync_engine, "connect", lambda conn, _record: _sqlite_reader(conn, busy_ms)
         )
@@ -234,6 +244,8 @@ class Database:
             if reader is not self.engine:
                 await reader.dispose()
         await self.engine.dispose()
+        if self.checkpointer is not None:
+            await asyncio.to_thread(self.checkpointer.close)
 
 
 # PostgreSQL aborts one side of a deadlock (40P01) or a serialization conflict (40001);
@@ -280,21 +292,23 @@ def _pg_timeouts(timeout: float, statement_timeout: float | None) -> dict[str, A
     return args
 
 
-def _sqlite_pragmas(dbapi_conn: Any, busy_ms: int) -> None:
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    """The writer (storage/sqlite_inline.py waits for other processes' locks itself)."""
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute(f"PRAGMA busy_timeout={busy_ms or 3_600_000}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 
 
-def _sqlite_reader(dbapi_conn: Any, busy_ms: int) -> None:
+def _sqlite_reader(dbapi_conn: Any, busy_ms: int | None) -> None:
     """A reader: the driver leaves transactions to us (`_sqlite_read_begin`), and it may not
-    write. WAL is the file's mode, set by the writer's first connection."""
+    write. WAL is the file's mode, set by the writer's first connection. `busy_ms` None:
+    the connection waits for locks itself (storage/sqlite_inline.py)."""
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
-    cur.execute(f"PRAGMA busy_timeout={busy_ms or 3_600_000}")
+    if busy_ms is not None:
+        cur.execute(f"PRAGMA busy_timeout={busy_ms}")
     cur.execute("PRAGMA query_only=ON")
     cur.close()
 
