@@ -146,7 +146,9 @@ class Clock:
 
         Rounds start at most every ROUND_GAP seconds: under a stream of kicks each
         round would otherwise carry a row or two, and every round costs a claim and
-        an outcome write (and the event loop's time, which intake needs too)."""
+        an outcome write (and the event loop's time, which intake needs too). A round
+        that performed a whole batch found a backlog: the next starts at once, so the
+        outbox keeps up with an intake that writes more than a batch per gap."""
         loop = asyncio.get_running_loop()
         while not self._stopping:
             try:
@@ -158,9 +160,11 @@ class Clock:
                 started = loop.time()
                 self._wake.clear()  # before the round: a kick while it runs asks for one more
                 self._realign()
-                if not await self.tick_outbox():
+                performed = await self.tick_outbox()
+                if not performed:
                     break
-                await asyncio.sleep(max(0.0, started + ROUND_GAP - loop.time()))
+                if performed < self.worker.settings.batch:  # a full one: a backlog, go on
+                    await asyncio.sleep(max(0.0, started + ROUND_GAP - loop.time()))
 
     def _realign(self) -> None:
         """Run now any job whose next run is further ahead than two of its intervals:

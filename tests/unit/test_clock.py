@@ -198,3 +198,28 @@ async def test_kicks_during_a_round_coalesce_into_one_more_round(
     assert sorted(sent) == first + later  # each delivered once
     assert rounds == 3
     assert not [r for r in caplog.records if "maximum number of running" in r.getMessage()]
+
+
+async def test_a_backlog_is_worked_off_without_the_gap_between_rounds(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round that performed a whole batch found a backlog: the next starts at once
+    instead of after the gap that keeps a stream of kicks from making tiny rounds."""
+    import bot.clock
+
+    monkeypatch.setattr(bot.clock, "ROUND_GAP", 2.0)  # three gaps would take 6 s
+    sent: list[int] = []
+    settings = OutboxSettings(tick_seconds=3600, batch=5)
+    clock = Clock(OutboxWorker(db, settings, {"text": recorder(sent)}), None, db, settings)
+    await clock.start()
+    try:
+        backlog = await enqueue(db, 17)  # three whole batches and a part
+        clock.kick()
+        await eventually(lambda: sorted(sent) == backlog, seconds=1.5)
+        late = await enqueue(db, 2)  # after a part batch the gap holds: kicks wait for it
+        clock.kick()
+        await asyncio.sleep(0.2)
+        assert sorted(sent) == backlog
+        assert not set(late) & set(sent)
+    finally:
+        await clock.stop()
