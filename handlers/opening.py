@@ -10,6 +10,7 @@ would make.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -25,6 +26,8 @@ from handlers.routing import Decision
 from storage import intake_rows as rows
 from storage.history import Buyer, histories, with_returns
 from storage.models import ApprovalStep, AuditEvent, Case, CaseItem, Evidence
+
+TURN = 16
 
 
 async def open_cases(
@@ -54,6 +57,7 @@ async def open_cases(
         routes.append(
             None if event.status == "cancelled" else create.decide(ctx, case, flagged=flagged)
         )
+        await _turn(n)
     wanted = {
         (c.channel, c.buyer_ref)
         for c, d in zip(cases, routes, strict=True)
@@ -61,7 +65,8 @@ async def open_cases(
     }
     found = await histories(session, wanted, now)
     earlier: dict[Buyer, tuple[int, int]] = {}  # this batch's cases so far, per buyer
-    for event, case, decision in zip(events, cases, routes, strict=True):
+    for n, (event, case, decision) in enumerate(zip(events, cases, routes, strict=True)):
+        await _turn(n)
         create.created(fx, event, case)
         buyer = (case.channel, case.buyer_ref)
         count, fen = earlier.get(buyer, (0, 0))
@@ -77,6 +82,13 @@ async def open_cases(
     await _write(session, cases, evidence, fx)
     await arm(session)
     return cases
+
+
+async def _turn(n: int) -> None:
+    """Every TURN events, let the loop serve others: deciding and routing a batch is
+    pure Python, ~0.2 ms an event, and a /healthz or a card click waits while it runs."""
+    if n % TURN == TURN - 1:
+        await asyncio.sleep(0)
 
 
 async def _write(
