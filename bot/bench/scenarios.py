@@ -27,6 +27,12 @@ from storage.db import Database
 from storage.migrate import upgrade
 from storage.models import CardRecord, InboundEvent, OutboxMessage, Timer
 
+# Requests a second each read probe sends while intake runs: paced, so the probes
+# measure what a reader waits under intake instead of being a second load (two
+# closed-loop clients of /api/cases took a third of the server's CPU from the intake
+# whose rate is compared with a bare endpoint that served no such readers).
+PROBE_RATE = 40.0
+
 
 async def intake_under_load(run: Run, bare: procs.Child, server: procs.Child) -> dict[str, Any]:
     """Distinct webhooks (A/B), with /healthz and /api/cases read and the outbox watched."""
@@ -60,7 +66,14 @@ async def intake_under_load(run: Run, bare: procs.Child, server: procs.Child) ->
         watcher = asyncio.create_task(watch(stop))
         side = {
             name: asyncio.create_task(
-                drive("python", server.base, probe, connections=2, seconds=run.opts.seconds)
+                drive(
+                    "python",
+                    server.base,
+                    probe,
+                    connections=2,
+                    seconds=run.opts.seconds,
+                    rate=PROBE_RATE,
+                )
             )
             for name, probe in probes.items()
         }
