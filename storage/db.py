@@ -36,6 +36,7 @@ connection behind page reads.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -100,7 +101,10 @@ class Database:
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
                 kwargs["pool_timeout"] = timeout  # in memory: one static connection
-                self.checkpointer = sqlite_inline.Checkpointer(parsed.database)
+                if "uri" not in parsed.query:  # a file: URI keeps SQLite's own checkpoints
+                    self.checkpointer = sqlite_inline.Checkpointer(
+                        os.path.abspath(parsed.database)
+                    )
             # The writer runs on the loop, not on aiosqlite's thread (storage/sqlite_inline.py).
             kwargs["connect_args"] = {
                 "async_creator_fn": partial(
@@ -158,7 +162,11 @@ class Database:
         lite_args: dict[str, Any] = {"timeout": bound}
         busy_ms: int | None = int(bound * 1000)
         if inline:
-            lite_args = {"async_creator_fn": partial(sqlite_inline.connect, busy_timeout=bound)}
+            lite_args = {
+                "async_creator_fn": partial(
+                    sqlite_inline.connect, busy_timeout=bound, yields=False
+                )
+            }
             busy_ms = None  # it waits for locks itself
         engine = create_async_engine(self.url, **kwargs, connect_args=lite_args)
         event.listen(

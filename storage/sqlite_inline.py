@@ -19,9 +19,9 @@ Two things could still stall the loop, and neither is left to SQLite:
   meanwhile. A stale snapshot (SQLITE_BUSY_SNAPSHOT) cannot succeed by waiting
   and is raised at once, as SQLite itself does.
 - **Checkpoints.** They copy the log's pages back into the database file and
-  fsync it. The connection's automatic checkpoint is off; after a commit that
-  finds the log past `Checkpointer.wal_bytes`, a `Checkpointer` runs a PASSIVE
-  checkpoint (which waits for no one and holds up no one) on a thread of its own.
+  fsync it. The connection's automatic checkpoint is off; at most once a second
+  after a commit, a `Checkpointer` runs a PASSIVE checkpoint (which waits for no
+  one and holds up no one) on a thread of its own.
 
 The health check's connections (storage/db.py `ping`, a `SELECT 1` that touches no
 page) run inline too: under load, a thread's answer waits for the GIL and a turn of a
@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -128,33 +127,27 @@ class _Now:
 
 
 class Checkpointer:
-    """PASSIVE checkpoints of one database file, on a thread, when its log has grown.
+    """PASSIVE checkpoints of one database file, on a thread of its own.
 
     SQLite's automatic checkpoint would run inside the commit that crosses 1,000
-    pages, on the loop. `after_commit` costs a clock read, and a `stat` of the log
-    at most every `interval` seconds."""
+    pages, on the loop. Here a commit asks for one at most every `interval` seconds
+    (a clock read otherwise); with nothing new in the log it costs next to nothing."""
 
-    def __init__(self, path: str, *, wal_bytes: int = 4 << 20, interval: float = 0.5) -> None:
+    def __init__(self, path: str, *, interval: float = 1.0) -> None:
         self.path = path
-        self.wal_bytes = wal_bytes
         self.interval = interval
         self.runs = 0  # checkpoints completed (tests)
-        self._checked = 0.0
+        self._asked = 0.0
         self._pending: Future[None] | None = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="sqlite-checkpoint")
         self._local = threading.local()
 
     def after_commit(self) -> None:
         now = time.monotonic()
-        if now - self._checked < self.interval or (self._pending and not self._pending.done()):
+        if now - self._asked < self.interval or (self._pending and not self._pending.done()):
             return
-        self._checked = now
-        try:
-            size = os.stat(self.path + "-wal").st_size
-        except OSError:
-            return
-        if size >= self.wal_bytes:
-            self._pending = self._pool.submit(self._checkpoint)
+        self._asked = now
+        self._pending = self._pool.submit(self._checkpoint)
 
     def _checkpoint(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -188,27 +181,37 @@ class InlineConnection:
         connection: sqlite3.Connection,
         busy_timeout: float,
         checkpointer: Checkpointer | None,
+        yields: bool,
     ) -> None:
         self._connection: sqlite3.Connection | None = connection
         self.busy_timeout = busy_timeout
         self._checkpointer = checkpointer
+        self._yields = yields
 
     @property
     def _conn(self) -> sqlite3.Connection:
-        if self._connection is None:
-            raise ValueError("no active connection")
+        if self._connection is None:  # the driver's own error: SQLAlchemy calls it a disconnect
+            raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
         return self._connection
 
-    async def retrying(self, fn: Any, *args: Any) -> Any:
-        """`fn(*args)`, tried again while another process holds SQLite's lock."""
-        await asyncio.sleep(0)  # let the loop serve others between statements
+    async def retrying(self, fn: Any, *args: Any, commit: bool = False) -> Any:
+        """`fn(*args)`, tried again while another process holds SQLite's lock.
+
+        Only a statement that starts the transaction (BEGIN IMMEDIATE, or the first
+        write, before which the driver begins) or the COMMIT is tried again: neither
+        has changed anything when SQLite answers BUSY. In WAL mode nothing else meets
+        another process's lock; in a journal mode a statement inside the transaction
+        may, after part of an executemany applied, and that BUSY is raised as it is."""
+        if self._yields:
+            await asyncio.sleep(0)  # let the loop serve others between statements
+        retry = commit or not self._conn.in_transaction
         deadline = None
         wait = RETRY_SECONDS
         while True:
             try:
                 return fn(*args)
             except sqlite3.OperationalError as exc:
-                if not _busy(exc):
+                if not retry or not _busy(exc):
                     raise
                 now = time.monotonic()
                 deadline = deadline if deadline is not None else now + self.busy_timeout
@@ -231,7 +234,7 @@ class InlineConnection:
             await cursor.close()
 
     async def commit(self) -> None:
-        await self.retrying(self._conn.commit)
+        await self.retrying(self._conn.commit, commit=True)
         if self._checkpointer is not None:
             self._checkpointer.after_commit()
 
@@ -265,15 +268,17 @@ async def connect(
     *,
     busy_timeout: float,
     checkpointer: Checkpointer | None = None,
+    yields: bool = True,
     **kwargs: Any,
 ) -> InlineConnection:
     """`async_creator_fn` for SQLAlchemy's aiosqlite dialect: the arguments it computed
     from the URL, with SQLite's own busy wait replaced by ours, and its automatic
-    checkpoint by `checkpointer` (none for a database in memory, which has no log)."""
+    checkpoint by `checkpointer` (with none, SQLite's own stays on). `yields`: let the
+    loop in before each statement (the writer; not the health check's `SELECT 1`)."""
     kwargs["timeout"] = 0
     kwargs["check_same_thread"] = False  # the pool may close it from a finalizer
     connection = sqlite3.connect(database, **kwargs)
     connection.execute("PRAGMA busy_timeout=0")
     if checkpointer is not None:
         connection.execute("PRAGMA wal_autocheckpoint=0")
-    return InlineConnection(connection, busy_timeout, checkpointer)
+    return InlineConnection(connection, busy_timeout, checkpointer, yields)
