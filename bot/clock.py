@@ -147,8 +147,10 @@ class Clock:
         Rounds start at most every ROUND_GAP seconds: under a stream of kicks each
         round would otherwise carry a row or two, and every round costs a claim and
         an outcome write (and the event loop's time, which intake needs too). A round
-        that performed a whole batch found a backlog: the next starts at once, so the
-        outbox keeps up with an intake that writes more than a batch per gap."""
+        that sent a whole batch found a backlog the far side takes: the next starts at
+        once, so the outbox keeps up with an intake that writes more than a batch per
+        gap. A round with failures keeps the gap, so a platform that refuses at once
+        does not turn a backlog into back-to-back rounds of failures."""
         loop = asyncio.get_running_loop()
         while not self._stopping:
             try:
@@ -160,10 +162,11 @@ class Clock:
                 started = loop.time()
                 self._wake.clear()  # before the round: a kick while it runs asks for one more
                 self._realign()
-                performed = await self.tick_outbox()
-                if not performed:
+                if not await self.tick_outbox():
                     break
-                if performed < self.worker.settings.batch:  # a full one: a backlog, go on
+                # A whole batch sent: a backlog the far side takes, go on at once. Failures
+                # (a platform down answers at once) keep the gap.
+                if self.worker.sent_last_round < self.worker.settings.batch:
                     await asyncio.sleep(max(0.0, started + ROUND_GAP - loop.time()))
 
     def _realign(self) -> None:

@@ -107,6 +107,7 @@ class OutboxWorker:
         )
         self._limits = sorted((rate_limits or {}).items(), key=lambda kv: -len(kv[0]))
         self._slots = asyncio.Semaphore(concurrency)
+        self.sent_last_round = 0  # rows that went out in the latest round (the clock's pace)
 
     async def run_once(self) -> int:
         """Claim one batch and handle it; returns how many rows were performed."""
@@ -138,6 +139,7 @@ class OutboxWorker:
         A crash (or a failed write) after delivering leaves the leases to expire:
         the rows are performed again, at least once as DESIGN.md §6 promises."""
         s = self.settings
+        self.sent_last_round = 0
         batch = await repo.claim_due(
             self.db,
             self.clock(),
@@ -153,9 +155,11 @@ class OutboxWorker:
             groups.setdefault(msg.destination, []).append(msg)
         ledger = Ledger()
         counts = await asyncio.gather(*(self._run_group(g, ledger) for g in groups.values()))
+        self.sent_last_round = sum(e.outcome.kind == repo.SENT for e in ledger.entries)
         try:
             await self.outcomes.record(ledger)
         except Exception:
+            self.sent_last_round = 0  # nothing recorded: no reason to hurry the next
             log.exception(
                 "outbox %s: recording the round failed; the rows are performed again "
                 "once their lease expires",

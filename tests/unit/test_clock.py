@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.clock import TIMER_JOB_ID, Clock
-from bot.outbox import OutboxWorker
+from bot.outbox import OutboxWorker, RetryableError
 from bot.settings import OutboxSettings
 from storage import outbox, outbox_dead, timers
 from storage.db import Database
@@ -221,5 +221,32 @@ async def test_a_backlog_is_worked_off_without_the_gap_between_rounds(
         await asyncio.sleep(0.2)
         assert sorted(sent) == backlog
         assert not set(late) & set(sent)
+    finally:
+        await clock.stop()
+
+
+async def test_a_backlog_that_fails_keeps_the_gap(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A platform that refuses at once makes every row of a round fail fast: those rounds
+    keep the gap, or a backlog would become back-to-back rounds of failures."""
+    import bot.clock
+
+    monkeypatch.setattr(bot.clock, "ROUND_GAP", 2.0)
+    tried: list[int] = []
+
+    async def refused(msg: OutboxMessage) -> None:
+        tried.append(msg.id)
+        raise RetryableError("connection refused")
+
+    settings = OutboxSettings(tick_seconds=3600, batch=5)
+    clock = Clock(OutboxWorker(db, settings, {"text": refused}), None, db, settings)
+    await clock.start()
+    try:
+        await enqueue(db, 17)
+        clock.kick()
+        await eventually(lambda: len(tried) == 5)
+        await asyncio.sleep(0.5)
+        assert len(tried) == 5  # one round of five, then the gap
     finally:
         await clock.stop()
