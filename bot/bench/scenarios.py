@@ -117,7 +117,7 @@ async def wecom_rounds(run: Run, bare: procs.Child, server: procs.Child) -> dict
         lambda: sealer.texts("xiaozhou", "/帮助", size, now(), next(first)),
     )
     backlog = await wait_zero(lambda: count(run.db, InboundEvent), run.opts.drain_limit)
-    clicks = await open_lead_cards(run.db)
+    clicks = await delivered_lead_cards(run.db, run.opts.drain_limit)
     await run.ab("wecom_click", bare, server, lambda: [sealer.click(c, now()) for c in clicks])
     await wait_zero(lambda: count(run.db, InboundEvent), run.opts.drain_limit)
     ids = [c.card_id for c in clicks]
@@ -126,6 +126,19 @@ async def wecom_rounds(run: Run, bare: procs.Child, server: procs.Child) -> dict
         "wecom_text": {"handled_after_seconds": backlog},
         "wecom_click": {"cards_clicked": len(clicks), "cards_closed": closed},
     }
+
+
+async def delivered_lead_cards(db: Database, seconds: float) -> list[traffic.Click]:
+    """The lead's open cards, once the outbox delivered any (on a busy machine the first
+    may still be queued behind the intake rounds' rows when the text rounds end)."""
+    deadline = time.monotonic() + seconds
+    while not (clicks := await open_lead_cards(db)):
+        if time.monotonic() > deadline:
+            raise RuntimeError(
+                f"bench: no approval card delivered within {seconds} s / 没有已送达的审批卡片"
+            )
+        await asyncio.sleep(0.2)
+    return clicks
 
 
 async def open_lead_cards(db: Database, limit: int = 20_000) -> list[traffic.Click]:
