@@ -242,11 +242,10 @@ class InlineConnection:
         self._conn.rollback()
 
     async def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        self.stop()
 
     def stop(self) -> None:
+        """Close now (SQLAlchemy's terminate); closing again does nothing."""
         if self._connection is not None:
             self._connection.close()
             self._connection = None
