@@ -11,8 +11,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.db import unindexed
 from storage.models import Case, Customer, CustomerOrder, DisputeEvent, Inspection
+from storage.sql_hints import unindexed
 
 WINDOW = timedelta(days=180)  # the period the card and the abuse rule look back on
 

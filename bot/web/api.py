@@ -34,8 +34,8 @@ from bot.appkeys import CTX
 from bot.web import case_json, evidence_files
 from bot.web.auth import require_api
 from handlers.workflow import Status
-from storage.db import selective, unindexed
 from storage.models import AuditEvent, Case, Evidence
+from storage.sql_hints import selective, unindexed
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200

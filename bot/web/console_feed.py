@@ -37,8 +37,9 @@ from typing import Any
 from sqlalchemy import func, select
 
 from bot.web.console_poll import LOOKBACK
-from storage.db import Database, selective
+from storage.db import Database
 from storage.models import ConsoleMessage
+from storage.sql_hints import selective
 
 log = logging.getLogger(__name__)
 

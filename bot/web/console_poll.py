@@ -28,8 +28,8 @@ from bot.appkeys import CTX
 from bot.platforms.console import is_member
 from bot.web.auth import acting_as, console_member
 from handlers.context import Ctx
-from storage.db import selective
 from storage.models import ConsoleMessage
+from storage.sql_hints import selective
 
 PAGE_LIMIT = 200
 LOOKBACK = timedelta(seconds=10)
