@@ -8,16 +8,18 @@ costs (docs/performance.md, "Fourth pass"). The writer's statements are short
 and indexed, and SQLite in WAL mode with `synchronous=NORMAL` does no fsync at
 a commit, so this connection runs them inline: it has the aiosqlite interface
 SQLAlchemy's aiosqlite dialect drives (connect with `async_creator_fn`), and its
-coroutines finish without suspending.
+coroutines suspend only to let the loop in before each statement (as the thread's
+hand-offs did) and while they wait for a lock.
 
 Two things could still stall the loop, and neither is left to SQLite:
 
 - **Waiting for another process's lock.** The connection's own busy timeout is
   0; a statement SQLite answers SQLITE_BUSY is tried again after an
   `asyncio.sleep`, until `busy_timeout` has passed (then the same
-  "database is locked" the driver would raise). The loop serves everyone else
-  meanwhile. A stale snapshot (SQLITE_BUSY_SNAPSHOT) cannot succeed by waiting
-  and is raised at once, as SQLite itself does.
+  "database is locked" the driver would raise), if it starts the transaction or
+  is its COMMIT (`retrying`). The loop serves everyone else meanwhile. A stale
+  snapshot (SQLITE_BUSY_SNAPSHOT) cannot succeed by waiting and is raised at once,
+  as SQLite itself does.
 - **Checkpoints.** They copy the log's pages back into the database file and
   fsync it. The connection's automatic checkpoint is off; at most once a second
   after a commit, a `Checkpointer` runs a PASSIVE checkpoint (which waits for no
@@ -156,7 +158,7 @@ class Checkpointer:
                 conn = self._local.conn = sqlite3.connect(self.path, timeout=0)
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
             self.runs += 1
-        except sqlite3.Error as exc:  # the next commit past the mark tries again
+        except sqlite3.Error as exc:  # a later commit asks again
             log.warning("sqlite checkpoint of %s failed: %s", self.path, exc)
 
     def close(self) -> None:

@@ -1,6 +1,7 @@
 """The SQLite writer on the loop (storage/sqlite_inline.py): another process's lock is
-waited for without stopping the loop and within the bound, a stale snapshot fails at
-once, checkpoints run on their own thread, and a write is as durable as before."""
+waited for without stopping the loop and within the bound, only what starts a
+transaction is tried again, a stale snapshot fails at once, checkpoints run on their
+own thread and keep the log bounded, and another connection sees what was committed."""
 
 from __future__ import annotations
 
