@@ -55,8 +55,11 @@ class OutboxMessage(Base):
     __table_args__ = (
         # The claim walks pending rows in id order; dead letters and the depth gauge too.
         Index("ix_outbox_claim", "status", "id"),
-        # A destination's rows in flight (the claim) and sent lately (its rate limit).
+        # A destination's rows sent lately (its rate limit).
         Index("ix_outbox_rate", "destination", "status", "sent_at"),
+        # A destination's rows in flight (the claim): a seek on the lease, not a walk
+        # through every row a rate limit holds for later.
+        Index("ix_outbox_flight", "destination", "status", "locked_until"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
