@@ -166,7 +166,7 @@ class Clock:
                     break
                 # A whole batch sent: a backlog the far side takes, go on at once. Failures
                 # (a platform down answers at once) keep the gap.
-                if self.worker.sent_last_round < self.worker.settings.batch:
+                if not self.worker.backlogged:
                     await asyncio.sleep(max(0.0, started + ROUND_GAP - loop.time()))
 
     def _realign(self) -> None:

@@ -10,12 +10,13 @@ has one (the channel refund id).
 
 A round claims a batch in one short transaction, delivers it and records every
 outcome in one more (bot/outbox_outcomes.py), so under load the outbox takes two
-turns at SQLite's writer per batch, not one per row. Rows of one destination run
-in claim order, one at a time, so the destination's rate limits
-(bot/outbox_limits.py) are checked against what was just sent; one case's later
-row to it waits for the next round, after its elder's outcome is written (a card
-is sent, and its handle stored, before its update); different destinations run
-concurrently, at most `concurrency` at once.
+turns at SQLite's writer per batch, not one per row. Rows of a rate-limited
+destination run in claim order, one at a time, so its limits
+(bot/outbox_limits.py) are checked against what was just sent; an unlimited
+destination's rows run so per case. One case's later row to a destination waits
+for the next round, after its elder's outcome is written (a card is sent, and its
+handle stored, before its update). The chains run concurrently, at most
+`concurrency` at once.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class RetryableError(Exception):
 class PermanentError(Exception):
     """The far side will never accept it: 4xx validation, unknown user. Dead-letters at once."""
 
+
+CLAIM_GROWTH = 8  # a backlog's rounds claim up to this many batches at once
 
 Performer = Callable[[OutboxMessage], Awaitable[dict[str, Any] | None]]
 
@@ -107,7 +110,10 @@ class OutboxWorker:
         )
         self._limits = sorted((rate_limits or {}).items(), key=lambda kv: -len(kv[0]))
         self._slots = asyncio.Semaphore(concurrency)
-        self.sent_last_round = 0  # rows that went out in the latest round (the clock's pace)
+        # The latest round claimed all it asked for and none failed: more is due and the
+        # far side takes it, so the next round may start at once (the clock's pace).
+        self.backlogged = False
+        self._claim = settings.batch  # the next round's claim: grows while a backlog lasts
 
     async def run_once(self) -> int:
         """Claim one batch and handle it; returns how many rows were performed."""
@@ -126,6 +132,15 @@ class OutboxWorker:
                 return
         log.warning("outbox drain stopped after %d rounds with rows still due", max_rounds)
 
+    def _chain(self, msg: OutboxMessage) -> tuple[str, str]:
+        """The rows that must run one after another: a rate-limited destination's
+        all (its limits are checked against what was just sent), an unlimited one's
+        per case (the order promised is per case and destination), so one channel's
+        rows of different cases go out concurrently instead of one round trip each."""
+        if self.limit_for(msg.destination) is not None:
+            return msg.destination, ""
+        return msg.destination, msg.case_id if msg.case_id is not None else f"#{msg.id}"
+
     def limit_for(self, destination: str) -> RateLimit | None:
         """The rate limit of `destination` (longest matching prefix), or None."""
         for prefix, limit in self._limits:
@@ -139,32 +154,40 @@ class OutboxWorker:
         A crash (or a failed write) after delivering leaves the leases to expire:
         the rows are performed again, at least once as DESIGN.md §6 promises."""
         s = self.settings
-        self.sent_last_round = 0
+        self.backlogged = False
+        limit, self._claim = self._claim, s.batch  # back to one batch unless this one fills
         batch = await repo.claim_due(
             self.db,
             self.clock(),
-            s.batch,
+            limit,
             s.lease_seconds,
             strict=self.strict,
             exclusive=tuple(prefix for prefix, _ in self._limits),
         )
         if not batch:
             return 0, 0
-        groups: dict[str, list[OutboxMessage]] = {}
+        groups: dict[tuple[str, str], list[OutboxMessage]] = {}
         for msg in batch:
-            groups.setdefault(msg.destination, []).append(msg)
+            groups.setdefault(self._chain(msg), []).append(msg)
         ledger = Ledger()
         counts = await asyncio.gather(*(self._run_group(g, ledger) for g in groups.values()))
-        self.sent_last_round = sum(e.outcome.kind == repo.SENT for e in ledger.entries)
         try:
             await self.outcomes.record(ledger)
         except Exception:
-            self.sent_last_round = 0  # nothing recorded: no reason to hurry the next
             log.exception(
                 "outbox %s: recording the round failed; the rows are performed again "
                 "once their lease expires",
                 ids_of(batch),
             )
+            return len(batch), sum(counts)
+        failed = any(e.outcome.kind in (repo.RETRY, repo.DEAD) for e in ledger.entries)
+        if len(batch) >= limit and not failed:
+            # A backlog the far side takes: claim more next round. A round costs two
+            # turns at the writer whatever its size, and between them each intake
+            # batch (up to `database.write_batch` events) writes two to three rows an
+            # event: at one batch a round the queue would grow under intake.
+            self.backlogged = True
+            self._claim = min(2 * limit, CLAIM_GROWTH * s.batch)
         return len(batch), sum(counts)
 
     async def _run_group(self, msgs: list[OutboxMessage], ledger: Ledger) -> int:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.outbox import OutboxWorker, PermanentError
 from bot.outbox_limits import RateLimit, Window
+from bot.outbox_outcomes import HOOK_CHUNK
 from bot.settings import OutboxSettings
 from storage import outbox
 from storage.db import Database, next_counter_stmt
@@ -205,7 +206,127 @@ async def test_intake_flooding_the_writer_does_not_hold_the_outbox_back(
         await asyncio.gather(*tasks)
         await watched.dispose()
     assert sorted(perform.calls) == ids  # every row, once
-    assert rounds == -(-n // batch) + 1  # full batches, then one that finds nothing
+    # A full batch, then a claim twice its size (a backlog) takes the other 70, then
+    # one round finds nothing.
+    assert rounds == 3
     assert {r.status for r in await rows(db) if r.id in set(ids)} == {"sent"}
     if db.is_sqlite:  # the writer is shared: at most one intake write before each turn
         assert watched.waits and max(watched.waits) <= 1
+
+
+class Overlap(Recorder):
+    """Counts the sends in flight at once; each waits (bounded) for `expect` of them."""
+
+    def __init__(self, expect: int) -> None:
+        super().__init__()
+        self.expect, self.now, self.most = expect, 0, 0
+        self.full = asyncio.Event()
+
+    async def __call__(self, msg: OutboxMessage) -> dict[str, Any]:
+        self.calls.append(msg.id)
+        self.now += 1
+        self.most = max(self.most, self.now)
+        if self.now >= self.expect:
+            self.full.set()
+        try:
+            await asyncio.wait_for(self.full.wait(), 0.5)
+        except TimeoutError:
+            pass
+        finally:
+            self.now -= 1
+        return {}
+
+
+async def test_an_unlimited_destination_sends_its_cases_concurrently_each_in_order(
+    db: Database, clock: FakeClock
+) -> None:
+    """A shop channel's rows of different cases do not wait for each other's round
+    trip; one case's rows still leave in the order written, and a rate-limited
+    destination's one at a time (its limits count what was just sent)."""
+    channel = await add(db, clock, [("refund", "channel:generic", f"RC-{i}") for i in range(4)])
+    later = await add(db, clock, [("refund", "channel:generic", "RC-0")])
+    perform = Overlap(expect=4)
+    worker = OutboxWorker(db, OutboxSettings(), {"refund": perform}, clock=clock)
+    assert await worker.run_once() == 4
+    assert perform.most == 4 and sorted(perform.calls) == channel
+    await worker.drain()
+    assert perform.calls == [*perform.calls[:4], *later]  # RC-0's second, a round later
+
+    limited = await add(db, clock, [("text", "wecom:u1", f"RC-{i}") for i in range(3)])
+    perform = Overlap(expect=3)
+    worker = OutboxWorker(
+        db,
+        OutboxSettings(),
+        {"text": perform},
+        clock=clock,
+        rate_limits={"wecom:": RateLimit((Window(30, 60),))},
+    )
+    assert await worker.run_once() == 3
+    assert perform.most == 1 and perform.calls == limited
+
+
+async def test_a_backlog_s_rounds_claim_more_until_one_comes_up_short(
+    db: Database, clock: FakeClock
+) -> None:
+    """A round costs two turns at the writer whatever its size: while each round
+    claims all it asked for and none fails, the next asks for twice as many (up to
+    eight batches), so the outbox keeps up with an intake writing faster than one
+    batch a round. A short round, or one with a failure, goes back to one batch."""
+    ids = await add(db, clock, [("text", "channel:generic", f"RC-{i}") for i in range(100)])
+    claims: list[int] = []
+
+    class Claims(OutboxWorker):
+        async def _round(self) -> tuple[int, int]:
+            claims.append(self._claim)
+            return await super()._round()
+
+    perform = Recorder()
+    worker = Claims(db, OutboxSettings(batch=5), {"text": perform}, clock=clock)
+    await worker.drain()
+    assert claims == [5, 10, 20, 40, 40, 5]  # 5+10+20+40 = 75, 25 of 40, none left
+    assert sorted(perform.calls) == ids
+
+    await add(db, clock, [("flaky", "channel:generic", f"RC-F{i}") for i in range(10)])
+    claims.clear()
+    worker.performers["flaky"] = Recorder(fail=5)  # the far side refuses a whole round
+    await worker.run_once()
+    assert not worker.backlogged  # failures keep the clock's gap, too
+    await worker.run_once()  # the other five go out
+    assert claims == [5, 5] and worker.backlogged
+
+
+async def test_a_big_round_s_hooks_flush_in_chunks_and_one_failing_fails_alone(
+    db: Database, clock: FakeClock
+) -> None:
+    """A backlog's round of hundreds: its hooks flush HOOK_CHUNK at a time, each chunk
+    in a savepoint (one flush of them all held the event loop 20-40 ms), and a hook
+    that raises rolls back alone, in whichever chunk."""
+    n = 2 * HOOK_CHUNK + 6
+    ids = await add(db, clock, [("text", "channel:generic", f"RC-{i}") for i in range(n)])
+    poisoned = ids[HOOK_CHUNK + 3]
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
+        statements.append(sql.split()[0].upper())
+
+    async def on_done(session: AsyncSession, msg: OutboxMessage, _: dict[str, Any]) -> None:
+        outbox.enqueue(session, kind="note", destination="x:y", payload={"of": msg.id},
+                       now=clock())  # fmt: skip
+        await session.flush()
+        if msg.id == poisoned:
+            raise RuntimeError("card table locked")
+
+    worker = OutboxWorker(
+        db, OutboxSettings(batch=n), {"text": Recorder()}, clock=clock, on_done=on_done
+    )
+    event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        assert await worker.run_once() == n
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
+    # Three chunks; the second failed and ran again hook by hook.
+    assert statements.count("SAVEPOINT") == 3 + HOOK_CHUNK
+    got = await rows(db)
+    assert {r.status for r in got if r.id in set(ids)} == {"sent"}
+    notes = sorted(r.payload["of"] for r in got if r.kind == "note")
+    assert notes == [i for i in ids if i != poisoned]
