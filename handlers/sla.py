@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import event, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, selectinload
-from sqlalchemy.orm.attributes import instance_state
+from sqlalchemy.orm.attributes import PASSIVE_NO_INITIALIZE, instance_state
 from sqlalchemy.orm.util import identity_key
 
 from handlers import notify, views
@@ -80,8 +80,13 @@ def _note_changes(session: Session, _context: Any, _instances: Any) -> None:
 
 
 def _changed(obj: Case | ApprovalStep, names: tuple[str, ...]) -> bool:
+    # Not `state.attrs[n].history`: `attrs` builds (and keeps on the state) an
+    # AttributeState per attribute, each referring back to the state, so every case
+    # and step flushed became cyclic garbage for the collector to find.
     state = instance_state(obj)
-    return state.pending or any(state.attrs[n].history.has_changes() for n in names)
+    return state.pending or any(
+        state.get_history(n, PASSIVE_NO_INITIALIZE).has_changes() for n in names
+    )
 
 
 def _iso(moment: datetime | None) -> str:
