@@ -20,6 +20,7 @@ stays retryable so nothing is lost while they do.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -97,18 +98,24 @@ class DouyinApi:
         self.access_token = shop.access_token
         self.refresh_token = shop.refresh_token
         self._alerted = False
+        # One refresh at a time: the outbox sends a shop's rows of different cases
+        # concurrently, and each refresh spends the refresh token the others hold.
+        self._refreshing = asyncio.Lock()
 
     async def call(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
         """The envelope's `data` for a successful call; raises Retryable/PermanentError."""
         if not self._loaded:
             await self._stored_tokens()
             self._loaded = True
+        used = self.access_token
         try:
             return await self._call(path, params, token=True)
         except DouyinError as exc:
             if exc.sub_code not in TOKEN_EXPIRED:
                 raise _sorted(path, exc) from None
-        await self._refresh()
+        async with self._refreshing:
+            if self.access_token == used:  # else a call in flight with us refreshed it
+                await self._refresh()
         try:
             return await self._call(path, params, token=True)
         except DouyinError as exc:

@@ -5,6 +5,7 @@ buyer's shipment and cancel, token refresh."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 from collections.abc import AsyncIterator
@@ -325,6 +326,22 @@ async def test_a_refreshed_token_is_kept_for_the_next_start(
         calls = len(fake.calls)
         await fresh.detail(AS)
     assert fake.calls[calls:] == ["afterSale/Detail"]  # no second refresh
+
+
+async def test_calls_in_flight_together_refresh_an_expired_token_once(
+    db: Database, fake: FakeDouyin, clock: FakeClock, tmp_path: Path
+) -> None:
+    """The outbox sends one shop's rows of different cases at once: each finds the token
+    expired, but only one spends the refresh token (the platform rotates it), and the
+    others go on with the new access token instead of being refused and alerting."""
+    fake.add(AS, update_time=T0)
+    fake.access_token = "rotated-by-the-platform"
+    shop = douyin_shops(douyin_settings(tmp_path, db.url, fake.url).channels)[0]
+    async with aiohttp.ClientSession() as http:
+        api = DouyinApi(shop, fake.url, lambda: http, clock, db=db)
+        found = await asyncio.gather(*(api.detail(AS) for _ in range(4)))
+    assert len(found) == 4 and all(found)
+    assert fake.calls.count("token/refresh") == 1
 
 
 async def test_a_refused_refresh_alerts_the_admins_and_keeps_the_notice(
