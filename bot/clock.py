@@ -147,10 +147,11 @@ class Clock:
         Rounds start at most every ROUND_GAP seconds: under a stream of kicks each
         round would otherwise carry a row or two, and every round costs a claim and
         an outcome write (and the event loop's time, which intake needs too). A round
-        that sent a whole batch found a backlog the far side takes: the next starts at
-        once, so the outbox keeps up with an intake that writes more than a batch per
-        gap. A round with failures keeps the gap, so a platform that refuses at once
-        does not turn a backlog into back-to-back rounds of failures."""
+        that claimed all it asked for and sent most of it found a backlog
+        (`OutboxWorker.backlogged`): the next starts at once, so the outbox keeps up
+        with an intake that writes more than a batch per gap. A round that mostly
+        failed keeps the gap, so a platform that refuses at once does not turn a
+        backlog into back-to-back rounds of failures."""
         loop = asyncio.get_running_loop()
         while not self._stopping:
             try:
@@ -164,8 +165,8 @@ class Clock:
                 self._realign()
                 if not await self.tick_outbox():
                     break
-                # A whole batch sent: a backlog the far side takes, go on at once. Failures
-                # (a platform down answers at once) keep the gap.
+                # A backlog the far side takes: go on at once. A round that mostly failed
+                # (a platform down answers at once) keeps the gap.
                 if not self.worker.backlogged:
                     await asyncio.sleep(max(0.0, started + ROUND_GAP - loop.time()))
 

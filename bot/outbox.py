@@ -76,8 +76,8 @@ class OutboxWorker:
     outcome. If a hook raises, its writes roll back, the outcome is recorded alone and
     the error is logged. `on_dead` must not alert about a dead alert, or a broken
     alert channel dead-letters forever. `preload(session, [(msg, result), …])` runs
-    first, once per round with several hooks: one read of the rows the round's
-    `on_done` hooks will look up.
+    first, once per chunk of a round's hooks (bot/outbox_outcomes.py): one read of
+    the rows that chunk's `on_done` hooks will look up.
     `rate_limits` maps a destination prefix (e.g. `"wecom:"`) to the RateLimit of
     each destination under it; the longest matching prefix wins and destinations
     matching none are unlimited. Under a `strict` prefix a dead row holds its case's
@@ -110,10 +110,11 @@ class OutboxWorker:
         )
         self._limits = sorted((rate_limits or {}).items(), key=lambda kv: -len(kv[0]))
         self._slots = asyncio.Semaphore(concurrency)
-        # The latest round claimed all it asked for and none failed: more is due and the
-        # far side takes it, so the next round may start at once (the clock's pace).
+        # The latest round claimed all it asked for, and most of it went out: more is
+        # due, so the next round may start at once (the clock's pace).
         self.backlogged = False
         self._claim = settings.batch  # the next round's claim: grows while a backlog lasts
+        self._out_of_time = False  # a row of this round was put back: its lease ran short
 
     async def run_once(self) -> int:
         """Claim one batch and handle it; returns how many rows were performed."""
@@ -132,14 +133,16 @@ class OutboxWorker:
                 return
         log.warning("outbox drain stopped after %d rounds with rows still due", max_rounds)
 
-    def _chain(self, msg: OutboxMessage) -> tuple[str, str]:
+    def _chain(self, msg: OutboxMessage) -> tuple[str, str | None]:
         """The rows that must run one after another: a rate-limited destination's
-        all (its limits are checked against what was just sent), an unlimited one's
-        per case (the order promised is per case and destination), so one channel's
-        rows of different cases go out concurrently instead of one round trip each."""
+        all (its limits are checked against what was just sent); an unlimited one's
+        per case (the order promised is per case and destination), and its rows of
+        no case together, in the order written (a digest's report, then its chart).
+        So one channel's rows of different cases go out concurrently instead of one
+        round trip each."""
         if self.limit_for(msg.destination) is not None:
-            return msg.destination, ""
-        return msg.destination, msg.case_id if msg.case_id is not None else f"#{msg.id}"
+            return msg.destination, None
+        return msg.destination, msg.case_id
 
     def limit_for(self, destination: str) -> RateLimit | None:
         """The rate limit of `destination` (longest matching prefix), or None."""
@@ -154,7 +157,9 @@ class OutboxWorker:
         A crash (or a failed write) after delivering leaves the leases to expire:
         the rows are performed again, at least once as DESIGN.md §6 promises."""
         s = self.settings
-        self.backlogged = False
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        self.backlogged = self._out_of_time = False
         limit, self._claim = self._claim, s.batch  # back to one batch unless this one fills
         batch = await repo.claim_due(
             self.db,
@@ -166,7 +171,7 @@ class OutboxWorker:
         )
         if not batch:
             return 0, 0
-        groups: dict[tuple[str, str], list[OutboxMessage]] = {}
+        groups: dict[tuple[str, str | None], list[OutboxMessage]] = {}
         for msg in batch:
             groups.setdefault(self._chain(msg), []).append(msg)
         ledger = Ledger()
@@ -180,18 +185,25 @@ class OutboxWorker:
                 ids_of(batch),
             )
             return len(batch), sum(counts)
-        failed = any(e.outcome.kind in (repo.RETRY, repo.DEAD) for e in ledger.entries)
-        if len(batch) >= limit and not failed:
-            # A backlog the far side takes: claim more next round. A round costs two
-            # turns at the writer whatever its size, and between them each intake
-            # batch (up to `database.write_batch` events) writes two to three rows an
-            # event: at one batch a round the queue would grow under intake.
-            self.backlogged = True
+        failed = sum(e.outcome.kind in (repo.RETRY, repo.DEAD) for e in ledger.entries)
+        # A far side refusing at once fails most of a round: keep the gap. One dead card
+        # update among hundreds is no reason to.
+        if len(batch) < limit or 4 * failed >= len(batch) or self._out_of_time:
+            return len(batch), sum(counts)
+        self.backlogged = True
+        if self.db.is_sqlite and loop.time() - started < s.lease_seconds / 8:
+            # Claim more next round. A round costs two turns at SQLite's one writer
+            # whatever its size, and between them each intake batch (up to
+            # `database.write_batch` events) writes two to three rows an event: at one
+            # batch a round the queue grows under intake. Not when the round took long
+            # (a slow far side: a bigger claim would outrun its leases), and not on
+            # PostgreSQL, whose writers do not take turns and whose replicas share the
+            # queue (one claiming eight batches would leave the others idle).
             self._claim = min(2 * limit, CLAIM_GROWTH * s.batch)
         return len(batch), sum(counts)
 
     async def _run_group(self, msgs: list[OutboxMessage], ledger: Ledger) -> int:
-        """One destination's rows, in the order written (texts coalesced where its
+        """One chain's rows (see `_chain`), in the order written (texts coalesced where its
         limit allows). A case whose earlier row did not go out holds its later rows
         back, and so does one whose earlier row went out this round: its outcome
         (and hook, e.g. a card's handle an update needs) is not written yet. Either
@@ -250,6 +262,7 @@ class OutboxWorker:
             head.locked_until is not None
             and repo.naive(self.clock()) + timedelta(seconds=budget) > head.locked_until
         ):
+            self._out_of_time = True
             self.outcomes.defer(ledger, send, self.clock())
             return 0
         try:

@@ -39,9 +39,10 @@ HOOK_TRIES = 3  # a hook (or the round's write) aborted by a deadlock is run aga
 DoneHook = Callable[[AsyncSession, OutboxMessage, dict[str, Any]], Awaitable[None]]
 DeadHook = Callable[[AsyncSession, OutboxMessage], Awaitable[None]]
 Hook = Callable[[AsyncSession, OutboxMessage], Awaitable[None]]
-# Before a round's `on_done` hooks run: one read of what they will look up, given every
-# sent row with its result; what it returns is kept referenced until they ran, so the
-# rows it loaded stay in the session's identity map (which holds them weakly).
+# Before a chunk of a round's `on_done` hooks runs: one read of what they will look up,
+# given each of the chunk's sent rows with its result; what it returns is kept
+# referenced until they ran, so the rows it loaded stay in the session's identity map
+# (which holds them weakly).
 PreloadHook = Callable[
     [AsyncSession, Sequence[tuple[OutboxMessage, dict[str, Any]]]], Awaitable[Sequence[Any]]
 ]
@@ -210,7 +211,11 @@ class Outcomes:
         return written
 
     async def _run_hooks(self, session: AsyncSession, entries: list[Entry]) -> None:
-        """The round's hooks, HOOK_CHUNK at a time, each chunk in one savepoint."""
+        """The round's hooks, HOOK_CHUNK at a time, each chunk in one savepoint. In
+        case order (one case's in the order they happened), so the cases the chunks
+        lock are locked in ascending order across the round, as when one statement
+        locked them all."""
+        entries = sorted(entries, key=lambda e: e.msg.case_id or "")
         for start in range(0, len(entries), HOOK_CHUNK):
             await self._run_chunk(session, entries[start : start + HOOK_CHUNK])
 
