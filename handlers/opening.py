@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from bot.events import ReturnRequest
 from handlers import create, sla
@@ -81,7 +83,19 @@ async def open_cases(
     arm = sla.arm_opened(ctx, cases, now)  # due times on the rows, timers once steps have ids
     await _write(session, cases, evidence, fx)
     await arm(session)
+    _unlink(cases)
     return cases
+
+
+def _unlink(cases: list[Case]) -> None:
+    """Drop each new step's reference back to its case, which routing's append set
+    (the relationship's backref). Nothing reads it once the batch is written, and
+    with it every case of a batch was a cycle (the case, its steps, their instance
+    states) that only the garbage collector could free: under load each gen-0
+    collection found 9,000-17,000 such objects and took 8-16 ms of the loop."""
+    for case in cases:
+        for step in case.steps:
+            set_committed_value(step, "case", None)
 
 
 async def _turn(n: int) -> None:
@@ -112,11 +126,15 @@ async def _write(
         step.id = step_id
     sends = [s for s in fx.sends if isinstance(s, CardSend)]
     card_ids = await rows.insert_cards(session, [s.record(fx.now) for s in sends])
-    built = {id(s): (i, s.card(i)) for s, i in zip(sends, card_ids, strict=True)}
+    built: dict[int, tuple[int, dict[str, Any]]] = {}
+    for n, (card_send, card_id) in enumerate(zip(sends, card_ids, strict=True)):
+        await _turn(n)  # a card is rendered from its template: ~0.1 ms each
+        built[id(card_send)] = (card_id, card_send.card(card_id))
     await rows.set_cards(session, list(built.values()))
     await rows.insert_rows(session, AuditEvent, rows.rows_of(fx.audits))
     outbox = []
-    for send in fx.sends:
+    for n, send in enumerate(fx.sends):
+        await _turn(n)
         message = send.message(*built[id(send)]) if isinstance(send, CardSend) else send
         outbox.append(
             rows.outbox_row(

@@ -21,6 +21,7 @@ from handlers.context import Ctx, naive_utc
 from handlers.intake import apply_requests, on_return_request
 from handlers.revise import Refused
 from handlers.tokens import sign
+from storage import intake_rows
 from storage.db import Database
 from storage.models import (
     ApprovalStep,
@@ -137,7 +138,7 @@ async def batch(ctx: Ctx, events: list[ReturnRequest]) -> list[Any]:
 
 
 async def test_a_batch_of_new_cases_takes_a_few_statements_and_makes_the_same_rows(
-    db: Database,
+    db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ctx = await setup(db)
     events = [mixed(n) for n in range(1, 51)]
@@ -146,6 +147,7 @@ async def test_a_batch_of_new_cases_takes_a_few_statements_and_makes_the_same_ro
     one_by_one = await snapshot(db, ctx)
     await wipe(db)
     await seed(db)
+    monkeypatch.setattr(intake_rows, "STEP", 1_000)  # a write statement per table
     with statements(db) as seen:
         together = await batch(ctx, events)
     print("statements for the batch:", len(seen))
@@ -154,6 +156,14 @@ async def test_a_batch_of_new_cases_takes_a_few_statements_and_makes_the_same_ro
     assert {r.status for r in singles} >= {"pending_approval", "refund_pending", "awaiting_return"}
     assert await snapshot(db, ctx) == one_by_one
     assert len(one_by_one["cases"]) == 50 and len(one_by_one["cards"]) > 40
+    # Written a few rows a statement, the same rows (ids matched to their rows).
+    await wipe(db)
+    await seed(db)
+    monkeypatch.setattr(intake_rows, "STEP", 7)
+    with statements(db) as seen:
+        await batch(ctx, events)
+    assert len(seen) > 25 + 10
+    assert await snapshot(db, ctx) == one_by_one
 
 
 async def test_a_key_twice_in_a_batch_and_one_already_handled_are_duplicates(
