@@ -1,10 +1,11 @@
 """The Core statements of batch intake: a few per batch, whatever its size.
 
 Each function runs one statement (an `IN (...)` lookup, an executemany insert,
-`RETURNING` where the ids are needed) in the caller's transaction; the writes go
-STEP rows a statement. A statement is one step of the event loop (on SQLite the
-writer runs on it), and an executemany of a whole batch of 200 cases held it
-15-20 ms, binding and executing every row. The rows come
+`RETURNING` where the ids are needed) in the caller's transaction; on SQLite the
+writes go STEP rows a statement. SQLite's writer runs on the event loop
+(storage/sqlite_inline.py), a statement is one step of it, and an executemany of
+a whole batch of 200 cases held it 15-20 ms, binding and executing every row. On
+PostgreSQL a statement is a round trip the loop does not wait in, so one a table. The rows come
 from transient model objects the handlers decided (handlers/create.py): their
 set attributes, the models' Python defaults for the rest, as an ORM flush would
 write them.
@@ -70,17 +71,18 @@ def rows_of(objects: Iterable[Base], **fixed: Any) -> list[dict[str, Any]]:
     return out
 
 
-STEP = 50  # rows a write statement
+STEP = 50  # rows a write statement on SQLite
 
 
-def steps(rows: Sequence[Any]) -> Iterable[list[Any]]:
-    """`rows` STEP at a time (none for no rows)."""
-    for start in range(0, len(rows), STEP):
-        yield list(rows[start : start + STEP])
+def steps(session: AsyncSession, rows: Sequence[Any]) -> Iterable[list[Any]]:
+    """`rows` STEP at a time on SQLite, all at once on PostgreSQL (none for no rows)."""
+    size = STEP if session.get_bind().dialect.name == "sqlite" else max(1, len(rows))
+    for start in range(0, len(rows), size):
+        yield list(rows[start : start + size])
 
 
 async def insert_rows(session: AsyncSession, table: Any, rows: Sequence[dict[str, Any]]) -> None:
-    for part in steps(rows):
+    for part in steps(session, rows):
         await session.execute(insert(table.__table__), part)
 
 
@@ -98,7 +100,7 @@ async def insert_ids(
     columns = [table.__table__.c[k] for k in natural]
     stmt = insert(table.__table__).returning(table.__table__.c.id, *columns)
     found: dict[tuple[Any, ...], int] = {}
-    for part in steps(rows):
+    for part in steps(session, rows):
         found |= {tuple(r[1:]): r[0] for r in await session.execute(stmt, part)}
     if len(found) != len(rows):
         raise ValueError(f"{natural} is not unique among the {table.__tablename__} rows")
@@ -181,7 +183,7 @@ async def set_cards(session: AsyncSession, cards: Sequence[tuple[int, dict[str, 
         return
     table: Any = CardRecord.__table__
     stmt = update(table).where(table.c.id == bindparam("card_id")).values(card=bindparam("built"))
-    for part in steps(cards):
+    for part in steps(session, cards):
         await session.execute(stmt, [{"card_id": i, "built": c} for i, c in part])
 
 
