@@ -203,8 +203,8 @@ class OutboxWorker:
         return len(batch), sum(counts)
 
     async def _run_group(self, msgs: list[OutboxMessage], ledger: Ledger) -> int:
-        """One chain's rows (see `_chain`), in the order written (texts coalesced where its
-        limit allows). A case whose earlier row did not go out holds its later rows
+        """One chain's rows (see `_chain`), in the order written (texts coalesced
+        where its limit allows). A case whose earlier row did not go out holds its later rows
         back, and so does one whose earlier row went out this round: its outcome
         (and hook, e.g. a card's handle an update needs) is not written yet. Either
         way they go back to the queue untouched, for the next round."""

@@ -1,14 +1,15 @@
 """The Core statements of batch intake: a few per batch, whatever its size.
 
 Each function runs one statement (an `IN (...)` lookup, an executemany insert,
-`RETURNING` where the ids are needed) in the caller's transaction; on SQLite the
-writes go STEP rows a statement. SQLite's writer runs on the event loop
+`RETURNING` where the ids are needed) in the caller's transaction, except that
+on SQLite the writes go STEP rows a statement: its writer runs on the event loop
 (storage/sqlite_inline.py), a statement is one step of it, and an executemany of
 a whole batch of 200 cases held it 15-20 ms, binding and executing every row. On
-PostgreSQL a statement is a round trip the loop does not wait in, so one a table. The rows come
-from transient model objects the handlers decided (handlers/create.py): their
-set attributes, the models' Python defaults for the rest, as an ORM flush would
-write them.
+PostgreSQL a statement is a round trip the loop does not wait in: one a table.
+
+The rows come from transient model objects the handlers decided
+(handlers/create.py): their set attributes, the models' Python defaults for the
+rest, as an ORM flush would write them.
 """
 
 from __future__ import annotations
