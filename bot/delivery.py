@@ -138,5 +138,6 @@ def build_worker(ctx: Ctx, performers: Mapping[str, Performer], **kwargs: Any) -
         on_dead=on_dead,
         preload=preload,
         strict=STRICT,
+        by_case=STRICT,  # the shop channels' APIs; a person's chat keeps its order
         **kwargs,
     )

@@ -10,13 +10,13 @@ has one (the channel refund id).
 
 A round claims a batch in one short transaction, delivers it and records every
 outcome in one more (bot/outbox_outcomes.py), so under load the outbox takes two
-turns at SQLite's writer per batch, not one per row. Rows of a rate-limited
-destination run in claim order, one at a time, so its limits
-(bot/outbox_limits.py) are checked against what was just sent; an unlimited
-destination's rows run so per case. One case's later row to a destination waits
-for the next round, after its elder's outcome is written (a card is sent, and its
-handle stored, before its update). The chains run concurrently, at most
-`concurrency` at once.
+turns at SQLite's writer per batch, not one per row. A destination's rows run in
+claim order, one at a time: a person's chat reads as a conversation, and a rate
+limit (bot/outbox_limits.py) is checked against what was just sent. Under a
+`by_case` prefix (the shop channels' APIs) they run so per case instead. One
+case's later row to a destination waits for the next round, after its elder's
+outcome is written (a card is sent, and its handle stored, before its update).
+The chains run concurrently, at most `concurrency` at once.
 """
 
 from __future__ import annotations
@@ -82,6 +82,8 @@ class OutboxWorker:
     each destination under it; the longest matching prefix wins and destinations
     matching none are unlimited. Under a `strict` prefix a dead row holds its case's
     later rows to the same destination until an operator revives or discards it.
+    Under a `by_case` prefix a destination's rows of different cases go out
+    concurrently (an unlimited API, not a person's chat).
     """
 
     def __init__(
@@ -97,6 +99,7 @@ class OutboxWorker:
         preload: PreloadHook | None = None,
         rate_limits: Mapping[str, RateLimit] | None = None,
         strict: tuple[str, ...] = (),
+        by_case: tuple[str, ...] = (),
         rng: random.Random | None = None,
         concurrency: int = 8,
     ) -> None:
@@ -105,6 +108,7 @@ class OutboxWorker:
         self.performers = dict(performers)
         self.clock = clock
         self.strict = strict
+        self.by_case = by_case
         self.outcomes = Outcomes(
             db, settings, RetrySchedule(settings, rng), clock, metrics, on_done, on_dead, preload
         )
@@ -134,15 +138,15 @@ class OutboxWorker:
         log.warning("outbox drain stopped after %d rounds with rows still due", max_rounds)
 
     def _chain(self, msg: OutboxMessage) -> tuple[str, str | None]:
-        """The rows that must run one after another: a rate-limited destination's
-        all (its limits are checked against what was just sent); an unlimited one's
-        per case (the order promised is per case and destination), and its rows of
-        no case together, in the order written (a digest's report, then its chart).
-        So one channel's rows of different cases go out concurrently instead of one
-        round trip each."""
-        if self.limit_for(msg.destination) is not None:
-            return msg.destination, None
-        return msg.destination, msg.case_id
+        """The rows that must run one after another: a destination's all, in the
+        order written (a conversation; a rate limit counting what was just sent),
+        but under a `by_case` prefix without a limit one case's (the order promised
+        is per case and destination; its rows of no case stay together), so a shop
+        channel's rows of different cases go out concurrently instead of one round
+        trip each."""
+        if self.limit_for(msg.destination) is None and msg.destination.startswith(self.by_case):
+            return msg.destination, msg.case_id
+        return msg.destination, None
 
     def limit_for(self, destination: str) -> RateLimit | None:
         """The rate limit of `destination` (longest matching prefix), or None."""

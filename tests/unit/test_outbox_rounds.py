@@ -237,36 +237,42 @@ class Overlap(Recorder):
         return {}
 
 
-async def test_an_unlimited_destination_sends_its_cases_concurrently_each_in_order(
+async def test_a_shop_channel_sends_its_cases_concurrently_a_chat_keeps_its_order(
     db: Database, clock: FakeClock
 ) -> None:
-    """A shop channel's rows of different cases do not wait for each other's round
-    trip; one case's rows still leave in the order written, rows of no case one after
-    another in that order, and a rate-limited destination's all one at a time (its
-    limits count what was just sent)."""
+    """Under a `by_case` prefix (a shop channel's API) rows of different cases do not
+    wait for each other's round trip, and one case's rows still leave in the order
+    written; a person's chat reads as a conversation, so its rows of different cases
+    go one at a time in the order written, and so do a rate-limited destination's
+    (its limits count what was just sent)."""
     channel = await add(db, clock, [("refund", "channel:generic", f"RC-{i}") for i in range(4)])
     later = await add(db, clock, [("refund", "channel:generic", "RC-0")])
     perform = Overlap(expect=4)
-    worker = OutboxWorker(db, OutboxSettings(), {"refund": perform}, clock=clock)
+    worker = OutboxWorker(
+        db, OutboxSettings(), {"refund": perform}, clock=clock, by_case=("channel:",)
+    )
     assert await worker.run_once() == 4
     assert perform.most == 4 and sorted(perform.calls) == channel
     await worker.drain()
     assert perform.calls == [*perform.calls[:4], *later]  # RC-0's second, a round later
 
-    digest = await add(db, clock, [("text", "dingtalk:u1", None)] * 2)  # report, then chart
+    chat = await add(db, clock, [("text", "console:王组长", f"RC-{i}") for i in range(2)])
+    chat += await add(db, clock, [("text", "console:王组长", None)])  # a reply to a click
     perform = Overlap(expect=2, wait=0.2)  # one after the other: each waits out the 0.2 s
-    worker = OutboxWorker(db, OutboxSettings(), {"text": perform}, clock=clock)
-    assert await worker.run_once() == 2
-    assert perform.most == 1 and perform.calls == digest
+    worker = OutboxWorker(db, OutboxSettings(), {"text": perform}, clock=clock,
+                          by_case=("channel:",))  # fmt: skip
+    assert await worker.run_once() == 3
+    assert perform.most == 1 and perform.calls == chat
 
     limited = await add(db, clock, [("text", "wecom:u1", f"RC-{i}") for i in range(3)])
-    perform = Overlap(expect=2, wait=0.2)  # one at a time: each waits out the 0.2 s
+    perform = Overlap(expect=2, wait=0.2)
     worker = OutboxWorker(
         db,
         OutboxSettings(),
         {"text": perform},
         clock=clock,
         rate_limits={"wecom:": RateLimit((Window(30, 60),))},
+        by_case=("wecom:",),  # a limit wins
     )
     assert await worker.run_once() == 3
     assert perform.most == 1 and perform.calls == limited
@@ -309,8 +315,9 @@ async def test_a_slow_far_side_s_backlog_claims_no_more(db: Database, clock: Fak
     """A backlog whose round took long (a slow far side) goes on without the gap but
     claims no more: a bigger claim would outrun its leases."""
     await add(db, clock, [("text", "channel:generic", f"RC-{i}") for i in range(10)])
+    settings = OutboxSettings(batch=5, lease_seconds=1)
     worker = OutboxWorker(
-        db, OutboxSettings(batch=5, lease_seconds=1), {"text": Recorder(pause=0.2)}, clock=clock
+        db, settings, {"text": Recorder(pause=0.2)}, clock=clock, by_case=("channel:",)
     )
     assert await worker.run_once() == 5  # five cases at once, 0.2 s: past 1/8 of the lease
     assert worker.backlogged and worker._claim == 5
