@@ -75,7 +75,7 @@ def rows_of(objects: Iterable[Base], **fixed: Any) -> list[dict[str, Any]]:
 STEP = 50  # rows a write statement on SQLite
 
 
-def steps(session: AsyncSession, rows: Sequence[Any]) -> Iterable[list[Any]]:
+def _parts(session: AsyncSession, rows: Sequence[Any]) -> Iterable[list[Any]]:
     """`rows` STEP at a time on SQLite, all at once on PostgreSQL (none for no rows)."""
     size = STEP if session.get_bind().dialect.name == "sqlite" else max(1, len(rows))
     for start in range(0, len(rows), size):
@@ -83,7 +83,7 @@ def steps(session: AsyncSession, rows: Sequence[Any]) -> Iterable[list[Any]]:
 
 
 async def insert_rows(session: AsyncSession, table: Any, rows: Sequence[dict[str, Any]]) -> None:
-    for part in steps(session, rows):
+    for part in _parts(session, rows):
         await session.execute(insert(table.__table__), part)
 
 
@@ -101,7 +101,7 @@ async def insert_ids(
     columns = [table.__table__.c[k] for k in natural]
     stmt = insert(table.__table__).returning(table.__table__.c.id, *columns)
     found: dict[tuple[Any, ...], int] = {}
-    for part in steps(session, rows):
+    for part in _parts(session, rows):
         found |= {tuple(r[1:]): r[0] for r in await session.execute(stmt, part)}
     if len(found) != len(rows):
         raise ValueError(f"{natural} is not unique among the {table.__tablename__} rows")
@@ -184,7 +184,7 @@ async def set_cards(session: AsyncSession, cards: Sequence[tuple[int, dict[str, 
         return
     table: Any = CardRecord.__table__
     stmt = update(table).where(table.c.id == bindparam("card_id")).values(card=bindparam("built"))
-    for part in steps(session, cards):
+    for part in _parts(session, cards):
         await session.execute(stmt, [{"card_id": i, "built": c} for i, c in part])
 
 
