@@ -31,7 +31,8 @@ class DatabaseSettings:
     timeout_seconds: float = 5.0  # connect, pooled-connection wait, /healthz
     statement_timeout_seconds: float = 10.0  # per statement; SQLite lock waits; 0 = none
     # Group commit (bot/writer.py): at most this many inbound events per transaction,
-    # and on PostgreSQL this many such transactions at once (SQLite has one writer).
+    # and on PostgreSQL up to this many such transactions at once, the extra ones only
+    # for a backlog of full batches (SQLite has one writer).
     write_batch: int = 200
     write_concurrency: int = 4
 

@@ -17,7 +17,12 @@ conflict) send the item round again, as handlers/inbox.py `once` does, so an
 acknowledged event is never dropped.
 
 SQLite has one writer: exactly one task, whose batch takes the write lock once.
-PostgreSQL takes `concurrency` batches at a time (row locks order them).
+On PostgreSQL a second batch (up to `concurrency` at a time) starts only behind a
+full one, for a backlog one batch cannot take. Concurrent batches of new cases take
+turns for the day's case-number counter row anyway, so starting one per wake-up
+only cut batches small: measured with 64 connections on two workers, batches of 7
+instead of 30 cost twice the CPU per webhook and put p99 at 1.6-2.9 s
+(docs/performance.md, sixth pass).
 """
 
 from __future__ import annotations
@@ -80,7 +85,8 @@ class Writer:
         self._kick = kick
         self._fns: dict[str, BatchFn] = {}
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._flying: set[asyncio.Task[None]] = set()  # the extra lanes' batches
         self.accepting = True
 
     @property
@@ -99,9 +105,8 @@ class Writer:
             raise Closed("shutting down")
         if kind not in self._fns:
             raise KeyError(f"no batch function registered for {kind!r}")
-        if not self._tasks:
-            loop = asyncio.get_running_loop()
-            self._tasks = [loop.create_task(self._loop()) for _ in range(self.concurrency)]
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop())
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Item(kind, item, future))
         return await future
@@ -109,28 +114,36 @@ class Writer:
     async def close(self) -> None:
         """Stop accepting, commit and answer what is queued, then stop the tasks."""
         self.accepting = False
-        if self._tasks:
-            await self._queue.join()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
+        if self._task is None:
+            return
+        await self._queue.join()
+        self._task.cancel()
+        await asyncio.gather(self._task, *self._flying, return_exceptions=True)
+        self._task = None
 
     async def _loop(self) -> None:
         while True:
             batch = [await self._queue.get()]
             while len(batch) < self.max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            try:
-                await self._write(batch)
-            except Exception as exc:  # noqa: BLE001 - nobody may hang on a lost answer
-                log.exception("writer: a batch of %d could not be answered", len(batch))
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(exc)
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
+            if len(batch) < self.max_batch or len(self._flying) + 1 >= self.concurrency:
+                await self._run(batch)
+                continue
+            task = asyncio.get_running_loop().create_task(self._run(batch))
+            self._flying.add(task)
+            task.add_done_callback(self._flying.discard)
+
+    async def _run(self, batch: list[_Item]) -> None:
+        try:
+            await self._write(batch)
+        except Exception as exc:  # noqa: BLE001 - nobody may hang on a lost answer
+            log.exception("writer: a batch of %d could not be answered", len(batch))
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+        finally:
+            for _ in batch:
+                self._queue.task_done()
 
     async def _write(self, batch: list[_Item]) -> None:
         try:

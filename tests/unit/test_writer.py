@@ -223,3 +223,49 @@ async def test_an_unavailable_database_fails_the_batch_at_once(db: Database) -> 
     assert all(isinstance(r, TimeoutError) for r in results)
     assert calls == [["a", "b", "c"]], "not retried one by one"
     assert await stored(db) == set()
+
+
+class Overlap(Keys):
+    """Keys that stay in their transaction a moment, counting batches in flight at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = self.most = 0
+
+    async def __call__(self, session: AsyncSession, items: Sequence[str]) -> list[str]:
+        self.now += 1
+        self.most = max(self.most, self.now)
+        try:
+            await asyncio.sleep(0.02)
+            return await super().__call__(session, items)
+        finally:
+            self.now -= 1
+
+
+async def test_a_second_batch_starts_only_behind_a_full_one(db: Database) -> None:
+    """Less than a batch queued: one transaction at a time takes all of it, so batches
+    stay large (concurrent ones only wait for each other's row locks)."""
+    fn = Overlap()
+    writer = Writer(db, max_batch=50, concurrency=4)
+    writer.register("key", fn)
+    first = asyncio.ensure_future(writer.submit("key", "k0"))
+    await asyncio.sleep(0.005)  # k0's batch is in its transaction
+    rest = [f"k{n}" for n in range(1, 30)]
+    await asyncio.gather(first, *(writer.submit("key", item) for item in rest))
+    await writer.close()
+    assert fn.most == 1
+    assert fn.batches == [["k0"], rest]
+    assert len(await stored(db)) == 30
+
+
+async def test_a_backlog_of_full_batches_runs_them_side_by_side(db: Database) -> None:
+    fn = Overlap()
+    writer = Writer(db, max_batch=4, concurrency=3)
+    writer.register("key", fn)
+    items = [f"k{n}" for n in range(16)]
+    results = await asyncio.gather(*(writer.submit("key", item) for item in items))
+    await writer.close()
+    assert results == [f"stored {item}" for item in items]
+    assert all(len(batch) == 4 for batch in fn.batches)
+    assert fn.most == (1 if db.is_sqlite else 3), "SQLite has one writer"
+    assert await stored(db) == set(items)
