@@ -39,16 +39,26 @@ class Received:
 async def put_many(session: AsyncSession, events: Sequence[Received]) -> list[bool]:
     """Record a batch of events as received; per event, True when it is new.
 
-    One check against the handled keys and ONE `INSERT … ON CONFLICT DO NOTHING
-    RETURNING key` for the rest: a key already waiting, or taken by a concurrent
-    transaction, comes back as not new. A key repeated inside the batch is new
-    once, at its first place.
+    One read of the keys handled or already waiting, then ONE `INSERT … ON
+    CONFLICT DO NOTHING RETURNING key` for the rest: a key taken by a concurrent
+    transaction comes back as not new. A key repeated inside the batch is new once,
+    at its first place.
+
+    The read comes first because it never waits: on PostgreSQL an INSERT of a key
+    whose waiting row a handler's transaction is deleting waits for that
+    transaction to end, so one redelivered card click held the whole batch (its
+    webhooks too) behind the click's handling (card-click p99 0.5-1.7 s, p50 60 ms).
     """
     keys = list(dict.fromkeys(event.key for event in events))
-    handled = set(await session.scalars(select(InboxKey.key).where(InboxKey.key.in_(keys))))
+    known = (
+        select(InboxKey.key)
+        .where(InboxKey.key.in_(keys))
+        .union_all(select(InboundEvent.key).where(InboundEvent.key.in_(keys)))
+    )
+    seen = set(await session.scalars(known))
     first: dict[str, Received] = {}
     for event in events:
-        if event.key not in handled:
+        if event.key not in seen:
             first.setdefault(event.key, event)
     fresh: set[str] = set()
     if first:

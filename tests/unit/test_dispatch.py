@@ -7,7 +7,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from bot.dispatch import GRACE, MAX_ATTEMPTS, Dispatcher
 from bot.events import ChatMessage, Sender
@@ -235,6 +235,28 @@ async def test_a_batch_records_each_new_key_once(db: Database) -> None:
     assert set(rows) == {"waiting", "new", "other"}
     assert rows["new"].payload == {"n": "new"} and rows["new"].status == "pending"
     assert rows["new"].next_at == ctx.now() + GRACE and rows["new"].attempts == 0
+
+
+@ONLY_PG
+async def test_a_redelivery_of_an_event_being_handled_is_answered_without_waiting(
+    db: Database,
+) -> None:
+    """The handler's open transaction has deleted the waiting record: recording the
+    redelivery must not wait for it (on PostgreSQL an INSERT of that key would, and
+    the batch's other events with it). `lock_timeout` turns a wait into an error."""
+    ctx, clock = await ticking(db)
+    click = inbound.Received("wecom:click:1", "chat", {}, clock(), GRACE)
+    async with db.transaction() as session:
+        assert await inbound.put_many(session, [click]) == [True]
+    async with db.transaction() as handling:
+        await inbound.done(handling, click.key)  # the row is locked until this commits
+        async with db.transaction() as session:
+            await session.execute(text("SET LOCAL lock_timeout = '2s'"))
+            assert await inbound.put_many(session, [click]) == [False]
+        handling.add(InboxKey(key=click.key, source="wecom", received_at=ctx.now()))
+    async with db.transaction() as session:
+        assert await inbound.put_many(session, [click]) == [False], "handled: still known"
+    assert await counts(db) == (0, 1, 0)
 
 
 async def test_shutdown_records_what_the_writer_held_then_refuses(db: Database) -> None:
