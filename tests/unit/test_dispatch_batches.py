@@ -5,12 +5,13 @@ event still once, a poisoned one failing alone and left for recovery."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.dispatch import GRACE, Dispatcher
+from bot.dispatch import GRACE, HANDLE, SQLITE_HANDLING_BATCH, Dispatcher
 from bot.events import ChatMessage
 from handlers.actions import card_action
 from handlers.commands import chat_message, on_chat_message
@@ -42,6 +43,31 @@ async def test_a_burst_of_texts_is_handled_in_shared_transactions(db: Database) 
     # than the one per event (plus the recording) the handlers took alone.
     assert len(seen) < 10
     assert await counts(db) == (0, 20, 20), "each handled once, its record gone"
+
+
+async def test_on_sqlite_a_handling_batch_stays_small_so_acks_do_not_wait(
+    db: Database,
+) -> None:
+    """SQLite's one write lock: the recording of new events (the acks) waits for the
+    handling transaction that holds it, so handling takes a few events at a time."""
+    ctx, _ = await ticking(db)
+    dispatcher = batching(ctx)
+    sizes: list[int] = []
+    handle = dispatcher._handle_batch
+
+    async def sized(session: AsyncSession, events: Sequence[Any]) -> list[Any]:
+        sizes.append(len(events))
+        return await handle(session, events)
+
+    dispatcher.handling.register(HANDLE, sized)
+    answers = await asyncio.gather(*(dispatcher.accept(help_message(n)) for n in range(20)))
+    await dispatcher.idle()
+    assert answers == [True] * 20 and sum(sizes) == 20
+    if db.is_sqlite:
+        assert max(sizes) <= SQLITE_HANDLING_BATCH < 20
+    else:
+        assert max(sizes) > SQLITE_HANDLING_BATCH, "PostgreSQL records beside a handling batch"
+    assert await counts(db) == (0, 20, 20)
 
 
 async def test_a_duplicate_in_one_batch_takes_effect_once(db: Database) -> None:
