@@ -47,7 +47,8 @@ HANDLE = "inbound.handle"  # the handling writer's kind: recorded events, handle
 # On SQLite a handling batch holds the one write lock the acks' recording waits for,
 # and a click's decision is milliseconds of ORM work on a loop the edges share: 60
 # clicks in one transaction held it 1.2-1.5 s, so the acks queued behind it had a p99
-# of 1.4 s (p50 60 ms). Four at a time: 360 ms. PostgreSQL records beside it.
+# of 1.4 s (p50 60 ms). Four at a time, the acks' p99 was 360 ms in the same harness
+# (docs/performance.md, sixth pass). PostgreSQL records beside a handling batch.
 SQLITE_HANDLING_BATCH = 4
 
 

@@ -16,7 +16,7 @@ the bound instead of waiting it out once per item. Races the database reports
 conflict) send the item round again, as handlers/inbox.py `once` does, so an
 acknowledged event is never dropped.
 
-SQLite has one writer: exactly one task, whose batch takes the write lock once.
+SQLite has one writer: one batch at a time, which takes the write lock once.
 On PostgreSQL a second batch (up to `concurrency` at a time) starts only behind a
 full one, for a backlog one batch cannot take. Concurrent batches of new cases take
 turns for the day's case-number counter row anyway, so starting one per wake-up
@@ -116,7 +116,7 @@ class Writer:
         self.accepting = False
         if self._task is None:
             return
-        await self._queue.join()
+        await self._queue.join()  # every batch answered, the lanes' too: they end with it
         self._task.cancel()
         await asyncio.gather(self._task, *self._flying, return_exceptions=True)
         self._task = None
@@ -126,12 +126,16 @@ class Writer:
             batch = [await self._queue.get()]
             while len(batch) < self.max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            if len(batch) < self.max_batch or len(self._flying) + 1 >= self.concurrency:
-                await self._run(batch)
-                continue
+            # Every batch runs as a task, so one handed to a lane is scheduled before the
+            # newer one the loop then waits for (neither waits for the other's start:
+            # concurrent batches are ordered only by the row locks they take).
             task = asyncio.get_running_loop().create_task(self._run(batch))
-            self._flying.add(task)
-            task.add_done_callback(self._flying.discard)
+            backlog = len(batch) == self.max_batch and not self._queue.empty()
+            if backlog and len(self._flying) + 1 < self.concurrency:
+                self._flying.add(task)
+                task.add_done_callback(self._flying.discard)
+                continue
+            await task
 
     async def _run(self, batch: list[_Item]) -> None:
         try:

@@ -51,7 +51,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 RETRY_SECONDS = 0.005  # the first wait after SQLITE_BUSY; doubling up to 50 ms
-YIELD_AFTER = 0.002  # the loop time a transaction may take between suspensions
+YIELD_AFTER = 0.002  # s since this connection last suspended, before it does again
 BUSY = (sqlite3.SQLITE_BUSY, getattr(sqlite3, "SQLITE_BUSY_RECOVERY", 261))
 
 

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
+from storage import sqlite_inline
 from storage.db import Database, allow_savepoints, is_unavailable
 from storage.sqlite_inline import Checkpointer
 
@@ -195,3 +196,37 @@ async def test_a_committed_write_is_seen_by_another_connection(tmp_path: Path) -
     assert conn.execute("SELECT v FROM t").fetchall() == [("kept",)]
     conn.close()
     await db.dispose()
+
+
+async def test_a_transaction_lets_the_loop_in_once_its_time_is_up(
+    sqlite: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It holds the write lock throughout, and on a busy loop each suspension waits out
+    a whole turn, so it suspends once `YIELD_AFTER` has passed, not per statement."""
+
+    async def turns_during(statements: int) -> int:
+        turns, done = 0, False
+
+        async def spin() -> None:
+            nonlocal turns
+            while not done:
+                turns += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(spin())
+        await asyncio.sleep(0)
+        async with sqlite.transaction() as session:
+            for n in range(statements):
+                await session.execute(text("INSERT INTO t (v) VALUES (:v)"), {"v": str(n)})
+        done = True
+        await task
+        return turns
+
+    monkeypatch.setattr(sqlite_inline, "YIELD_AFTER", 0.0)
+    every = await turns_during(100)
+    monkeypatch.setattr(sqlite_inline, "YIELD_AFTER", 3600.0)
+    seldom = await turns_during(100)
+    assert every >= 100, "a suspension before each statement once the time is up"
+    assert seldom < 10, "none in between"
+    async with sqlite.read() as session:
+        assert await session.scalar(text("SELECT count(*) FROM t")) == 200
