@@ -226,27 +226,26 @@ async def test_an_unavailable_database_fails_the_batch_at_once(db: Database) -> 
 
 
 class Overlap(Keys):
-    """Keys that stay in their transaction until `meet` batches are in it at once (or,
-    with `meet` 0, a moment), counting the batches in flight together."""
+    """Keys whose batches wait in their transaction until `gate` opens (by the test, or
+    once `meet` batches are in at once), counting how many are in flight together."""
 
-    def __init__(self, meet: int = 0) -> None:
+    def __init__(self, meet: int | None = None) -> None:
         super().__init__()
         self.now = self.most = 0
         self.meet = meet
-        self.met = asyncio.Event()
+        self.gate = asyncio.Event()
+        self.entered = asyncio.Event()
         self.started: list[list[str]] = []
 
     async def __call__(self, session: AsyncSession, items: Sequence[str]) -> list[str]:
         self.started.append(list(items))
         self.now += 1
         self.most = max(self.most, self.now)
-        if self.now >= self.meet:
-            self.met.set()
+        self.entered.set()
+        if self.meet is not None and self.now >= self.meet:
+            self.gate.set()
         try:
-            if self.meet:
-                await asyncio.wait_for(self.met.wait(), timeout=30)
-            else:
-                await asyncio.sleep(0.02)
+            await asyncio.wait_for(self.gate.wait(), timeout=30)
             return await super().__call__(session, items)
         finally:
             self.now -= 1
@@ -259,9 +258,12 @@ async def test_a_second_batch_starts_only_behind_a_full_one(db: Database) -> Non
     writer = Writer(db, max_batch=50, concurrency=4)
     writer.register("key", fn)
     first = asyncio.ensure_future(writer.submit("key", "k0"))
-    await asyncio.sleep(0.005)  # k0's batch is in its transaction
+    await fn.entered.wait()  # k0's batch is in its transaction
     rest = [f"k{n}" for n in range(1, 30)]
-    await asyncio.gather(first, *(writer.submit("key", item) for item in rest))
+    pending = [asyncio.ensure_future(writer.submit("key", item)) for item in rest]
+    await asyncio.sleep(0)  # all of them queued behind it
+    fn.gate.set()
+    await asyncio.gather(first, *pending)
     await writer.close()
     assert fn.most == 1
     assert fn.batches == [["k0"], rest]
