@@ -30,7 +30,8 @@ READ), so a page assembled from several SELECTs is consistent. PostgreSQL's pool
 connections are checked before use only when they sat idle or a sibling failed
 (storage/liveness.py), not with a three-round-trip pre-ping at every checkout.
 `ping` has two read-only connections of its own, so /healthz never queues for a
-connection behind page reads.
+connection behind page reads. Write transactions and `ping` close in their own task
+(storage/closing.py), not in the extra task SQLAlchemy's context managers wait for.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import asyncio
 import os
 import socket
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Mapped
 
 from storage import sqlite_inline
+from storage.closing import connection_here, session_here
 from storage.liveness import Liveness
 from storage.writelock import DEFAULT_LANE, WriteLock
 
@@ -176,12 +178,9 @@ class Database:
 
         `lane` names the kind of writer queueing for SQLite's one writer (the outbox
         and the clock have their own, so intake cannot starve them)."""
-        if self.is_sqlite:
-            async with self._writer(lane), self.sessions() as session, session.begin():
-                yield session
-        else:
-            async with self.sessions() as session, session.begin():
-                yield session
+        writer = self._writer(lane) if self.is_sqlite else nullcontext()
+        async with writer, session_here(self.sessions()) as session, session.begin():
+            yield session
 
     @asynccontextmanager
     async def _writer(self, lane: str) -> AsyncIterator[None]:
@@ -228,7 +227,7 @@ class Database:
             return False
 
     async def _select_one(self) -> bool:
-        async with self.health_engine.connect() as conn:
+        async with connection_here(self.health_engine) as conn:
             driver: Any = (await conn.get_raw_connection()).driver_connection
             try:
                 if self.is_sqlite:

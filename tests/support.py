@@ -1,5 +1,6 @@
 """Shared test helpers: settings from a real TOML file, generic-channel signing, the
-CONTRACT example body, row counts for "the database is unchanged", a hand clock.
+CONTRACT example body, row counts for "the database is unchanged", a hand clock, a
+count of the loop's turns.
 
 Signing here is written out from CONTRACT.md on purpose, not imported from
 bot/channels/generic.py: a test that reuses the code under test cannot catch it
@@ -8,11 +9,13 @@ drifting from the contract.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import hmac
 import json
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -213,3 +216,23 @@ class FakeClock:
 
     def timestamp(self) -> int:
         return int(self.now.timestamp())
+
+
+@asynccontextmanager
+async def counting_turns() -> AsyncIterator[Callable[[], int]]:
+    """A task that counts the loop's turns while the block runs; yields the reader."""
+    turns, done = 0, False
+
+    async def spin() -> None:
+        nonlocal turns
+        while not done:
+            turns += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(spin())
+    await asyncio.sleep(0)  # it has started
+    try:
+        yield lambda: turns
+    finally:
+        done = True
+        await task
