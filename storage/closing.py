@@ -10,13 +10,14 @@ session is closed, so every write transaction held it through those turns, idle.
 Measured under 64 connections of intake (docs/performance.md, "Seventh pass"), the
 health check spent three turns in its exit alone.
 
-Here the close runs in the caller's task. It is used where the transaction is over by
-then (committed or rolled back by `session.begin()`, or never begun, as the health
-check's raw `SELECT 1`), so what remains is handing the connection back to its pool:
-on SQLite's inline connections that never suspends, and on PostgreSQL the reset's
-rollback is a no-op without a transaction. Were a cancellation ever to land in a close
-that does suspend, the pool returns the record as failed, not half-reset (its
-`_finalize_fairy` handles a BaseException since SQLAlchemy 2.1's #13699).
+Here the close runs in the caller's task. It is used where nothing is left for it to
+wait on. In `Database.transaction` the connection has already gone back to its pool in
+`session.begin()`'s exit (a commit or rollback ends by closing the session's
+connection), so the close only clears the session's bookkeeping; in the health check
+the raw `SELECT 1` never opens a transaction and its pool resets nothing on return
+(`pool_reset_on_return=None`). Neither suspends, so no cancellation can cut either in
+half: the suspensions that remain (COMMIT, ROLLBACK, an overflow connection closed at
+checkin) are in `session.begin()`'s exit, which SQLAlchemy never shielded either.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ READ), so a page assembled from several SELECTs is consistent. PostgreSQL's pool
 connections are checked before use only when they sat idle or a sibling failed
 (storage/liveness.py), not with a three-round-trip pre-ping at every checkout.
 `ping` has two read-only connections of its own, so /healthz never queues for a
-connection behind page reads. Write transactions and `ping` close in their own task
+connection behind page reads. Write transactions and `ping` close in the caller's task
 (storage/closing.py), not in the extra task SQLAlchemy's context managers wait for.
 """
 
